@@ -1,0 +1,14 @@
+"""lowprec: bit-exact emulation of low-precision arithmetic.
+
+>>> import lowprec as lp
+>>> lp.round([1.0, 464.0, 500.0], "float8_e4m3fn")
+array([  1., 448.,  nan])
+"""
+from .formats import FloatFormat, IntFormat, TableFormat, format, formats, p3109
+from .cast import round, encode, decode, result_dtype
+from .rounding import random_bits
+
+__version__ = "0.1.0"
+
+__all__ = ["FloatFormat", "IntFormat", "TableFormat", "format", "formats", "p3109", "round",
+           "encode", "decode", "result_dtype", "random_bits", "__version__"]

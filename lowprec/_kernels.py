@@ -1,0 +1,298 @@
+"""Numba kernels on bit patterns: the fast path behind ``lp.round``, ``lp.encode``, ``lp.decode``.
+
+Every input is first read as the bits of a *work* float W (float32 or float64, chosen in
+``cast.py`` so that W holds every value of the target format exactly). A value |x| is
+``sig * 2^(E - MW)``; the target grid there has quantum ``2^(max(E, EMIN) - meff)`` where
+``meff`` is the mantissa width of the binade (``MB`` below ``EMIN``: MT with subnormals, 0
+without). Dropping ``sh`` low bits of ``sig`` and deciding the increment from the dropped bits is
+the whole rounding; the result's code magnitude is ``((Et - EMIN) << MT) + (q << (MT - meff)) +
+CODE_BASE``, monotone in |x|, so overflow is one comparison. Integer arithmetic only: no float
+operation can round twice.
+
+Parameters travel as one int64 array ``P`` (indices below) so that one compiled kernel serves
+every format; ``_specialise`` bakes them in as constants for large arrays.
+"""
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+
+U64 = np.uint64
+I64 = np.int64
+
+# rounding modes and stochastic variants (numbering shared with rounding.py)
+RNE, RNA, RZ, UP, DOWN, ODD, SR = 0, 1, 2, 3, 4, 5, 6
+SRFF, SRF, SRC, SRODD = 0, 1, 2, 3
+
+# indices into the parameter array P
+(MW, BW, WSH, MT, EMIN, MB, CODE_BASE, MAXPOS, MAXNEG, KIND, SBIT, CMASK, NEGZ_OK,
+ NAN_POS_C, NAN_NEG_C, NAN_POS_V, NAN_NEG_V,
+ OVF_POS_C, OVF_NEG_C, OVF_POS_V, OVF_NEG_V,
+ SAT_POS_C, SAT_NEG_C, SAT_POS_V, SAT_NEG_V,
+ ZIN_C, ZIN_V, MIN_C, MIN_V, SUBQ_BITS, MODE, SRBITS, VARIANT, NPARAM) = range(34)
+KIND_SIGNMAG, KIND_TWOS, KIND_UNSIGNED = 0, 1, 2
+ERR = -1          # a special code of -1 means "this input cannot be represented": count it
+
+_OPTS = dict(nogil=True, cache=True, inline="always")
+
+
+@nb.njit(**_OPTS)
+def _sr_decide(D, R, r, variant):
+    """Stochastic rounding decision (SPECS.md §2). ``D``: the discarded fraction d as 0.64
+    fixed point (bit 0 sticky), ``R``: r uniform random bits. True = round away from zero."""
+    if variant == SRFF:
+        if r == 64:
+            return D + R < D                       # carry out of 64 bits
+        t = D >> U64(64 - r)
+        return t + R >= (U64(1) << U64(r))
+    if variant == SRF:
+        t2 = D >> U64(63 - r)
+        return t2 + U64(2) * R + U64(1) >= (U64(1) << U64(r + 1))
+    k = U64(64 - r)
+    t = D >> k
+    rr = D & ((U64(1) << k) - U64(1))
+    if variant == SRC:
+        h = U64(1) << (k - U64(1))
+        if rr > h or (rr == h and (t & U64(1)) == U64(1)):
+            t += U64(1)
+    else:                                          # SR-odd: round d to r bits, to odd
+        if rr != U64(0):
+            t |= U64(1)
+    return t + R >= (U64(1) << U64(r))
+
+
+@nb.njit(**_OPTS)
+def _round_bits(ub, rw, P):
+    """Round one input (W bits ``ub`` as int64, random word ``rw`` as uint64) to the format
+    described by ``P``. Returns (code, W bits of the value); code ERR if not representable."""
+    mw = P[MW]
+    s = (ub >> P[WSH]) & 1
+    a = ub & ((I64(1) << P[WSH]) - 1)
+    winf = ((I64(1) << (P[WSH] - mw)) - 1) << mw
+    if a >= winf:
+        if a > winf:                                               # NaN input
+            if s:
+                return P[NAN_NEG_C], P[NAN_NEG_V]
+            return P[NAN_POS_C], P[NAN_POS_V]
+        if s:                                                      # +-Inf: overflow away
+            return P[OVF_NEG_C], P[OVF_NEG_V]
+        return P[OVF_POS_C], P[OVF_POS_V]
+    ew = a >> mw
+    sig = (a & ((I64(1) << mw) - 1)) | (I64(ew != 0) << mw)
+    E = max(ew, I64(1)) - P[BW]
+    emin = P[EMIN]
+    below = E < emin
+    Et = max(E, emin)
+    meff = P[MB] if below else P[MT]
+    sh = mw - meff + (Et - E)
+    shc = min(sh, mw + 2)
+    q = sig >> shc
+    rem = sig & ((I64(1) << shc) - 1)
+    half = (I64(1) << shc) >> 1
+    mode = P[MODE]
+    inc = False
+    if rem != 0:
+        if mode == RNE:
+            inc = rem > half or (rem == half and (q & 1) == 1)
+        elif mode == RNA:
+            inc = rem >= half
+        elif mode == UP:
+            inc = s == 0
+        elif mode == DOWN:
+            inc = s == 1
+        elif mode == ODD:
+            inc = (q & 1) == 0
+        elif mode == SR:
+            if sh <= 64:
+                D = U64(rem) << U64(64 - sh)
+            else:
+                k = min(sh - 64, I64(63))
+                D = (U64(sig) >> U64(k)) | U64((sig & ((I64(1) << k) - 1)) != 0)
+            r = P[SRBITS]
+            R = rw if r == 64 else rw & ((U64(1) << U64(r)) - U64(1))
+            inc = _sr_decide(D, R, r, P[VARIANT])
+    q += I64(inc)
+    cm = ((Et - emin) << P[MT]) + (q << (P[MT] - meff)) + P[CODE_BASE]
+    maxm = P[MAXNEG] if s else P[MAXPOS]
+    if cm > maxm or (s == 1 and maxm < 0):
+        # overflow: toward Inf when the rounding went away from zero (IEEE 754 §7.4)
+        away = mode == RNE or mode == RNA or mode == SR or (mode == UP and s == 0) or (
+            mode == DOWN and s == 1)
+        if away:
+            if s:
+                return P[OVF_NEG_C], P[OVF_NEG_V]
+            return P[OVF_POS_C], P[OVF_POS_V]
+        if s:
+            return P[SAT_NEG_C], P[SAT_NEG_V]
+        return P[SAT_POS_C], P[SAT_POS_V]
+    if cm <= 0:
+        if cm < 0 or P[CODE_BASE] < 0:                   # format without zero (E8M0)
+            if a == 0:
+                return P[ZIN_C], P[ZIN_V]
+            return P[MIN_C], P[MIN_V]
+        neg = s == 1 and P[NEGZ_OK] == 1
+        return (I64(1) << P[SBIT]) if neg else I64(0), (I64(1) << P[WSH]) if neg else I64(0)
+    if below:
+        v = np.float64(q) * np.int64(P[SUBQ_BITS]).view(np.float64)
+        vb = np.float64(v).view(np.int64) if mw == 52 else I64(np.float32(v).view(np.int32))
+    else:
+        vb = ((Et + P[BW] - 1) << mw) + (q << (mw - P[MT]))
+    kind = P[KIND]
+    if kind == KIND_TWOS:
+        code = ((-cm) & P[CMASK]) if s else cm
+    else:
+        code = cm | (s << P[SBIT]) if kind == KIND_SIGNMAG else cm
+    return code, vb | (s << P[WSH])
+
+
+@nb.njit(cache=True, inline="always")
+def _mulhilo(a, b):
+    p = U64(a) * U64(b)
+    return np.uint32(p >> U64(32)), np.uint32(p & U64(0xFFFFFFFF))
+
+
+@nb.njit(cache=True)
+def philox4x32(c0, c1, c2, c3, k0, k1):
+    """Philox4x32-10 (Salmon et al., SC'11), the generator of Triton's ``tl.randint``: key
+    (k0, k1), counter (c0..c3); returns the four output words."""
+    c0, c1, c2, c3 = np.uint32(c0), np.uint32(c1), np.uint32(c2), np.uint32(c3)
+    k0, k1 = np.uint32(k0), np.uint32(k1)
+    for _ in range(10):
+        hi0, lo0 = _mulhilo(np.uint32(0xD2511F53), c0)
+        hi1, lo1 = _mulhilo(np.uint32(0xCD9E8D57), c2)
+        c0, c1, c2, c3 = hi1 ^ c1 ^ k0, lo1, hi0 ^ c3 ^ k1, lo0
+        k0 = np.uint32(k0 + np.uint32(0x9E3779B9))
+        k1 = np.uint32(k1 + np.uint32(0xBB67AE85))
+    return c0, c1, c2, c3
+
+
+@nb.njit(cache=True, inline="always")
+def _seed_word(seed, index, wide):
+    """Random word of element ``index`` for ``seed``: Philox4x32-10 with key (seed_lo, seed_hi)
+    and counter (index_lo, index_hi, 0, 0); word 0 (| word 1 << 32 when ``wide``)."""
+    w0, w1, _, _ = philox4x32(U64(index) & U64(0xFFFFFFFF), U64(index) >> U64(32), 0, 0,
+                              U64(seed) & U64(0xFFFFFFFF), U64(seed) >> U64(32))
+    if wide:
+        return U64(w0) | (U64(w1) << U64(32))
+    return U64(w0)
+
+
+@nb.njit(cache=True, parallel=True)
+def round_array(xb, P, rsrc, rbits, seed, offset, want_code, out, errs):
+    """Round every element of ``xb`` (W bits, 1-D). ``rsrc``: 0 no random bits, 1 ``rbits``
+    (same length), 2 Philox from ``seed`` at flat index ``offset + i``. Writes codes
+    (``want_code``) or W bits into ``out``; counts unrepresentable inputs into ``errs[0]``."""
+    n = xb.shape[0]
+    wide = P[MW] == 52
+    nerr = 0
+    for i in nb.prange(n):
+        rw = U64(0)
+        if rsrc == 1:
+            rw = U64(rbits[i])
+        elif rsrc == 2:
+            rw = _seed_word(seed, offset + i, wide)
+        code, vb = _round_bits(I64(xb[i]), rw, P)
+        if code == ERR:
+            nerr += 1
+        out[i] = code if want_code else vb
+    errs[0] = nerr
+
+
+@nb.njit(cache=True, parallel=True)
+def random_words(seed, offset, n, wide, out):
+    """The random words the seeded generator gives elements ``offset .. offset+n-1``."""
+    for i in nb.prange(n):
+        out[i] = _seed_word(seed, offset + i, wide)
+
+
+# ---- table formats (tapered: HiFloat8) ------------------------------------------------------
+
+@nb.njit(**_OPTS)
+def _round_table(ub, rw, TV, TC, P):
+    """Round float64 bits ``ub`` to a table format. ``TV``: float64 bits (as int64) of the
+    non-negative finite values ascending, then the overflow value; ``TC``: their codes.
+    Ties to even/odd look at the code's last bit. Same P layout for specials and mode."""
+    s = (ub >> 63) & 1
+    a = ub & ((I64(1) << 63) - 1)
+    winf = I64(0x7FF) << 52
+    if a >= winf:
+        if a > winf:
+            if s:
+                return P[NAN_NEG_C], P[NAN_NEG_V]
+            return P[NAN_POS_C], P[NAN_POS_V]
+        if s:
+            return P[OVF_NEG_C], P[OVF_NEG_V]
+        return P[OVF_POS_C], P[OVF_POS_V]
+    n = TV.shape[0] - 1                       # finite values; TV[n] is the overflow value
+    j = np.searchsorted(TV, a, side="right") - 1
+    mode = P[MODE]
+    pick = j
+    if j >= n:
+        pick = n                              # at or beyond the overflow value
+    elif TV[j] != a:
+        lo = np.int64(TV[j]).view(np.float64)
+        hi = np.int64(TV[j + 1]).view(np.float64)
+        x = np.int64(a).view(np.float64)
+        mid = (lo + hi) * 0.5
+        up = False
+        if mode == RNE:
+            up = x > mid or (x == mid and (TC[j] & 1) == 1)
+        elif mode == RNA:
+            up = x >= mid
+        elif mode == UP:
+            up = s == 0
+        elif mode == DOWN:
+            up = s == 1
+        elif mode == ODD:
+            up = (TC[j] & 1) == 0
+        elif mode == SR:
+            f = (x - lo) / (hi - lo) * 18446744073709551616.0
+            D = U64(f) if f < 18446744073709551616.0 else U64(0xFFFFFFFFFFFFFFFF)
+            if f < 9007199254740992.0 and np.float64(D) != f:
+                D |= U64(1)
+            r = P[SRBITS]
+            R = rw if r == 64 else rw & ((U64(1) << U64(r)) - U64(1))
+            up = _sr_decide(D, R, r, P[VARIANT])
+        if up:
+            pick = j + 1
+    if pick >= n:
+        away = mode == RNE or mode == RNA or mode == SR or (mode == UP and s == 0) or (
+            mode == DOWN and s == 1)
+        if away:
+            if s:
+                return P[OVF_NEG_C], P[OVF_NEG_V]
+            return P[OVF_POS_C], P[OVF_POS_V]
+        if s:
+            return P[SAT_NEG_C], P[SAT_NEG_V]
+        return P[SAT_POS_C], P[SAT_POS_V]
+    code = TC[pick]
+    vb = TV[pick]
+    if vb == 0:
+        neg = s == 1 and P[NEGZ_OK] == 1
+        return (code | (I64(1) << P[SBIT])) if neg else code, (I64(1) << 63) if neg else I64(0)
+    return code | (s << P[SBIT]), vb | (s << 63)
+
+
+@nb.njit(cache=True, parallel=True)
+def round_table_array(xb, TV, TC, P, rsrc, rbits, seed, offset, want_code, out, errs):
+    """``round_array`` for table formats (float64 work type)."""
+    n = xb.shape[0]
+    nerr = 0
+    for i in nb.prange(n):
+        rw = U64(0)
+        if rsrc == 1:
+            rw = U64(rbits[i])
+        elif rsrc == 2:
+            rw = _seed_word(seed, offset + i, True)
+        code, vb = _round_table(I64(xb[i]), rw, TV, TC, P)
+        if code == ERR:
+            nerr += 1
+        out[i] = code if want_code else vb
+    errs[0] = nerr
+
+
+@nb.njit(cache=True, parallel=True)
+def decode_array(codes, lut, out):
+    """Decode by table lookup: ``out[i] = lut[codes[i]]`` (formats of at most 16 bits)."""
+    for i in nb.prange(codes.shape[0]):
+        out[i] = lut[codes[i]]

@@ -1,0 +1,108 @@
+"""Rounding modes, overflow policies, and the random bits of stochastic rounding.
+
+Modes (IEEE 754-2019 §4.3 plus round-to-odd and stochastic rounding):
+
+* ``nearest_even`` (default), ``nearest_away``: nearest value, ties to even code / away from 0.
+* ``toward_zero``, ``up`` (toward +inf), ``down`` (toward -inf).
+* ``odd``: if inexact, the neighbour whose last code bit is 1 (round-to-odd).
+* ``stochastic``: between neighbours lo < |x| < hi with discarded fraction d = (|x|-lo)/ulp,
+  round away from zero iff (SPECS.md §2, definitions as in gfloat's round.py):
+
+  ==========  ==========================================================
+  ``srff``    floor(d 2^r) + R >= 2^r       (truncate d to r bits; the default: what
+              hardware does when it adds r random bits below the last kept bit and truncates)
+  ``srf``     floor(d 2^(r+1)) + 2R + 1 >= 2^(r+1)
+  ``src``     rne(d 2^r) + R >= 2^r         (round d to r bits, nearest-even)
+  ``sr_odd``  rto(d 2^r) + R >= 2^r         (round d to r bits, to odd)
+  ==========  ==========================================================
+
+  with R the low r bits of the element's random word. ``sr_bits=None`` is exact stochastic
+  rounding: r is the whole random word, 32 bits for inputs of at most 32 bits and 64 for
+  float64, so P(away) = d exactly whenever d has at most r bits (every input whose magnitude is
+  at least the format's smallest normal; deeper in the subnormal range d is truncated to r bits).
+
+Random words come from ``rbits=`` (unsigned integers broadcastable to x) or from ``seed=``:
+Philox4x32-10 keyed by (seed mod 2^32, seed >> 32) at counter (i mod 2^32, i >> 32, 0, 0) with i
+the element's flat C-order index; word 0 is the random word (word 1 supplies the high half of a
+64-bit word). This is exactly Triton's ``tl.randint(seed, i)``, and is a pure function of
+(seed, index), so results do not depend on shape, chunking or backend.
+
+Overflow policies (what replaces a result whose magnitude exceeds ``fmt.max``):
+
+* ``"inf"``: IEEE 754 §7.4: +-Inf when the rounding went away from zero (nearest, stochastic,
+  ``up`` for x > 0, ``down`` for x < 0), else +-max. Needs a format with Inf.
+* ``"nan"``: the same, with NaN in place of Inf. Needs a format with NaN.
+* ``"saturate"``: +-max always; +-Inf inputs also become +-max (P3109 SatFinite, torch's fp8 cast).
+* ``None``: the format's natural behaviour: ``"inf"`` if it has Inf, else ``"nan"`` if it has NaN,
+  else ``"saturate"``; this equals ml_dtypes ``astype`` for every ml_dtypes float format.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import _kernels as K
+
+MODES = {
+    "nearest_even": K.RNE, "nearest_away": K.RNA, "toward_zero": K.RZ, "up": K.UP,
+    "down": K.DOWN, "odd": K.ODD, "stochastic": K.SR,
+}
+MODE_ALIASES = {
+    "rne": "nearest_even", "rn": "nearest_even", "nearest": "nearest_even",
+    "rna": "nearest_away", "rz": "toward_zero", "rtz": "toward_zero", "trunc": "toward_zero",
+    "ru": "up", "ceil": "up", "rd": "down", "floor": "down", "rto": "odd", "sr": "stochastic",
+}
+VARIANTS = {"srff": K.SRFF, "srf": K.SRF, "src": K.SRC, "sr_odd": K.SRODD}
+OVERFLOWS = (None, "saturate", "inf", "nan")
+
+__all__ = ["MODES", "VARIANTS", "OVERFLOWS", "random_bits", "philox4x32"]
+
+
+def mode_name(rounding) -> str:
+    """Canonical name of a rounding mode (accepts the aliases rne, rz, ru, rd, rto, sr...)."""
+    if not isinstance(rounding, str):
+        raise TypeError(f"rounding must be a string, got {rounding!r}; allowed: {list(MODES)}")
+    key = rounding.strip().lower()
+    key = MODE_ALIASES.get(key, key)
+    if key not in MODES:
+        raise ValueError(f"rounding={rounding!r} is not a rounding mode; allowed: {list(MODES)} "
+                         f"(aliases {sorted(MODE_ALIASES)})")
+    return key
+
+
+def check_overflow(overflow, fmt) -> str:
+    """Resolve ``overflow`` (None = natural) for ``fmt`` and check the format can do it."""
+    if overflow not in OVERFLOWS:
+        raise ValueError(f"overflow={overflow!r} is not allowed; choose one of {OVERFLOWS}")
+    if overflow is None:
+        return "inf" if fmt.has_inf else "nan" if fmt.has_nan else "saturate"
+    if overflow == "inf" and not fmt.has_inf:
+        raise ValueError(f"overflow='inf' but {fmt.name} has no Inf; use 'saturate'"
+                         + (" or 'nan'" if fmt.has_nan else ""))
+    if overflow == "nan" and not fmt.has_nan:
+        raise ValueError(f"overflow='nan' but {fmt.name} has no NaN; use 'saturate'"
+                         + (" or 'inf'" if fmt.has_inf else ""))
+    return overflow
+
+
+def check_seed(seed) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(f"seed must be an int in [0, 2^64), got {seed!r}")
+    if not 0 <= int(seed) < 2**64:
+        raise ValueError(f"seed={seed} is out of range: allowed 0 <= seed < 2^64")
+    return int(seed)
+
+
+def philox4x32(counter, key):
+    """Philox4x32-10 of one 4-word ``counter`` and 2-word ``key``; returns 4 uint32 words."""
+    return tuple(int(w) for w in K.philox4x32(*[int(c) for c in counter], *[int(k) for k in key]))
+
+
+def random_bits(seed, shape, wide=False, offset=0) -> np.ndarray:
+    """The random words ``seed=`` gives an array of ``shape``: uint32 (uint64 if ``wide``).
+    Element i (flat C order) gets Philox4x32-10(key=(seed_lo, seed_hi),
+    counter=(i_lo, i_hi, 0, 0)) word 0 (| word 1 << 32)."""
+    seed = check_seed(seed)
+    n = int(np.prod(shape, dtype=np.int64))
+    out = np.empty(n, dtype=np.uint64)
+    K.random_words(np.uint64(seed), np.int64(offset), n, bool(wide), out)
+    return out.astype(np.uint64 if wide else np.uint32).reshape(shape)

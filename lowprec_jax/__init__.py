@@ -1,0 +1,1 @@
+"""JAX adapter (issue 5): not implemented yet; importing it says so."""

@@ -1,0 +1,1 @@
+"""PyTorch adapter (issue 6): not implemented yet; importing it says so."""
