@@ -247,6 +247,7 @@ def _params(fmt, W, mode, policy, natural, r, variant) -> np.ndarray:
         P[K.MT], P[K.EMIN], P[K.MB] = mt, emin, mt
         P[K.MAXPOS], P[K.MAXNEG] = fmt.max_int, -fmt.min_int
         P[K.KIND] = K.KIND_TWOS if fmt.signed else K.KIND_UNSIGNED
+        P[K.SUBQ_BITS] = np.array([math.ldexp(1.0, -fmt.frac_bits)]).view(np.int64)[0]
     elif isinstance(fmt, FloatFormat):
         mt = fmt.man_bits
         mb = mt if fmt.subnormals else 0

@@ -1,0 +1,87 @@
+"""Oracle tables for the formats under test, built from their parameters (not lowprec's code)."""
+from fractions import Fraction
+
+import numpy as np
+
+import oracle
+
+# name -> oracle table, from the parameters in SPECS.md §1
+SPEC_TABLES = {
+    "float8_e5m2": lambda: oracle.float_table(5, 2, 15),
+    "float8_e4m3fn": lambda: oracle.float_table(4, 3, 7, inf=None, nan="max_code"),
+    "float8_e4m3fnuz": lambda: oracle.float_table(4, 3, 8, inf=None, nan="neg_zero"),
+    "float8_e5m2fnuz": lambda: oracle.float_table(5, 2, 16, inf=None, nan="neg_zero"),
+    "float8_e4m3b11fnuz": lambda: oracle.float_table(4, 3, 11, inf=None, nan="neg_zero"),
+    "float8_e4m3": lambda: oracle.float_table(4, 3, 7),
+    "float8_e3m4": lambda: oracle.float_table(3, 4, 3),
+    "float6_e3m2fn": lambda: oracle.float_table(3, 2, 3, inf=None, nan=None),
+    "float6_e2m3fn": lambda: oracle.float_table(2, 3, 1, inf=None, nan=None),
+    "float4_e2m1fn": lambda: oracle.float_table(2, 1, 1, inf=None, nan=None),
+    "float8_e8m0fnu": lambda: oracle.float_table(8, 0, 127, signed=False, subnormals=False,
+                                                 inf=None, nan="max_code", zero=False),
+    "ue4m3": lambda: oracle.float_table(4, 3, 7, signed=False, inf=None, nan="max_code"),
+    "float16": lambda: oracle.float_table(5, 10, 15),
+    "bfloat16": lambda: oracle.float_table(8, 7, 127),
+    # P3109 (bias 2^(K-P-1) signed / 2^(K-P) unsigned; NaN 0x80 / 0xFF; Inf at the top codes)
+    "binary8p3se": lambda: oracle.float_table(5, 2, 16, inf="max_code", nan="neg_zero"),
+    "binary8p4sf": lambda: oracle.float_table(4, 3, 8, inf=None, nan="neg_zero"),
+    "binary8p3ue": lambda: oracle.float_table(6, 2, 32, signed=False, inf="max_code",
+                                              nan="max_code"),
+    "binary8p1uf": lambda: oracle.float_table(8, 0, 128, signed=False, inf=None, nan="max_code"),
+    "int8": lambda: oracle.int_table(8),
+    "int4": lambda: oracle.int_table(4),
+    "uint4": lambda: oracle.int_table(4, signed=False),
+    "mxint8_element": lambda: oracle.int_table(8, frac_bits=6, symmetric=True),
+}
+SMALL = [n for n in SPEC_TABLES if n not in ("float16", "bfloat16")]
+ML_DTYPES = ["float8_e5m2", "float8_e4m3fn", "float8_e4m3fnuz", "float8_e5m2fnuz",
+             "float8_e4m3b11fnuz", "float8_e4m3", "float8_e3m4", "float6_e3m2fn",
+             "float6_e2m3fn", "float4_e2m1fn", "float8_e8m0fnu"]
+
+_cache = {}
+
+
+def table(name):
+    if name not in _cache:
+        _cache[name] = SPEC_TABLES[name]()
+    return _cache[name]
+
+
+def oracle_float(code, t, dtype):
+    """The oracle's value for a code as ``dtype`` bits (NaN: quiet, sign of the code's top bit
+    for signed formats, as ml_dtypes decodes)."""
+    v = t.values.get(code)
+    if v == "nan" or v is None:
+        neg = t.signed and (code >> (t.bits - 1)) & 1
+        return np.array(-np.nan if neg else np.nan, dtype=dtype)
+    if v == "inf":
+        return np.array(np.inf, dtype=dtype)
+    if v == "-inf":
+        return np.array(-np.inf, dtype=dtype)
+    if code == t.neg_zero:
+        return np.array(-0.0, dtype=dtype)
+    assert isinstance(v, Fraction)
+    f = float(v)
+    assert Fraction(f) == v
+    return np.array(f, dtype=dtype)
+
+
+_lut_cache = {}
+
+
+def oracle_floats(codes, t, dtype):
+    """Vectorised ``oracle_float`` (negative codes, the oracle's 'no code', give 0)."""
+    key = (id(t), np.dtype(dtype).str)
+    if key not in _lut_cache:
+        n = 1 << t.bits
+        _lut_cache[key] = np.array([oracle_float(c, t, dtype) for c in range(n)], dtype=dtype)
+    return _lut_cache[key][np.maximum(codes, 0)]
+
+
+def all_f16():
+    return np.arange(65536, dtype=np.uint16).view(np.float16)
+
+
+def all_bf16():
+    import ml_dtypes
+    return np.arange(65536, dtype=np.uint16).view(ml_dtypes.bfloat16)

@@ -1,0 +1,109 @@
+"""Exhaustive checks against the independent oracle (tests/oracle.py)."""
+import random
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+import lowprec as lp
+import oracle
+from conftest import bits
+from helpers import SMALL, SPEC_TABLES, all_bf16, all_f16, oracle_float, oracle_floats, table
+
+POLICIES = (None, "saturate", "inf", "nan")
+
+
+def _policies(name):
+    fmt = lp.format(name)
+    return [p for p in POLICIES if p is None or p == "saturate" or (p == "inf" and fmt.has_inf)
+            or (p == "nan" and fmt.has_nan)] if not isinstance(fmt, lp.IntFormat) else [None]
+
+
+@pytest.mark.parametrize("name", list(SPEC_TABLES))
+def test_every_code_decodes_to_the_oracle_value(name):
+    fmt, t = lp.format(name), table(name)
+    codes = np.arange(1 << fmt.bits)
+    valid = np.array([c in t.values for c in codes])
+    got = lp.decode(codes[valid], fmt, dtype=np.float64)
+    want = np.array([oracle_float(c, t, np.float64) for c in codes[valid]])
+    assert (bits(got) == bits(want)).all()
+
+
+@pytest.mark.parametrize("name", list(SPEC_TABLES))
+def test_every_value_encodes_back_to_its_code(name):
+    fmt, t = lp.format(name), table(name)
+    codes = np.array([c for c, v in t.values.items() if isinstance(v, Fraction)])
+    vals = lp.decode(codes, fmt, dtype=np.float64)
+    back = lp.encode(vals, fmt)
+    canonical = np.array([t.code_of[v] if not (v == 0 and c == t.neg_zero) else c
+                          for c, v in ((c, t.values[c]) for c in codes)])
+    assert (back == canonical).all()
+
+
+@pytest.mark.parametrize("name", SMALL)
+@pytest.mark.parametrize("mode", oracle.MODES)
+def test_all_float16_and_bfloat16_inputs(name, mode):
+    t = table(name)
+    for x in (all_f16(), all_bf16()):
+        with np.errstate(invalid="ignore"):
+            x64 = x.astype(np.float64)
+        for policy in _policies(name):
+            want = oracle.round_table_f64(x64, t, mode, policy)
+            ok = want >= 0
+            if ok.all():
+                got = lp.encode(x, name, mode, policy)
+                assert (got.astype(np.int64) == want).all(), (policy, _first_bad(x, got, want))
+            else:
+                # an unrepresentable input (NaN into a format without NaN) must raise
+                with pytest.raises(ValueError, match="NaN"):
+                    lp.encode(x, name, mode, policy)
+                got = lp.encode(x[ok], name, mode, policy)
+                assert (got.astype(np.int64) == want[ok]).all(), policy
+
+
+def _first_bad(x, got, want):
+    i = int(np.flatnonzero(got.astype(np.int64) != want)[0])
+    return f"x={float(x[i])!r} got {int(got[i]):#x} want {int(want[i]):#x}"
+
+
+def _midpoints_f32(t):
+    fin = [float(v) for v in t.finite] + [float(t.virtual_hi)]
+    if t.virtual_lo is not None:
+        fin = [float(t.virtual_lo)] + fin
+    fin = np.array(fin)
+    mids = ((fin[:-1] + fin[1:]) / 2).astype(np.float32)
+    pts = np.concatenate([mids, fin.astype(np.float32)])
+    pts = np.concatenate([pts, np.nextafter(pts, np.float32(np.inf)),
+                          np.nextafter(pts, np.float32(-np.inf))])
+    pts = pts[np.isfinite(pts)]
+    return np.concatenate([pts, -pts]).astype(np.float32)
+
+
+@pytest.mark.parametrize("name", list(SPEC_TABLES))
+@pytest.mark.parametrize("mode", oracle.MODES)
+def test_float32_midpoints_and_neighbours(name, mode):
+    t = table(name)
+    x = _midpoints_f32(t)
+    for policy in _policies(name):
+        want = oracle.round_table_f64(x.astype(np.float64), t, mode, policy)
+        got = lp.encode(x, name, mode, policy)
+        assert (got.astype(np.int64) == want).all(), (policy, _first_bad(x, got, want))
+        # and the value form: round == oracle value, in float64 bits
+        vals = lp.round(x.astype(np.float64), name, mode, policy)
+        exp = oracle_floats(want, t, np.float64)
+        assert (bits(vals) == bits(exp)).all()
+
+
+@pytest.mark.parametrize("name", list(SPEC_TABLES))
+def test_vectorised_oracle_agrees_with_the_rational_oracle(name):
+    t = table(name)
+    rng = random.Random(name)
+    x = _midpoints_f32(t)
+    xs = [float(v) for v in rng.sample(list(x), min(len(x), 120))] + [0.0, -0.0, np.inf,
+                                                                       -np.inf, np.nan]
+    for mode in oracle.MODES:
+        for policy in _policies(name):
+            fast = oracle.round_table_f64(np.array(xs), t, mode, policy)
+            for xi, f in zip(xs, fast):
+                slow = oracle.round_exact(oracle.to_fraction(xi), t, mode, policy)
+                assert (-1 if slow is None else slow) == f, (xi, mode, policy)
