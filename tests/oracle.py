@@ -242,7 +242,8 @@ def _even(lo, ulp, t):
     if t.parity == "code":
         if lo in t.code_of:
             return t.code_of[lo] % 2 == 0
-        return False
+        # a virtual value continues the code sequence: the opposite parity of its neighbour
+        return t.code_of[t.min if lo < 0 else t.max] % 2 == 1
     return (abs(lo) / ulp) % 2 == 0
 
 
@@ -302,7 +303,7 @@ def round_table_f64(x, t, mode, policy=None):
     exact = xf == lo
     ulp = hi - lo
     if t.parity == "code":
-        even_lo = (clo % 2) == 0
+        even_lo = np.where(clo >= 0, clo % 2 == 0, t.code_of[t.min] % 2 == 1)
     else:
         with np.errstate(invalid="ignore", divide="ignore"):
             even_lo = np.fmod(np.abs(lo) / ulp, 2.0) == 0
