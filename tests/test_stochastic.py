@@ -1,0 +1,97 @@
+"""Stochastic rounding: every random value enumerated against the oracle's definition; the
+seeded counter-based generator."""
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+import lowprec as lp
+import oracle
+from conftest import bits
+from helpers import table
+
+KAT = [  # Random123 kat_vectors for Philox4x32-10: (counter, key, output)
+    ((0, 0, 0, 0), (0, 0), (0x6627E8D5, 0xE169C58D, 0xBC57AC4C, 0x9B00DBD8)),
+    ((0xFFFFFFFF,) * 4, (0xFFFFFFFF,) * 2, (0x408F276D, 0x41C83B0E, 0xA20BC7C6, 0x6D5451FD)),
+    ((0x243F6A88, 0x85A308D3, 0x13198A2E, 0x03707344), (0xA4093822, 0x299F31D0),
+     (0xD16CFE09, 0x94FDCCEB, 0x5001E420, 0x24126EA1)),
+]
+
+
+@pytest.mark.parametrize("counter,key,out", KAT)
+def test_philox_known_answers(counter, key, out):
+    from lowprec.rounding import philox4x32
+    assert philox4x32(counter, key) == out
+
+
+def test_seeded_words_are_philox_at_the_flat_index():
+    from lowprec.rounding import philox4x32
+    seed = 0x1234_5678_9ABC_DEF0
+    w = lp.random_bits(seed, (3, 5))
+    w64 = lp.random_bits(seed, (15,), wide=True)
+    for i in range(15):
+        o = philox4x32((i, 0, 0, 0), (seed & 0xFFFFFFFF, seed >> 32))
+        assert int(w.reshape(-1)[i]) == o[0]
+        assert int(w64[i]) == o[0] | (o[1] << 32)
+
+
+SR_CASES = ["float8_e4m3fn", "float4_e2m1fn", "float8_e5m2", "bfloat16", "int8",
+            "float8_e8m0fnu", "binary8p3se"]
+
+
+@pytest.mark.parametrize("name", SR_CASES)
+@pytest.mark.parametrize("variant", ["srff", "srf", "src", "sr_odd"])
+@pytest.mark.parametrize("r", [1, 2, 3, 5, 8])
+def test_every_random_value_against_the_definition(name, variant, r):
+    t = table(name)
+    rng = np.random.default_rng(r)
+    fin = np.array([float(v) for v in t.finite])
+    lo = fin[rng.integers(0, len(fin) - 1, 12)]
+    x = (lo + (np.roll(fin, -1)[np.searchsorted(fin, lo)] - lo) * rng.random(12)).astype(
+        np.float32)
+    x = np.concatenate([x, -x, np.float32([fin[-1] * 1.01])])
+    R = np.arange(2**r, dtype=np.uint32)
+    for xi in x:
+        got = lp.encode(np.full(R.shape, xi, np.float32), name, "stochastic", sr_bits=r,
+                        sr_variant=variant, rbits=R)
+        want = [oracle.round_exact(oracle.to_fraction(xi), t, "stochastic", None,
+                                   sr=(int(Ri), r, variant)) for Ri in R]
+        assert got.tolist() == want, float(xi)
+
+
+@pytest.mark.parametrize("name", ["float8_e4m3fn", "bfloat16", "float4_e2m1fn"])
+def test_exact_sr_uses_the_whole_random_word(name):
+    t = table(name)
+    rng = np.random.default_rng(7)
+    x32 = rng.normal(size=200).astype(np.float32)
+    R32 = rng.integers(0, 2**32, 200, dtype=np.uint64).astype(np.uint32)
+    got = lp.encode(x32, name, "stochastic", rbits=R32)
+    want = [oracle.round_exact(Fraction(float(a)), t, "stochastic", None, sr=(int(b), 32, "srff"))
+            for a, b in zip(x32, R32)]
+    assert got.tolist() == want
+    x64 = rng.normal(size=200)
+    R64 = rng.integers(0, 2**64, 200, dtype=np.uint64)
+    got = lp.encode(x64, name, "stochastic", rbits=R64)
+    want = [oracle.round_exact(Fraction(float(a)), t, "stochastic", None, sr=(int(b), 64, "srff"))
+            for a, b in zip(x64, R64)]
+    assert got.tolist() == want
+
+
+def test_seed_is_reproducible_and_independent_of_shape_and_chunking():
+    x = np.random.default_rng(0).normal(size=(64, 48)).astype(np.float32)
+    a = lp.round(x, "e4m3", "stochastic", seed=42)
+    b = lp.round(x.reshape(-1), "e4m3", "stochastic", seed=42).reshape(x.shape)
+    c = lp.round(x, "e4m3", "stochastic", rbits=lp.random_bits(42, x.shape))
+    assert (bits(a) == bits(b)).all() and (bits(a) == bits(c)).all()
+    assert not (bits(a) == bits(lp.round(x, "e4m3", "stochastic", seed=43))).all()
+    d = lp.round(x, "e4m3", "stochastic", sr_bits=4, seed=42)
+    e = lp.round(x, "e4m3", "stochastic", sr_bits=4, rbits=lp.random_bits(42, x.shape) & 15)
+    assert (bits(d) == bits(e)).all()
+
+
+def test_exact_sr_is_unbiased_over_all_random_values():
+    """With sr_bits=r and all 2^r values, the mean of the results equals x when d has <= r bits."""
+    x = np.float32(1.0 + 5 / 16 * 0.125)          # d = 5/16 of an e4m3 ulp at 1.0
+    R = np.arange(16, dtype=np.uint8)
+    y = lp.round(np.full(16, x), "e4m3", "stochastic", sr_bits=4, rbits=R)
+    assert Fraction(float(y.astype(np.float64).sum())) / 16 == Fraction(float(x))
