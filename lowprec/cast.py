@@ -240,7 +240,7 @@ def _params(fmt, W, mode, policy, natural, r, variant) -> np.ndarray:
     P[K.MW], P[K.BW], P[K.WSH] = mw, bw, W - 1
     P[K.MODE], P[K.SRBITS], P[K.VARIANT] = MODES[mode], r, variant
     P[K.SBIT] = max(fmt.bits - 1, 0)
-    P[K.CMASK] = (1 << fmt.bits) - 1
+    P[K.CMASK] = (1 << fmt.bits) - 1 if fmt.bits < 64 else -1
     P[K.NEGZ_OK] = int(fmt.has_neg_zero)
     if isinstance(fmt, IntFormat):
         mt, emin, _, _ = _geometry(fmt)

@@ -142,15 +142,17 @@ class FloatFormat(_FormatBase):
                              "needs subnormals=False and signed=False")
         if self.bits > 64:
             raise ValueError(f"{self.bits} bits: formats of at most 64 bits are supported")
-        if self._max_mag_code() < (0 if self.zero else 0) or self._max_mag_code() < 1:
-            raise ValueError("the special codes leave no finite non-zero value")
+        if (self._max_mag_code() >> self.man_bits) < (1 if self.zero else 0):
+            raise ValueError(f"exp_bits={self.exp_bits} with inf={self.inf!r}, nan={self.nan!r} "
+                             "leaves no normal binade; use more exponent bits")
         if not self.name:
             object.__setattr__(self, "name", self._default_name())
         # values must fit in float64: largest exponent and smallest quantum
-        if self.emax > 1023 or self.min_exponent_quantum < -1074:
+        if self.emax > 1023 or self.emin < -1022 or self.emin - self.man_bits < -1074:
             raise ValueError(
-                f"{self!r} has values outside float64 (emax={self.emax}, smallest quantum "
-                f"2^{self.min_exponent_quantum}); lowprec computes in float64 and cannot hold them")
+                f"{self!r} has values outside float64 (emax={self.emax}, emin={self.emin}, "
+                f"smallest spacing 2^{self.emin - self.man_bits}); lowprec computes in float64 and "
+                "needs 1023 >= emax, emin >= -1022 (change the bias)")
 
     # ---- layout -----------------------------------------------------------------------------
     @property
