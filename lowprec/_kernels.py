@@ -296,3 +296,39 @@ def decode_array(codes, lut, out):
     """Decode by table lookup: ``out[i] = lut[codes[i]]`` (formats of at most 16 bits)."""
     for i in nb.prange(codes.shape[0]):
         out[i] = lut[codes[i]]
+
+
+# ---- specialised kernels: the same _round_bits with P frozen as compile-time constants ------
+
+_SPECIALISED = {}
+
+
+def specialised(P, rsrc, want_code):
+    """A parallel kernel for one parameter set: ``P`` becomes a tuple of constants, so the mode
+    and format branches fold away and the loop vectorises. Same scalar code as ``round_array``.
+    Compiled on first use (and cached on disk)."""
+    key = (tuple(int(v) for v in P), int(rsrc), bool(want_code))
+    fn = _SPECIALISED.get(key)
+    if fn is None:
+        fn = _build_specialised(*key)
+        _SPECIALISED[key] = fn
+    return fn
+
+
+def _build_specialised(PT, rsrc, want_code):
+    wide = PT[MW] == 52
+
+    @nb.njit(cache=True, parallel=True)
+    def kernel(xb, rbits, seed, out):
+        for i in nb.prange(xb.shape[0]):
+            rw = U64(0)
+            if rsrc == 1:
+                rw = U64(rbits[i])
+            elif rsrc == 2:
+                rw = _seed_word(seed, i, wide)
+            code, vb = _round_bits(I64(xb[i]), rw, PT)
+            if want_code:
+                out[i] = code
+            else:
+                out[i] = vb
+    return kernel

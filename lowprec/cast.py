@@ -265,6 +265,28 @@ def _params(fmt, W, mode, policy, natural, r, variant) -> np.ndarray:
 
 # ---- the public functions -------------------------------------------------------------------
 
+SPECIALISE_MIN_SIZE = 1 << 20   # arrays at least this large get a kernel with P baked in
+
+
+@lru_cache(maxsize=256)
+def _value_lut(fmt, W):
+    """Work-type bits of every code's value (decode's values; unused codes give 0)."""
+    codes = np.arange(1 << fmt.bits)
+    if isinstance(fmt, IntFormat) and fmt.symmetric:
+        codes = np.where(codes == 1 << (fmt.bits - 1), 0, codes)
+    ft, ut = _W[W][2:]
+    with np.errstate(invalid="ignore"):
+        return _decode64(codes, fmt).astype(ft).view(ut)
+
+
+def _use_specialised(fmt, P, n):
+    if n < SPECIALISE_MIN_SIZE or isinstance(fmt, TableFormat):
+        return False
+    specials = [P[getattr(K, k)] for k in ("NAN_POS_C", "NAN_NEG_C", "OVF_POS_C", "OVF_NEG_C",
+                                           "SAT_POS_C", "SAT_NEG_C")]
+    return K.ERR not in specials          # the generic kernel reports unrepresentable inputs
+
+
 def _run(x, fmt, rounding, overflow, sr_bits, sr_variant, seed, rbits, want_code):
     fmt = _format(fmt)
     arr, scalar = _as_float_array(x)
@@ -289,8 +311,18 @@ def _run(x, fmt, rounding, overflow, sr_bits, sr_variant, seed, rbits, want_code
         else:
             rsrc, sd = 2, check_seed(seed)
     P = _params(fmt, W, mode, policy, overflow is None, r, variant)
-    out = np.empty(flat.shape[0], dtype=np.int64 if want_code else ut)
     errs = np.zeros(1, dtype=np.int64)
+    if _use_specialised(fmt, P, flat.shape[0]):
+        if want_code or fmt.bits > 16:
+            out = np.empty(flat.shape[0], dtype=fmt.code_dtype if want_code else ut)
+            K.specialised(P, rsrc, want_code)(xb, rb, np.uint64(sd), out)
+        else:      # narrow formats: codes, then a table lookup (cheaper than building floats)
+            codes = np.empty(flat.shape[0], dtype=fmt.code_dtype)
+            K.specialised(P, rsrc, True)(xb, rb, np.uint64(sd), codes)
+            out = np.empty(flat.shape[0], dtype=ut)
+            K.decode_array(codes, _value_lut(fmt, W), out)
+        return arr, scalar, W, out
+    out = np.empty(flat.shape[0], dtype=np.int64 if want_code else ut)
     if isinstance(fmt, TableFormat):
         tv, tc, _ = _table_arrays(fmt)
         K.round_table_array(xb, tv, tc, P, rsrc, rb, np.uint64(sd), 0, want_code, out, errs)

@@ -1,0 +1,70 @@
+"""make bench: lp.round beside ml_dtypes, torch and a plain copy, on the same 10M float32 values.
+
+Prints a Markdown table (median of repeats, ratio to np.copyto). No timing is asserted anywhere.
+"""
+import os
+import sys
+import time
+
+import ml_dtypes
+import numpy as np
+
+import lowprec as lp
+
+N = int(os.environ.get("LOWPREC_BENCH_N", 10_000_000))
+REPEAT = int(os.environ.get("LOWPREC_BENCH_REPEAT", 7))
+
+
+def timeit(fn):
+    fn()                                   # warm-up (compilation, page faults)
+    ts = []
+    for _ in range(REPEAT):
+        t0 = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t0)
+    return float(np.median(ts))
+
+
+def main():
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal(N) * 50).astype(np.float32)
+    out = np.empty_like(x)
+    e3m4 = lp.FloatFormat(exp_bits=3, man_bits=4, bias=3)      # an arbitrary custom format
+    rows = [
+        ("np.copyto (memory bound)", lambda: np.copyto(out, x)),
+        ("lp.round float8_e4m3fn nearest_even", lambda: lp.round(x, "float8_e4m3fn")),
+        ("lp.encode float8_e4m3fn nearest_even", lambda: lp.encode(x, "float8_e4m3fn")),
+        ("lp.round float4_e2m1fn nearest_even", lambda: lp.round(x, "float4_e2m1fn")),
+        ("lp.round e3m4 (custom) nearest_even", lambda: lp.round(x, e3m4)),
+        ("lp.round e3m4 (custom) toward_zero", lambda: lp.round(x, e3m4, "toward_zero")),
+        ("lp.round float8_e4m3fn stochastic seed", lambda: lp.round(
+            x, "float8_e4m3fn", "stochastic", seed=1)),
+        ("lp.round e3m4 stochastic sr_bits=8 seed", lambda: lp.round(
+            x, e3m4, "stochastic", sr_bits=8, seed=1)),
+        ("ml_dtypes astype float8_e4m3fn", lambda: x.astype(ml_dtypes.float8_e4m3fn)),
+        ("ml_dtypes astype float8_e4m3fn + back", lambda: x.astype(
+            ml_dtypes.float8_e4m3fn).astype(np.float32)),
+        ("ml_dtypes astype float4_e2m1fn + back", lambda: x.astype(
+            ml_dtypes.float4_e2m1fn).astype(np.float32)),
+    ]
+    try:
+        import torch
+        torch.set_num_threads(os.cpu_count() or 1)
+        tx = torch.from_numpy(x)
+        rows.append(("torch .to(float8_e4m3fn)", lambda: tx.to(torch.float8_e4m3fn)))
+        rows.append(("torch .to(float8_e4m3fn) + back", lambda: tx.to(
+            torch.float8_e4m3fn).to(torch.float32)))
+    except ImportError:
+        pass
+    results = [(name, timeit(fn)) for name, fn in rows]
+    base = results[0][1]
+    print(f"{N:,} float32 values, {os.cpu_count()} cores, median of {REPEAT}\n")
+    print("| operation | time (ms) | x copy |")
+    print("|---|---:|---:|")
+    for name, t in results:
+        print(f"| {name} | {t * 1e3:.1f} | {t / base:.2f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
