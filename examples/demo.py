@@ -39,8 +39,6 @@ print(f"  {codes.size} codes, bit-identical to ml_dtypes' cast: {same}")
 print("  first row codes:", " ".join(f"{c:02x}" for c in codes[0]))
 
 section("4. stochastic rounding does not stagnate")
-total_rne = np.float32(0)
-acc = np.zeros(1, np.float64)
 step = 1e-3
 vals_rne, vals_sr = [1.0], [1.0]
 for i in range(2000):
