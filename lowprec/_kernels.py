@@ -62,6 +62,33 @@ def _sr_decide(D, R, r, variant):
 
 
 @nb.njit(**_OPTS)
+def _special_input(s, is_nan, P):
+    """(code, value bits) for a NaN or +-Inf input (Inf is an overflow away from zero)."""
+    if is_nan:
+        if s:
+            return P[NAN_NEG_C], P[NAN_NEG_V]
+        return P[NAN_POS_C], P[NAN_POS_V]
+    if s:
+        return P[OVF_NEG_C], P[OVF_NEG_V]
+    return P[OVF_POS_C], P[OVF_POS_V]
+
+
+@nb.njit(**_OPTS)
+def _overflow(s, mode, P):
+    """(code, value bits) of an overflow: toward Inf when the rounding went away from zero
+    (IEEE 754 §7.4), else the largest finite value."""
+    away = mode == RNE or mode == RNA or mode == SR or (mode == UP and s == 0) or (
+        mode == DOWN and s == 1)
+    if away:
+        if s:
+            return P[OVF_NEG_C], P[OVF_NEG_V]
+        return P[OVF_POS_C], P[OVF_POS_V]
+    if s:
+        return P[SAT_NEG_C], P[SAT_NEG_V]
+    return P[SAT_POS_C], P[SAT_POS_V]
+
+
+@nb.njit(**_OPTS)
 def _round_bits(ub, rw, P):
     """Round one input (W bits ``ub`` as int64, random word ``rw`` as uint64) to the format
     described by ``P``. Returns (code, W bits of the value); code ERR if not representable."""
@@ -70,13 +97,7 @@ def _round_bits(ub, rw, P):
     a = ub & ((I64(1) << P[WSH]) - 1)
     winf = ((I64(1) << (P[WSH] - mw)) - 1) << mw
     if a >= winf:
-        if a > winf:                                               # NaN input
-            if s:
-                return P[NAN_NEG_C], P[NAN_NEG_V]
-            return P[NAN_POS_C], P[NAN_POS_V]
-        if s:                                                      # +-Inf: overflow away
-            return P[OVF_NEG_C], P[OVF_NEG_V]
-        return P[OVF_POS_C], P[OVF_POS_V]
+        return _special_input(s, a > winf, P)
     ew = a >> mw
     sig = (a & ((I64(1) << mw) - 1)) | (I64(ew != 0) << mw)
     E = max(ew, I64(1)) - P[BW]
@@ -115,16 +136,7 @@ def _round_bits(ub, rw, P):
     cm = ((Et - emin) << P[MT]) + (q << (P[MT] - meff)) + P[CODE_BASE]
     maxm = P[MAXNEG] if s else P[MAXPOS]
     if cm > maxm or (s == 1 and maxm < 0):
-        # overflow: toward Inf when the rounding went away from zero (IEEE 754 §7.4)
-        away = mode == RNE or mode == RNA or mode == SR or (mode == UP and s == 0) or (
-            mode == DOWN and s == 1)
-        if away:
-            if s:
-                return P[OVF_NEG_C], P[OVF_NEG_V]
-            return P[OVF_POS_C], P[OVF_POS_V]
-        if s:
-            return P[SAT_NEG_C], P[SAT_NEG_V]
-        return P[SAT_POS_C], P[SAT_POS_V]
+        return _overflow(s, mode, P)
     if cm <= 0:
         if cm < 0 or P[CODE_BASE] < 0:                   # format without zero (E8M0)
             if a == 0:
@@ -216,13 +228,7 @@ def _round_table(ub, rw, TV, TC, P):
     a = ub & ((I64(1) << 63) - 1)
     winf = I64(0x7FF) << 52
     if a >= winf:
-        if a > winf:
-            if s:
-                return P[NAN_NEG_C], P[NAN_NEG_V]
-            return P[NAN_POS_C], P[NAN_POS_V]
-        if s:
-            return P[OVF_NEG_C], P[OVF_NEG_V]
-        return P[OVF_POS_C], P[OVF_POS_V]
+        return _special_input(s, a > winf, P)
     n = TV.shape[0] - 1                       # finite values; TV[n] is the overflow value
     j = np.searchsorted(TV, a, side="right") - 1
     mode = P[MODE]
@@ -256,15 +262,7 @@ def _round_table(ub, rw, TV, TC, P):
         if up:
             pick = j + 1
     if pick >= n:
-        away = mode == RNE or mode == RNA or mode == SR or (mode == UP and s == 0) or (
-            mode == DOWN and s == 1)
-        if away:
-            if s:
-                return P[OVF_NEG_C], P[OVF_NEG_V]
-            return P[OVF_POS_C], P[OVF_POS_V]
-        if s:
-            return P[SAT_NEG_C], P[SAT_NEG_V]
-        return P[SAT_POS_C], P[SAT_POS_V]
+        return _overflow(s, mode, P)
     code = TC[pick]
     vb = TV[pick]
     if vb == 0:
