@@ -302,9 +302,9 @@ _SPECIALISED = {}
 
 
 def specialised(P, rsrc, want_code):
-    """A parallel kernel for one parameter set: ``P`` becomes a tuple of constants, so the mode
-    and format branches fold away and the loop vectorises. Same scalar code as ``round_array``.
-    Compiled on first use (and cached on disk)."""
+    """``round_array`` for one parameter set: ``P`` becomes a tuple of constants, so the mode
+    and format branches fold away and the loop vectorises. Same scalar code, same outputs
+    (``kernel(xb, rbits, seed, out, errs)``). Compiled on first use (and cached on disk)."""
     key = (tuple(int(v) for v in P), int(rsrc), bool(want_code))
     fn = _SPECIALISED.get(key)
     if fn is None:
@@ -317,7 +317,8 @@ def _build_specialised(PT, rsrc, want_code):
     wide = PT[MW] == 52
 
     @nb.njit(cache=True, parallel=True)
-    def kernel(xb, rbits, seed, out):
+    def kernel(xb, rbits, seed, out, errs):
+        nerr = 0
         for i in nb.prange(xb.shape[0]):
             rw = U64(0)
             if rsrc == 1:
@@ -325,8 +326,10 @@ def _build_specialised(PT, rsrc, want_code):
             elif rsrc == 2:
                 rw = _seed_word(seed, i, wide)
             code, vb = _round_bits(I64(xb[i]), rw, PT)
+            nerr += code == ERR
             if want_code:
                 out[i] = code
             else:
                 out[i] = vb
+        errs[0] = nerr
     return kernel

@@ -131,7 +131,7 @@ def _prepare_rbits(rbits, shape, r):
     except ValueError:
         raise ValueError(f"rbits with shape {arr.shape} does not broadcast to x's shape "
                          f"{shape}") from None
-    return np.ascontiguousarray(b).reshape(-1).astype(np.uint64)
+    return b.astype(np.uint64).reshape(-1)             # one copy, contiguous
 
 
 # ---- kernel parameters ----------------------------------------------------------------------
@@ -152,48 +152,29 @@ def _vbits(v, W, negative=False):
 
 def _specials(fmt, policy, natural, W):
     """Codes and work-type bits for NaN, overflow, saturation, and the E8M0 corner cases."""
-    signed = fmt.signed
-    sbit = fmt.bits - 1
-    is_int = isinstance(fmt, IntFormat)
-
-    def enc(mag, neg):
-        if is_int:
-            return (-mag) & ((1 << fmt.bits) - 1) if neg else mag
-        return mag | (int(neg) << sbit) if signed else mag
+    sign = 1 << (fmt.bits - 1) if fmt.signed else 0
 
     def nan_out(neg):
         if fmt.has_nan:
-            if fmt.nan == "neg_zero" if isinstance(fmt, FloatFormat) else False:
-                return 1 << sbit, _vbits("nan", W, True)
-            if not signed:
-                return fmt.nan_code, _vbits("nan", W, False)
-            if isinstance(fmt, TableFormat):
-                return fmt.nan_code, _vbits("nan", W, bool(fmt.nan_code >> sbit))
-            return enc(fmt.nan_code, neg), _vbits("nan", W, neg)
+            code = fmt.nan_code | (sign if neg and fmt.signed_nan else 0)
+            return code, _vbits("nan", W, bool(code & sign))
         if natural and fmt.has_neg_zero:          # ml_dtypes: NaN -> zero of the other sign
-            return enc(0, not neg), _vbits(0.0, W, not neg)
+            return (0 if neg else sign), _vbits(0.0, W, not neg)
         return K.ERR, 0
 
     def max_out(neg):
-        if neg and not signed:
-            if isinstance(fmt, FloatFormat) and not fmt.zero:
-                return nan_out(neg)
-            return 0, 0
-        if is_int:
+        if neg and not fmt.signed:                # the largest value below zero is 0, if any
+            return nan_out(neg) if fmt.lowest > 0 else (0, 0)
+        if isinstance(fmt, IntFormat):
             mag = -fmt.min_int if neg else fmt.max_int
-            return enc(mag, neg), _vbits(math.ldexp(mag, -fmt.frac_bits), W, neg)
-        mag = fmt.max_code if not isinstance(fmt, TableFormat) else None
-        if isinstance(fmt, TableFormat):
-            code = _table_arrays(fmt)[2]
-            return code | (int(neg) << sbit), _vbits(fmt.max, W, neg)
-        return enc(mag, neg), _vbits(fmt.max, W, neg)
+            code = (-mag) & ((1 << fmt.bits) - 1) if neg else mag
+            return code, _vbits(math.ldexp(mag, -fmt.frac_bits), W, neg)
+        return fmt.max_code | (sign if neg else 0), _vbits(fmt.max, W, neg)
 
     def inf_out(neg):
-        if neg and not signed:
+        if neg and not fmt.signed:
             return nan_out(neg)
-        if isinstance(fmt, TableFormat):
-            return fmt.inf_code | (int(neg) << sbit), _vbits(np.inf, W, neg)
-        return enc(fmt.inf_code, neg), _vbits(np.inf, W, neg)
+        return fmt.inf_code | (sign if neg else 0), _vbits(np.inf, W, neg)
 
     ovf = {"saturate": max_out, "inf": inf_out, "nan": nan_out}[policy]
     d = {}
@@ -211,14 +192,14 @@ def _specials(fmt, policy, natural, W):
 
 @lru_cache(maxsize=None)
 def _table_arrays(fmt):
-    """(TV, TC, max code) for a TableFormat: non-negative finite values' float64 bits ascending
-    plus the overflow value, and their codes."""
+    """(TV, TC) for a TableFormat: non-negative finite values' float64 bits ascending plus the
+    overflow value, and their codes."""
     pairs = sorted((v, c) for c, v in enumerate(fmt._table)
                    if not isinstance(v, str) and v >= 0 and (c >> (fmt.bits - 1)) == 0)
     vals = np.array([float(v) for v, _ in pairs] + [float(fmt.overflow_value)])
     tv = vals.view(np.int64).copy()
     tc = np.array([c for _, c in pairs] + [-1], dtype=np.int64)
-    return tv, tc, pairs[-1][1]
+    return tv, tc
 
 
 @lru_cache(maxsize=None)
@@ -279,31 +260,21 @@ def _value_lut(fmt, W):
         return _decode64(codes, fmt).astype(ft).view(ut)
 
 
-def _use_specialised(fmt, P, n):
-    if n < SPECIALISE_MIN_SIZE or isinstance(fmt, TableFormat):
-        return False
-    specials = [P[getattr(K, k)] for k in ("NAN_POS_C", "NAN_NEG_C", "OVF_POS_C", "OVF_NEG_C",
-                                           "SAT_POS_C", "SAT_NEG_C")]
-    return K.ERR not in specials          # the generic kernel reports unrepresentable inputs
-
-
-def _run(x, fmt, rounding, overflow, sr_bits, sr_variant, seed, rbits, want_code):
-    fmt = _format(fmt)
-    arr, scalar = _as_float_array(x)
+def _run(arr, fmt, rounding, overflow, sr_bits, sr_variant, seed, rbits, want_code):
+    """Round the validated float array ``arr``; returns codes (``fmt.code_dtype``) or the
+    work type's bits, flat."""
     mode, r, variant = _check_rounding_args(fmt, rounding, sr_bits, sr_variant, seed, rbits,
                                             arr.dtype)
     policy = check_overflow(overflow, fmt)
-    if isinstance(fmt, IntFormat) and policy != "saturate":
-        raise ValueError(f"{fmt.name} is an integer format: overflow must be None or 'saturate'")
     if isinstance(fmt, TableFormat) and mode == "stochastic":
         _check_table_sr(fmt)
     W = _work_bits(fmt, arr.dtype)
     mw, bw, ft, ut = _W[W]
-    flat = np.ascontiguousarray(arr.reshape(-1))
+    flat = arr.reshape(-1)
     if flat.dtype != ft:
         with np.errstate(invalid="ignore"):
             flat = flat.astype(ft)                  # exact: W holds every input value
-    xb = flat.view(ut)
+    xb = np.ascontiguousarray(flat).view(ut)
     rsrc, rb, sd = 0, np.zeros(1, np.uint64), 0
     if mode == "stochastic":
         if rbits is not None:
@@ -311,30 +282,30 @@ def _run(x, fmt, rounding, overflow, sr_bits, sr_variant, seed, rbits, want_code
         else:
             rsrc, sd = 2, check_seed(seed)
     P = _params(fmt, W, mode, policy, overflow is None, r, variant)
+    n = xb.shape[0]
     errs = np.zeros(1, dtype=np.int64)
-    if _use_specialised(fmt, P, flat.shape[0]):
-        if want_code or fmt.bits > 16:
-            out = np.empty(flat.shape[0], dtype=fmt.code_dtype if want_code else ut)
-            K.specialised(P, rsrc, want_code)(xb, rb, np.uint64(sd), out)
-        else:      # narrow formats: codes, then a table lookup (cheaper than building floats)
-            codes = np.empty(flat.shape[0], dtype=fmt.code_dtype)
-            K.specialised(P, rsrc, True)(xb, rb, np.uint64(sd), codes)
-            out = np.empty(flat.shape[0], dtype=ut)
-            K.decode_array(codes, _value_lut(fmt, W), out)
-        return arr, scalar, W, out
-    out = np.empty(flat.shape[0], dtype=np.int64 if want_code else ut)
+    lut = not want_code and fmt.bits <= 16          # narrow formats: codes, then a table lookup
+    out = np.empty(n, dtype=fmt.code_dtype if want_code or lut else ut)
     if isinstance(fmt, TableFormat):
-        tv, tc, _ = _table_arrays(fmt)
-        K.round_table_array(xb, tv, tc, P, rsrc, rb, np.uint64(sd), 0, want_code, out, errs)
+        tv, tc = _table_arrays(fmt)
+        K.round_table_array(xb, tv, tc, P, rsrc, rb, np.uint64(sd), 0, want_code or lut, out,
+                            errs)
+    elif n >= SPECIALISE_MIN_SIZE:
+        K.specialised(P, rsrc, want_code or lut)(xb, rb, np.uint64(sd), out, errs)
     else:
-        K.round_array(xb, P, rsrc, rb, np.uint64(sd), 0, want_code, out, errs)
+        K.round_array(xb, P, rsrc, rb, np.uint64(sd), 0, want_code or lut, out, errs)
     if errs[0]:
-        bad = int(np.flatnonzero(np.isnan(flat))[0]) if np.isnan(flat).any() else -1
+        bad = np.flatnonzero(np.isnan(flat))
         raise ValueError(
-            f"x holds NaN (first at flat index {bad}) but {fmt.name} has no NaN code"
+            f"x holds NaN (first at flat index {int(bad[0]) if bad.size else -1}) but "
+            f"{fmt.name} has no NaN code"
             + ("" if isinstance(fmt, IntFormat) else
                "; overflow=None follows ml_dtypes (NaN -> zero of the opposite sign)"))
-    return arr, scalar, W, out
+    if lut:
+        values = np.empty(n, dtype=ut)
+        K.decode_array(out, _value_lut(fmt, W), values)
+        return W, values
+    return W, out
 
 
 def round(x, fmt, rounding="nearest_even", overflow=None, *, sr_bits=None, sr_variant="srff",
@@ -351,22 +322,20 @@ def round(x, fmt, rounding="nearest_even", overflow=None, *, sr_bits=None, sr_va
     ml = ml_dtype(fmt)
     if dtype is not None and ml is not None and np.dtype(dtype) == np.dtype(ml) and \
             fmt.name not in ("float16", "float32", "float64"):
-        codes = encode(x, fmt, rounding, overflow, sr_bits=sr_bits, sr_variant=sr_variant,
+        codes = encode(arr, fmt, rounding, overflow, sr_bits=sr_bits, sr_variant=sr_variant,
                        seed=seed, rbits=rbits)
         return codes.view(ml)
     rdt = result_dtype(arr.dtype, fmt)
     if dtype is not None:
         rdt = np.dtype(dtype)
-        if rdt.kind != "f" and rdt.name != "bfloat16":
-            raise TypeError(f"dtype must be a float dtype or {fmt.name}'s ml_dtypes type, "
-                            f"got {rdt}")
+        if rdt.name not in _FLOAT_IN:
+            raise TypeError(f"dtype must be float16, bfloat16, float32, float64 or "
+                            f"{fmt.name}'s ml_dtypes type, got {rdt}")
         if not holds(fmt, rdt):
             raise ValueError(f"dtype={rdt} cannot hold every value of {fmt.name}; use "
                              f"{result_dtype(np.float64, fmt)}")
-    arr, scalar, W, out = _run(x, fmt, rounding, overflow, sr_bits, sr_variant, seed, rbits,
-                               False)
-    vals = out.view(_W[W][2]).reshape(arr.shape)
-    res = vals.astype(rdt, copy=False) if vals.dtype != rdt else vals
+    W, out = _run(arr, fmt, rounding, overflow, sr_bits, sr_variant, seed, rbits, False)
+    res = out.view(_W[W][2]).reshape(arr.shape).astype(rdt, copy=False)
     return res[()] if scalar else res
 
 
@@ -377,8 +346,9 @@ def encode(x, fmt, rounding="nearest_even", overflow=None, *, sr_bits=None, sr_v
     where the format has signed NaNs (IEEE: the quiet NaN, mantissa MSB set; ml_dtypes does the
     same). Integer formats give two's-complement codes."""
     fmt = _format(fmt)
-    arr, scalar, W, out = _run(x, fmt, rounding, overflow, sr_bits, sr_variant, seed, rbits, True)
-    codes = out.astype(fmt.code_dtype).reshape(arr.shape)
+    arr, scalar = _as_float_array(x)
+    _, codes = _run(arr, fmt, rounding, overflow, sr_bits, sr_variant, seed, rbits, True)
+    codes = codes.reshape(arr.shape)
     return codes[()] if scalar else codes
 
 

@@ -199,6 +199,11 @@ class FloatFormat(_FormatBase):
         return None
 
     @property
+    def signed_nan(self) -> bool:
+        """True if NaN keeps the input's sign (the NaN code exists with either sign bit)."""
+        return self.signed and self.nan in ("ieee", "max_code")
+
+    @property
     def has_inf(self) -> bool:
         return self.inf is not False
 
@@ -343,6 +348,11 @@ class IntFormat(_FormatBase):
         return math.ldexp(float(self.max_int), -self.frac_bits)
 
     @property
+    def lowest(self) -> float:
+        """Most negative value, ``min_int * 2^-frac_bits``."""
+        return math.ldexp(float(self.min_int), -self.frac_bits)
+
+    @property
     def eps(self) -> float:
         """Spacing of the values, 2^-frac_bits."""
         return math.ldexp(1.0, -self.frac_bits)
@@ -417,6 +427,13 @@ class TableFormat(_FormatBase):
     @property
     def nan_code(self):
         return self._table.index("nan") if self.has_nan else None
+
+    signed_nan = False            # one NaN code (HiFloat8: 0x80)
+
+    @property
+    def max_code(self) -> int:
+        """Code of the largest finite value."""
+        return self._table.index(self._finite_fractions[-1])
 
     @property
     def inf_code(self):

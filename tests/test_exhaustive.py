@@ -107,3 +107,13 @@ def test_vectorised_oracle_agrees_with_the_rational_oracle(name):
             for xi, f in zip(xs, fast):
                 slow = oracle.round_exact(oracle.to_fraction(xi), t, mode, policy)
                 assert (-1 if slow is None else slow) == f, (xi, mode, policy)
+
+
+@pytest.mark.parametrize("name", list(SPEC_TABLES))
+def test_finfo_properties_against_the_oracle_table(name):
+    fmt, t = lp.format(name), table(name)
+    assert fmt.max == float(t.max)
+    assert fmt.lowest == float(t.min)
+    assert fmt.min_subnormal == float(min(v for v in t.finite if v > 0))
+    if fmt.bits <= 16:
+        assert (fmt.values() == np.array([float(v) for v in t.finite])).all()
