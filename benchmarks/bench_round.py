@@ -15,14 +15,18 @@ N = int(os.environ.get("LOWPREC_BENCH_N", 10_000_000))
 REPEAT = int(os.environ.get("LOWPREC_BENCH_REPEAT", 7))
 
 
-def timeit(fn):
-    fn()                                   # warm-up (compilation, page faults)
-    ts = []
-    for _ in range(REPEAT):
-        t0 = time.perf_counter()
+def time_rows(rows):
+    """Median time of each row; repeats interleave the rows so that a slow moment of the
+    machine does not fall on one row only. One untimed call first (compilation)."""
+    for _, fn in rows:
         fn()
-        ts.append(time.perf_counter() - t0)
-    return float(np.median(ts))
+    ts = {name: [] for name, _ in rows}
+    for _ in range(REPEAT):
+        for name, fn in rows:
+            t0 = time.perf_counter()
+            fn()
+            ts[name].append(time.perf_counter() - t0)
+    return [(name, float(np.median(ts[name]))) for name, _ in rows]
 
 
 def main():
@@ -56,9 +60,9 @@ def main():
             torch.float8_e4m3fn).to(torch.float32)))
     except ImportError:
         pass
-    results = [(name, timeit(fn)) for name, fn in rows]
+    results = time_rows(rows)
     base = results[0][1]
-    print(f"{N:,} float32 values, {os.cpu_count()} cores, median of {REPEAT}\n")
+    print(f"{N:,} float32 values, {os.cpu_count()} cores, median of {REPEAT} interleaved runs\n")
     print("| operation | time (ms) | x copy |")
     print("|---|---:|---:|")
     for name, t in results:

@@ -94,7 +94,8 @@ def check_seed(seed) -> int:
 
 def philox4x32(counter, key):
     """Philox4x32-10 of one 4-word ``counter`` and 2-word ``key``; returns 4 uint32 words."""
-    return tuple(int(w) for w in K.philox4x32(*[int(c) for c in counter], *[int(k) for k in key]))
+    words = K.philox4x32(*[np.uint64(c) for c in counter], *[np.uint64(k) for k in key])
+    return tuple(int(w) for w in words)
 
 
 def random_bits(seed, shape, wide=False, offset=0) -> np.ndarray:
