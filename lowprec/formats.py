@@ -393,6 +393,7 @@ class TableFormat(_FormatBase):
     bits: int
     decoder: object = dataclasses.field(repr=False, compare=False)
     overflow_value: Fraction = Fraction(0)
+    min_normal_value: Fraction = Fraction(0)
     doc: str = ""
 
     @cached_property
@@ -447,7 +448,8 @@ class TableFormat(_FormatBase):
 
     @property
     def min_normal(self) -> float:
-        return self.min_subnormal
+        """Smallest value of full precision (HiFloat8: 2^-15; below are the denormals)."""
+        return float(self.min_normal_value) if self.min_normal_value else self.min_subnormal
 
     def __hash__(self):
         return hash((self.name, self.bits))
@@ -502,6 +504,7 @@ def _hifloat8_decode(code: int):
 
 
 HIFLOAT8 = TableFormat("hifloat8", 8, _hifloat8_decode, overflow_value=Fraction(3 * 2**14),
+                       min_normal_value=Fraction(1, 2**15),
                        doc="Huawei HiFloat8, tapered precision (arXiv:2409.16626)")
 
 # ---- registry -------------------------------------------------------------------------------

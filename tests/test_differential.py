@@ -97,6 +97,25 @@ def test_hifloat8_values_match_en_dtypes():
     assert (bits(got[~nan]) == bits(want[~nan])).all()
 
 
+def test_hifloat8_properties_match_en_dtypes_finfo():
+    import en_dtypes
+    fi = en_dtypes.finfo(en_dtypes.hifloat8)
+    f = lp.format("hifloat8")
+    assert (f.max, f.min_normal, f.min_subnormal, f.eps) == (
+        float(fi.max), float(fi.smallest_normal), float(fi.smallest_subnormal), float(fi.eps))
+
+
+def test_finfo_properties_match_ml_dtypes():
+    for name in ["float8_e5m2", "float8_e4m3fn", "float8_e4m3fnuz", "float8_e5m2fnuz",
+                 "float8_e4m3b11fnuz", "float8_e4m3", "float8_e3m4", "float6_e3m2fn",
+                 "float6_e2m3fn", "float4_e2m1fn", "float8_e8m0fnu", "bfloat16"]:
+        fi, f = ml_dtypes.finfo(getattr(ml_dtypes, name)), lp.format(name)
+        got = (f.bits, f.max, f.min_normal, f.min_subnormal, f.eps)
+        want = (fi.bits, float(fi.max), float(fi.smallest_normal), float(fi.smallest_subnormal),
+                float(fi.eps))
+        assert got == want, name
+
+
 def test_hifloat8_rounding_matches_en_dtypes():
     """en-dtypes rounds ties away from zero; so does lowprec with rounding='nearest_away'."""
     import en_dtypes
