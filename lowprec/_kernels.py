@@ -62,23 +62,9 @@ def _sr_decide(D, R, r, variant):
 
 
 @nb.njit(**_OPTS)
-def _special_input(s, is_nan, P):
-    """(code, value bits) for a NaN or +-Inf input (Inf is an overflow away from zero)."""
-    if is_nan:
-        if s:
-            return P[NAN_NEG_C], P[NAN_NEG_V]
-        return P[NAN_POS_C], P[NAN_POS_V]
-    if s:
-        return P[OVF_NEG_C], P[OVF_NEG_V]
-    return P[OVF_POS_C], P[OVF_POS_V]
-
-
-@nb.njit(**_OPTS)
-def _overflow(s, mode, P):
-    """(code, value bits) of an overflow: toward Inf when the rounding went away from zero
-    (IEEE 754 §7.4), else the largest finite value."""
-    away = mode == RNE or mode == RNA or mode == SR or (mode == UP and s == 0) or (
-        mode == DOWN and s == 1)
+def _overflow(s, away, P):
+    """(code, value bits) of an overflow: toward Inf (or what the policy puts there) when the
+    rounding went away from zero, else the largest finite value (IEEE 754 §7.4)."""
     if away:
         if s:
             return P[OVF_NEG_C], P[OVF_NEG_V]
@@ -86,6 +72,23 @@ def _overflow(s, mode, P):
     if s:
         return P[SAT_NEG_C], P[SAT_NEG_V]
     return P[SAT_POS_C], P[SAT_POS_V]
+
+
+@nb.njit(**_OPTS)
+def _rounds_away(s, mode):
+    """True if ``mode`` moves a value of sign ``s`` away from zero when it overflows."""
+    return mode == RNE or mode == RNA or mode == SR or (mode == UP and s == 0) or (
+        mode == DOWN and s == 1)
+
+
+@nb.njit(**_OPTS)
+def _special_input(s, is_nan, P):
+    """(code, value bits) for a NaN or +-Inf input (Inf is an overflow away from zero)."""
+    if not is_nan:
+        return _overflow(s, True, P)
+    if s:
+        return P[NAN_NEG_C], P[NAN_NEG_V]
+    return P[NAN_POS_C], P[NAN_POS_V]
 
 
 @nb.njit(**_OPTS)
@@ -136,7 +139,7 @@ def _round_bits(ub, rw, P):
     cm = ((Et - emin) << P[MT]) + (q << (P[MT] - meff)) + P[CODE_BASE]
     maxm = P[MAXNEG] if s else P[MAXPOS]
     if cm > maxm or (s == 1 and maxm < 0):
-        return _overflow(s, mode, P)
+        return _overflow(s, _rounds_away(s, mode), P)
     if cm <= 0:
         if cm < 0 or P[CODE_BASE] < 0:                   # format without zero (E8M0)
             if a == 0:
@@ -262,7 +265,7 @@ def _round_table(ub, rw, TV, TC, P):
         if up:
             pick = j + 1
     if pick >= n:
-        return _overflow(s, mode, P)
+        return _overflow(s, _rounds_away(s, mode), P)
     code = TC[pick]
     vb = TV[pick]
     if vb == 0:
