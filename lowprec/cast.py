@@ -12,7 +12,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from . import _kernels as K
+from . import _fast, _kernels as K
 from .formats import FloatFormat, IntFormat, TableFormat, format as _format, ml_dtype
 from .rounding import MODES, VARIANTS, check_overflow, check_seed, mode_name
 
@@ -284,13 +284,17 @@ def _run(arr, fmt, rounding, overflow, sr_bits, sr_variant, seed, rbits, want_co
     P = _params(fmt, W, mode, policy, overflow is None, r, variant)
     n = xb.shape[0]
     errs = np.zeros(1, dtype=np.int64)
-    lut = not want_code and fmt.bits <= 16          # narrow formats: codes, then a table lookup
+    large = n >= SPECIALISE_MIN_SIZE
+    vectorised = isinstance(fmt, FloatFormat) and fmt.signed and fmt.zero
+    lut = not (want_code or vectorised) and fmt.bits <= 16   # codes, then a table lookup
     out = np.empty(n, dtype=fmt.code_dtype if want_code or lut else ut)
-    if isinstance(fmt, TableFormat):
+    if vectorised:
+        _fast.run(xb, P, rsrc, rb, np.uint64(sd), want_code, out, errs, large)
+    elif isinstance(fmt, TableFormat):
         tv, tc = _table_arrays(fmt)
         K.round_table_array(xb, tv, tc, P, rsrc, rb, np.uint64(sd), 0, want_code or lut, out,
                             errs)
-    elif n >= SPECIALISE_MIN_SIZE:
+    elif large:
         K.specialised(P, rsrc, want_code or lut)(xb, rb, np.uint64(sd), out, errs)
     else:
         K.round_array(xb, P, rsrc, rb, np.uint64(sd), 0, want_code or lut, out, errs)
