@@ -1,207 +1,210 @@
-"""Vectorisable rounding kernel for signed, sign-magnitude float formats with a zero.
+"""The vectorised rounding loop for signed, sign-magnitude float formats with a zero.
 
-The same answers as ``_kernels._round_bits`` (the tests compare both with the oracle), computed
-without per-element variable shifts, so that LLVM turns the loop into SIMD code:
-
-* normal range (|x| >= 2^EMIN): the format keeps MT of the work type's MW fraction bits, so
-  the discarded part of the bits ``a`` of |x| is ``a & (2^D - 1)`` with the constant
-  ``D = MW - MT``; adding ``inc << D`` to the truncated bits carries into the exponent
-  exactly as a rounded value must.
-* subnormal range (|x| < 2^EMIN): the quantum is the constant ``Q = 2^(EMIN - MB)``. With
-  ``C = Q * 2^MW`` the float sum ``|x| + C`` lies in [C, 2C), a binade whose spacing is Q, so
-  one IEEE addition rounds |x| to the nearest multiple of Q (ties to even) and
-  ``(|x| + C) - C`` is exact. The floor ``t`` follows by one comparison, the discarded part
-  ``|x| - t`` is exact (Sterbenz), and ``t / Q`` is the fraction field of ``t + C``.
-
-Every operation is either integer or an exact float operation, so nothing rounds twice.
-Parameters come from ``cast._params`` (same array ``P`` as the generic kernel).
+In the normal range of the format (|x| >= 2^EMIN) the format keeps MT of the work type's MW
+fraction bits, so the discarded part of the bits ``a`` of |x| is ``a & (2^D - 1)`` with the
+constant ``D = MW - MT``, and adding ``inc << D`` to the truncated bits carries into the
+exponent exactly as a rounded value must. With only constant shifts, LLVM turns the loop into
+SIMD code. Elements outside that case (subnormal range, zero, overflow, Inf, NaN) are rare in
+real data; each chunk that holds any is passed again through the general scalar kernel
+``_kernels._round_bits`` for those elements only. Both give the same answers (tests compare
+every path with the oracle). Parameters: the array ``P`` of ``cast._params``.
 """
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numba as nb
 import numpy as np
+from numba.extending import intrinsic
 
-from ._kernels import (BW, EMIN, ERR, MB, MODE, MT, MW, NAN_NEG_C, NAN_NEG_V, NAN_POS_C,
-                       NAN_POS_V, NEGZ_OK, ODD, RNA, RNE, SBIT, SR, SRBITS, UP, DOWN, VARIANT,
-                       WSH, MAXPOS, SAT_POS_V, _overflow, _rounds_away, _sr_decide, _seed_word)
+from ._kernels import (BW, EMIN, ERR, MB, MODE, MT, MW, NEGZ_OK, ODD, RNA, RNE, SBIT, SR, SRBITS,
+                       SRC, SRF, SRFF, UP, DOWN, VARIANT, WSH, SAT_POS_V, _round_bits,
+                       _seed_word, _sr_decide)
 
 U64 = np.uint64
 I64 = np.int64
 
 
-def _make_kernels(ft, ut):
-    """(value kernel, code kernel, scalar value function, scalar code function) for the
-    work float ``ft`` whose bits are the unsigned ``ut``."""
+@intrinsic
+def _as(typingctx, value, like):
+    """The bits of ``value`` reinterpreted as the type of ``like`` (same width)."""
+    if value.bitwidth != like.bitwidth:
+        return None
 
-    @nb.njit(nogil=True, cache=True, inline="always")
-    def magnitude(a, s, rw, P):
-        """Rounded |x| for the bits ``a`` of a finite |x|: (its W bits, below 2^EMIN,
-        t / Q in the subnormal range, the increment)."""
-        mw = P[MW]
-        d = mw - P[MT]
-        mode = P[MODE]
-        # normal range: the constant shift D
-        rem_i = ut(a & ut((1 << d) - 1))
-        half_i = ut((1 << d) >> 1)
-        lsb_i = ut(ut(a >> ut(d)) & ut(1))
-        # subnormal range: the magic constant C = Q * 2^MW
-        qexp = P[EMIN] - P[MB]
-        qsh = (qexp + P[BW]) << mw if qexp + P[BW] > 0 else 1 << (qexp + P[BW] + mw - 1)
-        c = ut((qexp + mw + P[BW]) << mw).view(ft)
-        q = ut(qsh).view(ft)
-        af = a.view(ft)
-        rne = ft(ft(af + c) - c)
-        t = ft(rne - q) if rne > af else rne
-        rem_f = ft(af - t)
-        half_f = ft(q * ft(0.5))
-        tq = ut(ft(t + c).view(ut) & ut((1 << mw) - 1))
-        below = a < ut((P[EMIN] + P[BW]) << mw)
-        nz = (rem_f != ft(0)) if below else (rem_i != ut(0))
-        odd = (tq & ut(1)) == ut(1) if below else lsb_i == ut(1)
-        gt = (rem_f > half_f) if below else (rem_i > half_i)
-        eq = (rem_f == half_f) if below else (rem_i == half_i)
-        inc = False
-        if mode == RNE:
-            inc = nz & (gt | (eq & odd))
-        elif mode == RNA:
-            inc = nz & (gt | eq)
-        elif mode == UP:
-            inc = nz & (s == ut(0))
-        elif mode == DOWN:
-            inc = nz & (s == ut(1))
-        elif mode == ODD:
-            inc = nz & ~odd
-        elif mode == SR:
-            if below:
-                f = (rem_f / q) * ft(18446744073709551616.0)
-                D = U64(f)
-                if ft(D) != f:
-                    D |= U64(1)
-            else:
-                D = U64(rem_i) << U64(64 - d)
-            r = P[SRBITS]
-            R = rw if r == 64 else rw & ((U64(1) << U64(r)) - U64(1))
-            inc = nz & _sr_decide(D, R, r, P[VARIANT])
-        if below:
-            vb = ft(t + q).view(ut) if inc else ft(t).view(ut)
-        else:
-            vb = ut(ut(a - rem_i) + ut(ut(inc) << ut(d)))
-        return vb, below, tq, inc
-
-    @nb.njit(nogil=True, cache=True, inline="always")
-    def value_bits(b, rw, P):
-        """W bits of round(x) for the W bits ``b`` of x."""
-        wsh = ut(P[WSH])
-        s = ut(b >> wsh)
-        a = ut(b & ut(~(ut(1) << wsh)))
-        winf = ut(((1 << (P[WSH] - P[MW])) - 1) << P[MW])
-        vb, _, _, _ = magnitude(a, s, rw, P)
-        out = ut(vb | ut(s << wsh))
-        if vb > ut(P[SAT_POS_V]):
-            out = ut(_overflow(s == ut(1), _rounds_away(s, P[MODE]), P)[1])
-        if vb == ut(0) and P[NEGZ_OK] == 0:
-            out = ut(0)
-        if a >= winf:
-            if a > winf:
-                out = ut(P[NAN_NEG_V]) if s == ut(1) else ut(P[NAN_POS_V])
-            else:
-                out = ut(_overflow(s == ut(1), True, P)[1])
-        return out
-
-    @nb.njit(nogil=True, cache=True, inline="always")
-    def code(b, rw, P):
-        """The code of round(x) for the W bits ``b`` of x, as ``ut``, and whether x is a NaN
-        that the format cannot represent."""
-        wsh = ut(P[WSH])
-        s = ut(b >> wsh)
-        a = ut(b & ut(~(ut(1) << wsh)))
-        winf = ut(((1 << (P[WSH] - P[MW])) - 1) << P[MW])
-        vb, below, tq, inc = magnitude(a, s, rw, P)
-        if below:
-            cm = ut(ut(tq + ut(inc)) << ut(P[MT] - P[MB]))
-        else:
-            cm = ut(ut(vb >> ut(P[MW] - P[MT])) - ut((P[EMIN] + P[BW] - 1) << P[MT]))
-        out = ut(cm | ut(s << ut(P[SBIT])))
-        if cm > ut(P[MAXPOS]):
-            out = ut(_overflow(s == ut(1), _rounds_away(s, P[MODE]), P)[0])
-        if cm == ut(0) and P[NEGZ_OK] == 0:
-            out = ut(0)
-        if a >= winf:
-            if a > winf:
-                out = ut(P[NAN_NEG_C]) if s == ut(1) else ut(P[NAN_POS_C])
-            else:
-                out = ut(_overflow(s == ut(1), True, P)[0])
-        return out, (a > winf) & (P[NAN_POS_C] == ERR)
-
-    @nb.njit(cache=True, parallel=True)
-    def values_array(xb, P, rsrc, rbits, seed, offset, out):
-        """``out[i]`` = W bits of round(x[i]); ``rsrc`` as in ``_kernels.round_array``."""
-        wide = P[MW] == 52
-        for i in nb.prange(xb.shape[0]):
-            out[i] = value_bits(xb[i], _random_word(rsrc, rbits, seed, offset + i, i, wide), P)
-
-    @nb.njit(cache=True, parallel=True)
-    def codes_array(xb, P, rsrc, rbits, seed, offset, out, errs):
-        """``out[i]`` = code of round(x[i]); counts NaNs the format cannot hold into
-        ``errs[0]``."""
-        wide = P[MW] == 52
-        nerr = 0
-        for i in nb.prange(xb.shape[0]):
-            c, bad = code(xb[i], _random_word(rsrc, rbits, seed, offset + i, i, wide), P)
-            nerr += bad
-            out[i] = c
-        errs[0] = nerr
-
-    return values_array, codes_array, value_bits, code
+    def codegen(context, builder, sig, args):
+        return builder.bitcast(args[0], context.get_value_type(sig.return_type))
+    return like(value, like), codegen
+CHUNK = 4096
+PARALLEL_MIN_SIZE = 1 << 16
 
 
 @nb.njit(nogil=True, cache=True, inline="always")
-def _random_word(rsrc, rbits, seed, index, i, wide):
+def _fast(b, rw, P, ft, ut):
+    """(value bits, code) of round(x) for the W bits ``b`` of x, where not ``general``."""
+    wsh = ut(P[WSH])
+    mw = P[MW]
+    d = mw - P[MT]
+    mode = P[MODE]
+    s = ut(b >> wsh)
+    a = ut(b & ut(~(ut(1) << wsh)))
+    # normal range: the constant shift D
+    rem_i = ut(a & ut((1 << d) - 1))
+    half_i = ut((1 << d) >> 1)
+    odd_i = ut(ut(a >> ut(d)) & ut(1)) == ut(1)
+    # subnormal range: the magic constant C = Q * 2^MW
+    qexp = P[EMIN] - P[MB]
+    qsh = (qexp + P[BW]) << mw if qexp + P[BW] > 0 else 1 << (qexp + P[BW] + mw - 1)
+    c = _as(ut((qexp + mw + P[BW]) << mw), ft(0))
+    q = _as(ut(qsh), ft(0))
+    af = _as(a, ft(0))
+    rne = ft(ft(af + c) - c)
+    t = ft(rne - q) if rne > af else rne
+    rem_f = ft(af - t)
+    tq = ut(_as(ft(t + c), ut(0)) & ut((1 << mw) - 1))
+    below = a < ut((P[EMIN] + P[BW]) << mw)
+    nz = (rem_f != ft(0)) if below else (rem_i != ut(0))
+    odd = (tq & ut(1)) == ut(1) if below else odd_i
+    gt = (rem_f > ft(q * ft(0.5))) if below else (rem_i > half_i)
+    eq = (rem_f == ft(q * ft(0.5))) if below else (rem_i == half_i)
+    inc = False
+    if mode == RNE:
+        inc = nz & (gt | (eq & odd))
+    elif mode == RNA:
+        inc = nz & (gt | eq)
+    elif mode == UP:
+        inc = nz & (s == ut(0))
+    elif mode == DOWN:
+        inc = nz & (s == ut(1))
+    elif mode == ODD:
+        inc = nz & ~odd
+    elif mode == SR:
+        r = P[SRBITS]
+        R = rw if r == 64 else rw & ((U64(1) << U64(r)) - U64(1))
+        D = U64(rem_i) << U64(64 - d) if d > 0 else U64(0)      # 0.64 fixed point
+        inc_i = _sr_decide(D, R, r, P[VARIANT])
+        if mw == 52:                          # float64 inputs: see ``general``
+            inc_f = False
+        else:                                 # y = d * 2^r, exact in float64
+            y = np.float64(rem_f) * (np.float64(2.0) ** (r - qexp))
+            Rf = np.float64(np.int32(U64(R) ^ U64(0x80000000))) + np.float64(2147483648.0)
+            inc_f = _sr_decide_float(y, Rf, r, P[VARIANT])
+        inc = nz & (inc_f if below else inc_i)
+    if below:
+        vb = _as(ft(t + q), ut(0)) if inc else _as(t, ut(0))
+        cm = ut(ut(tq + ut(inc)) << ut(P[MT] - P[MB]))
+    else:
+        vb = ut(ut(a - rem_i) + ut(ut(inc) << ut(d)))
+        cm = ut(ut(vb >> ut(d)) - ut((P[EMIN] + P[BW] - 1) << P[MT]))
+    if vb == ut(0) and (P[NEGZ_OK] == 0):
+        s = ut(0)
+    return ut(vb | ut(s << wsh)), ut(cm | ut(s << ut(P[SBIT])))
+
+@nb.njit(nogil=True, cache=True, inline="always")
+def _general(b, P, ut):
+    """True where ``fast`` does not apply and the general kernel decides: |x| above the
+    format's largest value (overflow, Inf, NaN), and float64 inputs in the subnormal
+    range under stochastic rounding."""
+    a = ut(b & ut(~(ut(1) << ut(P[WSH]))))
+    out = a > ut(P[SAT_POS_V])
+    if P[MW] == 52 and P[MODE] == SR:
+        out = out | (a < ut((P[EMIN] + P[BW]) << P[MW]))
+    return out
+
+@nb.njit(nogil=True, cache=True, inline="always")
+def _sr_decide_float(y, R, r, variant):
+    """``_kernels._sr_decide`` for the discarded fraction given as ``y = d * 2^r`` (an exact
+    float64, 0 <= y < 2^r) and R (< 2^32) as a float64: every quantity below is an integer
+    or a half-integer under 2^34, so each operation is exact."""
+    two_r = np.float64(2.0) ** r
+    if variant == SRFF:                       # floor(y) + R >= 2^r  <=>  y >= 2^r - R
+        return y >= two_r - R
+    if variant == SRF:                        # floor(2y) + 2R + 1 >= 2^(r+1)
+        return np.float64(2.0) * y >= np.float64(2.0) * (two_r - R) - np.float64(1.0)
+    big = np.float64(4503599627370496.0)      # 2^52: y + 2^52 rounds y to an integer (RNE)
+    n = (y + big) - big
+    if variant == SRC:
+        return n + R >= two_r
+    fl = n - np.float64(1.0) if n > y else n  # SR-odd: floor, made odd if anything was cut
+    if fl != y and (_as(np.float64(fl + big), U64(0)) & U64(1)) == U64(0):
+        fl += np.float64(1.0)
+    return fl + R >= two_r
+
+
+@nb.njit(nogil=True, cache=True, inline="always")
+def _random_word(rsrc, rbits, seed, i, wide):
     if rsrc == 1:
         return U64(rbits[i])
     if rsrc == 2:
-        return _seed_word(seed, index, wide)
+        return _seed_word(seed, i, wide)
     return U64(0)
 
 
-values32, codes32, _value32, _code32 = _make_kernels(np.float32, np.uint32)
-values64, codes64, _value64, _code64 = _make_kernels(np.float64, np.uint64)
+@nb.njit(nogil=True, cache=True, inline="always")
+def _rows(xb, lo, hi, P, rsrc, rbits, seed, want_code, out, ft, ut):
+    wide = P[MW] == 52
+    nerr = 0
+    for c0 in range(lo, hi, CHUNK):
+        c1 = min(hi, c0 + CHUNK)
+        missed = 0
+        for i in range(c0, c1):
+            missed += _general(xb[i], P, ut)
+        for i in range(c0, c1):
+            vb, c = _fast(xb[i], _random_word(rsrc, rbits, seed, i, wide), P, ft, ut)
+            out[i] = c if want_code else vb
+        if missed:
+            for i in range(c0, c1):
+                if _general(xb[i], P, ut):
+                    rw = _random_word(rsrc, rbits, seed, i, wide)
+                    c, v = _round_bits(I64(xb[i]), rw, P)
+                    nerr += c == ERR
+                    out[i] = c if want_code else v
+    return nerr
+
+
+@nb.njit(nogil=True, cache=True)
+def rows(xb, lo, hi, P, rsrc, rbits, seed, want_code, out, ft, ut):
+    """Round ``xb[lo:hi]`` into ``out``, in chunks: a vectorised pass with ``_fast``, then the
+    general kernel for the elements where ``_general`` holds. Returns how many inputs the
+    format cannot represent. ``rsrc`` as in ``_kernels.round_array``."""
+    return _rows(xb, lo, hi, P, rsrc, rbits, seed, want_code, out, ft, ut)
+
+
 _SPECIALISED = {}
+_POOL = []
 
 
 def run(xb, P, rsrc, rbits, seed, want_code, out, errs, specialise):
     """Round the work-type bits ``xb`` (uint32 or uint64) into ``out`` (codes or value bits);
-    with ``specialise``, through a kernel compiled with ``P`` as constants (large arrays)."""
+    with ``specialise``, through a kernel compiled with ``P`` as constants (large arrays).
+    The kernels release the GIL; large arrays are split over ``numba.get_num_threads()``
+    threads."""
     wide = xb.dtype == np.uint64
+    ft, ut = (np.float64, np.uint64) if wide else (np.float32, np.uint32)
     if specialise:
         key = (tuple(int(v) for v in P), int(rsrc), bool(want_code), wide)
         fn = _SPECIALISED.get(key)
         if fn is None:
             fn = _SPECIALISED[key] = _build_specialised(*key)
-        fn(xb, rbits, seed, out, errs)
-    elif want_code:
-        (codes64 if wide else codes32)(xb, P, rsrc, rbits, seed, 0, out, errs)
+        work = lambda lo, hi: fn(xb, lo, hi, rbits, seed, out)  # noqa: E731
     else:
-        (values64 if wide else values32)(xb, P, rsrc, rbits, seed, 0, out)
+        work = lambda lo, hi: rows(xb, lo, hi, P, rsrc, rbits, seed, want_code, out, ft, ut)  # noqa: E731,E501
+    n = xb.shape[0]
+    k = nb.get_num_threads() if n >= PARALLEL_MIN_SIZE else 1
+    if k == 1:
+        errs[0] = work(0, n)
+        return
+    if not _POOL:
+        _POOL.append(ThreadPoolExecutor(max_workers=k))
+    bounds = [(n * j // k) // CHUNK * CHUNK for j in range(k)] + [n]
+    errs[0] = sum(_POOL[0].map(lambda j: work(bounds[j], bounds[j + 1]), range(k)))
 
 
 def _build_specialised(PT, rsrc, want_code, wide):
-    """The array kernel for one parameter tuple: the mode and format branches fold away and
-    the loop vectorises. Compiled on first use, cached on disk (keyed by the constants)."""
-    if want_code:
-        @nb.njit(cache=True, parallel=True)
-        def kernel(xb, rbits, seed, out, errs):
-            nerr = 0
-            for i in nb.prange(xb.shape[0]):
-                rw = _random_word(rsrc, rbits, seed, i, i, wide)
-                c, bad = _code64(xb[i], rw, PT) if wide else _code32(xb[i], rw, PT)
-                nerr += bad
-                out[i] = c
-            errs[0] = nerr
-    else:
-        @nb.njit(cache=True, parallel=True)
-        def kernel(xb, rbits, seed, out, errs):
-            for i in nb.prange(xb.shape[0]):
-                rw = _random_word(rsrc, rbits, seed, i, i, wide)
-                out[i] = _value64(xb[i], rw, PT) if wide else _value32(xb[i], rw, PT)
+    """``rows`` for one parameter tuple: the mode and format branches fold away and the loops
+    vectorise. Compiled on first use, cached on disk (keyed by the constants)."""
+    ft, ut = (np.float64, np.uint64) if wide else (np.float32, np.uint32)
+
+    @nb.njit(nogil=True, cache=True)
+    def kernel(xb, lo, hi, rbits, seed, out):
+        return _rows(xb, lo, hi, PT, rsrc, rbits, seed, want_code, out, ft, ut)
     return kernel

@@ -160,24 +160,23 @@ def _round_bits(ub, rw, P):
     return code, vb | (s << P[WSH])
 
 
-_MASK32 = U64(0xFFFFFFFF)
+U32 = np.uint32
 
 
 @nb.njit(cache=True, inline="always")
 def philox4x32(c0, c1, c2, c3, k0, k1):
     """Philox4x32-10 (Salmon et al., SC'11), the generator of Triton's ``tl.randint``: key
-    (k0, k1), counter (c0..c3), each a 32-bit word held in a uint64; returns the four output
-    words. Each round: (hi0, lo0) = 0xD2511F53 * c0, (hi1, lo1) = 0xCD9E8D57 * c2,
-    c = (hi1 ^ c1 ^ k0, lo1, hi0 ^ c3 ^ k1, lo0), then the key grows by (0x9E3779B9, 0xBB67AE85)."""
-    c0, c1, c2, c3 = U64(c0) & _MASK32, U64(c1) & _MASK32, U64(c2) & _MASK32, U64(c3) & _MASK32
-    k0, k1 = U64(k0) & _MASK32, U64(k1) & _MASK32
+    (k0, k1), counter (c0..c3), all uint32; returns the four output words. Each round:
+    (hi0, lo0) = 0xD2511F53 * c0, (hi1, lo1) = 0xCD9E8D57 * c2,
+    c = (hi1 ^ c1 ^ k0, lo1, hi0 ^ c3 ^ k1, lo0), then the key grows by (0x9E3779B9, 0xBB67AE85).
+    Kept in 32-bit lanes (one 32x32->64 multiply each) so that loops over it vectorise."""
     for _ in range(10):
-        p0 = U64(0xD2511F53) * c0
-        p1 = U64(0xCD9E8D57) * c2
-        c0, c1, c2, c3 = (p1 >> U64(32)) ^ c1 ^ k0, p1 & _MASK32, (p0 >> U64(32)) ^ c3 ^ k1, \
-            p0 & _MASK32
-        k0 = (k0 + U64(0x9E3779B9)) & _MASK32
-        k1 = (k1 + U64(0xBB67AE85)) & _MASK32
+        p0 = U64(U32(0xD2511F53)) * U64(c0)
+        p1 = U64(U32(0xCD9E8D57)) * U64(c2)
+        c0, c1, c2, c3 = (U32(U32(p1 >> U64(32)) ^ c1 ^ k0), U32(p1),
+                          U32(U32(p0 >> U64(32)) ^ c3 ^ k1), U32(p0))
+        k0 = U32(k0 + U32(0x9E3779B9))
+        k1 = U32(k1 + U32(0xBB67AE85))
     return c0, c1, c2, c3
 
 
@@ -185,11 +184,11 @@ def philox4x32(c0, c1, c2, c3, k0, k1):
 def _seed_word(seed, index, wide):
     """Random word of element ``index`` for ``seed``: Philox4x32-10 with key (seed_lo, seed_hi)
     and counter (index_lo, index_hi, 0, 0); word 0 (| word 1 << 32 when ``wide``)."""
-    w0, w1, _, _ = philox4x32(U64(index), U64(index) >> U64(32), U64(0), U64(0), U64(seed),
-                              U64(seed) >> U64(32))
+    w0, w1, _, _ = philox4x32(U32(index), U32(U64(index) >> U64(32)), U32(0), U32(0),
+                              U32(seed), U32(U64(seed) >> U64(32)))
     if wide:
-        return w0 | (w1 << U64(32))
-    return w0
+        return U64(w0) | (U64(w1) << U64(32))
+    return U64(w0)
 
 
 @nb.njit(cache=True, parallel=True)

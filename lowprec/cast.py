@@ -260,9 +260,9 @@ def _value_lut(fmt, W):
         return _decode64(codes, fmt).astype(ft).view(ut)
 
 
-def _run(arr, fmt, rounding, overflow, sr_bits, sr_variant, seed, rbits, want_code):
+def _run(arr, fmt, rounding, overflow, sr_bits, sr_variant, seed, rbits, want_code, dest=None):
     """Round the validated float array ``arr``; returns codes (``fmt.code_dtype``) or the
-    work type's bits, flat."""
+    work type's bits, flat, written into ``dest`` (a flat array of that type) if given."""
     mode, r, variant = _check_rounding_args(fmt, rounding, sr_bits, sr_variant, seed, rbits,
                                             arr.dtype)
     policy = check_overflow(overflow, fmt)
@@ -287,7 +287,8 @@ def _run(arr, fmt, rounding, overflow, sr_bits, sr_variant, seed, rbits, want_co
     large = n >= SPECIALISE_MIN_SIZE
     vectorised = isinstance(fmt, FloatFormat) and fmt.signed and fmt.zero
     lut = not (want_code or vectorised) and fmt.bits <= 16   # codes, then a table lookup
-    out = np.empty(n, dtype=fmt.code_dtype if want_code or lut else ut)
+    out = dest if dest is not None and not lut else np.empty(
+        n, dtype=fmt.code_dtype if want_code or lut else ut)
     if vectorised:
         _fast.run(xb, P, rsrc, rb, np.uint64(sd), want_code, out, errs, large)
     elif isinstance(fmt, TableFormat):
@@ -306,28 +307,35 @@ def _run(arr, fmt, rounding, overflow, sr_bits, sr_variant, seed, rbits, want_co
             + ("" if isinstance(fmt, IntFormat) else
                "; overflow=None follows ml_dtypes (NaN -> zero of the opposite sign)"))
     if lut:
-        values = np.empty(n, dtype=ut)
+        values = dest if dest is not None else np.empty(n, dtype=ut)
         K.decode_array(out, _value_lut(fmt, W), values)
         return W, values
     return W, out
 
 
 def round(x, fmt, rounding="nearest_even", overflow=None, *, sr_bits=None, sr_variant="srff",
-          seed=None, rbits=None, dtype=None):
+          seed=None, rbits=None, dtype=None, out=None):
     """Round ``x`` to the values of ``fmt``, once, with the given mode and overflow policy.
 
     ``fmt``: a format object or name (``lp.formats()``). ``rounding``, ``overflow``,
     ``sr_bits``, ``sr_variant``, ``seed``, ``rbits``: see ``lowprec.rounding``. Returns floats
     holding the rounded values (dtype rule in ``lowprec.cast``); ``dtype=`` the format's
-    ml_dtypes type returns that ml_dtypes array. ``x`` is never modified.
+    ml_dtypes type returns that ml_dtypes array. ``out=``: an array of x's shape to write the
+    result into (and return), as NumPy ufuncs do; its dtype acts as ``dtype=``; ``out=x``
+    rounds in place. ``x`` is never modified otherwise.
     """
     fmt = _format(fmt)
     arr, scalar = _as_float_array(x)
     ml = ml_dtype(fmt)
+    if dtype is None and isinstance(out, np.ndarray):
+        dtype = out.dtype                           # out's dtype acts as dtype=
     if dtype is not None and ml is not None and np.dtype(dtype) == np.dtype(ml) and \
             fmt.name not in ("float16", "float32", "float64"):
+        if out is not None:
+            _check_out(out, arr, np.dtype(ml))
+            out = out.view(fmt.code_dtype)
         codes = encode(arr, fmt, rounding, overflow, sr_bits=sr_bits, sr_variant=sr_variant,
-                       seed=seed, rbits=rbits)
+                       seed=seed, rbits=rbits, out=out)
         return codes.view(ml)
     rdt = result_dtype(arr.dtype, fmt)
     if dtype is not None:
@@ -338,19 +346,54 @@ def round(x, fmt, rounding="nearest_even", overflow=None, *, sr_bits=None, sr_va
         if not holds(fmt, rdt):
             raise ValueError(f"dtype={rdt} cannot hold every value of {fmt.name}; use "
                              f"{result_dtype(np.float64, fmt)}")
-    W, out = _run(arr, fmt, rounding, overflow, sr_bits, sr_variant, seed, rbits, False)
-    res = out.view(_W[W][2]).reshape(arr.shape).astype(rdt, copy=False)
+    W = _work_bits(fmt, arr.dtype)
+    if out is not None:
+        _check_out(out, arr, rdt)
+        if rdt == _W[W][2] and not np.shares_memory(out, arr):
+            _run(arr, fmt, rounding, overflow, sr_bits, sr_variant, seed, rbits, False,
+                 out.reshape(-1).view(_W[W][3]))
+            return out
+    W, bits = _run(arr, fmt, rounding, overflow, sr_bits, sr_variant, seed, rbits, False)
+    res = bits.view(_W[W][2]).reshape(arr.shape).astype(rdt, copy=False)
+    if out is not None:
+        np.copyto(out, res)
+        return out
     return res[()] if scalar else res
 
 
+def _check_out(out, arr, dtype, in_place_ok=True):
+    """``out=`` must be a writeable C-contiguous ndarray of ``dtype`` and x's shape, either
+    separate from x or (``in_place_ok``) x itself."""
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"out must be a NumPy array, got {type(out).__name__}")
+    if out.dtype != dtype or out.shape != arr.shape:
+        raise ValueError(f"out has dtype {out.dtype} and shape {out.shape}; this call needs "
+                         f"dtype {dtype} and shape {arr.shape}")
+    if not out.flags.c_contiguous or not out.flags.writeable:
+        raise ValueError("out must be C-contiguous and writeable")
+    if not np.shares_memory(out, arr):
+        return
+    if not in_place_ok:
+        raise ValueError("out must not share memory with x")
+    if not (out.ctypes.data == arr.ctypes.data and out.strides == arr.strides):
+        raise ValueError("out overlaps x only partly; pass out=x (in place) or a separate "
+                         "array")
+
+
 def encode(x, fmt, rounding="nearest_even", overflow=None, *, sr_bits=None, sr_variant="srff",
-           seed=None, rbits=None):
+           seed=None, rbits=None, out=None):
     """Round ``x`` to ``fmt`` (as ``round``) and return the codes, in the smallest unsigned
     dtype holding ``fmt.bits`` bits. NaN is written as ``fmt.nan_code`` with the input's sign
     where the format has signed NaNs (IEEE: the quiet NaN, mantissa MSB set; ml_dtypes does the
-    same). Integer formats give two's-complement codes."""
+    same). Integer formats give two's-complement codes. ``out=``: an array of that dtype and
+    x's shape to write the codes into (and return)."""
     fmt = _format(fmt)
     arr, scalar = _as_float_array(x)
+    if out is not None:
+        _check_out(out, arr, np.dtype(fmt.code_dtype), in_place_ok=False)
+        _run(arr, fmt, rounding, overflow, sr_bits, sr_variant, seed, rbits, True,
+             out.reshape(-1))
+        return out
     _, codes = _run(arr, fmt, rounding, overflow, sr_bits, sr_variant, seed, rbits, True)
     codes = codes.reshape(arr.shape)
     return codes[()] if scalar else codes

@@ -94,7 +94,7 @@ def check_seed(seed) -> int:
 
 def philox4x32(counter, key):
     """Philox4x32-10 of one 4-word ``counter`` and 2-word ``key``; returns 4 uint32 words."""
-    words = K.philox4x32(*[np.uint64(c) for c in counter], *[np.uint64(k) for k in key])
+    words = K.philox4x32(*[np.uint32(c) for c in counter], *[np.uint32(k) for k in key])
     return tuple(int(w) for w in words)
 
 
@@ -104,6 +104,6 @@ def random_bits(seed, shape, wide=False, offset=0) -> np.ndarray:
     counter=(i_lo, i_hi, 0, 0)) word 0 (| word 1 << 32)."""
     seed = check_seed(seed)
     n = int(np.prod(shape, dtype=np.int64))
-    out = np.empty(n, dtype=np.uint64)
+    out = np.empty(n, dtype=np.uint64 if wide else np.uint32)
     K.random_words(np.uint64(seed), np.int64(offset), n, bool(wide), out)
-    return out.astype(np.uint64 if wide else np.uint32).reshape(shape)
+    return out.reshape(shape)
