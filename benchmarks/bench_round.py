@@ -33,10 +33,13 @@ def main():
     rng = np.random.default_rng(0)
     x = (rng.standard_normal(N) * 50).astype(np.float32)
     out = np.empty_like(x)
+    out2 = np.empty_like(x)
     e3m4 = lp.FloatFormat(exp_bits=3, man_bits=4, bias=3)      # an arbitrary custom format
     rows = [
         ("np.copyto (memory bound)", lambda: np.copyto(out, x)),
         ("lp.round float8_e4m3fn nearest_even", lambda: lp.round(x, "float8_e4m3fn")),
+        ("lp.round float8_e4m3fn nearest_even, out= (no allocation)",
+         lambda: lp.round(x, "float8_e4m3fn", out=out2)),
         ("lp.encode float8_e4m3fn nearest_even", lambda: lp.encode(x, "float8_e4m3fn")),
         ("lp.round float4_e2m1fn nearest_even", lambda: lp.round(x, "float4_e2m1fn")),
         ("lp.round e3m4 (custom) nearest_even", lambda: lp.round(x, e3m4)),

@@ -1,13 +1,22 @@
 """The vectorised rounding loop for signed, sign-magnitude float formats with a zero.
 
-In the normal range of the format (|x| >= 2^EMIN) the format keeps MT of the work type's MW
-fraction bits, so the discarded part of the bits ``a`` of |x| is ``a & (2^D - 1)`` with the
-constant ``D = MW - MT``, and adding ``inc << D`` to the truncated bits carries into the
-exponent exactly as a rounded value must. With only constant shifts, LLVM turns the loop into
-SIMD code. Elements outside that case (subnormal range, zero, overflow, Inf, NaN) are rare in
-real data; each chunk that holds any is passed again through the general scalar kernel
-``_kernels._round_bits`` for those elements only. Both give the same answers (tests compare
-every path with the oracle). Parameters: the array ``P`` of ``cast._params``.
+The same answers as ``_kernels._round_bits`` (the tests compare every path with the oracle),
+computed without per-element variable shifts or branches, so that LLVM emits SIMD code:
+
+* normal range (|x| >= 2^EMIN): the format keeps MT of the work type's MW fraction bits, so
+  the discarded part of the bits ``a`` of |x| is ``a & (2^D - 1)`` with the constant
+  ``D = MW - MT``; adding ``inc << D`` to the truncated bits carries into the exponent
+  exactly as a rounded value must, and overflow is one comparison with the largest value.
+* subnormal range (|x| < 2^EMIN): the quantum is the constant ``Q = 2^(EMIN - MB)``. With
+  ``C = Q * 2^MW`` the sum ``|x| + C`` lies in [C, 2C], a binade whose spacing is Q, so one
+  IEEE addition rounds |x| to a multiple of Q (ties to even) and ``(|x| + C) - C`` is exact;
+  the floor ``t`` follows by one comparison, the discarded part ``|x| - t`` is exact
+  (Sterbenz), and ``t / Q`` is the fraction field of ``t + C``. Stochastic decisions there
+  are made on ``y = d * 2^r`` in float64, where every operation is exact.
+
+Inf and NaN inputs (and float64 inputs below 2^EMIN under stochastic rounding) go through
+the general kernel, one chunk of ``CHUNK`` elements at a time, only where a chunk holds any.
+Parameters: the array ``P`` of ``cast._params``.
 """
 from __future__ import annotations
 
@@ -18,8 +27,8 @@ import numpy as np
 from numba.extending import intrinsic
 
 from ._kernels import (BW, EMIN, ERR, MB, MODE, MT, MW, NEGZ_OK, ODD, RNA, RNE, SBIT, SR, SRBITS,
-                       SRC, SRF, SRFF, UP, DOWN, VARIANT, WSH, SAT_POS_V, _round_bits,
-                       _seed_word, _sr_decide)
+                       SRC, SRF, SRFF, UP, DOWN, VARIANT, WSH, SAT_POS_V, _overflow, _round_bits,
+                       _rounds_away, _seed_word, _sr_decide)
 
 U64 = np.uint64
 I64 = np.int64
@@ -97,15 +106,19 @@ def _fast(b, rw, P, ft, ut):
         cm = ut(ut(vb >> ut(d)) - ut((P[EMIN] + P[BW] - 1) << P[MT]))
     if vb == ut(0) and (P[NEGZ_OK] == 0):
         s = ut(0)
-    return ut(vb | ut(s << wsh)), ut(cm | ut(s << ut(P[SBIT])))
+    value = ut(vb | ut(s << wsh))
+    code = ut(cm | ut(s << ut(P[SBIT])))
+    if vb > ut(P[SAT_POS_V]):                     # overflow: IEEE 754 §7.4 / the policy
+        oc, ov = _overflow(s == ut(1), _rounds_away(s, mode), P)
+        value, code = ut(ov), ut(oc)
+    return value, code
 
 @nb.njit(nogil=True, cache=True, inline="always")
 def _general(b, P, ut):
-    """True where ``fast`` does not apply and the general kernel decides: |x| above the
-    format's largest value (overflow, Inf, NaN), and float64 inputs in the subnormal
-    range under stochastic rounding."""
+    """True where ``fast`` does not apply and the general kernel decides: Inf and NaN, and
+    float64 inputs in the subnormal range under stochastic rounding."""
     a = ut(b & ut(~(ut(1) << ut(P[WSH]))))
-    out = a > ut(P[SAT_POS_V])
+    out = a >= ut(((1 << (P[WSH] - P[MW])) - 1) << P[MW])
     if P[MW] == 52 and P[MODE] == SR:
         out = out | (a < ut((P[EMIN] + P[BW]) << P[MW]))
     return out

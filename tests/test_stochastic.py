@@ -95,3 +95,40 @@ def test_exact_sr_is_unbiased_over_all_random_values():
     R = np.arange(16, dtype=np.uint8)
     y = lp.round(np.full(16, x), "e4m3", "stochastic", sr_bits=4, rbits=R)
     assert Fraction(float(y.astype(np.float64).sum())) / 16 == Fraction(float(x))
+
+
+@pytest.mark.parametrize("name", ["float8_e4m3fn", "float4_e2m1fn", "bfloat16", "float8_e5m2"])
+@pytest.mark.parametrize("variant", ["srff", "srf", "src", "sr_odd"])
+def test_subnormal_range_against_the_definition(name, variant):
+    """Below the smallest normal the kernels take a separate path (one exact float addition):
+    inputs there, from float32 subnormals up to just under 2^emin, in float32 and float64,
+    every random value for r = 4, and whole random words (r = 32 / 64)."""
+    t = table(name)
+    emin = lp.format(name).emin
+    rng = np.random.default_rng(11)
+    q = 2.0 ** (emin - lp.format(name).man_bits)
+    x = np.concatenate([rng.random(10) * 2.0**emin,            # anywhere below 2^emin
+                        q * (np.arange(1, 6) + 0.5),            # exact half quanta
+                        q * 2.0 ** -np.arange(3, 40, 6.0),      # far below one quantum
+                        [2.0**-149, 3 * 2.0**-149, 2.0**-127]])  # float32 subnormals
+    x = x[x < 2.0**emin]
+    x = np.concatenate([x, -x])
+    for dtype in (np.float32, np.float64):
+        xs = x.astype(dtype)
+        xs = xs[xs != 0]                       # (zero's sign is checked elsewhere)
+        R = np.arange(16, dtype=np.uint32)
+        for xi in xs:
+            got = lp.encode(np.full(16, xi, dtype), name, "stochastic", sr_bits=4,
+                            sr_variant=variant, rbits=R)
+            want = [oracle.round_exact(Fraction(float(xi)), t, "stochastic", None,
+                                       sr=(int(Ri), 4, variant)) for Ri in R]
+            assert got.tolist() == want, (float(xi), dtype)
+    x = x[x.astype(np.float32) != 0]
+    if variant == "srff":
+        for dtype, r, udt in ((np.float32, 32, np.uint32), (np.float64, 64, np.uint64)):
+            Rw = rng.integers(0, 2**r, x.size, dtype=np.uint64).astype(udt)
+            got = lp.encode(x.astype(dtype), name, "stochastic", rbits=Rw)
+            want = [oracle.round_exact(Fraction(float(a)), t, "stochastic", None,
+                                       sr=(int(b), r, "srff"))
+                    for a, b in zip(x.astype(dtype), Rw)]
+            assert got.tolist() == want, dtype
