@@ -7,8 +7,11 @@ array([  1., 448.,  nan])
 from .formats import FloatFormat, IntFormat, TableFormat, format, formats, p3109
 from .cast import round, encode, decode, result_dtype
 from .rounding import random_bits
+from .blocks import (BlockFormat, BlockTensor, quantize, fake_quantize, block_format,
+                     block_formats)
 
 __version__ = "0.1.0"
 
 __all__ = ["FloatFormat", "IntFormat", "TableFormat", "format", "formats", "p3109", "round",
-           "encode", "decode", "result_dtype", "random_bits", "__version__"]
+           "encode", "decode", "result_dtype", "random_bits", "BlockFormat", "BlockTensor",
+           "quantize", "fake_quantize", "block_format", "block_formats", "__version__"]

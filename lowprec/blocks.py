@@ -1,0 +1,398 @@
+"""Block-scaled formats: OCP MX, NVIDIA NVFP4, block floating point (SPECS.md §3).
+
+A ``BlockFormat`` says how a tensor is cut into blocks (``k`` consecutive elements along one
+axis, or ``tile = (rows, cols)`` tiles over the last two axes), how each block's scale is chosen
+(``scale_rule``) and stored (``scale_fmt``), and what happens on each point where public
+implementations disagree. ``quantize`` returns a ``BlockTensor`` of element codes, scale codes
+and the tensor scale; ``dequantize`` and ``fake_quantize`` give values back.
+
+Power-of-two scales (MX, block floating point) divide exactly, so every element is rounded
+once. NVFP4 follows Transformer Engine's float32 operation order literally (that order *is* the
+format's definition, SPECS.md §3), so its element inputs are float32 products, rounded once
+into E2M1.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+
+from . import cast
+from .formats import FloatFormat, IntFormat, format as _format
+from .rounding import random_bits
+
+__all__ = ["BlockFormat", "BlockTensor", "quantize", "fake_quantize", "block_format",
+           "block_formats"]
+
+SCALE_RULES = ("floor", "ceil", "even", "rceil", "nvfp4")
+_F32_MAX = np.float32(np.finfo(np.float32).max)
+
+
+@dataclasses.dataclass(frozen=True)
+class BlockFormat:
+    """A block-scaled format.
+
+    elem: element format (name or object). k: block length along the quantized axis; or
+    tile=(rows, cols): 2-D tiles over the last two axes (then k is rows * cols). scale_fmt:
+    format of the stored block scales. scale_rule: "floor" (OCP MX: 2^(floor(log2 amax) -
+    emax_elem)), "ceil" (+1 unless amax is a power of two), "even" (torchao: round amax's
+    mantissa to emax_elem's precision, ties away, then floor), "rceil" (TE/cuBLAS MXFP8:
+    round amax * fl32(1/max_elem) up to a power of two), "nvfp4" (TE's two-level float32 rule).
+    scale_overflow: "nan" (the block becomes NaN) or "saturate" (largest scale) when a rule asks
+    for a scale above 2^127. nonfinite: "nan" (a block holding Inf becomes NaN, OCP reference
+    and torchao) or "saturate" (largest scale, Inf elements saturated, TE); a NaN always makes
+    its block's scale NaN (its element codes are then 0). pad: zero-pad a quantized axis
+    that is not a multiple of the block (the shape is remembered) instead of raising.
+    flush_subnormal_inputs: treat float32-subnormal inputs as zero (some GPU kernels do).
+    """
+    elem: object
+    k: int = 32
+    scale_fmt: object = "float8_e8m0fnu"
+    scale_rule: str = "floor"
+    tile: tuple | None = None
+    scale_overflow: str = "nan"
+    nonfinite: str = "nan"
+    pad: bool = True
+    flush_subnormal_inputs: bool = False
+    name: str | None = None
+
+    def __post_init__(self):
+        object.__setattr__(self, "elem", _format(self.elem))
+        object.__setattr__(self, "scale_fmt", _format(self.scale_fmt))
+        if self.tile is not None:
+            if (not isinstance(self.tile, tuple) or len(self.tile) != 2
+                    or not all(isinstance(t, int) and t >= 1 for t in self.tile)):
+                raise ValueError(f"tile={self.tile!r} must be a pair of positive ints (rows, "
+                                 "cols)")
+            object.__setattr__(self, "k", self.tile[0] * self.tile[1])
+        if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 1:
+            raise ValueError(f"k={self.k!r} must be a positive int (elements per block)")
+        if self.scale_rule not in SCALE_RULES:
+            raise ValueError(f"scale_rule={self.scale_rule!r} is not allowed; choose one of "
+                             f"{list(SCALE_RULES)}")
+        if self.scale_overflow not in ("nan", "saturate"):
+            raise ValueError(f"scale_overflow={self.scale_overflow!r}: allowed 'nan', "
+                             "'saturate'")
+        if self.nonfinite not in ("nan", "saturate"):
+            raise ValueError(f"nonfinite={self.nonfinite!r}: allowed 'nan', 'saturate'")
+        if not isinstance(self.elem, (FloatFormat, IntFormat)) or not self.elem.signed:
+            raise ValueError(f"elem={self.elem.name} must be a signed FloatFormat or IntFormat")
+        if self.scale_rule == "nvfp4":
+            if self.scale_fmt.name != "ue4m3" and self.scale_fmt.name != "float8_e4m3fn":
+                raise ValueError("scale_rule='nvfp4' stores E4M3 block scales: scale_fmt must "
+                                 "be 'float8_e4m3fn' or 'ue4m3'")
+        elif not _is_power_of_two_format(self.scale_fmt):
+            raise ValueError(f"scale_rule={self.scale_rule!r} makes power-of-two scales: "
+                             f"scale_fmt must be E8M0-like (exp_bits only), got "
+                             f"{self.scale_fmt.name}")
+        if self.name is None:
+            object.__setattr__(self, "name", f"block({self.elem.name}, k={self.k}, "
+                                             f"{self.scale_rule})")
+
+    @property
+    def emax_elem(self) -> int:
+        """floor(log2(largest element)): 8 for E4M3, 2 for E2M1, 0 for MXINT8 (OCP MX)."""
+        return math.frexp(self.elem.max)[1] - 1
+
+    @property
+    def bits_per_element(self) -> float:
+        """Storage cost: element bits plus the block scale's share."""
+        return self.elem.bits + self.scale_fmt.bits / self.k
+
+    def __repr__(self):
+        blk = f"tile={self.tile}" if self.tile else f"k={self.k}"
+        return (f"BlockFormat({self.name!r}: elem={self.elem.name}, {blk}, "
+                f"scale={self.scale_fmt.name}/{self.scale_rule})")
+
+
+def _is_power_of_two_format(fmt):
+    return isinstance(fmt, FloatFormat) and fmt.man_bits == 0 and not fmt.signed
+
+
+# ---- presets ----------------------------------------------------------------------------
+
+_PRESETS: dict[str, BlockFormat] = {}
+
+
+def _preset(name, **kw):
+    _PRESETS[name] = BlockFormat(name=name, **kw)
+
+
+for _n, _e in [("mxfp8_e4m3", "float8_e4m3fn"), ("mxfp8_e5m2", "float8_e5m2"),
+               ("mxfp6_e3m2", "float6_e3m2fn"), ("mxfp6_e2m3", "float6_e2m3fn"),
+               ("mxfp4", "float4_e2m1fn"), ("mxint8", "mxint8_element")]:
+    _preset(_n, elem=_e)                                         # OCP MX v1.0
+for _n, _e in [("mxfp8_e4m3_rceil", "float8_e4m3fn"), ("mxfp8_e5m2_rceil", "float8_e5m2")]:
+    _preset(_n, elem=_e, scale_rule="rceil", scale_overflow="saturate", nonfinite="saturate")
+_preset("nvfp4", elem="float4_e2m1fn", k=16, scale_fmt="ue4m3", scale_rule="nvfp4",
+        nonfinite="saturate")
+_preset("nvfp4_2d", elem="float4_e2m1fn", tile=(16, 16), scale_fmt="ue4m3",
+        scale_rule="nvfp4", nonfinite="saturate")
+_preset("bfp16", elem=IntFormat(8, True, frac_bits=6, symmetric=True, name="bfp16_element"),
+        k=16)                                                    # MSFP-style: 8-bit sign-mag.
+
+
+def block_format(name) -> BlockFormat:
+    """The preset ``name`` (``block_formats()`` lists them), or a BlockFormat unchanged."""
+    if isinstance(name, BlockFormat):
+        return name
+    if name not in _PRESETS:
+        import difflib  # noqa: PLC0415
+        close = difflib.get_close_matches(str(name), list(_PRESETS), n=3)
+        raise ValueError(f"unknown block format {name!r}"
+                         + (f"; did you mean {', '.join(close)}?" if close else "")
+                         + f" Known: {', '.join(_PRESETS)}")
+    return _PRESETS[name]
+
+
+def block_formats() -> list[str]:
+    """Names of the block-format presets."""
+    return list(_PRESETS)
+
+
+# ---- the quantized tensor -----------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class BlockTensor:
+    """Element codes (shape of the padded blocked tensor, blocked axis last), block scale codes
+    (one per block), the float32 tensor scale (1.0 unless the rule has one), and what is needed
+    to undo the blocking: the original shape and axis, and the format."""
+    codes: np.ndarray
+    scale_codes: np.ndarray
+    tensor_scale: np.float32
+    shape: tuple
+    axis: int
+    fmt: BlockFormat
+
+    def dequantize(self, dtype=np.float32) -> np.ndarray:
+        """Values element x block scale (x tensor scale), in the original shape. Each value is
+        computed exactly and rounded once to ``dtype``."""
+        bf = self.fmt
+        elem = cast.decode(self.codes, bf.elem, dtype=np.float64)
+        scale = cast.decode(self.scale_codes, bf.scale_fmt, dtype=np.float64)
+        with np.errstate(invalid="ignore", over="ignore"):
+            v = elem * scale[..., None]                  # exact: 4 + 24 or fewer bits
+            if bf.scale_rule == "nvfp4":
+                v = _times_exactly(v, np.float64(self.tensor_scale), dtype)
+            else:
+                v = v.astype(dtype)
+        return _unblock(v, self.shape, self.axis, bf)
+
+
+def _times_exactly(v, s, dtype):
+    """v * s rounded once to ``dtype`` (v has at most 7 significant bits, s 24, so the
+    float64 product is exact unless it leaves float64's range, far beyond ``dtype``)."""
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+        return (v * s).astype(dtype)
+
+
+# ---- blocking -------------------------------------------------------------------------------
+
+def _block(x, axis, bf):
+    """x moved so the blocked axes are last and cut into blocks: (..., nblocks, k)."""
+    x = np.moveaxis(x, axis, -1)
+    if bf.tile is None:
+        n = x.shape[-1]
+        padn = -n % bf.k
+        if padn:
+            if not bf.pad:
+                raise ValueError(f"axis {axis} has length {n}, not a multiple of k={bf.k}; "
+                                 "use a BlockFormat with pad=True or pad the input")
+            x = np.concatenate([x, np.zeros(x.shape[:-1] + (padn,), x.dtype)], axis=-1)
+        return x.reshape(x.shape[:-1] + (x.shape[-1] // bf.k, bf.k))
+    if x.ndim < 2:
+        raise ValueError(f"tile={bf.tile} needs an input of at least 2 dimensions, got "
+                         f"shape {x.shape}")
+    r, c = bf.tile
+    R, C = x.shape[-2:]
+    pr, pc = -R % r, -C % c
+    if pr or pc:
+        if not bf.pad:
+            raise ValueError(f"the last two axes {x.shape[-2:]} are not multiples of "
+                             f"tile={bf.tile}; use pad=True or pad the input")
+        x = np.pad(x, [(0, 0)] * (x.ndim - 2) + [(0, pr), (0, pc)])
+    R, C = x.shape[-2:]
+    x = x.reshape(x.shape[:-2] + (R // r, r, C // c, c))
+    x = np.swapaxes(x, -3, -2)                         # (..., R/r, C/c, r, c)
+    return x.reshape(x.shape[:-2] + (r * c,))
+
+
+def _unblock(v, shape, axis, bf):
+    moved = list(shape)
+    moved.append(moved.pop(axis))
+    if bf.tile is None:
+        v = v.reshape(v.shape[:-2] + (-1,))[..., :moved[-1]]
+    else:
+        r, c = bf.tile
+        v = v.reshape(v.shape[:-1] + (r, c))            # (..., R/r, C/c, r, c)
+        v = np.swapaxes(v, -3, -2)
+        v = v.reshape(v.shape[:-4] + (v.shape[-4] * r, v.shape[-2] * c))
+        v = v[..., :moved[-2], :moved[-1]]
+    return np.moveaxis(v, -1, axis)
+
+
+def _check_axis(x, axis, bf):
+    if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
+        raise TypeError(f"axis must be an int, got {axis!r}")
+    if not -x.ndim <= axis < x.ndim:
+        raise ValueError(f"axis={axis} is out of range for an input with {x.ndim} dimensions")
+    axis = int(axis) % x.ndim
+    if bf.tile is not None and axis != x.ndim - 1:
+        raise ValueError(f"tile={bf.tile} blocks the last two axes; axis must be -1")
+    return axis
+
+
+# ---- scales ---------------------------------------------------------------------------------
+
+def _amax(blocks):
+    """(amax as float64, block has NaN, block has Inf) per block."""
+    a = np.abs(blocks.astype(np.float64))
+    nan = np.isnan(a).any(axis=-1)
+    inf = np.isinf(a).any(axis=-1)
+    fin = np.where(np.isfinite(a), a, 0.0)
+    return fin.max(axis=-1, initial=0.0), nan, inf
+
+
+def _floor_log2(v):
+    """floor(log2(v)) for v > 0 from the exponent (frexp is exact, no log2)."""
+    return np.frexp(v)[1].astype(np.int64) - 1
+
+
+def _pow2_scale_exp(amax, bf, in_dtype):
+    """Scale exponent per block for the power-of-two rules; amax > 0 where used."""
+    emax = bf.emax_elem
+    safe = np.where(amax > 0, amax, 1.0)
+    if bf.scale_rule == "floor":
+        return _floor_log2(safe) - emax
+    if bf.scale_rule == "ceil":
+        m = np.frexp(safe)[0]
+        return _floor_log2(safe) - emax + (m != 0.5)
+    if bf.scale_rule == "even":
+        # torchao: add half an ulp of emax_elem's precision to amax's bits, clear the mantissa
+        mw, ut = (52, np.uint64) if np.dtype(in_dtype).itemsize > 4 else (23, np.uint32)
+        ft = np.float64 if mw == 52 else np.float32
+        m_elem = bf.elem.man_bits if isinstance(bf.elem, FloatFormat) else bf.elem.bits - 2
+        b = safe.astype(ft).view(ut)
+        b = (b + ut(1 << (mw - m_elem - 1))) >> ut(mw)     # the exponent field after rounding
+        return b.astype(np.int64) - (1023 if mw == 52 else 127) - emax
+    # rceil: e8m0 = round_up(amax * fl(1/max_elem)) in the input's float type (float32 for
+    # float32 and narrower inputs, as TE and cuBLAS compute)
+    ft = np.float64 if np.dtype(in_dtype).itemsize > 4 else np.float32
+    with np.errstate(over="ignore"):
+        p = (safe.astype(ft) * (ft(1.0) / ft(bf.elem.max))).astype(np.float64)
+    m, e = np.frexp(np.where(np.isinf(p), 2.0**1023, p))
+    e = e.astype(np.int64)
+    e = np.where(m == 0.5, e - 1, e)
+    return np.where(p == 0, -(1 << 20), e)               # underflow: the smallest scale
+
+
+def _e8m0_codes(exp, nan, fmt, bf):
+    """Codes of 2^exp in an E8M0-like format; exponents below its range clamp to the smallest
+    scale (OCP), above it follow ``scale_overflow``."""
+    lo, hi = fmt.emin, fmt.emax
+    over = exp > hi
+    if bf.scale_overflow == "nan" and over.any():
+        nan = nan | over
+    codes = np.clip(exp, lo, hi) + fmt.bias             # code = exponent + bias
+    codes = np.where(nan, fmt.nan_code if fmt.has_nan else fmt.max_code, codes)
+    return codes.astype(fmt.code_dtype), nan
+
+
+# ---- quantize -------------------------------------------------------------------------------
+
+def quantize(x, bf, axis=-1, rounding="nearest_even", *, sr_bits=None, sr_variant="srff",
+             seed=None, rbits=None) -> BlockTensor:
+    """Quantize ``x`` to the block format ``bf`` (a BlockFormat or preset name) along ``axis``.
+
+    Scale per block by ``bf.scale_rule`` (SPECS.md §3); elements x / scale rounded once to
+    ``bf.elem`` with ``rounding`` (all modes of ``lp.round``; stochastic takes ``seed`` / ``rbits``
+    as there, with ``rbits`` shaped like x and the seeded counter the flat index in x) and
+    saturated to the element range. Returns a ``BlockTensor``.
+    """
+    bf = block_format(bf)
+    arr, _ = cast._as_float_array(x)
+    if arr.ndim == 0:
+        raise ValueError("x must have at least one dimension to cut into blocks")
+    axis = _check_axis(arr, axis, bf)
+    in_dtype = arr.dtype
+    x32 = arr.astype(np.float64 if in_dtype.itemsize > 4 else np.float32)
+    if bf.flush_subnormal_inputs:
+        tiny = np.finfo(np.float32).tiny
+        x32 = np.where(np.abs(x32) < tiny, np.copysign(0.0, x32), x32).astype(x32.dtype)
+    blocks = _block(x32, axis, bf)
+    rb = None
+    if rounding in ("stochastic", "sr"):
+        if (seed is None) == (rbits is None):
+            raise ValueError("rounding='stochastic' needs exactly one source of random bits: "
+                             "seed=<int> or rbits=<unsigned int array shaped like x>")
+        if seed is not None:
+            rbits = random_bits(seed, arr.shape, wide=in_dtype.itemsize > 4)
+            seed = None
+        rbits = np.asarray(rbits)
+        if rbits.shape != arr.shape:
+            raise ValueError(f"rbits must have x's shape {arr.shape}, got {rbits.shape}")
+        rb = _block(rbits, axis, bf)
+        if sr_bits is None and in_dtype.itemsize <= 4:   # exact SR of a <= 32-bit input: the
+            sr_bits, sr_variant = 32, "srff"            # 32-bit word, as lp.round uses it
+    amax, nan, inf = _amax(blocks)
+    if bf.nonfinite == "nan":
+        nan = nan | inf
+    kw = dict(sr_bits=sr_bits, sr_variant=sr_variant, rbits=rb)
+    if bf.scale_rule == "nvfp4":
+        return _quantize_nvfp4(blocks, amax, nan, inf, arr.shape, axis, bf, rounding, kw)
+    exp = _pow2_scale_exp(amax, bf, in_dtype)
+    exp = np.where(amax > 0, exp, bf.scale_fmt.emin)     # all-zero block: smallest scale
+    if bf.nonfinite == "saturate":
+        exp = np.where(inf, bf.scale_fmt.emax, exp)      # Inf: the largest scale (TE)
+    scodes, nan = _e8m0_codes(exp, nan, bf.scale_fmt, bf)
+    exp = np.clip(exp, bf.scale_fmt.emin, bf.scale_fmt.emax)
+    scaled = _ldexp_sticky(blocks.astype(np.float64), -exp[..., None])
+    if bf.nonfinite == "saturate":
+        scaled = np.where(np.isinf(scaled), np.copysign(np.float64(bf.elem.max), scaled),
+                          scaled)
+    scaled = np.where(nan[..., None], 0.0, scaled)     # NaN blocks: the scale says NaN
+    codes = cast.encode(scaled, bf.elem, rounding, "saturate", **kw)
+    return BlockTensor(codes, scodes, np.float32(1.0), arr.shape, axis, bf)
+
+
+def _ldexp_sticky(v, e):
+    """v * 2^e in float64. Exact unless the result falls below 2^-1022; there it keeps its sign
+    and stays non-zero, which is all any rounding into an element format can see of a value
+    that far below the element's smallest step."""
+    with np.errstate(under="ignore"):
+        out = np.ldexp(v, e)
+    lost = (out == 0) & (v != 0)
+    if lost.any():
+        out = np.where(lost, np.copysign(np.float64(2.0**-1074), v), out)
+    return out
+
+
+def _quantize_nvfp4(blocks, amax, nan, inf, shape, axis, bf, rounding, kw):
+    """TE's two-level NVFP4 rule in float32, in TE's operation order (SPECS.md §3)."""
+    f32 = np.float32
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore", under="ignore"):
+        amax32 = np.where(inf, np.inf, amax).astype(f32)
+        g = f32(amax32.max(initial=f32(0.0)))          # global amax (Inf if any)
+        s_enc = f32(np.minimum(f32(448.0 * 6.0) / g, _F32_MAX)) if g > 0 else f32(1.0)
+        s_enc = f32(1.0) if s_enc == 0 else s_enc       # TE: amax 0 or Inf -> S_enc = 1
+        s_dec = f32(1.0) / s_enc
+        sb_in = amax32 * (s_enc * (f32(1.0) / f32(6.0)))
+        s_codes = cast.encode(sb_in, bf.scale_fmt, "nearest_even", "saturate")
+        s_b = cast.decode(s_codes, bf.scale_fmt, dtype=np.float32)
+        s_enc_b = np.minimum(f32(1.0) / (s_b * s_dec), _F32_MAX).astype(f32)
+        prod = blocks.astype(f32) * s_enc_b[..., None]
+        prod = np.where(np.isnan(prod) & ~np.isnan(blocks), 0.0, prod).astype(f32)
+    if nan.any():
+        s_codes = np.where(nan, bf.scale_fmt.nan_code, s_codes).astype(s_codes.dtype)
+        prod = np.where(nan[..., None], f32(0.0), prod)
+    codes = cast.encode(prod, bf.elem, rounding, "saturate", **kw)
+    return BlockTensor(codes, s_codes, f32(s_dec), shape, axis, bf)
+
+
+def fake_quantize(x, bf, axis=-1, rounding="nearest_even", *, dtype=None, **kw):
+    """``quantize(x, ...).dequantize(dtype)``: the values the block format gives back (dtype:
+    x's float dtype by default)."""
+    arr, _ = cast._as_float_array(x)
+    bt = quantize(arr, bf, axis, rounding, **kw)
+    return bt.dequantize(arr.dtype if dtype is None else dtype)

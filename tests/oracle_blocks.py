@@ -1,0 +1,120 @@
+"""Block-quantization oracle, written from SPECS.md §3 with exact rationals (Fractions) and the
+scalar oracle's tables; the only float arithmetic is where the definition itself is float32
+arithmetic (rceil's product, NVFP4), done with NumPy float32 (IEEE 754). Shares no code with
+lowprec. One block at a time, one element at a time."""
+from fractions import Fraction as Fr
+
+import numpy as np
+
+import oracle
+
+E8M0_BIAS = 127
+
+
+def floor_log2(v: Fr) -> int:
+    """floor(log2(v)) of a positive rational, by comparing with powers of two."""
+    e = v.numerator.bit_length() - v.denominator.bit_length()
+    while Fr(2) ** e > v:
+        e -= 1
+    while Fr(2) ** (e + 1) <= v:
+        e += 1
+    return e
+
+
+def emax_of(t):
+    return floor_log2(t.max)
+
+
+def mx_scale_exp(block, rule, t_elem, m_elem):
+    """Scale exponent of a finite, non-zero block (list of floats) under an MX rule, or None for
+    an all-zero block."""
+    amax = max(abs(Fr(float(v))) for v in block)
+    if amax == 0:
+        return None
+    emax = emax_of(t_elem)
+    fl = floor_log2(amax)
+    if rule == "floor":
+        return fl - emax
+    if rule == "ceil":
+        return fl - emax + (amax != Fr(2) ** fl)
+    if rule == "even":              # round amax to m_elem fraction bits, ties away, then floor
+        ulp = Fr(2) ** (fl - m_elem)
+        q = amax / ulp
+        r = (q + Fr(1, 2)).__floor__() * ulp
+        return floor_log2(r) - emax
+    if rule == "rceil":             # fl32(amax * fl32(1 / max)) rounded up to a power of two
+        p = Fr(float(np.float32(amax) * (np.float32(1.0) / np.float32(float(t_elem.max)))))
+        if p == 0:                  # underflow: below every scale, clamps to the smallest
+            return -10**6
+        e = floor_log2(p)
+        return e if p == Fr(2) ** e else e + 1
+    raise ValueError(rule)
+
+
+def mx_block(block, rule, t_elem, m_elem, mode="nearest_even", scale_overflow="nan",
+             nonfinite="nan"):
+    """(scale code, element codes) of one block under OCP MX with the given scale rule.
+    Element codes are None in a NaN block (the scale says NaN; lowprec writes zeros)."""
+    vals = [float(v) for v in block]
+    if any(np.isnan(v) for v in vals):
+        return 0xFF, None
+    has_inf = any(np.isinf(v) for v in vals)
+    if has_inf and nonfinite == "nan":
+        return 0xFF, None
+    e = 127 if has_inf else mx_scale_exp(vals, rule, t_elem, m_elem)   # Inf: largest scale
+    if e is None:
+        e = -127
+    if e > 127:
+        if scale_overflow == "nan":
+            return 0xFF, None
+        e = 127
+    e = max(e, -127)
+    X = Fr(2) ** e
+    codes = []
+    for v in vals:
+        if np.isinf(v):                               # nonfinite == "saturate"
+            codes.append(oracle.round_exact("-inf" if v < 0 else "inf", t_elem, mode,
+                                            "saturate"))
+            continue
+        x = Fr(v) / X
+        codes.append(oracle.round_exact(("-0" if np.signbit(v) else Fr(0)) if x == 0 else x,
+                                        t_elem, mode, "saturate"))
+    return e + E8M0_BIAS, codes
+
+
+def nvfp4(blocks, t_e2m1, t_e4m3):
+    """TE's NVFP4 (SPECS.md §3) for a list of 16-element float32 blocks: (tensor S_dec as
+    float32, [(scale code, element codes)]), float32 arithmetic in TE's order, each rounding to
+    E4M3 / E2M1 done by the scalar oracle (nearest-even, saturating)."""
+    f32 = np.float32
+    amaxes = [max((abs(f32(v)) for v in b), default=f32(0)) for b in blocks]
+    g = max(amaxes)
+    with np.errstate(divide="ignore", over="ignore"):
+        s_enc = min(f32(448.0 * 6.0) / g, f32(np.finfo(np.float32).max)) if g > 0 else f32(1)
+    if s_enc == 0:
+        s_enc = f32(1.0)
+    s_enc = f32(s_enc)
+    s_dec = f32(1.0) / s_enc
+    out = []
+    for b, am in zip(blocks, amaxes):
+        with np.errstate(over="ignore"):
+            sb_in = f32(am * f32(s_enc * (f32(1.0) / f32(6.0))))
+        sc = _code_of_float(sb_in, t_e4m3)
+        s_b = f32(float(t_e4m3.values[sc]))
+        with np.errstate(divide="ignore", over="ignore"):
+            s_enc_b = f32(min(f32(1.0) / f32(s_b * s_dec), f32(np.finfo(np.float32).max)))
+        codes = []
+        for v in b:
+            with np.errstate(over="ignore"):
+                p = f32(f32(v) * s_enc_b)
+            codes.append(_code_of_float(p, t_e2m1))
+        out.append((sc, codes))
+    return s_dec, out
+
+
+def _code_of_float(p, t):
+    if np.isinf(p):
+        return oracle.round_exact("-inf" if p < 0 else "inf", t, "nearest_even", "saturate")
+    x = Fr(float(p))
+    return oracle.round_exact(("-0" if np.signbit(p) else Fr(0)) if x == 0 else x, t,
+                              "nearest_even", "saturate")

@@ -1,0 +1,236 @@
+"""Block formats against the block oracle (tests/oracle_blocks.py): scale codes and element codes,
+bit for bit, for every MX scale rule, NVFP4, padding, tiles and axes."""
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+import lowprec as lp
+import oracle_blocks as ob
+from conftest import bits
+from helpers import oracle_floats, table
+
+MX = {"mxfp8_e4m3": ("float8_e4m3fn", 3), "mxfp8_e5m2": ("float8_e5m2", 2),
+      "mxfp6_e3m2": ("float6_e3m2fn", 2), "mxfp6_e2m3": ("float6_e2m3fn", 3),
+      "mxfp4": ("float4_e2m1fn", 1)}
+RULES = ["floor", "ceil", "even", "rceil"]
+
+
+def _special_blocks(rng, k, n):
+    """n blocks of k float32 values: Gaussian at random magnitudes, with zeros, float32
+    subnormals, powers of two and values just below them, huge and tiny amax."""
+    out = []
+    for i in range(n):
+        b = rng.standard_normal(k) * np.exp2(rng.integers(-140, 120))
+        kind = i % 6
+        if kind == 1:
+            b[rng.integers(0, k, k // 4)] = 0.0
+        elif kind == 2:
+            b[0] = np.exp2(rng.integers(-10, 10))                      # amax a power of two
+        elif kind == 3:
+            b[0] = np.nextafter(np.float32(np.exp2(rng.integers(-10, 10))), np.float32(0))
+        elif kind == 4:
+            b = rng.standard_normal(k) * 2.0**-140                     # float32 subnormals
+        elif kind == 5:
+            b = b * 0.0
+        out.append(b.astype(np.float32))
+    return np.stack(out)
+
+
+def _elem_bits_of(name):
+    return {"float8_e4m3fn": 3, "float8_e5m2": 2, "float6_e3m2fn": 2, "float6_e2m3fn": 3,
+            "float4_e2m1fn": 1}[name]
+
+
+@pytest.mark.parametrize("preset", list(MX))
+@pytest.mark.parametrize("rule", RULES)
+def test_mx_rules_against_the_oracle(preset, rule):
+    elem, m = MX[preset]
+    bf = lp.BlockFormat(elem, k=32, scale_rule=rule, scale_overflow="saturate")
+    rng = np.random.default_rng(hash((preset, rule)) % 2**32)
+    x = _special_blocks(rng, 32, 36)
+    bt = lp.quantize(x, bf)
+    te = table(elem)
+    for i, blk in enumerate(x):
+        sc, codes = ob.mx_block(blk, rule, te, m, scale_overflow="saturate")
+        assert int(bt.scale_codes[i, 0]) == sc, (i, blk)
+        assert bt.codes[i, 0].tolist() == codes, (i, blk)
+
+
+@pytest.mark.parametrize("mode", ["nearest_even", "toward_zero", "up", "nearest_away"])
+def test_mx_element_modes_and_dequantized_values(mode):
+    te = table("float4_e2m1fn")
+    rng = np.random.default_rng(3)
+    x = _special_blocks(rng, 32, 24)
+    bt = lp.quantize(x, "mxfp4", rounding=mode)
+    y = bt.dequantize(np.float64)
+    for i, blk in enumerate(x):
+        sc, codes = ob.mx_block(blk, "floor", te, 1, mode)
+        assert int(bt.scale_codes[i, 0]) == sc
+        assert bt.codes[i, 0].tolist() == codes
+        want = oracle_floats(np.array(codes), te, np.float64) * 2.0 ** (sc - 127)
+        assert (bits(y[i]) == bits(want)).all()
+
+
+def test_every_pair_of_e2m1_values_in_a_two_element_block():
+    """Exhaustive over small blocks: every pair of E2M1 grid values times 2^e, e in -3..3."""
+    te = table("float4_e2m1fn")
+    grid = [float(v) for v in te.finite]
+    bf = lp.BlockFormat("float4_e2m1fn", k=2)
+    pairs = np.array([(a, b) for a in grid for b in grid], dtype=np.float32)
+    for e in range(-3, 4):
+        x = pairs * np.float32(2.0**e)
+        bt = lp.quantize(x, bf)
+        for i, blk in enumerate(x):
+            sc, codes = ob.mx_block(blk, "floor", te, 1)
+            assert (int(bt.scale_codes[i, 0]), bt.codes[i, 0].tolist()) == (sc, codes)
+
+
+def test_nonfinite_and_scale_policies():
+    te = table("float8_e4m3fn")
+    x = np.ones((4, 32), np.float32)
+    x[0, 3] = np.inf
+    x[1, 5] = np.nan
+    x[2, 7] = -np.inf
+    x[3] = np.float32(3e38)
+    for nonfinite in ("nan", "saturate"):
+        for ovf in ("nan", "saturate"):
+            for rule in RULES:
+                bf = lp.BlockFormat("float8_e4m3fn", scale_rule=rule, nonfinite=nonfinite,
+                                    scale_overflow=ovf)
+                bt = lp.quantize(x, bf)
+                for i, blk in enumerate(x):
+                    sc, codes = ob.mx_block(blk, rule, te, 3, scale_overflow=ovf,
+                                            nonfinite=nonfinite)
+                    assert int(bt.scale_codes[i, 0]) == sc, (nonfinite, ovf, rule, i)
+                    if codes is not None:
+                        assert bt.codes[i, 0].tolist() == codes, (nonfinite, ovf, rule, i)
+                    else:
+                        assert np.isnan(bt.dequantize()[i]).all()
+
+
+@pytest.mark.parametrize("preset", ["nvfp4", "nvfp4_2d"])
+def test_nvfp4_against_the_oracle(preset):
+    rng = np.random.default_rng(17)
+    x = (rng.standard_normal((32, 48)) * np.exp2(rng.integers(-8, 8, (32, 1)))).astype(
+        np.float32)
+    x[0, :16] = 0.0
+    x[1, 3] = 1e-42
+    bt = lp.quantize(x, preset)
+    if preset == "nvfp4":
+        blocks = list(x.reshape(-1, 16))
+    else:
+        blocks = list(x.reshape(2, 16, 3, 16).transpose(0, 2, 1, 3).reshape(-1, 256))
+    s_dec, want = ob.nvfp4(blocks, table("float4_e2m1fn"), table("ue4m3"))
+    assert bits(np.float32(bt.tensor_scale)) == bits(s_dec)
+    got_sc = bt.scale_codes.reshape(-1).tolist()
+    got_codes = bt.codes.reshape(len(blocks), -1).tolist()
+    for i, (sc, codes) in enumerate(want):
+        assert (got_sc[i], got_codes[i]) == (sc, codes), i
+
+
+def test_nvfp4_inf_saturates_and_nan_marks_the_block():
+    x = np.linspace(-2, 2, 64, dtype=np.float32).reshape(2, 32)
+    x[0, 0] = np.inf
+    x[1, 20] = np.nan
+    bt = lp.quantize(x, "nvfp4")
+    assert float(bt.tensor_scale) == 1.0                   # amax Inf -> S_enc = 1 (TE)
+    assert int(bt.scale_codes[0, 0]) == 0x7E                # 448
+    assert int(bt.codes[0, 0, 0]) == 0x7                    # +6
+    assert int(bt.scale_codes[1, 1]) == lp.format("ue4m3").nan_code
+    assert np.isnan(bt.dequantize()[1, 16:]).all()
+
+
+def test_nvfp_2d_tiles_commute_with_transposition():
+    rng = np.random.default_rng(2)
+    w = rng.standard_normal((48, 32)).astype(np.float32)
+    a = lp.fake_quantize(w, "nvfp4_2d")
+    b = lp.fake_quantize(w.T.copy(), "nvfp4_2d")
+    assert (bits(a.T) == bits(b)).all()
+
+
+@pytest.mark.parametrize("shape,axis", [((40,), 0), ((3, 70), -1), ((70, 3), 0),
+                                        ((2, 3, 33, 2), 2), ((2, 2, 2, 65), 3)])
+def test_axes_and_padding(shape, axis):
+    rng = np.random.default_rng(len(shape))
+    x = rng.standard_normal(shape).astype(np.float32)
+    y = lp.fake_quantize(x, "mxfp8_e4m3", axis=axis)
+    assert y.shape == x.shape and y.dtype == np.float32
+    xm = np.moveaxis(x, axis, -1)
+    n = xm.shape[-1]
+    padded = np.concatenate([xm, np.zeros(xm.shape[:-1] + (-n % 32,), np.float32)], -1)
+    blocks = padded.reshape(-1, 32)
+    te = table("float8_e4m3fn")
+    want = []
+    for blk in blocks:
+        sc, codes = ob.mx_block(blk, "floor", te, 3)
+        want.append(oracle_floats(np.array(codes), te, np.float64) * 2.0 ** (sc - 127))
+    want = np.array(want, np.float64).reshape(padded.shape)[..., :n].astype(np.float32)
+    assert (bits(np.moveaxis(y, axis, -1)) == bits(want)).all()
+
+
+def test_mxint8_and_bfp16_elements():
+    rng = np.random.default_rng(9)
+    x = _special_blocks(rng, 32, 12)
+    t = table("mxint8_element")
+    bt = lp.quantize(x, "mxint8")
+    for i, blk in enumerate(x):
+        sc, codes = ob.mx_block(blk, "floor", t, 6)
+        assert (int(bt.scale_codes[i, 0]), bt.codes[i, 0].tolist()) == (sc, codes)
+
+
+def test_stochastic_elements_use_the_flat_index_of_x():
+    x = np.random.default_rng(4).standard_normal((3, 64)).astype(np.float32)
+    a = lp.quantize(x, "mxfp4", rounding="stochastic", seed=5)
+    R = lp.random_bits(5, x.shape)
+    b = lp.quantize(x, "mxfp4", rounding="stochastic", rbits=R)
+    assert (a.codes == b.codes).all()
+    te = table("float4_e2m1fn")
+    for i in range(3):
+        for j in range(2):
+            blk = x[i, 32 * j:32 * (j + 1)]
+            e = ob.mx_scale_exp(blk, "floor", te, 1)
+            for k in range(32):
+                from fractions import Fraction
+                import oracle
+                want = oracle.round_exact(Fraction(float(blk[k])) / Fraction(2) ** e, te,
+                                          "stochastic", "saturate",
+                                          sr=(int(R[i, 32 * j + k]), 32, "srff"))
+                assert int(a.codes[i, j, k]) == want
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.floats(width=32, allow_nan=False, allow_infinity=False), min_size=1,
+                max_size=70),
+       st.sampled_from(list(MX)), st.sampled_from(RULES))
+def test_random_blocks_property(vals, preset, rule):
+    elem, m = MX[preset]
+    x = np.array(vals, np.float32)
+    bf = lp.BlockFormat(elem, scale_rule=rule, scale_overflow="saturate")
+    bt = lp.quantize(x, bf)
+    xp = np.concatenate([x, np.zeros(-x.size % 32, np.float32)]).reshape(-1, 32)
+    te = table(elem)
+    for i, blk in enumerate(xp):
+        sc, codes = ob.mx_block(blk, rule, te, m, scale_overflow="saturate")
+        assert (int(bt.scale_codes[i]), bt.codes[i].tolist()) == (sc, codes)
+
+
+def test_bad_input():
+    x = np.zeros((4, 30), np.float32)
+    with pytest.raises(ValueError, match="not a multiple of k=32"):
+        lp.quantize(x, lp.BlockFormat("float4_e2m1fn", pad=False))
+    with pytest.raises(ValueError, match="axis=2 is out of range"):
+        lp.quantize(x, "mxfp4", axis=2)
+    with pytest.raises(TypeError, match="must be a float16"):
+        lp.quantize(np.zeros((2, 32), np.int32), "mxfp4")
+    with pytest.raises(ValueError, match="unknown block format 'mxfp5'; did you mean"):
+        lp.quantize(x, "mxfp5")
+    with pytest.raises(ValueError, match="scale_fmt must be E8M0-like"):
+        lp.BlockFormat("float4_e2m1fn", scale_fmt="float8_e4m3fn")
+    with pytest.raises(ValueError, match="scale_rule='nvfp4' stores E4M3"):
+        lp.BlockFormat("float4_e2m1fn", scale_rule="nvfp4")
+    with pytest.raises(ValueError, match="k=0 must be a positive int"):
+        lp.BlockFormat("float4_e2m1fn", k=0)
+    with pytest.raises(ValueError, match="tile=\\(16, 16\\) blocks the last two axes"):
+        lp.quantize(np.zeros((16, 16), np.float32), "nvfp4_2d", axis=0)
+    with pytest.raises(ValueError, match="needs exactly one source of random bits"):
+        lp.quantize(x, "mxfp4", rounding="stochastic")
