@@ -43,13 +43,15 @@ def _as(typingctx, value, like):
     def codegen(context, builder, sig, args):
         return builder.bitcast(args[0], context.get_value_type(sig.return_type))
     return like(value, like), codegen
+
+
 CHUNK = 4096
 PARALLEL_MIN_SIZE = 1 << 16
 
 
 @nb.njit(nogil=True, cache=True, inline="always")
 def _fast(b, rw, P, ft, ut):
-    """(value bits, code) of round(x) for the W bits ``b`` of x, where not ``general``."""
+    """(value bits, code) of round(x) for the W bits ``b`` of x, where not ``_general``."""
     wsh = ut(P[WSH])
     mw = P[MW]
     d = mw - P[MT]
@@ -113,15 +115,17 @@ def _fast(b, rw, P, ft, ut):
         value, code = ut(ov), ut(oc)
     return value, code
 
+
 @nb.njit(nogil=True, cache=True, inline="always")
 def _general(b, P, ut):
-    """True where ``fast`` does not apply and the general kernel decides: Inf and NaN, and
+    """True where ``_fast`` does not apply and the general kernel decides: Inf and NaN, and
     float64 inputs in the subnormal range under stochastic rounding."""
     a = ut(b & ut(~(ut(1) << ut(P[WSH]))))
     out = a >= ut(((1 << (P[WSH] - P[MW])) - 1) << P[MW])
     if P[MW] == 52 and P[MODE] == SR:
         out = out | (a < ut((P[EMIN] + P[BW]) << P[MW]))
     return out
+
 
 @nb.njit(nogil=True, cache=True, inline="always")
 def _sr_decide_float(y, R, r, variant):
@@ -183,7 +187,7 @@ def rows(xb, lo, hi, P, rsrc, rbits, seed, want_code, out, ft, ut):
 
 
 _SPECIALISED = {}
-_POOL = []
+_POOL = {}
 
 
 def run(xb, P, rsrc, rbits, seed, want_code, out, errs, specialise):
@@ -206,10 +210,9 @@ def run(xb, P, rsrc, rbits, seed, want_code, out, errs, specialise):
     if k == 1:
         errs[0] = work(0, n)
         return
-    if not _POOL:
-        _POOL.append(ThreadPoolExecutor(max_workers=k))
+    pool = _POOL.get(k) or _POOL.setdefault(k, ThreadPoolExecutor(max_workers=k))
     bounds = [(n * j // k) // CHUNK * CHUNK for j in range(k)] + [n]
-    errs[0] = sum(_POOL[0].map(lambda j: work(bounds[j], bounds[j + 1]), range(k)))
+    errs[0] = sum(pool.map(lambda j: work(bounds[j], bounds[j + 1]), range(k)))
 
 
 def _build_specialised(PT, rsrc, want_code, wide):

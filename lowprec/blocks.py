@@ -20,7 +20,7 @@ import numpy as np
 
 from . import cast
 from .formats import FloatFormat, IntFormat, format as _format
-from .rounding import random_bits
+from .rounding import mode_name, random_bits
 
 __all__ = ["BlockFormat", "BlockTensor", "quantize", "fake_quantize", "block_format",
            "block_formats"]
@@ -164,6 +164,17 @@ class BlockTensor:
     shape: tuple
     axis: int
     fmt: BlockFormat
+
+    def __post_init__(self):
+        bf = self.fmt
+        if not isinstance(bf, BlockFormat):
+            raise TypeError(f"fmt must be a BlockFormat, got {type(bf).__name__}")
+        cast._check_codes(self.codes, bf.elem)
+        cast._check_codes(self.scale_codes, bf.scale_fmt)
+        if self.codes.shape[-1] != bf.k or self.codes.shape[:-1] != self.scale_codes.shape:
+            raise ValueError(f"codes {self.codes.shape} must be (..., blocks, {bf.k}) with "
+                             f"one scale code per block; scale_codes has shape "
+                             f"{self.scale_codes.shape}")
 
     def dequantize(self, dtype=np.float32) -> np.ndarray:
         """Values element x block scale (x tensor scale), in the original shape. Each value is
@@ -322,7 +333,7 @@ def quantize(x, bf, axis=-1, rounding="nearest_even", *, sr_bits=None, sr_varian
         x32 = np.where(np.abs(x32) < tiny, np.copysign(0.0, x32), x32).astype(x32.dtype)
     blocks = _block(x32, axis, bf)
     rb = None
-    if rounding in ("stochastic", "sr"):
+    if mode_name(rounding) == "stochastic":
         if (seed is None) == (rbits is None):
             raise ValueError("rounding='stochastic' needs exactly one source of random bits: "
                              "seed=<int> or rbits=<unsigned int array shaped like x>")
@@ -382,7 +393,6 @@ def _quantize_nvfp4(blocks, amax, nan, inf, shape, axis, bf, rounding, kw):
         s_b = cast.decode(s_codes, bf.scale_fmt, dtype=np.float32)
         s_enc_b = np.minimum(f32(1.0) / (s_b * s_dec), _F32_MAX).astype(f32)
         prod = blocks.astype(f32) * s_enc_b[..., None]
-        prod = np.where(np.isnan(prod) & ~np.isnan(blocks), 0.0, prod).astype(f32)
     if nan.any():
         s_codes = np.where(nan, bf.scale_fmt.nan_code, s_codes).astype(s_codes.dtype)
         prod = np.where(nan[..., None], f32(0.0), prod)

@@ -234,3 +234,14 @@ def test_bad_input():
         lp.quantize(np.zeros((16, 16), np.float32), "nvfp4_2d", axis=0)
     with pytest.raises(ValueError, match="needs exactly one source of random bits"):
         lp.quantize(x, "mxfp4", rounding="stochastic")
+    bt = lp.quantize(np.zeros((2, 32), np.float32), "mxfp4")
+    with pytest.raises(ValueError, match="code 16 is out of range for float4_e2m1fn"):
+        lp.BlockTensor(bt.codes + 16, bt.scale_codes, bt.tensor_scale, bt.shape, bt.axis,
+                       bt.fmt)
+    with pytest.raises(ValueError, match="one scale code per block"):
+        lp.BlockTensor(bt.codes, bt.scale_codes[:1], bt.tensor_scale, bt.shape, bt.axis,
+                       bt.fmt)
+    xin = np.linspace(-5, 5, 64, dtype=np.float32)
+    keep = xin.copy()
+    lp.fake_quantize(xin, "nvfp4", rounding="stochastic", seed=1)
+    assert (bits(xin) == bits(keep)).all()                 # the input is never modified
