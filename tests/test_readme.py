@@ -9,10 +9,18 @@ import lowprec as lp
 README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
 
 
-def test_quick_start_block_runs():
-    text = README.read_text()
-    block = re.search(r"```python\n(.*?)```", text, re.S).group(1)
-    exec(compile(block, "README.md", "exec"), {})
+def test_python_blocks_run():
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
+    assert len(blocks) >= 2
+    for block in blocks:
+        exec(compile(block, "README.md", "exec"), {})
+
+
+def test_block_format_comments_hold():
+    x = np.float32([0.5, -1.0, 3.0, 6.5] * 8)
+    bt = lp.quantize(x, "mxfp4")
+    assert bt.scale_codes.tolist() == [127]
+    assert bt.dequantize()[:4].tolist() == [0.5, -1.0, 3.0, 6.0]
 
 
 def test_quick_start_comments_hold():
