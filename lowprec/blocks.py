@@ -42,8 +42,9 @@ class BlockFormat:
     scale_overflow: "nan" (the block becomes NaN) or "saturate" (largest scale) when a rule asks
     for a scale above 2^127. nonfinite: "nan" (a block holding Inf becomes NaN, OCP reference
     and torchao) or "saturate" (largest scale, Inf elements saturated, TE); a NaN always makes
-    its block's scale NaN (its element codes are then 0). pad: zero-pad a quantized axis
-    that is not a multiple of the block (the shape is remembered) instead of raising.
+    its block's scale NaN (its elements get the element NaN code, or 0 in formats without
+    NaN). pad: zero-pad a quantized axis that is not a multiple of the block (the shape is
+    remembered) instead of raising.
     flush_subnormal_inputs: treat float32-subnormal inputs as zero (some GPU kernels do).
     """
     elem: object
@@ -363,8 +364,18 @@ def quantize(x, bf, axis=-1, rounding="nearest_even", *, sr_bits=None, sr_varian
         scaled = np.where(np.isinf(scaled), np.copysign(np.float64(bf.elem.max), scaled),
                           scaled)
     scaled = np.where(nan[..., None], 0.0, scaled)     # NaN blocks: the scale says NaN
-    codes = cast.encode(scaled, bf.elem, rounding, "saturate", **kw)
+    codes = _mark_nan_blocks(cast.encode(scaled, bf.elem, rounding, "saturate", **kw), nan,
+                             bf.elem)
     return BlockTensor(codes, scodes, np.float32(1.0), arr.shape, axis, bf)
+
+
+def _mark_nan_blocks(codes, nan, elem):
+    """Elements of a NaN block: the element NaN code where the element format has one (as
+    torchao and the OCP reference library leave them), else 0; the scale code already says
+    NaN."""
+    if nan.any() and elem.has_nan:
+        codes = np.where(nan[..., None], elem.nan_code, codes).astype(codes.dtype)
+    return codes
 
 
 def _ldexp_sticky(v, e):
