@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from fractions import Fraction
 
 import numpy as np
 
@@ -25,7 +26,8 @@ from .rounding import mode_name, random_bits
 __all__ = ["BlockFormat", "BlockTensor", "quantize", "fake_quantize", "block_format",
            "block_formats"]
 
-SCALE_RULES = ("floor", "ceil", "even", "rceil", "nvfp4")
+SCALE_RULES = ("floor", "ceil", "even", "rceil", "nvfp4", "nvfp4_torchao", "4over6")
+TWO_LEVEL = ("nvfp4", "nvfp4_torchao", "4over6")           # E4M3 block scales x a tensor scale
 _F32_MAX = np.float32(np.finfo(np.float32).max)
 
 
@@ -38,7 +40,10 @@ class BlockFormat:
     format of the stored block scales. scale_rule: "floor" (OCP MX: 2^(floor(log2 amax) -
     emax_elem)), "ceil" (+1 unless amax is a power of two), "even" (torchao: round amax's
     mantissa to emax_elem's precision, ties away, then floor), "rceil" (TE/cuBLAS MXFP8:
-    round amax * fl32(1/max_elem) up to a power of two), "nvfp4" (TE's two-level float32 rule).
+    round amax * fl32(1/max_elem) up to a power of two), "nvfp4" (TE's two-level float32 rule),
+    "nvfp4_torchao" (torchao's: tensor scale amax/2688, block scale clamped to [2^-6, 448]),
+    "4over6" (TE's rule with tensor bound 256 and, per block, the x1.5 "map to 4" scale when it
+    gives the smaller squared error; arXiv:2512.02010).
     scale_overflow: "nan" (the block becomes NaN) or "saturate" (largest scale) when a rule asks
     for a scale above 2^127. nonfinite: "nan" (a block holding Inf becomes NaN, OCP reference
     and torchao) or "saturate" (largest scale, Inf elements saturated, TE); a NaN always makes
@@ -79,10 +84,10 @@ class BlockFormat:
             raise ValueError(f"nonfinite={self.nonfinite!r}: allowed 'nan', 'saturate'")
         if not isinstance(self.elem, (FloatFormat, IntFormat)) or not self.elem.signed:
             raise ValueError(f"elem={self.elem.name} must be a signed FloatFormat or IntFormat")
-        if self.scale_rule == "nvfp4":
-            if self.scale_fmt.name != "ue4m3" and self.scale_fmt.name != "float8_e4m3fn":
-                raise ValueError("scale_rule='nvfp4' stores E4M3 block scales: scale_fmt must "
-                                 "be 'float8_e4m3fn' or 'ue4m3'")
+        if self.scale_rule in TWO_LEVEL:
+            if self.scale_fmt.name not in ("ue4m3", "float8_e4m3fn"):
+                raise ValueError(f"scale_rule={self.scale_rule!r} stores E4M3 block scales: "
+                                 "scale_fmt must be 'float8_e4m3fn' or 'ue4m3'")
         elif not _is_power_of_two_format(self.scale_fmt):
             raise ValueError(f"scale_rule={self.scale_rule!r} makes power-of-two scales: "
                              f"scale_fmt must be E8M0-like (exp_bits only), got "
@@ -130,6 +135,10 @@ _preset("nvfp4", elem="float4_e2m1fn", k=16, scale_fmt="ue4m3", scale_rule="nvfp
         nonfinite="saturate")
 _preset("nvfp4_2d", elem="float4_e2m1fn", tile=(16, 16), scale_fmt="ue4m3",
         scale_rule="nvfp4", nonfinite="saturate")
+_preset("nvfp4_torchao", elem="float4_e2m1fn", k=16, scale_fmt="float8_e4m3fn",
+        scale_rule="nvfp4_torchao", nonfinite="nan", pad=False)
+_preset("nvfp4_4over6", elem="float4_e2m1fn", k=16, scale_fmt="ue4m3", scale_rule="4over6",
+        nonfinite="saturate")
 _preset("bfp16", elem=IntFormat(8, True, frac_bits=6, symmetric=True, name="bfp16_element"),
         k=16)                                                    # MSFP-style: 8-bit sign-mag.
 
@@ -185,7 +194,7 @@ class BlockTensor:
         scale = cast.decode(self.scale_codes, bf.scale_fmt, dtype=np.float64)
         with np.errstate(invalid="ignore", over="ignore"):
             v = elem * scale[..., None]                  # exact: 4 + 24 or fewer bits
-            if bf.scale_rule == "nvfp4":
+            if bf.scale_rule in TWO_LEVEL:
                 v = _times_exactly(v, np.float64(self.tensor_scale), dtype)
             else:
                 v = v.astype(dtype)
@@ -314,13 +323,17 @@ def _e8m0_codes(exp, nan, fmt, bf):
 # ---- quantize -------------------------------------------------------------------------------
 
 def quantize(x, bf, axis=-1, rounding="nearest_even", *, sr_bits=None, sr_variant="srff",
-             seed=None, rbits=None) -> BlockTensor:
+             seed=None, rbits=None, tensor_amax=None) -> BlockTensor:
     """Quantize ``x`` to the block format ``bf`` (a BlockFormat or preset name) along ``axis``.
 
     Scale per block by ``bf.scale_rule`` (SPECS.md §3); elements x / scale rounded once to
     ``bf.elem`` with ``rounding`` (all modes of ``lp.round``; stochastic takes ``seed`` / ``rbits``
     as there, with ``rbits`` shaped like x and the seeded counter the flat index in x) and
-    saturated to the element range. Returns a ``BlockTensor``.
+    saturated to the element range. ``sr_variant="te"``: Transformer Engine's emulation of
+    Blackwell's FP4 stochastic rounding, t = fma(R/256, step(|v|), |v|) in float32 with R the
+    low 8 bits of the element's random word, then t truncated to the element grid (SPECS.md §2).
+    ``tensor_amax``: for the two-level rules, the amax the tensor scale is computed from
+    (calibrated or delayed scaling); default: this tensor's. Returns a ``BlockTensor``.
     """
     bf = block_format(bf)
     arr, _ = cast._as_float_array(x)
@@ -334,6 +347,11 @@ def quantize(x, bf, axis=-1, rounding="nearest_even", *, sr_bits=None, sr_varian
         x32 = np.where(np.abs(x32) < tiny, np.copysign(0.0, x32), x32).astype(x32.dtype)
     blocks = _block(x32, axis, bf)
     rb = None
+    if sr_variant == "te" and (mode_name(rounding) != "stochastic" or in_dtype.itemsize > 4
+                               or sr_bits not in (None, 8)):
+        raise ValueError("sr_variant='te' is TE's 8-bit float32 stochastic rounding: it needs "
+                         "rounding='stochastic', sr_bits=None or 8, and an input of at most "
+                         "32 bits")
     if mode_name(rounding) == "stochastic":
         if (seed is None) == (rbits is None):
             raise ValueError("rounding='stochastic' needs exactly one source of random bits: "
@@ -345,14 +363,19 @@ def quantize(x, bf, axis=-1, rounding="nearest_even", *, sr_bits=None, sr_varian
         if rbits.shape != arr.shape:
             raise ValueError(f"rbits must have x's shape {arr.shape}, got {rbits.shape}")
         rb = _block(rbits, axis, bf)
-        if sr_bits is None and in_dtype.itemsize <= 4:   # exact SR of a <= 32-bit input: the
-            sr_bits, sr_variant = 32, "srff"            # 32-bit word, as lp.round uses it
+        if sr_bits is None and in_dtype.itemsize <= 4 and sr_variant != "te":
+            sr_bits, sr_variant = 32, "srff"    # exact SR of a <= 32-bit input: the 32-bit
+                                                # word, as lp.round uses it
+    if tensor_amax is not None and bf.scale_rule not in TWO_LEVEL:
+        raise ValueError(f"tensor_amax is for the two-level rules {TWO_LEVEL}; "
+                         f"{bf.name} uses scale_rule={bf.scale_rule!r}")
     amax, nan, inf = _amax(blocks)
     if bf.nonfinite == "nan":
         nan = nan | inf
     kw = dict(sr_bits=sr_bits, sr_variant=sr_variant, rbits=rb)
-    if bf.scale_rule == "nvfp4":
-        return _quantize_nvfp4(blocks, amax, nan, inf, arr.shape, axis, bf, rounding, kw)
+    if bf.scale_rule in TWO_LEVEL:
+        return _quantize_two_level(blocks, amax, nan, inf, arr.shape, axis, bf, rounding, kw,
+                                   tensor_amax)
     exp = _pow2_scale_exp(amax, bf, in_dtype)
     exp = np.where(amax > 0, exp, bf.scale_fmt.emin)     # all-zero block: smallest scale
     if bf.nonfinite == "saturate":
@@ -364,9 +387,34 @@ def quantize(x, bf, axis=-1, rounding="nearest_even", *, sr_bits=None, sr_varian
         scaled = np.where(np.isinf(scaled), np.copysign(np.float64(bf.elem.max), scaled),
                           scaled)
     scaled = np.where(nan[..., None], 0.0, scaled)     # NaN blocks: the scale says NaN
-    codes = _mark_nan_blocks(cast.encode(scaled, bf.elem, rounding, "saturate", **kw), nan,
-                             bf.elem)
+    codes = _mark_nan_blocks(_encode_elements(scaled, bf.elem, rounding, kw), nan, bf.elem)
     return BlockTensor(codes, scodes, np.float32(1.0), arr.shape, axis, bf)
+
+
+def _encode_elements(v, elem, rounding, kw):
+    """Element codes of the scaled values ``v``, saturating; ``sr_variant="te"`` is TE's
+    float32 emulation of FP4 stochastic rounding, any other variant is ``lp.encode``'s."""
+    if kw["sr_variant"] != "te" or mode_name(rounding) != "stochastic":
+        return cast.encode(v, elem, rounding, "saturate", **kw)
+    a = np.abs(v).astype(np.float64)
+    _, e = np.frexp(np.where(a > 0, a, 1.0))
+    step = np.ldexp(1.0, np.clip(e - 1, elem.emin, elem.emax) - elem.man_bits)
+    u = (np.asarray(kw["rbits"]).astype(np.uint64) & np.uint64(0xFF)).astype(np.float64)
+    t = _add_to_f32(a, u / 256.0 * step)                # fma: one rounding to float32
+    return cast.encode(np.copysign(t, v), elem, "toward_zero", "saturate")
+
+
+def _add_to_f32(a, b):
+    """a + b rounded once to float32, for float64 a, b: the float64 sum made round-to-odd with
+    the exact error of TwoSum, then rounded to float32 (53 >= 24 + 2 bits, so exact)."""
+    s = a + b
+    bv = s - a
+    err = (a - (s - bv)) + (b - bv)
+    odd = s.view(np.uint64) & np.uint64(1)
+    fix = (err != 0) & (odd == 0)
+    s = np.where(fix, np.nextafter(s, np.where(err > 0, np.inf, -np.inf)), s)
+    with np.errstate(over="ignore"):
+        return s.astype(np.float32)
 
 
 def _mark_nan_blocks(codes, nan, elem):
@@ -390,25 +438,91 @@ def _ldexp_sticky(v, e):
     return out
 
 
-def _quantize_nvfp4(blocks, amax, nan, inf, shape, axis, bf, rounding, kw):
-    """TE's two-level NVFP4 rule in float32, in TE's operation order (SPECS.md §3)."""
+def _quantize_two_level(blocks, amax, nan, inf, shape, axis, bf, rounding, kw, tensor_amax):
+    """E4M3 block scales under a float32 tensor scale (SPECS.md §3), in float32 and in the
+    operation order of the implementation each rule reproduces."""
     f32 = np.float32
-    with np.errstate(over="ignore", divide="ignore", invalid="ignore", under="ignore"):
-        amax32 = np.where(inf, np.inf, amax).astype(f32)
+    amax32 = np.where(inf, np.inf, amax).astype(f32)
+    if tensor_amax is not None:
+        g = f32(tensor_amax)
+    elif bf.scale_rule == "nvfp4_torchao" and nan.any():
+        g = f32(np.nan)                                 # torch.max propagates NaN
+    else:
         g = f32(amax32.max(initial=f32(0.0)))          # global amax (Inf if any)
-        s_enc = f32(np.minimum(f32(448.0 * 6.0) / g, _F32_MAX)) if g > 0 else f32(1.0)
-        s_enc = f32(1.0) if s_enc == 0 else s_enc       # TE: amax 0 or Inf -> S_enc = 1
-        s_dec = f32(1.0) / s_enc
-        sb_in = amax32 * (s_enc * (f32(1.0) / f32(6.0)))
-        s_codes = cast.encode(sb_in, bf.scale_fmt, "nearest_even", "saturate")
-        s_b = cast.decode(s_codes, bf.scale_fmt, dtype=np.float32)
-        s_enc_b = np.minimum(f32(1.0) / (s_b * s_dec), _F32_MAX).astype(f32)
-        prod = blocks.astype(f32) * s_enc_b[..., None]
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore", under="ignore"):
+        x32 = blocks.astype(f32)
+        if bf.scale_rule == "nvfp4_torchao":
+            s_codes, prod, t_scale = _torchao_nvfp4(x32, amax32, g, bf)
+            nan = nan | np.isnan(cast.decode(s_codes, bf.scale_fmt, dtype=np.float32))
+        else:
+            bound = f32(448.0 if bf.scale_rule == "nvfp4" else 256.0)
+            s_enc = f32(np.minimum(bound * f32(6.0) / g, _F32_MAX)) if g > 0 else f32(1.0)
+            s_enc = f32(1.0) if s_enc == 0 or np.isnan(s_enc) else s_enc   # TE: amax 0/Inf
+            t_scale = f32(1.0) / s_enc
+            sb_in = amax32 * (s_enc * (f32(1.0) / f32(6.0)))
+            s_codes, prod = _te_candidate(x32, sb_in, t_scale, bf)
     if nan.any():
         s_codes = np.where(nan, bf.scale_fmt.nan_code, s_codes).astype(s_codes.dtype)
         prod = np.where(nan[..., None], f32(0.0), prod)
-    codes = cast.encode(prod, bf.elem, rounding, "saturate", **kw)
-    return BlockTensor(codes, s_codes, f32(s_dec), shape, axis, bf)
+    codes = _encode_elements(prod, bf.elem, rounding, kw)
+    if bf.scale_rule == "4over6":
+        with np.errstate(over="ignore", invalid="ignore", under="ignore", divide="ignore"):
+            s4, prod4 = _te_candidate(x32, (sb_in * f32(1.5)).astype(f32), t_scale, bf)
+        prod4 = np.where(nan[..., None], f32(0.0), prod4)
+        codes4 = _encode_elements(prod4, bf.elem, rounding, kw)
+        use4 = _smaller_error(codes4, s4, codes, s_codes, t_scale, x32, bf) & ~nan
+        codes = np.where(use4[..., None], codes4, codes)
+        s_codes = np.where(use4, s4, s_codes).astype(s_codes.dtype)
+    return BlockTensor(codes, s_codes, f32(t_scale), shape, axis, bf)
+
+
+def _te_candidate(x32, sb_in, s_dec, bf):
+    """TE: s_b = e4m3(sb_in) (nearest-even, saturating); elements x * min(1/(s_b * S_dec),
+    FLT_MAX), all float32."""
+    f32 = np.float32
+    s_codes = cast.encode(sb_in, bf.scale_fmt, "nearest_even", "saturate")
+    s_b = cast.decode(s_codes, bf.scale_fmt, dtype=np.float32)
+    s_enc_b = np.minimum(f32(1.0) / (s_b * s_dec), _F32_MAX).astype(f32)
+    return s_codes, x32 * s_enc_b[..., None]
+
+
+def _torchao_nvfp4(x32, amax32, g, bf):
+    """torchao's nvfp4_quantize with a per-tensor scale (nvfp4_tensor.py): P = amax / 2688;
+    s = e4m3(clamp(amax_b / 6 / P, 2^-6, 448)); elements clamp(x / (P * s), -6, 6); all
+    float32, NaN propagating as in torch."""
+    f32 = np.float32
+    p = f32(g / f32(448.0 * 6.0))
+    sbs = (amax32 / f32(6.0)) / p
+    sbs = np.where(np.isnan(sbs), sbs, np.clip(sbs, f32(2.0**-6), f32(448.0))).astype(f32)
+    s_codes = cast.encode(np.where(np.isnan(sbs), f32(0.0), sbs), bf.scale_fmt, "nearest_even",
+                          "saturate")
+    s_codes = np.where(np.isnan(sbs), bf.scale_fmt.nan_code, s_codes).astype(s_codes.dtype)
+    total = p * cast.decode(s_codes, bf.scale_fmt, dtype=np.float32)
+    emax = f32(bf.elem.max)
+    prod = x32 / total[..., None]
+    prod = np.where(np.isnan(prod), prod, np.clip(prod, -emax, emax)).astype(f32)
+    return s_codes, prod, p
+
+
+def _smaller_error(codes_a, s_a, codes_b, s_b, s_dec, x32, bf):
+    """Per block: is sum (dequantized - x)^2 exactly smaller with (codes_a, s_a) than with
+    (codes_b, s_b)? (4over6's choice; ties keep b.) Float64 decides where the two sums differ
+    by more than their rounding error; near-ties are summed exactly in rationals."""
+    def deq(codes, sc):
+        q = cast.decode(codes, bf.elem, dtype=np.float64)
+        return q * cast.decode(sc, bf.scale_fmt, dtype=np.float64)[..., None] * np.float64(s_dec)
+
+    xa = x32.astype(np.float64)
+    da, db = deq(codes_a, s_a), deq(codes_b, s_b)      # exact: 3 x 4 x 24 bits
+    ea, eb = np.sum((da - xa) ** 2, axis=-1), np.sum((db - xa) ** 2, axis=-1)
+    less = ea < eb
+    near = np.abs(ea - eb) <= 2.0**-40 * np.maximum(ea, eb)
+    for i in zip(*np.nonzero(near)):
+        x = [Fraction(float(v)) for v in xa[i]]
+        fa = sum((Fraction(float(d)) - v) ** 2 for d, v in zip(da[i], x))
+        fb = sum((Fraction(float(d)) - v) ** 2 for d, v in zip(db[i], x))
+        less[i] = fa < fb
+    return less
 
 
 def fake_quantize(x, bf, axis=-1, rounding="nearest_even", *, dtype=None, **kw):

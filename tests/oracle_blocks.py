@@ -118,3 +118,87 @@ def _code_of_float(p, t):
     x = Fr(float(p))
     return oracle.round_exact(("-0" if np.signbit(p) else Fr(0)) if x == 0 else x, t,
                               "nearest_even", "saturate")
+
+
+def nvfp4_torchao(blocks, t_e2m1, t_e4m3fn):
+    """torchao's nvfp4_quantize with the per-tensor scale P = amax / 2688 (SPECS.md §3), one
+    float32 operation at a time, roundings by the scalar oracle: (P, [(scale code, codes)])."""
+    f32 = np.float32
+    amaxes = [max(abs(f32(v)) for v in b) for b in blocks]
+    g = f32(max(amaxes))
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        p = f32(g / f32(2688.0))
+        out = []
+        for b, am in zip(blocks, amaxes):
+            sbs = f32(f32(am / f32(6.0)) / p)
+            if np.isnan(sbs):
+                out.append((t_e4m3fn.nan_pos, [0] * len(b)))
+                continue
+            sbs = min(max(sbs, f32(2.0**-6)), f32(448.0))
+            sc = _code_of_float(f32(sbs), t_e4m3fn)
+            total = f32(p * f32(float(t_e4m3fn.values[sc])))
+            codes = []
+            for v in b:
+                q = f32(f32(v) / total)
+                q = min(max(q, f32(-6.0)), f32(6.0))
+                codes.append(_code_of_float(f32(q), t_e2m1))
+            out.append((sc, codes))
+    return p, out
+
+
+def nvfp4_4over6(blocks, t_e2m1, t_e4m3):
+    """Four Over Six in TE's float32 order (SPECS.md §3): tensor bound 256, per block the
+    map-to-6 scale e4m3(amax_b * (S_enc * fl(1/6))) and the map-to-4 scale e4m3(that product
+    * 1.5); keep map-to-4 iff its exact sum of squared errors is smaller."""
+    f32 = np.float32
+    amaxes = [max(abs(f32(v)) for v in b) for b in blocks]
+    g = max(amaxes)
+    s_enc = min(f32(256.0 * 6.0) / g, f32(np.finfo(np.float32).max)) if g > 0 else f32(1)
+    s_enc = f32(s_enc)
+    s_dec = f32(f32(1.0) / s_enc)
+    out = []
+    for b, am in zip(blocks, amaxes):
+        sb_in = f32(am * f32(s_enc * (f32(1.0) / f32(6.0))))
+        best = None
+        for cand in (sb_in, f32(sb_in * f32(1.5))):
+            sc = _code_of_float(cand, t_e4m3)
+            s_b = f32(float(t_e4m3.values[sc]))
+            with np.errstate(divide="ignore", over="ignore"):
+                s_enc_b = f32(min(f32(1.0) / f32(s_b * s_dec), f32(np.finfo(np.float32).max)))
+            codes = []
+            for v in b:
+                with np.errstate(over="ignore"):
+                    codes.append(_code_of_float(f32(f32(v) * s_enc_b), t_e2m1))
+            err = sum((t_e2m1.values[c] * Fr(float(s_b)) * Fr(float(s_dec)) - Fr(float(v))) ** 2
+                      for c, v in zip(codes, b))
+            if best is None or err < best[0]:
+                best = (err, sc, codes)
+        out.append((best[1], best[2]))
+    return s_dec, out
+
+
+def round_f32(v: Fr) -> Fr:
+    """v >= 0 rounded to nearest-even float32 (finite range), exactly."""
+    if v == 0:
+        return Fr(0)
+    quantum = Fr(2) ** max(floor_log2(v) - 23, -149)
+    q = v / quantum
+    n = q.__floor__()
+    if q - n > Fr(1, 2) or (q - n == Fr(1, 2) and n % 2 == 1):
+        n += 1
+    return n * quantum
+
+
+def te_stochastic(v, r, t_elem):
+    """TE's FP4 stochastic-rounding emulation (SPECS.md §2) of one float32 value v with random
+    byte r: t = |v| + (r/256) step(|v|) rounded once to float32 (step: the element grid's
+    spacing at |v|), then the largest grid value <= t, capped at max; the code carries v's
+    sign."""
+    a = abs(Fr(float(v)))
+    grid = [g for g in t_elem.finite if g >= 0]
+    lo = max(g for g in grid if g <= a)
+    step = (min(g for g in grid if g > lo) - lo) if lo < grid[-1] else grid[-1] - grid[-2]
+    t = round_f32(a + Fr(r, 256) * step)
+    q = max(g for g in grid if g <= t)
+    signed = ("-0" if q == 0 else -q) if np.signbit(v) else q
+    return oracle.round_exact(signed, t_elem, "toward_zero", "saturate")

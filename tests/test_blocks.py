@@ -245,3 +245,105 @@ def test_bad_input():
     keep = xin.copy()
     lp.fake_quantize(xin, "nvfp4", rounding="stochastic", seed=1)
     assert (bits(xin) == bits(keep)).all()                 # the input is never modified
+
+
+def _nv_inputs(seed, shape=(24, 48)):
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal(shape) * np.exp2(rng.integers(-12, 12, (shape[0], 1)))).astype(
+        np.float32)
+    x[0, :16] = 0.0                                   # an all-zero block
+    x[1, 3] = 1e-42                                   # a float32 subnormal
+    x[2, :16] = np.float32(2.0**-30)                  # a tiny block under a large tensor amax
+    x[3, 5] *= 1000                                   # an outlier
+    return x
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_nvfp4_torchao_against_the_oracle(seed):
+    x = _nv_inputs(seed)
+    bt = lp.quantize(x, "nvfp4_torchao")
+    p, want = ob.nvfp4_torchao(list(x.reshape(-1, 16)), table("float4_e2m1fn"),
+                               table("float8_e4m3fn"))
+    assert bits(np.float32(bt.tensor_scale)) == bits(p)
+    got_sc, got = bt.scale_codes.reshape(-1).tolist(), bt.codes.reshape(-1, 16).tolist()
+    for i, (sc, codes) in enumerate(want):
+        assert (got_sc[i], got[i]) == (sc, codes), i
+
+
+def test_nvfp4_torchao_differs_from_te_and_keeps_its_quirks():
+    """The two NVFP4 recipes round the same products in different float32 orders, which
+    rarely matters on Gaussian data; they part where torchao clamps a block scale at 2^-6
+    (blocks far below the tensor amax). torchao's all-zero tensor has a zero tensor scale, so
+    its scales are NaN (0/0)."""
+    g = np.random.default_rng(4).standard_normal((512, 512)).astype(np.float32)
+    assert np.mean(lp.quantize(g, "nvfp4").codes != lp.quantize(g, "nvfp4_torchao").codes) \
+        < 1e-3
+    x = _nv_inputs(4, (256, 256))
+    te, ao = lp.quantize(x, "nvfp4"), lp.quantize(x, "nvfp4_torchao")
+    assert np.mean(te.codes != ao.codes) > 0.05
+    z = lp.quantize(np.zeros((2, 16), np.float32), "nvfp4_torchao")
+    assert (z.scale_codes == 0x7F).all() and np.isnan(z.dequantize()).all()
+
+
+@pytest.mark.parametrize("seed", [5, 6, 7])
+def test_nvfp4_4over6_against_the_oracle(seed):
+    x = _nv_inputs(seed)
+    bt = lp.quantize(x, "nvfp4_4over6")
+    s_dec, want = ob.nvfp4_4over6(list(x.reshape(-1, 16)), table("float4_e2m1fn"),
+                                  table("ue4m3"))
+    assert bits(np.float32(bt.tensor_scale)) == bits(s_dec)
+    got_sc, got = bt.scale_codes.reshape(-1).tolist(), bt.codes.reshape(-1, 16).tolist()
+    for i, (sc, codes) in enumerate(want):
+        assert (got_sc[i], got[i]) == (sc, codes), i
+
+
+def test_4over6_picks_map_to_4_where_it_helps():
+    """Worked by hand: tensor amax 6 gives S_enc = 1536/6 = 256. Block [6, 5, 0, ...]: map-to-6
+    scale e4m3(6 * (256 * fl(1/6))) = 256 (code 120), elements 6 -> 6 and 5 -> 4 (tie to even),
+    squared error 1; map-to-4 scale e4m3(256.00001 * 1.5) = 384 (code 124), elements x * fl(2/3)
+    = 4.0000002 -> 4 and 3.3333335 -> 3, values 6 and 4.5, error 0.25: map-to-4 wins. Block
+    [6, 3, 0, ...] is exact both ways: the tie keeps map-to-6."""
+    x = np.zeros((2, 16), np.float32)
+    x[0, :2] = [6.0, 5.0]
+    x[1, :2] = [6.0, 3.0]
+    bt = lp.quantize(x, "nvfp4_4over6")
+    assert bt.scale_codes.tolist() == [[124], [120]]
+    assert bt.codes[:, 0, :3].tolist() == [[6, 5, 0], [7, 5, 0]]     # 4, 3, 0 | 6, 3, 0
+    assert bt.dequantize()[:, :2].tolist() == [[6.0, 4.5], [6.0, 3.0]]
+
+
+@pytest.mark.parametrize("preset", ["nvfp4", "mxfp4"])
+def test_te_stochastic_rounding_against_the_oracle(preset):
+    rng = np.random.default_rng(11)
+    x = (rng.standard_normal((8, 32)) * 3).astype(np.float32)
+    x[0, :4] = [1e-30, -1e-30, 2.0**-40, 0.0]
+    rb = rng.integers(0, 2**32, x.shape, dtype=np.uint64).astype(np.uint32)
+    bt = lp.quantize(x, preset, rounding="stochastic", sr_variant="te", rbits=rb)
+    nearest = lp.quantize(x, preset)
+    # the scales do not depend on the rounding; the elements are TE's SR of x / scale
+    assert np.array_equal(bt.scale_codes, nearest.scale_codes)
+    te = table("float4_e2m1fn")
+    k = 16 if preset == "nvfp4" else 32
+    if preset == "nvfp4":
+        s_dec, _ = ob.nvfp4(list(x.reshape(-1, 16)), te, table("ue4m3"))
+    for i, (blk, r) in enumerate(zip(x.reshape(-1, k), rb.reshape(-1, k))):
+        sc = int(bt.scale_codes.reshape(-1)[i])
+        if preset == "nvfp4":
+            s_b = np.float32(float(table("ue4m3").values[sc]))
+            s = np.float32(min(np.float32(1.0) / np.float32(s_b * s_dec),
+                               np.float32(np.finfo(np.float32).max)))
+            vals = [np.float32(v * s) for v in blk]
+        else:
+            vals = [np.float32(np.ldexp(np.float64(v), 127 - sc)) for v in blk]
+        want = [ob.te_stochastic(v, int(rr) & 0xFF, te) for v, rr in zip(vals, r)]
+        assert bt.codes.reshape(-1, k)[i].tolist() == want, i
+
+
+def test_te_stochastic_rounding_is_unbiased_to_8_bits():
+    x = np.full((4096, 16), 0.3, np.float32)
+    x[:, 0] = 6.0                                    # scale 1 in TE's rule: elements = x
+    bt = lp.quantize(x, "nvfp4", rounding="stochastic", sr_variant="te", seed=3)
+    assert (bt.scale_codes == lp.encode(448.0, "ue4m3")).all()       # so elements = x
+    # 0.3 is 0.6 of the step 0.5 above 0: P(up to 0.5, code 1) = floor(0.6 * 256) / 256
+    assert set(np.unique(bt.codes[:, 0, 1:])) == {0, 1}
+    assert abs(np.mean(bt.codes[:, 0, 1:] == 1) - 153 / 256) < 0.01
