@@ -9,9 +9,12 @@ from .cast import round, encode, decode, result_dtype
 from .rounding import random_bits
 from .blocks import (BlockFormat, BlockTensor, quantize, fake_quantize, block_format,
                      block_formats)
+from .packing import pack, unpack
+from .hadamard import rht16, rht16_matrix
 
 __version__ = "0.1.0"
 
 __all__ = ["FloatFormat", "IntFormat", "TableFormat", "format", "formats", "p3109", "round",
            "encode", "decode", "result_dtype", "random_bits", "BlockFormat", "BlockTensor",
-           "quantize", "fake_quantize", "block_format", "block_formats", "__version__"]
+           "quantize", "fake_quantize", "block_format", "block_formats", "pack", "unpack", "rht16", "rht16_matrix",
+           "__version__"]
