@@ -103,8 +103,9 @@ class BlockFormat:
 
     @property
     def bits_per_element(self) -> float:
-        """Storage cost: element bits plus the block scale's share."""
-        return self.elem.bits + self.scale_fmt.bits / self.k
+        """Storage cost: element bits plus the block scale's share (a scale takes a byte even
+        where its format has 7 bits, as UE4M3 does)."""
+        return self.elem.bits + 8 * np.dtype(self.scale_fmt.code_dtype).itemsize / self.k
 
     def __repr__(self):
         blk = f"tile={self.tile}" if self.tile else f"k={self.k}"

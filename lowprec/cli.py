@@ -1,4 +1,5 @@
-"""The ``lowprec`` command: ``formats``, ``show FMT``, ``round FMT VALUE...``."""
+"""The ``lowprec`` command: ``formats``, ``show FMT``, ``round FMT VALUE...``,
+``block-formats``, ``quantize FORMAT FILE.npy``."""
 from __future__ import annotations
 
 import argparse
@@ -89,6 +90,69 @@ def cmd_round(args) -> int:
     return 0
 
 
+def cmd_block_formats(args) -> int:
+    from . import blocks  # noqa: PLC0415
+    rows = [("name", "element", "block", "scale", "rule", "bits/elem", "scale overflow",
+             "Inf block", "pad")]
+    for name in blocks.block_formats():
+        b = blocks.block_format(name)
+        blk = f"{b.tile[0]}x{b.tile[1]} tile" if b.tile else f"1x{b.k}"
+        rows.append((name, b.elem.name, blk, b.scale_fmt.name, b.scale_rule,
+                     f"{b.bits_per_element:g}",
+                     "-" if b.scale_rule in blocks.TWO_LEVEL else b.scale_overflow, b.nonfinite,
+                     "yes" if b.pad else "no"))
+    w = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for r in rows:
+        print("  ".join(c.ljust(w[i]) for i, c in enumerate(r)).rstrip())
+    return 0
+
+
+def cmd_quantize(args) -> int:
+    from . import blocks  # noqa: PLC0415
+    bf = blocks.block_format(args.format)
+    try:
+        x = np.load(args.file, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise ValueError(f"FILE must be a .npy array: {e}") from None
+    kw = {"seed": args.seed} if args.rounding == "stochastic" else {}
+    bt = blocks.quantize(x, bf, axis=args.axis, rounding=args.rounding, **kw)
+    back = bt.dequantize(np.float64)
+    xf = np.asarray(x, dtype=np.float64)
+    fin = np.isfinite(xf) & np.isfinite(back)
+    err = np.where(fin, back - xf, 0.0)
+    sig, noise = np.sum(xf[fin] ** 2), np.sum(err ** 2)
+    sqnr = "inf" if noise == 0 else f"{10 * np.log10(sig / noise):.2f} dB"
+    nblocks = bt.scale_codes.size
+    print(f"{bf!r}\ninput {x.dtype} {x.shape}, axis {bt.axis}: {nblocks} blocks, "
+          f"tensor scale {float(bt.tensor_scale)!r}")
+    print(f"error: max |err| {np.max(np.abs(err), initial=0.0):.6g}, rms "
+          f"{np.sqrt(np.mean(err ** 2)) if err.size else 0.0:.6g}, SQNR {sqnr}; "
+          f"{int(np.sum(~fin))} non-finite outputs")
+    blk_err = np.max(np.abs(blocks._block(err, bt.axis, bf)), axis=-1, initial=0.0)
+    blk_amax = np.max(np.abs(blocks._block(np.where(np.isfinite(xf), xf, 0), bt.axis, bf)),
+                      axis=-1, initial=0.0)
+    scales = cast.decode(bt.scale_codes, bf.scale_fmt, dtype=np.float64)
+    width = (bf.scale_fmt.bits + 3) // 4 + 2
+    print("block" + " " * 11 + "scale code  scale          block amax     max |err|")
+    shown = min(nblocks, args.show)
+    for n, idx in enumerate(np.ndindex(bt.scale_codes.shape)):
+        if n == shown:
+            break
+        print(f"{str(idx):16s}{int(bt.scale_codes[idx]):#0{width}x}".ljust(28)
+              + f"{float(scales[idx]):<15.6g}{float(blk_amax[idx]):<15.6g}"
+              f"{float(blk_err[idx]):.6g}")
+    if nblocks > shown:
+        print(f"... {nblocks - shown} more blocks (--show N to list more)")
+    if args.out:
+        np.savez(args.out, codes=bt.codes, scale_codes=bt.scale_codes,
+                 tensor_scale=np.float32(bt.tensor_scale), shape=np.array(bt.shape),
+                 axis=bt.axis, format=bf.name, dequantized=bt.dequantize(xf.dtype if
+                                                                         x.dtype.kind == "f"
+                                                                         else np.float32))
+        print(f"wrote {args.out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="lowprec", description="Bit-exact low-precision formats.")
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -104,6 +168,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--overflow", default=None, choices=[o for o in OVERFLOWS if o])
     s.add_argument("--seed", type=int, default=0, help="seed for --rounding stochastic")
     s.set_defaults(fn=cmd_round)
+    s = sub.add_parser("block-formats", help="table of the block-format presets")
+    s.set_defaults(fn=cmd_block_formats)
+    s = sub.add_parser("quantize", help="block-quantize a .npy file: per-block scales, errors")
+    s.add_argument("format", metavar="FORMAT", help="a preset (see block-formats)")
+    s.add_argument("file", metavar="FILE.npy")
+    s.add_argument("--axis", type=int, default=-1, help="the blocked axis (default -1)")
+    s.add_argument("--out", default=None, help="write codes, scales and values to this .npz")
+    s.add_argument("--rounding", default="nearest_even", choices=list(MODES))
+    s.add_argument("--seed", type=int, default=0, help="seed for --rounding stochastic")
+    s.add_argument("--show", type=int, default=8, help="blocks to list (default 8)")
+    s.set_defaults(fn=cmd_quantize)
     return p
 
 

@@ -2,6 +2,7 @@
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from lowprec.cli import main
@@ -47,3 +48,41 @@ def test_bad_arguments_give_one_line_and_non_zero_exit(args, msg):
 def test_help():
     p = run("round", "--help")
     assert p.returncode == 0 and "--rounding" in p.stdout
+
+
+def test_block_formats_table(capsys):
+    assert main(["block-formats"]) == 0
+    out = capsys.readouterr().out
+    for name in ("mxfp4", "nvfp4_2d", "nvfp4_torchao", "nvfp4_4over6", "bfp16"):
+        assert name in out
+    assert any(line.split()[:3] == ["nvfp4", "float4_e2m1fn", "1x16"]
+               for line in out.splitlines())
+
+
+def test_quantize_prints_scales_and_errors_and_writes_npz(tmp_path, capsys):
+    x = np.zeros((2, 32), np.float32)
+    x[0, 0] = 3.0                  # OCP floor: 2^(1 - 2) = 0.5, code 126; 3 -> 6 exactly
+    x[1, :2] = [1.0, 0.3]          # scale 2^(0 - 2) = 0.25, code 125; 0.3/0.25 = 1.2 -> 1
+    f = tmp_path / "x.npy"
+    np.save(f, x)
+    out_npz = tmp_path / "q.npz"
+    assert main(["quantize", "mxfp4", str(f), "--out", str(out_npz)]) == 0
+    out = capsys.readouterr().out
+    assert "2 blocks" in out
+    rows = [line.split() for line in out.splitlines() if line.startswith("(")]
+    assert rows[0][2:4] == ["0x7e", "0.5"] and rows[1][2:4] == ["0x7d", "0.25"]
+    # the only error is 0.3 -> 0.25
+    assert f"max |err| {abs(0.25 - float(np.float32(0.3))):.6g}" in out
+    z = np.load(out_npz)
+    assert z["scale_codes"].tolist() == [[126], [125]]
+    assert z["dequantized"][1, :2].tolist() == [1.0, 0.25]
+    assert str(z["format"]) == "mxfp4"
+
+
+def test_quantize_errors_are_one_line(tmp_path):
+    f = tmp_path / "x.npy"
+    np.save(f, np.zeros((2, 20), np.float32))
+    r = run("quantize", "nvfp4_torchao", str(f))
+    assert r.returncode == 2 and "multiple of k=16" in r.stderr and "Traceback" not in r.stderr
+    r = run("quantize", "mxfp9", str(f))
+    assert r.returncode == 2 and "unknown block format" in r.stderr
