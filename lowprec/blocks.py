@@ -21,7 +21,7 @@ import numpy as np
 
 from . import cast
 from .formats import FloatFormat, IntFormat, format as _format
-from .rounding import mode_name, random_bits
+from .rounding import check_seed, mode_name, random_bits
 
 __all__ = ["BlockFormat", "BlockTensor", "quantize", "fake_quantize", "block_format",
            "block_formats"]
@@ -324,7 +324,7 @@ def _e8m0_codes(exp, nan, fmt, bf):
 # ---- quantize -------------------------------------------------------------------------------
 
 def quantize(x, bf, axis=-1, rounding="nearest_even", *, sr_bits=None, sr_variant="srff",
-             seed=None, rbits=None, tensor_amax=None) -> BlockTensor:
+             seed=None, rbits=None, tensor_amax=None, _want_values=False) -> BlockTensor:
     """Quantize ``x`` to the block format ``bf`` (a BlockFormat or preset name) along ``axis``.
 
     Scale per block by ``bf.scale_rule`` (SPECS.md §3); elements x / scale rounded once to
@@ -342,21 +342,28 @@ def quantize(x, bf, axis=-1, rounding="nearest_even", *, sr_bits=None, sr_varian
         raise ValueError("x must have at least one dimension to cut into blocks")
     axis = _check_axis(arr, axis, bf)
     in_dtype = arr.dtype
+    if sr_variant == "te" and (mode_name(rounding) != "stochastic" or in_dtype.itemsize > 4
+                               or sr_bits not in (None, 8)):
+        raise ValueError("sr_variant='te' is TE's 8-bit float32 stochastic rounding: it needs "
+                         "rounding='stochastic', sr_bits=None or 8, and an input of at most "
+                         "32 bits")
+    if mode_name(rounding) == "stochastic" and (seed is None) == (rbits is None):
+        raise ValueError("rounding='stochastic' needs exactly one source of random bits: "
+                         "seed=<int> or rbits=<unsigned int array shaped like x>")
+    if tensor_amax is not None and bf.scale_rule not in TWO_LEVEL:
+        raise ValueError(f"tensor_amax is for the two-level rules {TWO_LEVEL}; "
+                         f"{bf.name} uses scale_rule={bf.scale_rule!r}")
+    fast = _fast_quantize(arr, axis, bf, rounding, sr_bits, sr_variant, seed, rbits,
+                          tensor_amax, _want_values)
+    if fast is not None:
+        return fast
     x32 = arr.astype(np.float64 if in_dtype.itemsize > 4 else np.float32)
     if bf.flush_subnormal_inputs:
         tiny = np.finfo(np.float32).tiny
         x32 = np.where(np.abs(x32) < tiny, np.copysign(0.0, x32), x32).astype(x32.dtype)
     blocks = _block(x32, axis, bf)
     rb = None
-    if sr_variant == "te" and (mode_name(rounding) != "stochastic" or in_dtype.itemsize > 4
-                               or sr_bits not in (None, 8)):
-        raise ValueError("sr_variant='te' is TE's 8-bit float32 stochastic rounding: it needs "
-                         "rounding='stochastic', sr_bits=None or 8, and an input of at most "
-                         "32 bits")
     if mode_name(rounding) == "stochastic":
-        if (seed is None) == (rbits is None):
-            raise ValueError("rounding='stochastic' needs exactly one source of random bits: "
-                             "seed=<int> or rbits=<unsigned int array shaped like x>")
         if seed is not None:
             rbits = random_bits(seed, arr.shape, wide=in_dtype.itemsize > 4)
             seed = None
@@ -367,9 +374,6 @@ def quantize(x, bf, axis=-1, rounding="nearest_even", *, sr_bits=None, sr_varian
         if sr_bits is None and in_dtype.itemsize <= 4 and sr_variant != "te":
             sr_bits, sr_variant = 32, "srff"    # exact SR of a <= 32-bit input: the 32-bit
                                                 # word, as lp.round uses it
-    if tensor_amax is not None and bf.scale_rule not in TWO_LEVEL:
-        raise ValueError(f"tensor_amax is for the two-level rules {TWO_LEVEL}; "
-                         f"{bf.name} uses scale_rule={bf.scale_rule!r}")
     amax, nan, inf = _amax(blocks)
     if bf.nonfinite == "nan":
         nan = nan | inf
@@ -377,12 +381,7 @@ def quantize(x, bf, axis=-1, rounding="nearest_even", *, sr_bits=None, sr_varian
     if bf.scale_rule in TWO_LEVEL:
         return _quantize_two_level(blocks, amax, nan, inf, arr.shape, axis, bf, rounding, kw,
                                    tensor_amax)
-    exp = _pow2_scale_exp(amax, bf, in_dtype)
-    exp = np.where(amax > 0, exp, bf.scale_fmt.emin)     # all-zero block: smallest scale
-    if bf.nonfinite == "saturate":
-        exp = np.where(inf, bf.scale_fmt.emax, exp)      # Inf: the largest scale (TE)
-    scodes, nan = _e8m0_codes(exp, nan, bf.scale_fmt, bf)
-    exp = np.clip(exp, bf.scale_fmt.emin, bf.scale_fmt.emax)
+    scodes, exp, nan = _mx_scales(amax, nan, inf, bf, in_dtype)
     scaled = _ldexp_sticky(blocks.astype(np.float64), -exp[..., None])
     if bf.nonfinite == "saturate":
         scaled = np.where(np.isinf(scaled), np.copysign(np.float64(bf.elem.max), scaled),
@@ -390,6 +389,80 @@ def quantize(x, bf, axis=-1, rounding="nearest_even", *, sr_bits=None, sr_varian
     scaled = np.where(nan[..., None], 0.0, scaled)     # NaN blocks: the scale says NaN
     codes = _mark_nan_blocks(_encode_elements(scaled, bf.elem, rounding, kw), nan, bf.elem)
     return BlockTensor(codes, scodes, np.float32(1.0), arr.shape, axis, bf)
+
+
+def _mx_scales(amax, nan, inf, bf, in_dtype):
+    """(scale codes, clipped scale exponents, NaN-block flags) of the power-of-two rules."""
+    exp = _pow2_scale_exp(amax, bf, in_dtype)
+    exp = np.where(amax > 0, exp, bf.scale_fmt.emin)     # all-zero block: smallest scale
+    if bf.nonfinite == "saturate":
+        exp = np.where(inf, bf.scale_fmt.emax, exp)      # Inf: the largest scale (TE)
+    scodes, nan = _e8m0_codes(exp, nan, bf.scale_fmt, bf)
+    return scodes, np.clip(exp, bf.scale_fmt.emin, bf.scale_fmt.emax), nan
+
+
+FAST_MIN_SIZE = 1 << 12         # smaller inputs take the NumPy path (tests lower this)
+
+
+def _fast_quantize(arr, axis, bf, rounding, sr_bits, sr_variant, seed, rbits, tensor_amax,
+                   want_values):
+    """The fused kernels of ``_blockfast`` for float32 / float16 / bfloat16 input blocked along
+    the last axis without padding (the layout every GPU kernel uses), for the OCP MX rules and
+    TE's NVFP4; None elsewhere. Same scale code as the NumPy path, same element rounding
+    kernel, so the same bits (tests/test_blocks.py checks both paths against each other)."""
+    # float32 work type: x * 2^-exp is exact in float32 unless it falls below 2^-126; an
+    # element grid whose smallest step is >= 2^-100 (every MX element) lies so far above such
+    # values that rounding sees only their sign and that they are not zero, which the kernel
+    # keeps. Other element formats take the NumPy path (exact in float64).
+    if (arr.dtype.itemsize > 4 or bf.tile is not None or axis != arr.ndim - 1
+            or bf.elem.min_subnormal < 2.0**-100 or not cast.holds(bf.elem, np.float32)
+            or arr.shape[-1] % bf.k or bf.flush_subnormal_inputs or sr_variant == "te"
+            or arr.size < FAST_MIN_SIZE
+            or bf.scale_rule not in ("floor", "ceil", "even", "rceil", "nvfp4")):
+        return None
+    from . import _blockfast as BK  # noqa: PLC0415
+    xf = np.ascontiguousarray(arr, dtype=np.float32).reshape(-1)
+    nbk = xf.shape[0] // bf.k
+    amax_bits, flags = np.empty(nbk, np.uint32), np.empty(nbk, np.int64)
+    BK.block_amax(xf.view(np.uint32).reshape(nbk, bf.k), amax_bits, flags)
+    sshape = arr.shape[:-1] + (arr.shape[-1] // bf.k,)
+    amax = amax_bits.view(np.float32).astype(np.float64).reshape(sshape)
+    nan, inf = (flags & 1).astype(bool).reshape(sshape), (flags & 2).astype(bool).reshape(sshape)
+    if bf.nonfinite == "nan":
+        nan = nan | inf
+    mode, r, variant = cast._check_rounding_args(bf.elem, rounding, sr_bits, sr_variant, seed,
+                                                 rbits, np.float32)
+    rsrc, rb, sd = 0, np.zeros(1, np.uint64), 0
+    if rbits is not None:
+        rsrc, rb = 1, cast._prepare_rbits(rbits, arr.shape, r)
+    elif seed is not None:
+        rsrc, sd = 2, check_seed(seed)
+    general = not (isinstance(bf.elem, FloatFormat) and bf.elem.signed and bf.elem.zero)
+    codes = np.empty(1 if want_values else xf.shape, bf.elem.code_dtype)
+    values = np.empty(xf.shape if want_values else 1, np.float32)
+    if bf.scale_rule == "nvfp4":
+        amax32 = np.where(inf, np.inf, amax).astype(np.float32)
+        sb_in, t_scale = _te_scale_inputs(amax32, _global_amax(amax32, nan, tensor_amax, bf),
+                                          bf)
+        s_codes, s_b, s_enc_b = _te_block_scales(sb_in, t_scale, bf)
+        if nan.any():
+            s_codes = np.where(nan, bf.scale_fmt.nan_code, s_codes).astype(s_codes.dtype)
+        P = cast._params(bf.elem, 32, mode, "saturate", False, r, variant)
+        s_val = s_b.astype(np.float64).ravel() * np.float64(t_scale)
+        BK.scaled_elements(xf, s_enc_b.ravel(), s_val, nan.ravel(), rb, np.uint64(sd), codes,
+                           values, P, rsrc, bf.k, general, want_values)
+    else:
+        s_codes, exp, nan = _mx_scales(amax, nan, inf, bf, np.float32)
+        t_scale = np.float32(1.0)
+        P = cast._params(bf.elem, 32, mode, "saturate", False, r, variant)
+        nan_code = bf.elem.nan_code if bf.elem.has_nan else 0
+        BK.pow2_elements(xf, exp.ravel().astype(np.int64), nan.ravel(),
+                         bf.nonfinite == "saturate", bf.elem.max, nan_code, rb, np.uint64(sd),
+                         codes, values, P, rsrc, bf.k, general, want_values)
+    if want_values:
+        return values.reshape(arr.shape)
+    return BlockTensor(codes.reshape(sshape + (bf.k,)), s_codes, np.float32(t_scale), arr.shape,
+                       axis, bf)
 
 
 def _encode_elements(v, elem, rounding, kw):
@@ -444,23 +517,14 @@ def _quantize_two_level(blocks, amax, nan, inf, shape, axis, bf, rounding, kw, t
     operation order of the implementation each rule reproduces."""
     f32 = np.float32
     amax32 = np.where(inf, np.inf, amax).astype(f32)
-    if tensor_amax is not None:
-        g = f32(tensor_amax)
-    elif bf.scale_rule == "nvfp4_torchao" and nan.any():
-        g = f32(np.nan)                                 # torch.max propagates NaN
-    else:
-        g = f32(amax32.max(initial=f32(0.0)))          # global amax (Inf if any)
+    g = _global_amax(amax32, nan, tensor_amax, bf)
     with np.errstate(over="ignore", divide="ignore", invalid="ignore", under="ignore"):
         x32 = blocks.astype(f32)
         if bf.scale_rule == "nvfp4_torchao":
             s_codes, prod, t_scale = _torchao_nvfp4(x32, amax32, g, bf)
             nan = nan | np.isnan(cast.decode(s_codes, bf.scale_fmt, dtype=np.float32))
         else:
-            bound = f32(448.0 if bf.scale_rule == "nvfp4" else 256.0)
-            s_enc = f32(np.minimum(bound * f32(6.0) / g, _F32_MAX)) if g > 0 else f32(1.0)
-            s_enc = f32(1.0) if s_enc == 0 or np.isnan(s_enc) else s_enc   # TE: amax 0/Inf
-            t_scale = f32(1.0) / s_enc
-            sb_in = amax32 * (s_enc * (f32(1.0) / f32(6.0)))
+            sb_in, t_scale = _te_scale_inputs(amax32, g, bf)
             s_codes, prod = _te_candidate(x32, sb_in, t_scale, bf)
     if nan.any():
         s_codes = np.where(nan, bf.scale_fmt.nan_code, s_codes).astype(s_codes.dtype)
@@ -477,13 +541,38 @@ def _quantize_two_level(blocks, amax, nan, inf, shape, axis, bf, rounding, kw, t
     return BlockTensor(codes, s_codes, f32(t_scale), shape, axis, bf)
 
 
-def _te_candidate(x32, sb_in, s_dec, bf):
-    """TE: s_b = e4m3(sb_in) (nearest-even, saturating); elements x * min(1/(s_b * S_dec),
-    FLT_MAX), all float32."""
+def _global_amax(amax32, nan, tensor_amax, bf):
+    if tensor_amax is not None:
+        return np.float32(tensor_amax)
+    if bf.scale_rule == "nvfp4_torchao" and nan.any():
+        return np.float32(np.nan)                       # torch.max propagates NaN
+    return np.float32(amax32.max(initial=np.float32(0.0)))   # global amax (Inf if any)
+
+
+def _te_scale_inputs(amax32, g, bf):
+    """TE: S_enc = min(bound * 6 / g, FLT_MAX) (1 if g is 0 or Inf), S_dec = 1 / S_enc, block
+    scale inputs amax_b * (S_enc * fl(1/6)); bound 448 (E4M3 max), 256 for 4over6."""
     f32 = np.float32
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore", under="ignore"):
+        bound = f32(448.0 if bf.scale_rule == "nvfp4" else 256.0)
+        s_enc = f32(np.minimum(bound * f32(6.0) / g, _F32_MAX)) if g > 0 else f32(1.0)
+        s_enc = f32(1.0) if s_enc == 0 or np.isnan(s_enc) else s_enc
+        return amax32 * (s_enc * (f32(1.0) / f32(6.0))), f32(1.0) / s_enc
+
+
+def _te_block_scales(sb_in, s_dec, bf):
+    """TE: s_b = e4m3(sb_in) (nearest-even, saturating) and the element multiplier
+    min(1 / (s_b * S_dec), FLT_MAX), float32: (scale codes, s_b, multiplier)."""
     s_codes = cast.encode(sb_in, bf.scale_fmt, "nearest_even", "saturate")
     s_b = cast.decode(s_codes, bf.scale_fmt, dtype=np.float32)
-    s_enc_b = np.minimum(f32(1.0) / (s_b * s_dec), _F32_MAX).astype(f32)
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore", under="ignore"):
+        s_enc_b = np.minimum(np.float32(1.0) / (s_b * s_dec), _F32_MAX).astype(np.float32)
+    return s_codes, s_b, s_enc_b
+
+
+def _te_candidate(x32, sb_in, s_dec, bf):
+    """TE's codes of the block scales and the float32 products x * multiplier."""
+    s_codes, _, s_enc_b = _te_block_scales(sb_in, s_dec, bf)
     return s_codes, x32 * s_enc_b[..., None]
 
 
@@ -530,5 +619,6 @@ def fake_quantize(x, bf, axis=-1, rounding="nearest_even", *, dtype=None, **kw):
     """``quantize(x, ...).dequantize(dtype)``: the values the block format gives back (dtype:
     x's float dtype by default)."""
     arr, _ = cast._as_float_array(x)
-    bt = quantize(arr, bf, axis, rounding, **kw)
-    return bt.dequantize(arr.dtype if dtype is None else dtype)
+    dtype = np.dtype(arr.dtype if dtype is None else dtype)
+    out = quantize(arr, bf, axis, rounding, _want_values=dtype == np.float32, **kw)
+    return out if isinstance(out, np.ndarray) else out.dequantize(dtype)

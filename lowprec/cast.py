@@ -413,6 +413,24 @@ def _check_codes(codes, fmt):
 
 
 def _decode64(arr, fmt):
+    """Exact float64 values of integer codes: through a table of every code for large arrays
+    of formats up to 16 bits, else computed from the fields."""
+    if fmt.bits <= 16 and arr.size > (1 << fmt.bits):
+        if isinstance(fmt, IntFormat) and fmt.symmetric:
+            _decode_fields(arr[arr == 1 << (fmt.bits - 1)][:1], fmt)    # raises if present
+        return _decode_table(fmt)[arr.astype(np.intp)]
+    return _decode_fields(arr, fmt)
+
+
+@lru_cache(maxsize=64)
+def _decode_table(fmt):
+    codes = np.arange(1 << fmt.bits)
+    if isinstance(fmt, IntFormat) and fmt.symmetric:
+        codes = np.where(codes == 1 << (fmt.bits - 1), 0, codes)      # unused code
+    return _decode_fields(codes, fmt)
+
+
+def _decode_fields(arr, fmt):
     """Exact float64 values of integer codes (vectorised, no Python loop per element)."""
     c = arr.astype(np.int64)
     if isinstance(fmt, TableFormat):
