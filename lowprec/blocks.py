@@ -41,7 +41,8 @@ class BlockFormat:
     emax_elem)), "ceil" (+1 unless amax is a power of two), "even" (torchao: round amax's
     mantissa to emax_elem's precision, ties away, then floor), "rceil" (TE/cuBLAS MXFP8:
     round amax * fl32(1/max_elem) up to a power of two), "nvfp4" (TE's two-level float32 rule),
-    "nvfp4_torchao" (torchao's: tensor scale amax/2688, block scale clamped to [2^-6, 448]),
+    "nvfp4_torchao" (torchao 0.18's: tensor scale amax/2688, block scale clamped to [2^-6,
+    448], elements x * ((1/P) / s)),
     "4over6" (TE's rule with tensor bound 256 and, per block, the x1.5 "map to 4" scale when it
     gives the smaller squared error; arXiv:2512.02010).
     scale_overflow: "nan" (the block becomes NaN) or "saturate" (largest scale) when a rule asks
@@ -577,8 +578,8 @@ def _te_candidate(x32, sb_in, s_dec, bf):
 
 
 def _torchao_nvfp4(x32, amax32, g, bf):
-    """torchao's nvfp4_quantize with a per-tensor scale (nvfp4_tensor.py): P = amax / 2688;
-    s = e4m3(clamp(amax_b / 6 / P, 2^-6, 448)); elements clamp(x / (P * s), -6, 6); all
+    """torchao 0.18's nvfp4_quantize with a per-tensor scale (nvfp4_tensor.py): P = amax / 2688;
+    s = e4m3(clamp(amax_b / 6 / P, 2^-6, 448)); elements clamp(x * ((1 / P) / s), -6, 6); all
     float32, NaN propagating as in torch."""
     f32 = np.float32
     p = f32(g / f32(448.0 * 6.0))
@@ -587,9 +588,9 @@ def _torchao_nvfp4(x32, amax32, g, bf):
     s_codes = cast.encode(np.where(np.isnan(sbs), f32(0.0), sbs), bf.scale_fmt, "nearest_even",
                           "saturate")
     s_codes = np.where(np.isnan(sbs), bf.scale_fmt.nan_code, s_codes).astype(s_codes.dtype)
-    total = p * cast.decode(s_codes, bf.scale_fmt, dtype=np.float32)
+    recip = (f32(1.0) / p) / cast.decode(s_codes, bf.scale_fmt, dtype=np.float32)
     emax = f32(bf.elem.max)
-    prod = x32 / total[..., None]
+    prod = x32 * recip[..., None]
     prod = np.where(np.isnan(prod), prod, np.clip(prod, -emax, emax)).astype(f32)
     return s_codes, prod, p
 

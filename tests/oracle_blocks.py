@@ -121,7 +121,8 @@ def _code_of_float(p, t):
 
 
 def nvfp4_torchao(blocks, t_e2m1, t_e4m3fn):
-    """torchao's nvfp4_quantize with the per-tensor scale P = amax / 2688 (SPECS.md §3), one
+    """torchao 0.18's nvfp4_quantize with the per-tensor scale P = amax / 2688 (SPECS.md §3):
+    s = e4m3(clamp(amax_b / 6 / P, 2^-6, 448)), q = e2m1(clamp(x * ((1 / P) / s), -6, 6)), one
     float32 operation at a time, roundings by the scalar oracle: (P, [(scale code, codes)])."""
     f32 = np.float32
     amaxes = [max(abs(f32(v)) for v in b) for b in blocks]
@@ -136,10 +137,10 @@ def nvfp4_torchao(blocks, t_e2m1, t_e4m3fn):
                 continue
             sbs = min(max(sbs, f32(2.0**-6)), f32(448.0))
             sc = _code_of_float(f32(sbs), t_e4m3fn)
-            total = f32(p * f32(float(t_e4m3fn.values[sc])))
+            recip = f32(f32(f32(1.0) / p) / f32(float(t_e4m3fn.values[sc])))
             codes = []
             for v in b:
-                q = f32(f32(v) / total)
+                q = f32(f32(v) * recip)
                 q = min(max(q, f32(-6.0)), f32(6.0))
                 codes.append(_code_of_float(f32(q), t_e2m1))
             out.append((sc, codes))
