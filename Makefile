@@ -22,6 +22,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_round.py
+	$(PY) benchmarks/bench_blocks.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

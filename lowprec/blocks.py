@@ -427,7 +427,7 @@ def _fast_quantize(arr, axis, bf, rounding, sr_bits, sr_variant, seed, rbits, te
     amax_bits, flags = np.empty(nbk, np.uint32), np.empty(nbk, np.int64)
     BK.block_amax(xf.view(np.uint32).reshape(nbk, bf.k), amax_bits, flags)
     sshape = arr.shape[:-1] + (arr.shape[-1] // bf.k,)
-    amax = amax_bits.view(np.float32).astype(np.float64).reshape(sshape)
+    amax32 = amax_bits.view(np.float32).reshape(sshape)
     nan, inf = (flags & 1).astype(bool).reshape(sshape), (flags & 2).astype(bool).reshape(sshape)
     if bf.nonfinite == "nan":
         nan = nan | inf
@@ -442,7 +442,8 @@ def _fast_quantize(arr, axis, bf, rounding, sr_bits, sr_variant, seed, rbits, te
     codes = np.empty(1 if want_values else xf.shape, bf.elem.code_dtype)
     values = np.empty(xf.shape if want_values else 1, np.float32)
     if bf.scale_rule == "nvfp4":
-        amax32 = np.where(inf, np.inf, amax).astype(np.float32)
+        if inf.any():
+            amax32 = np.where(inf, np.float32(np.inf), amax32)
         sb_in, t_scale = _te_scale_inputs(amax32, _global_amax(amax32, nan, tensor_amax, bf),
                                           bf)
         s_codes, s_b, s_enc_b = _te_block_scales(sb_in, t_scale, bf)
@@ -453,7 +454,7 @@ def _fast_quantize(arr, axis, bf, rounding, sr_bits, sr_variant, seed, rbits, te
         BK.scaled_elements(xf, s_enc_b.ravel(), s_val, nan.ravel(), rb, np.uint64(sd), codes,
                            values, P, rsrc, bf.k, general, want_values)
     else:
-        s_codes, exp, nan = _mx_scales(amax, nan, inf, bf, np.float32)
+        s_codes, exp, nan = _mx_scales(amax32.astype(np.float64), nan, inf, bf, np.float32)
         t_scale = np.float32(1.0)
         P = cast._params(bf.elem, 32, mode, "saturate", False, r, variant)
         nan_code = bf.elem.nan_code if bf.elem.has_nan else 0
