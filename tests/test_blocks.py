@@ -1,5 +1,7 @@
 """Block formats against the block oracle (tests/oracle_blocks.py): scale codes and element codes,
 bit for bit, for every MX scale rule, NVFP4, padding, tiles and axes."""
+import zlib
+
 import ml_dtypes
 import numpy as np
 import pytest
@@ -55,7 +57,7 @@ def _elem_bits_of(name):
 def test_mx_rules_against_the_oracle(preset, rule):
     elem, m = MX[preset]
     bf = lp.BlockFormat(elem, k=32, scale_rule=rule, scale_overflow="saturate")
-    rng = np.random.default_rng(hash((preset, rule)) % 2**32)
+    rng = np.random.default_rng(zlib.crc32(repr((preset, rule)).encode()))
     x = _special_blocks(rng, 32, 36)
     bt = lp.quantize(x, bf)
     te = table(elem)
@@ -356,61 +358,3 @@ def test_te_stochastic_rounding_is_unbiased_to_8_bits():
     # 0.3 is 0.6 of the step 0.5 above 0: P(up to 0.5, code 1) = floor(0.6 * 256) / 256
     assert set(np.unique(bt.codes[:, 0, 1:])) == {0, 1}
     assert abs(np.mean(bt.codes[:, 0, 1:] == 1) - 153 / 256) < 0.01
-
-
-@pytest.mark.parametrize("preset,rounding", [
-    (p, "nearest_even") for p in ["mxfp8_e4m3", "mxfp8_e5m2", "mxfp6_e3m2", "mxfp6_e2m3",
-                                  "mxint8", "mxfp8_e4m3_rceil", "bfp16"]] + [
-    (p, m) for p in ["mxfp4", "nvfp4", "mxint8"]
-    for m in ["nearest_even", "toward_zero", "up", "odd", "stochastic"]])
-def test_fused_and_numpy_paths_agree(preset, rounding, path, monkeypatch):
-    """The fused kernels against the NumPy path (itself checked against the oracle above) on
-    data with every special case, in every mode, codes and fake-quantized values."""
-    if path == "numpy":
-        pytest.skip("compares the two paths once")
-    rng = np.random.default_rng(hash((preset, rounding)) % 2**32)
-    x = (rng.standard_normal((64, 96)) * np.exp2(rng.integers(-130, 120, (64, 1)))).astype(
-        np.float32)
-    x[0, :32] = 0.0
-    x[1, 5], x[2, 7], x[3, 9] = np.nan, np.inf, -np.inf
-    x[4, :] = rng.standard_normal(96) * 1e-40                 # float32 subnormals
-    x[5, 3] = -0.0
-    x[6, :] = np.float32(3e38)
-    kw = dict(seed=77) if rounding == "stochastic" else {}
-    variants = [kw] if rounding != "stochastic" else [
-        kw, dict(rbits=rng.integers(0, 2**32, x.shape, dtype=np.uint64).astype(np.uint32)),
-        dict(seed=5, sr_bits=3, sr_variant="src")]
-    for kw in variants:
-        got = lp.quantize(x, preset, rounding=rounding, **kw)
-        got_v = lp.fake_quantize(x, preset, rounding=rounding, **kw)
-        monkeypatch.setattr(lp.blocks, "FAST_MIN_SIZE", 1 << 62)
-        want = lp.quantize(x, preset, rounding=rounding, **kw)
-        want_v = lp.fake_quantize(x, preset, rounding=rounding, **kw)
-        monkeypatch.setattr(lp.blocks, "FAST_MIN_SIZE", 0)
-        assert np.array_equal(got.scale_codes, want.scale_codes)
-        assert np.array_equal(got.codes, want.codes)
-        assert bits(np.float32(got.tensor_scale)) == bits(np.float32(want.tensor_scale))
-        assert np.array_equal(bits(got_v), bits(want_v))
-        assert np.array_equal(bits(got_v), bits(want.dequantize()))
-    xb = x.astype(ml_dtypes.bfloat16)
-    assert np.array_equal(lp.quantize(xb, preset, rounding=rounding, **kw).codes,
-                          lp.quantize(xb.astype(np.float32), preset, rounding=rounding,
-                                      **kw).codes)
-
-
-@pytest.mark.parametrize("preset", ["mxfp4", "mxfp8_e4m3", "nvfp4"])
-def test_specialised_kernels_on_a_large_input(preset, path, monkeypatch):
-    """Inputs of at least 2^20 elements take kernels compiled with the parameters as
-    constants; they give the NumPy path's bits."""
-    if path == "numpy":
-        pytest.skip("compares the two paths once")
-    rng = np.random.default_rng(3)
-    x = (rng.standard_normal((1024, 1024)) * np.exp2(rng.integers(-20, 20, (1024, 1)))).astype(
-        np.float32)
-    x[0, 3], x[1, 4] = np.nan, np.inf
-    got, got_v = lp.quantize(x, preset), lp.fake_quantize(x, preset)
-    monkeypatch.setattr(lp.blocks, "FAST_MIN_SIZE", 1 << 62)
-    want = lp.quantize(x, preset)
-    assert np.array_equal(got.codes, want.codes)
-    assert np.array_equal(got.scale_codes, want.scale_codes)
-    assert np.array_equal(bits(got_v), bits(want.dequantize()))

@@ -1,0 +1,67 @@
+"""The fused block kernels (lowprec/_blockfast.py) against the NumPy path of lp.quantize, which
+tests/test_blocks.py checks against the rational oracle: codes, scales and fake-quantized
+values, bit for bit, in every rounding mode and on every special case."""
+import zlib
+
+import ml_dtypes
+import numpy as np
+import pytest
+
+import lowprec as lp
+from conftest import bits
+
+
+@pytest.mark.parametrize("preset,rounding", [
+    (p, "nearest_even") for p in ["mxfp8_e4m3", "mxfp8_e5m2", "mxfp6_e3m2", "mxfp6_e2m3",
+                                  "mxint8", "mxfp8_e4m3_rceil", "bfp16"]] + [
+    (p, m) for p in ["mxfp4", "nvfp4", "mxint8"]
+    for m in ["nearest_even", "toward_zero", "up", "odd", "stochastic"]])
+def test_fused_and_numpy_paths_agree(preset, rounding, monkeypatch):
+    """The fused kernels against the NumPy path on data with every special case, in every
+    mode: codes, scales and fake-quantized values."""
+    monkeypatch.setattr(lp.blocks, "FAST_MIN_SIZE", 0)
+    rng = np.random.default_rng(zlib.crc32(repr((preset, rounding)).encode()))
+    x = (rng.standard_normal((64, 96)) * np.exp2(rng.integers(-130, 120, (64, 1)))).astype(
+        np.float32)
+    x[0, :32] = 0.0
+    x[1, 5], x[2, 7], x[3, 9] = np.nan, np.inf, -np.inf
+    x[4, :] = rng.standard_normal(96) * 1e-40                 # float32 subnormals
+    x[5, 3] = -0.0
+    x[6, :] = np.float32(3e38)
+    kw = dict(seed=77) if rounding == "stochastic" else {}
+    variants = [kw] if rounding != "stochastic" else [
+        kw, dict(rbits=rng.integers(0, 2**32, x.shape, dtype=np.uint64).astype(np.uint32)),
+        dict(seed=5, sr_bits=3, sr_variant="src")]
+    for kw in variants:
+        got = lp.quantize(x, preset, rounding=rounding, **kw)
+        got_v = lp.fake_quantize(x, preset, rounding=rounding, **kw)
+        monkeypatch.setattr(lp.blocks, "FAST_MIN_SIZE", 1 << 62)
+        want = lp.quantize(x, preset, rounding=rounding, **kw)
+        want_v = lp.fake_quantize(x, preset, rounding=rounding, **kw)
+        monkeypatch.setattr(lp.blocks, "FAST_MIN_SIZE", 0)
+        assert np.array_equal(got.scale_codes, want.scale_codes)
+        assert np.array_equal(got.codes, want.codes)
+        assert bits(np.float32(got.tensor_scale)) == bits(np.float32(want.tensor_scale))
+        assert np.array_equal(bits(got_v), bits(want_v))
+        assert np.array_equal(bits(got_v), bits(want.dequantize()))
+    xb = x.astype(ml_dtypes.bfloat16)
+    assert np.array_equal(lp.quantize(xb, preset, rounding=rounding, **kw).codes,
+                          lp.quantize(xb.astype(np.float32), preset, rounding=rounding,
+                                      **kw).codes)
+
+
+@pytest.mark.parametrize("preset", ["mxfp4", "mxfp8_e4m3", "nvfp4"])
+def test_specialised_kernels_on_a_large_input(preset, monkeypatch):
+    """Inputs of at least 2^20 elements take kernels compiled with the parameters as
+    constants; they give the NumPy path's bits."""
+    monkeypatch.setattr(lp.blocks, "FAST_MIN_SIZE", 0)
+    rng = np.random.default_rng(3)
+    x = (rng.standard_normal((1024, 1024)) * np.exp2(rng.integers(-20, 20, (1024, 1)))).astype(
+        np.float32)
+    x[0, 3], x[1, 4] = np.nan, np.inf
+    got, got_v = lp.quantize(x, preset), lp.fake_quantize(x, preset)
+    monkeypatch.setattr(lp.blocks, "FAST_MIN_SIZE", 1 << 62)
+    want = lp.quantize(x, preset)
+    assert np.array_equal(got.codes, want.codes)
+    assert np.array_equal(got.scale_codes, want.scale_codes)
+    assert np.array_equal(bits(got_v), bits(want.dequantize()))
