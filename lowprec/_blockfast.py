@@ -53,6 +53,16 @@ SPECIALISE_MIN_SIZE = 1 << 20    # inputs this large get kernels with the parame
 
 
 @nb.njit(nogil=True, cache=True, inline="always")
+def _nan_block(base, K, code, codes, values, want_values):
+    """A NaN block: its values NaN, its element codes ``code``."""
+    for j in range(K):
+        if want_values:
+            values[base + j] = np.float32(np.nan)
+        else:
+            codes[base + j] = code
+
+
+@nb.njit(nogil=True, cache=True, inline="always")
 def _pow2_rows(ch, xf, exps, nanb, sat_inf, elem_max, nan_code, rbits, seed, codes, values,
                P, Pa, rsrc, K, fast, want_values):
     """Blocks ch*ROWS .. of the MX element pass (see ``pow2_elements``); ``fast``: round with
@@ -64,11 +74,7 @@ def _pow2_rows(ch, xf, exps, nanb, sat_inf, elem_max, nan_code, rbits, seed, cod
         up = np.float64(2.0) ** exps[i]
         base = i * K
         if nanb[i]:
-            for j in range(K):
-                if want_values:
-                    values[base + j] = np.float32(np.nan)
-                else:
-                    codes[base + j] = nan_code
+            _nan_block(base, K, nan_code, codes, values, want_values)
             continue
         for j in range(K):                               # K constant: vectorises
             v = np.float64(xf[base + j]) * down
@@ -98,11 +104,7 @@ def _scaled_rows(ch, xf, s_enc_b, s_val, nanb, rbits, seed, codes, values, P, Pa
         sv = s_val[i]
         base = i * K
         if nanb[i]:
-            for j in range(K):
-                if want_values:
-                    values[base + j] = np.float32(np.nan)
-                else:
-                    codes[base + j] = 0
+            _nan_block(base, K, 0, codes, values, want_values)
             continue
         missed = 0
         if fast:

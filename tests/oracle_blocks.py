@@ -99,17 +99,24 @@ def nvfp4(blocks, t_e2m1, t_e4m3):
     for b, am in zip(blocks, amaxes):
         with np.errstate(over="ignore"):
             sb_in = f32(am * f32(s_enc * (f32(1.0) / f32(6.0))))
-        sc = _code_of_float(sb_in, t_e4m3)
-        s_b = f32(float(t_e4m3.values[sc]))
-        with np.errstate(divide="ignore", over="ignore"):
-            s_enc_b = f32(min(f32(1.0) / f32(s_b * s_dec), f32(np.finfo(np.float32).max)))
-        codes = []
-        for v in b:
-            with np.errstate(over="ignore"):
-                p = f32(f32(v) * s_enc_b)
-            codes.append(_code_of_float(p, t_e2m1))
+        sc, _, codes = _te_block(b, sb_in, s_dec, t_e2m1, t_e4m3)
         out.append((sc, codes))
     return s_dec, out
+
+
+def _te_block(b, sb_in, s_dec, t_e2m1, t_e4m3):
+    """TE: scale code e4m3(sb_in), s_b its value, elements e2m1(x * min(1 / (s_b * S_dec),
+    FLT_MAX)), each step float32."""
+    f32 = np.float32
+    sc = _code_of_float(sb_in, t_e4m3)
+    s_b = f32(float(t_e4m3.values[sc]))
+    with np.errstate(divide="ignore", over="ignore"):
+        s_enc_b = f32(min(f32(1.0) / f32(s_b * s_dec), f32(np.finfo(np.float32).max)))
+    codes = []
+    for v in b:
+        with np.errstate(over="ignore"):
+            codes.append(_code_of_float(f32(f32(v) * s_enc_b), t_e2m1))
+    return sc, s_b, codes
 
 
 def _code_of_float(p, t):
@@ -162,14 +169,7 @@ def nvfp4_4over6(blocks, t_e2m1, t_e4m3):
         sb_in = f32(am * f32(s_enc * (f32(1.0) / f32(6.0))))
         best = None
         for cand in (sb_in, f32(sb_in * f32(1.5))):
-            sc = _code_of_float(cand, t_e4m3)
-            s_b = f32(float(t_e4m3.values[sc]))
-            with np.errstate(divide="ignore", over="ignore"):
-                s_enc_b = f32(min(f32(1.0) / f32(s_b * s_dec), f32(np.finfo(np.float32).max)))
-            codes = []
-            for v in b:
-                with np.errstate(over="ignore"):
-                    codes.append(_code_of_float(f32(f32(v) * s_enc_b), t_e2m1))
+            sc, s_b, codes = _te_block(b, cand, s_dec, t_e2m1, t_e4m3)
             err = sum((t_e2m1.values[c] * Fr(float(s_b)) * Fr(float(s_dec)) - Fr(float(v))) ** 2
                       for c, v in zip(codes, b))
             if best is None or err < best[0]:

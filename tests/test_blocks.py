@@ -269,16 +269,19 @@ def _nv_inputs(seed, shape=(24, 48)):
     return x
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3])
-def test_nvfp4_torchao_against_the_oracle(seed):
-    x = _nv_inputs(seed)
-    bt = lp.quantize(x, "nvfp4_torchao")
-    p, want = ob.nvfp4_torchao(list(x.reshape(-1, 16)), table("float4_e2m1fn"),
-                               table("float8_e4m3fn"))
-    assert bits(np.float32(bt.tensor_scale)) == bits(p)
+def _check_two_level(x, preset, oracle_fn, scale_table):
+    bt = lp.quantize(x, preset)
+    t_scale, want = oracle_fn(list(x.reshape(-1, 16)), table("float4_e2m1fn"),
+                              table(scale_table))
+    assert bits(np.float32(bt.tensor_scale)) == bits(t_scale)
     got_sc, got = bt.scale_codes.reshape(-1).tolist(), bt.codes.reshape(-1, 16).tolist()
     for i, (sc, codes) in enumerate(want):
         assert (got_sc[i], got[i]) == (sc, codes), i
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_nvfp4_torchao_against_the_oracle(seed):
+    _check_two_level(_nv_inputs(seed), "nvfp4_torchao", ob.nvfp4_torchao, "float8_e4m3fn")
 
 
 def test_nvfp4_torchao_differs_from_te_and_keeps_its_quirks():
@@ -298,14 +301,7 @@ def test_nvfp4_torchao_differs_from_te_and_keeps_its_quirks():
 
 @pytest.mark.parametrize("seed", [5, 6, 7])
 def test_nvfp4_4over6_against_the_oracle(seed):
-    x = _nv_inputs(seed)
-    bt = lp.quantize(x, "nvfp4_4over6")
-    s_dec, want = ob.nvfp4_4over6(list(x.reshape(-1, 16)), table("float4_e2m1fn"),
-                                  table("ue4m3"))
-    assert bits(np.float32(bt.tensor_scale)) == bits(s_dec)
-    got_sc, got = bt.scale_codes.reshape(-1).tolist(), bt.codes.reshape(-1, 16).tolist()
-    for i, (sc, codes) in enumerate(want):
-        assert (got_sc[i], got[i]) == (sc, codes), i
+    _check_two_level(_nv_inputs(seed), "nvfp4_4over6", ob.nvfp4_4over6, "ue4m3")
 
 
 def test_4over6_picks_map_to_4_where_it_helps():
