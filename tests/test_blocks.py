@@ -1,6 +1,7 @@
 """Block formats against the block oracle (tests/oracle_blocks.py): scale codes and element codes,
 bit for bit, for every MX scale rule, NVFP4, padding, tiles and axes."""
 import zlib
+from fractions import Fraction
 
 import ml_dtypes
 import numpy as np
@@ -354,3 +355,47 @@ def test_te_stochastic_rounding_is_unbiased_to_8_bits():
     # 0.3 is 0.6 of the step 0.5 above 0: P(up to 0.5, code 1) = floor(0.6 * 256) / 256
     assert set(np.unique(bt.codes[:, 0, 1:])) == {0, 1}
     assert abs(np.mean(bt.codes[:, 0, 1:] == 1) - 153 / 256) < 0.01
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.floats(width=32, allow_nan=False, allow_infinity=False,
+                          min_value=-2.0**100, max_value=2.0**100), min_size=16, max_size=64),
+       st.sampled_from(["mxfp8_e4m3", "mxfp6_e2m3", "mxfp4", "nvfp4", "nvfp4_4over6"]))
+def test_dequantized_values_are_grid_times_scale_and_errors_are_bounded(vals, preset):
+    """Every dequantized value is an element-grid value x block scale (x tensor scale),
+    exactly; under the OCP floor rule each block's error is at most scale x max(half the top
+    element step, 2^(emax+1) - max) (the most a value below 2^(emax+1) x scale can lose)."""
+    x = np.array(vals[:len(vals) // 16 * 16], np.float32).reshape(1, -1)
+    bt = lp.quantize(x, preset)
+    bf = bt.fmt
+    grid = {Fraction(float(v)) for v in bf.elem.values()}
+    s = cast_decode(bt.scale_codes, bf.scale_fmt)
+    t = Fraction(float(np.float32(bt.tensor_scale)))
+    deq = bt.dequantize(np.float64).reshape(-1)
+    for i, v in enumerate(deq):
+        sv = Fraction(float(s.reshape(-1)[i // bf.k])) * t
+        assert (v == 0) if sv == 0 else Fraction(float(v)) / sv in grid
+    if bf.scale_rule == "floor":
+        vals_sorted = sorted(grid)
+        top_step = vals_sorted[-1] - vals_sorted[-2]
+        bound = max(top_step / 2, Fraction(2) ** (bf.emax_elem + 1) - vals_sorted[-1])
+        for i, (xv, v) in enumerate(zip(x.reshape(-1), deq)):
+            sv = Fraction(float(s.reshape(-1)[i // bf.k]))
+            assert abs(Fraction(float(xv)) - Fraction(float(v))) <= bound * sv
+
+
+def cast_decode(codes, fmt):
+    return lp.decode(codes, fmt, dtype=np.float64)
+
+
+def test_bad_input_of_the_newer_options():
+    x = np.zeros((2, 32), np.float32)
+    with pytest.raises(ValueError, match="sr_variant='te'.*rounding='stochastic'"):
+        lp.quantize(x, "nvfp4", sr_variant="te")
+    with pytest.raises(ValueError, match="sr_variant='te'"):
+        lp.quantize(x.astype(np.float64), "nvfp4", rounding="stochastic", sr_variant="te",
+                    seed=1)
+    with pytest.raises(ValueError, match="tensor_amax is for the two-level rules"):
+        lp.quantize(x, "mxfp4", tensor_amax=3.0)
+    with pytest.raises(ValueError, match="scale_rule='4over6' stores E4M3"):
+        lp.BlockFormat("float4_e2m1fn", scale_rule="4over6")
