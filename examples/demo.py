@@ -46,4 +46,18 @@ for i in range(2000):
     sr = lp.round(sr + 1e-3, "bf16", "stochastic", seed=i)    # seed i: fresh bits per step
 print(f"  1 + 2000 * 1e-3 in bfloat16 (exact 3.0): nearest-even {rne[0]}, "
       f"stochastic mean {sr.mean():.4f} +- {sr.std() / np.sqrt(sr.size):.4f} over {sr.size} chains")
-print("\nSee README.md for the format table, rounding rules and benchmarks.")
+section("5. block formats: MXFP4, NVFP4 and its variants on one weight matrix")
+w = rng.standard_normal((256, 256)).astype(np.float32)
+w[3, 7] = 40.0                                      # one outlier
+for name in ("mxfp8_e4m3", "mxfp4", "nvfp4", "nvfp4_2d", "nvfp4_torchao", "nvfp4_4over6"):
+    err = lp.fake_quantize(w, name) - w
+    print(f"  {name:14s} {lp.block_format(name).bits_per_element:5.3g} bits/value  "
+          f"SQNR {10 * np.log10(np.sum(w ** 2) / np.sum(err ** 2)):5.2f} dB")
+rot = lp.rht16(w)                                   # TE's random Hadamard transform
+err = lp.rht16(lp.fake_quantize(rot, "nvfp4"), inverse=True) - w
+print(f"  rht16, nvfp4, inverse rht16 SQNR {10 * np.log10(np.sum(w ** 2) / np.sum(err ** 2)):5.2f}"
+      " dB (TE rotates only the wgrad operands)")
+bt = lp.quantize(w, "nvfp4")
+print(f"  packed nvfp4: {lp.pack(bt.codes.reshape(256, 256), 4).nbytes} bytes of elements + "
+      f"{bt.scale_codes.nbytes} bytes of scales for {w.nbytes} bytes of float32")
+print("\nSee README.md for the format table, rounding rules, block formats and benchmarks.")
