@@ -410,13 +410,15 @@ def _fast_quantize(arr, axis, bf, rounding, sr_bits, sr_variant, seed, rbits, te
     """The fused kernels of ``_blockfast`` for float32 / float16 / bfloat16 input blocked along
     the last axis without padding (the layout every GPU kernel uses), for the OCP MX rules and
     TE's NVFP4; None elsewhere. Same scale code as the NumPy path, same element rounding
-    kernel, so the same bits (tests/test_blocks.py checks both paths against each other)."""
-    # float32 work type: x * 2^-exp is exact in float32 unless it falls below 2^-126; an
-    # element grid whose smallest step is >= 2^-100 (every MX element) lies so far above such
-    # values that rounding sees only their sign and that they are not zero, which the kernel
-    # keeps. Other element formats take the NumPy path (exact in float64).
+    kernel, so the same bits (tests/test_blocks_paths.py checks the two against each other)."""
+    # float32 work type: x * 2^-exp is exact in float32 unless it falls below 2^-126. If the
+    # element grid's smallest step is >= 2^-80 (every MX element: E5M2's 2^-16 is the
+    # smallest), such a value is under 2^-46 of a step: nearest modes give 0, directed and odd
+    # modes see only its sign and that it is not zero (which the kernel keeps), and stochastic
+    # rounding with up to 33 random bits gives floor(d 2^33) = 0 either way. Other element
+    # formats take the NumPy path (exact in float64).
     if (arr.dtype.itemsize > 4 or bf.tile is not None or axis != arr.ndim - 1
-            or bf.elem.min_subnormal < 2.0**-100 or not cast.holds(bf.elem, np.float32)
+            or bf.elem.min_subnormal < 2.0**-80 or not cast.holds(bf.elem, np.float32)
             or arr.shape[-1] % bf.k or bf.flush_subnormal_inputs or sr_variant == "te"
             or arr.size < FAST_MIN_SIZE
             or bf.scale_rule not in ("floor", "ceil", "even", "rceil", "nvfp4")):

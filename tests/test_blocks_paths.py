@@ -28,6 +28,7 @@ def test_fused_and_numpy_paths_agree(preset, rounding, monkeypatch):
     x[4, :] = rng.standard_normal(96) * 1e-40                 # float32 subnormals
     x[5, 3] = -0.0
     x[6, :] = np.float32(3e38)
+    x[7, :32] = [2.0**100, 1e-30, -1e-30, 2.0**-149] + [1.0] * 28   # scaled below 2^-126
     kw = dict(seed=77) if rounding == "stochastic" else {}
     variants = [kw] if rounding != "stochastic" else [
         kw, dict(rbits=rng.integers(0, 2**32, x.shape, dtype=np.uint64).astype(np.uint32)),
