@@ -11,10 +11,11 @@ from .blocks import (BlockFormat, BlockTensor, quantize, fake_quantize, block_fo
                      block_formats)
 from .packing import pack, unpack
 from .hadamard import rht16, rht16_matrix
+from .compare import compare, assert_bits_equal
 
 __version__ = "0.1.0"
 
 __all__ = ["FloatFormat", "IntFormat", "TableFormat", "format", "formats", "p3109", "round",
            "encode", "decode", "result_dtype", "random_bits", "BlockFormat", "BlockTensor",
-           "quantize", "fake_quantize", "block_format", "block_formats", "pack", "unpack", "rht16", "rht16_matrix",
+           "quantize", "fake_quantize", "block_format", "block_formats", "pack", "unpack", "rht16", "rht16_matrix", "compare", "assert_bits_equal",
            "__version__"]

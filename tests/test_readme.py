@@ -30,3 +30,16 @@ def test_quick_start_comments_hold():
     assert b(lp.round(x, "e4m3", overflow="saturate")) == b([1.25, 448.0, 448.0, -0.0])
     assert b(lp.round(x, "e4m3", "up")) == b([1.375, np.nan, np.nan, -0.0])
     assert lp.encode(x, "e4m3").tolist() == [0x3A, 0x7E, 0x7F, 0x80]
+
+
+def test_compare_comments_hold():
+    x = np.random.default_rng(0).standard_normal(1000).astype(np.float32)
+    golden = lp.round(x, "bfloat16")
+    kernel = (x.view(np.uint32) & np.uint32(0xFFFF0000)).view(np.float32)
+    r = lp.compare(kernel, golden, "bfloat16")
+    # oracle for the count: truncation differs from nearest-even exactly where the 16 dropped
+    # bits round up: above half, or exactly half with an odd kept part
+    low = x.view(np.uint32) & np.uint32(0xFFFF)
+    odd = (x.view(np.uint32) >> np.uint32(16)) & np.uint32(1)
+    ups = int(np.sum((low > 0x8000) | ((low == 0x8000) & (odd == 1))))
+    assert (r.mismatches, r.max_ulp) == (ups, 1) == (470, 1)
