@@ -12,10 +12,11 @@ from .blocks import (BlockFormat, BlockTensor, quantize, fake_quantize, block_fo
 from .packing import pack, unpack
 from .hadamard import rht16, rht16_matrix
 from .compare import compare, assert_bits_equal
+from . import golden
 
 __version__ = "0.1.0"
 
 __all__ = ["FloatFormat", "IntFormat", "TableFormat", "format", "formats", "p3109", "round",
            "encode", "decode", "result_dtype", "random_bits", "BlockFormat", "BlockTensor",
-           "quantize", "fake_quantize", "block_format", "block_formats", "pack", "unpack", "rht16", "rht16_matrix", "compare", "assert_bits_equal",
+           "quantize", "fake_quantize", "block_format", "block_formats", "pack", "unpack", "rht16", "rht16_matrix", "compare", "assert_bits_equal", "golden",
            "__version__"]

@@ -1,5 +1,6 @@
 """The ``lowprec`` command: ``formats``, ``show FMT``, ``round FMT VALUE...``,
-``block-formats``, ``quantize FORMAT FILE.npy``."""
+``block-formats``, ``quantize FORMAT FILE.npy``, ``golden make OP FORMAT``, ``check ACTUAL.npy
+GOLDEN.npz``."""
 from __future__ import annotations
 
 import argparse
@@ -153,6 +154,41 @@ def cmd_quantize(args) -> int:
     return 0
 
 
+def _shape(text):
+    try:
+        shape = tuple(int(n) for n in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--shape {text!r}: give sizes like 4,64") from None
+    if not shape or any(n < 0 for n in shape):
+        raise argparse.ArgumentTypeError(f"--shape {text!r}: sizes must be >= 0")
+    return shape
+
+
+def cmd_golden_make(args) -> int:
+    from . import golden  # noqa: PLC0415
+    g = golden.make(args.op, args.format, args.shape, args.seed, rounding=args.rounding,
+                    overflow=args.overflow, scale=args.scale, specials=not args.no_specials,
+                    axis=args.axis)
+    golden.save(g, args.out)
+    arrays = ", ".join(f"{k} {v[0]}{tuple(v[1])}" for k, v in g["metadata"]["arrays"].items())
+    print(f"wrote {args.out}: {args.op} {args.format}, seed {args.seed}: {arrays}")
+    return 0
+
+
+def cmd_check(args) -> int:
+    from . import golden  # noqa: PLC0415
+    try:
+        actual = np.load(args.actual, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise ValueError(f"ACTUAL must be a .npy array: {e}") from None
+    g = golden.load(args.golden)
+    report = golden.check(actual, g, args.key)
+    print(f"{args.actual} vs {args.golden} [{args.key}] ({g['metadata']['op']} "
+          f"{g['metadata']['format']}, lowprec {g['metadata']['lowprec_version']})")
+    print(report)
+    return 0 if report.ok else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="lowprec", description="Bit-exact low-precision formats.")
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -179,6 +215,27 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0, help="seed for --rounding stochastic")
     s.add_argument("--show", type=int, default=8, help="blocks to list (default 8)")
     s.set_defaults(fn=cmd_quantize)
+    s = sub.add_parser("golden", help="golden files for kernel tests")
+    gs = s.add_subparsers(dest="golden_cmd", required=True)
+    s = gs.add_parser("make", help="seeded inputs and lowprec's outputs, as one .npz")
+    s.add_argument("op", choices=["round", "encode", "quantize"])
+    s.add_argument("format", metavar="FORMAT", help="a format (round, encode) or a block "
+                                                     "format (quantize)")
+    s.add_argument("--shape", type=_shape, required=True, help="e.g. 128,64")
+    s.add_argument("--seed", type=int, required=True)
+    s.add_argument("--out", required=True, help="the .npz to write")
+    s.add_argument("--rounding", default="nearest_even", choices=list(MODES))
+    s.add_argument("--overflow", default=None, choices=[o for o in OVERFLOWS if o])
+    s.add_argument("--scale", type=float, default=1.0, help="inputs are N(0, scale^2)")
+    s.add_argument("--no-specials", action="store_true", help="no Inf/NaN/0/max inputs")
+    s.add_argument("--axis", type=int, default=-1, help="blocked axis (quantize)")
+    s.set_defaults(fn=cmd_golden_make)
+    s = sub.add_parser("check", help="compare a kernel's output with a golden file")
+    s.add_argument("actual", metavar="ACTUAL.npy")
+    s.add_argument("golden", metavar="GOLDEN.npz")
+    s.add_argument("--key", default="expected", help="golden array to compare with "
+                                                     "(expected, codes, scale_codes)")
+    s.set_defaults(fn=cmd_check)
     return p
 
 
