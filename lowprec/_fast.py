@@ -163,11 +163,17 @@ def _rows(xb, lo, hi, P, rsrc, rbits, seed, want_code, out, ft, ut):
     for c0 in range(lo, hi, CHUNK):
         c1 = min(hi, c0 + CHUNK)
         missed = 0
-        for i in range(c0, c1):
-            missed += _general(xb[i], P, ut)
-        for i in range(c0, c1):
-            vb, c = _fast(xb[i], _random_word(rsrc, rbits, seed, i, wide), P, ft, ut)
-            out[i] = c if want_code else vb
+        if P[MODE] == SR:                            # two passes vectorise better here
+            for i in range(c0, c1):
+                missed += _general(xb[i], P, ut)
+            for i in range(c0, c1):
+                vb, c = _fast(xb[i], _random_word(rsrc, rbits, seed, i, wide), P, ft, ut)
+                out[i] = c if want_code else vb
+        else:                                        # one pass does both
+            for i in range(c0, c1):
+                missed += _general(xb[i], P, ut)
+                vb, c = _fast(xb[i], U64(0), P, ft, ut)
+                out[i] = c if want_code else vb
         if missed:
             for i in range(c0, c1):
                 if _general(xb[i], P, ut):
