@@ -408,27 +408,31 @@ FAST_MIN_SIZE = 1 << 12         # smaller inputs take the NumPy path (tests lowe
 def _fast_quantize(arr, axis, bf, rounding, sr_bits, sr_variant, seed, rbits, tensor_amax,
                    want_values):
     """The fused kernels of ``_blockfast`` for float32 / float16 / bfloat16 input blocked along
-    the last axis without padding (the layout every GPU kernel uses), for the OCP MX rules and
-    TE's NVFP4; None elsewhere. Same scale code as the NumPy path, same element rounding
-    kernel, so the same bits (tests/test_blocks_paths.py checks the two against each other)."""
+    one axis (other axes and padding through one contiguous copy; with ``seed`` only the last
+    axis without padding, where the kernel's element index is x's flat index), for the OCP MX
+    rules and TE's NVFP4; None elsewhere. Same scale code as the NumPy path, same element
+    rounding kernel, so the same bits (tests/test_blocks_paths.py checks the two)."""
     # float32 work type: x * 2^-exp is exact in float32 unless it falls below 2^-126. If the
     # element grid's smallest step is >= 2^-80 (every MX element: E5M2's 2^-16 is the
     # smallest), such a value is under 2^-46 of a step: nearest modes give 0, directed and odd
     # modes see only its sign and that it is not zero (which the kernel keeps), and stochastic
     # rounding with up to 33 random bits gives floor(d 2^33) = 0 either way. Other element
     # formats take the NumPy path (exact in float64).
-    if (arr.dtype.itemsize > 4 or bf.tile is not None or axis != arr.ndim - 1
+    n = arr.shape[axis]
+    padn = -n % bf.k
+    if (arr.dtype.itemsize > 4 or bf.tile is not None or (padn and not bf.pad)
+            or (seed is not None and (axis != arr.ndim - 1 or padn))
             or bf.elem.min_subnormal < 2.0**-80 or not cast.holds(bf.elem, np.float32)
-            or arr.shape[-1] % bf.k or bf.flush_subnormal_inputs or sr_variant == "te"
-            or arr.size < FAST_MIN_SIZE
+            or bf.flush_subnormal_inputs or sr_variant == "te" or arr.size < FAST_MIN_SIZE
             or bf.scale_rule not in ("floor", "ceil", "even", "rceil", "nvfp4")):
         return None
     from . import _blockfast as BK  # noqa: PLC0415
-    xf = np.ascontiguousarray(arr, dtype=np.float32).reshape(-1)
+    moved = _moved_padded(arr, axis, padn, np.float32)
+    xf = moved.reshape(-1)
     nbk = xf.shape[0] // bf.k
     amax_bits, flags = np.empty(nbk, np.uint32), np.empty(nbk, np.int64)
     BK.block_amax(xf.view(np.uint32).reshape(nbk, bf.k), amax_bits, flags)
-    sshape = arr.shape[:-1] + (arr.shape[-1] // bf.k,)
+    sshape = moved.shape[:-1] + (moved.shape[-1] // bf.k,)
     amax32 = amax_bits.view(np.float32).reshape(sshape)
     nan, inf = (flags & 1).astype(bool).reshape(sshape), (flags & 2).astype(bool).reshape(sshape)
     if bf.nonfinite == "nan":
@@ -437,7 +441,8 @@ def _fast_quantize(arr, axis, bf, rounding, sr_bits, sr_variant, seed, rbits, te
                                                  rbits, np.float32)
     rsrc, rb, sd = 0, np.zeros(1, np.uint64), 0
     if rbits is not None:
-        rsrc, rb = 1, cast._prepare_rbits(rbits, arr.shape, r)
+        rb = cast._prepare_rbits(rbits, arr.shape, r).reshape(arr.shape)
+        rsrc, rb = 1, _moved_padded(rb, axis, padn, np.uint64).reshape(-1)
     elif seed is not None:
         rsrc, sd = 2, check_seed(seed)
     general = not (isinstance(bf.elem, FloatFormat) and bf.elem.signed and bf.elem.zero)
@@ -464,9 +469,18 @@ def _fast_quantize(arr, axis, bf, rounding, sr_bits, sr_variant, seed, rbits, te
                          bf.nonfinite == "saturate", bf.elem.max, nan_code, rb, np.uint64(sd),
                          codes, values, P, rsrc, bf.k, general, want_values)
     if want_values:
-        return values.reshape(arr.shape)
+        return np.moveaxis(values.reshape(moved.shape)[..., :n], -1, axis)
     return BlockTensor(codes.reshape(sshape + (bf.k,)), s_codes, np.float32(t_scale), arr.shape,
                        axis, bf)
+
+
+def _moved_padded(a, axis, padn, dtype):
+    """``a`` with ``axis`` moved last, zero-padded by ``padn`` there, contiguous ``dtype`` (a
+    view when nothing needs to change)."""
+    a = np.ascontiguousarray(np.moveaxis(a, axis, -1), dtype=dtype)
+    if padn:
+        a = np.concatenate([a, np.zeros(a.shape[:-1] + (padn,), dtype)], axis=-1)
+    return a
 
 
 def _encode_elements(v, elem, rounding, kw):

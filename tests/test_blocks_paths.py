@@ -66,3 +66,24 @@ def test_specialised_kernels_on_a_large_input(preset, monkeypatch):
     assert np.array_equal(got.codes, want.codes)
     assert np.array_equal(got.scale_codes, want.scale_codes)
     assert np.array_equal(bits(got_v), bits(want.dequantize()))
+
+
+@pytest.mark.parametrize("preset", ["mxfp4", "nvfp4", "mxint8"])
+@pytest.mark.parametrize("shape,axis", [((48, 40), 0), ((3, 50, 7), 1), ((5, 70), -1)])
+def test_other_axes_and_padding_take_the_fused_path_too(preset, shape, axis, monkeypatch):
+    """Blocks along other axes and axes that need padding go through one contiguous copy into
+    the fused kernels (deterministic rounding, and stochastic with rbits shaped like x); the
+    results equal the NumPy path's."""
+    rng = np.random.default_rng(zlib.crc32(repr((preset, shape, axis)).encode()))
+    x = (rng.standard_normal(shape) * 8).astype(np.float32)
+    x.reshape(-1)[::37] = 0.0
+    rb = rng.integers(0, 2**32, shape, dtype=np.uint64).astype(np.uint32)
+    for kw in (dict(), dict(rounding="up"), dict(rounding="stochastic", rbits=rb)):
+        monkeypatch.setattr(lp.blocks, "FAST_MIN_SIZE", 0)
+        got, got_v = lp.quantize(x, preset, axis, **kw), lp.fake_quantize(x, preset, axis, **kw)
+        monkeypatch.setattr(lp.blocks, "FAST_MIN_SIZE", 1 << 62)
+        want = lp.quantize(x, preset, axis, **kw)
+        assert np.array_equal(got.codes, want.codes) and np.array_equal(got.scale_codes,
+                                                                       want.scale_codes)
+        assert got_v.shape == x.shape
+        assert np.array_equal(bits(got_v), bits(want.dequantize()))
