@@ -22,6 +22,8 @@ def main():
     for name in ("mxfp8_e4m3", "mxfp4", "nvfp4"):
         rows.append((f"lp.quantize {name}", lambda n=name: lp.quantize(x, n)))
         rows.append((f"lp.fake_quantize {name}", lambda n=name: lp.fake_quantize(x, n)))
+    rows.append(("lp.fake_quantize mxfp4 along axis 0 (columnwise)",
+                 lambda: lp.fake_quantize(x, "mxfp4", axis=0)))
     try:
         import torch
         with warnings.catch_warnings():

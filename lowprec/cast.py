@@ -479,6 +479,10 @@ def decode(codes, fmt, dtype=None):
     dt = np.dtype(dtype)
     if dt.name not in _FLOAT_IN:
         raise TypeError(f"dtype must be float16, bfloat16, float32 or float64, got {dt}")
+    if fmt.bits <= 16 and arr.size > (1 << fmt.bits) and holds(fmt, dt) and not (
+            isinstance(fmt, IntFormat) and fmt.symmetric):
+        out = _decode_table(fmt).astype(dt)[arr]        # one gather from a table of codes
+        return out[()] if scalar else out
     v = _decode64(arr, fmt)
     if not holds(fmt, dt):
         v = round(v, _format(dt.name), "nearest_even")
