@@ -1,6 +1,6 @@
-"""Fused Numba kernels for block quantization along the last axis of float32 data: one pass
-finds each block's amax and Inf/NaN flags from the bits, one pass scales, rounds and (for
-fake-quantize) dequantizes every element. The per-block scale rules stay in ``blocks.py``
+"""Fused Numba kernels for block quantization of float32 data blocked along its last axis
+(``blocks`` moves another axis there first): one pass finds each block's amax and Inf/NaN
+flags from the bits, one pass scales, rounds and (for fake-quantize) dequantizes every element. The per-block scale rules stay in ``blocks.py``
 (NumPy over the small per-block arrays), so both paths share them; the elements go through the
 core's rounding kernels (``_fast._fast``, and ``_kernels._round_bits`` where that one does not
 apply), so they round exactly as ``lp.encode``. Element kernels are compiled per parameter
@@ -11,6 +11,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
+from .cast import SPECIALISE_MIN_SIZE          # inputs this large: parameters baked in
 from ._fast import _as, _fast, _general, _random_word
 from ._kernels import I64, MODE, SR, U64, _round_bits
 
@@ -49,7 +50,7 @@ def _round_one(b, rw, P):
     """``_round_bits`` behind a call (not inlined): one compiled copy serves every kernel's
     general path, which keeps compile times down."""
     return _round_bits(b, rw, P)
-SPECIALISE_MIN_SIZE = 1 << 20    # inputs this large get kernels with the parameters baked in
+
 
 
 @nb.njit(nogil=True, cache=True, inline="always")
@@ -148,7 +149,8 @@ def _scaled_generic(xf, s_enc_b, s_val, nanb, rbits, seed, codes, values, P, rsr
 def pow2_elements(xf, exps, nanb, sat_inf, elem_max, nan_code, rbits, seed, codes, values, P,
                   rsrc, k, general, want_values):
     """MX elements, flat (block i is elements i*k .. i*k+k-1): x * 2^-exp (float32 work type,
-    see ``blocks._fast_quantize``) rounded by ``P`` (saturating); Inf becomes +-elem_max where ``sat_inf``; NaN blocks get ``nan_code``.
+    see ``blocks._fast_quantize``) rounded by ``P`` (saturating); Inf becomes +-elem_max where
+    ``sat_inf``; NaN blocks get ``nan_code``.
     ``general``: round with ``_round_bits`` (formats ``_fast`` does not serve: integers).
     Writes ``values`` (dequantized: code value x 2^exp, rounded once to float32) if
     ``want_values``, else ``codes``."""
@@ -156,7 +158,7 @@ def pow2_elements(xf, exps, nanb, sat_inf, elem_max, nan_code, rbits, seed, code
             codes, values)
     if xf.shape[0] < SPECIALISE_MIN_SIZE or general or P[MODE] == SR:
         return _pow2_generic(*args, P, int(rsrc), int(k), bool(want_values))
-    return _specialised("pow2", P, rsrc, k, want_values)(*args, P)
+    return _specialised("pow2", P, k, want_values)(*args, P)
 
 
 def scaled_elements(xf, s_enc_b, s_val, nanb, rbits, seed, codes, values, P, rsrc, k, general,
@@ -167,20 +169,21 @@ def scaled_elements(xf, s_enc_b, s_val, nanb, rbits, seed, codes, values, P, rsr
     args = (xf, s_enc_b, s_val, nanb, rbits, seed, codes, values)
     if xf.shape[0] < SPECIALISE_MIN_SIZE or general or P[MODE] == SR:
         return _scaled_generic(*args, P, int(rsrc), int(k), bool(want_values))
-    return _specialised("scaled", P, rsrc, k, want_values)(*args, P)
+    return _specialised("scaled", P, k, want_values)(*args, P)
 
 
-def _specialised(kind, P, rsrc, k, want_values):
+def _specialised(kind, P, k, want_values):
     """The element pass compiled with the parameters as constants (the mode and format
     branches fold away and the block loop vectorises); compiled on first use, cached on
-    disk, for deterministic rounding of signed float element formats."""
-    key = (kind, tuple(int(v) for v in P), int(rsrc), int(k), bool(want_values))
+    disk, for deterministic rounding of signed float element formats (so no random bits)."""
+    key = (kind, tuple(int(v) for v in P), int(k), bool(want_values))
     if key not in _KERNELS:
         _KERNELS[key] = _build(*key)
     return _KERNELS[key]
 
 
-def _build(kind, PT, rsrc, K, want_values):
+def _build(kind, PT, K, want_values):
+    rsrc = 0
     if kind == "pow2":
         @nb.njit(cache=True, parallel=True)
         def kernel(xf, exps, nanb, sat_inf, elem_max, nan_code, rbits, seed, codes, values,

@@ -214,16 +214,15 @@ def _times_exactly(v, s, dtype):
 
 def _block(x, axis, bf):
     """x moved so the blocked axes are last and cut into blocks: (..., nblocks, k)."""
-    x = np.moveaxis(x, axis, -1)
     if bf.tile is None:
-        n = x.shape[-1]
+        n = x.shape[axis]
         padn = -n % bf.k
-        if padn:
-            if not bf.pad:
-                raise ValueError(f"axis {axis} has length {n}, not a multiple of k={bf.k}; "
-                                 "use a BlockFormat with pad=True or pad the input")
-            x = np.concatenate([x, np.zeros(x.shape[:-1] + (padn,), x.dtype)], axis=-1)
+        if padn and not bf.pad:
+            raise ValueError(f"axis {axis} has length {n}, not a multiple of k={bf.k}; "
+                             "use a BlockFormat with pad=True or pad the input")
+        x = _moved_padded(x, axis, padn, x.dtype)
         return x.reshape(x.shape[:-1] + (x.shape[-1] // bf.k, bf.k))
+    x = np.moveaxis(x, axis, -1)
     if x.ndim < 2:
         raise ValueError(f"tile={bf.tile} needs an input of at least 2 dimensions, got "
                          f"shape {x.shape}")
@@ -351,6 +350,8 @@ def quantize(x, bf, axis=-1, rounding="nearest_even", *, sr_bits=None, sr_varian
     if mode_name(rounding) == "stochastic" and (seed is None) == (rbits is None):
         raise ValueError("rounding='stochastic' needs exactly one source of random bits: "
                          "seed=<int> or rbits=<unsigned int array shaped like x>")
+    if rbits is not None and np.shape(rbits) != arr.shape:
+        raise ValueError(f"rbits must have x's shape {arr.shape}, got {np.shape(rbits)}")
     if tensor_amax is not None and bf.scale_rule not in TWO_LEVEL:
         raise ValueError(f"tensor_amax is for the two-level rules {TWO_LEVEL}; "
                          f"{bf.name} uses scale_rule={bf.scale_rule!r}")
@@ -368,10 +369,7 @@ def quantize(x, bf, axis=-1, rounding="nearest_even", *, sr_bits=None, sr_varian
         if seed is not None:
             rbits = random_bits(seed, arr.shape, wide=in_dtype.itemsize > 4)
             seed = None
-        rbits = np.asarray(rbits)
-        if rbits.shape != arr.shape:
-            raise ValueError(f"rbits must have x's shape {arr.shape}, got {rbits.shape}")
-        rb = _block(rbits, axis, bf)
+        rb = _block(np.asarray(rbits), axis, bf)
         if sr_bits is None and in_dtype.itemsize <= 4 and sr_variant != "te":
             sr_bits, sr_variant = 32, "srff"    # exact SR of a <= 32-bit input: the 32-bit
                                                 # word, as lp.round uses it
@@ -624,7 +622,8 @@ def _smaller_error(codes_a, s_a, codes_b, s_b, s_dec, x32, bf):
     da, db = deq(codes_a, s_a), deq(codes_b, s_b)      # exact: 3 x 4 x 24 bits
     ea, eb = np.sum((da - xa) ** 2, axis=-1), np.sum((db - xa) ** 2, axis=-1)
     less = ea < eb
-    near = np.abs(ea - eb) <= 2.0**-40 * np.maximum(ea, eb)
+    same = (da == db).all(axis=-1)                     # same values: an exact tie, b stays
+    near = (np.abs(ea - eb) <= 2.0**-40 * np.maximum(ea, eb)) & ~same
     for i in zip(*np.nonzero(near)):
         x = [Fraction(float(v)) for v in xa[i]]
         fa = sum((Fraction(float(d)) - v) ** 2 for d, v in zip(da[i], x))

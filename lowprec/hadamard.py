@@ -115,7 +115,7 @@ def rht16(x, axis=-1, *, inverse=False, signs=TE_SIGNS) -> np.ndarray:
     if arr.dtype == np.float64:
         y[easy] = hi * 0.25                              # exact unless below 2^-1022
         redo = np.zeros(rows.shape, bool)
-        redo[easy] = np.abs(hi) < 2.0**-1020
+        redo[easy] = (np.abs(hi) < 2.0**-1020) & (hi != 0)        # 0 is exact
         redo[fin & big] = True
         for r, j in zip(*np.nonzero(redo)):             # rare: an exact rational, rounded once
             y[r, j] = float(sum(Fraction(float(v)) * int(sgn[i, j])

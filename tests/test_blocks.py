@@ -395,6 +395,8 @@ def test_bad_input_of_the_newer_options():
     with pytest.raises(ValueError, match="sr_variant='te'"):
         lp.quantize(x.astype(np.float64), "nvfp4", rounding="stochastic", sr_variant="te",
                     seed=1)
+    with pytest.raises(ValueError, match="rbits must have x's shape \\(2, 32\\)"):
+        lp.quantize(x, "mxfp4", rounding="stochastic", rbits=np.zeros(32, np.uint32))
     with pytest.raises(ValueError, match="tensor_amax is for the two-level rules"):
         lp.quantize(x, "mxfp4", tensor_amax=3.0)
     with pytest.raises(ValueError, match="scale_rule='4over6' stores E4M3"):
