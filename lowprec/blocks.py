@@ -355,6 +355,8 @@ def quantize(x, bf, axis=-1, rounding="nearest_even", *, sr_bits=None, sr_varian
     if tensor_amax is not None and bf.scale_rule not in TWO_LEVEL:
         raise ValueError(f"tensor_amax is for the two-level rules {TWO_LEVEL}; "
                          f"{bf.name} uses scale_rule={bf.scale_rule!r}")
+    if tensor_amax is not None and not np.float64(tensor_amax) >= 0:
+        raise ValueError(f"tensor_amax={tensor_amax!r} must be a number >= 0 (Inf allowed)")
     fast = _fast_quantize(arr, axis, bf, rounding, sr_bits, sr_variant, seed, rbits,
                           tensor_amax, _want_values)
     if fast is not None:

@@ -4,6 +4,7 @@ GOLDEN.npz``."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from fractions import Fraction
 
@@ -246,6 +247,9 @@ def main(argv=None) -> int:
     except (ValueError, TypeError) as e:
         print(f"lowprec: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:             # output piped into `head`: stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

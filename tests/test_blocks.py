@@ -397,7 +397,30 @@ def test_bad_input_of_the_newer_options():
                     seed=1)
     with pytest.raises(ValueError, match="rbits must have x's shape \\(2, 32\\)"):
         lp.quantize(x, "mxfp4", rounding="stochastic", rbits=np.zeros(32, np.uint32))
+    with pytest.raises(ValueError, match="tensor_amax=-1.0 must be a number >= 0"):
+        lp.quantize(x, "nvfp4", tensor_amax=-1.0)
+    with pytest.raises(ValueError, match="tensor_amax=nan must be"):
+        lp.quantize(x, "nvfp4", tensor_amax=float("nan"))
     with pytest.raises(ValueError, match="tensor_amax is for the two-level rules"):
         lp.quantize(x, "mxfp4", tensor_amax=3.0)
     with pytest.raises(ValueError, match="scale_rule='4over6' stores E4M3"):
         lp.BlockFormat("float4_e2m1fn", scale_rule="4over6")
+
+
+@pytest.mark.parametrize("preset,oracle_fn,scale_table", [
+    ("nvfp4", ob.nvfp4, "ue4m3"), ("nvfp4_torchao", ob.nvfp4_torchao, "float8_e4m3fn"),
+    ("nvfp4_4over6", ob.nvfp4_4over6, "ue4m3")])
+def test_tensor_amax_sets_the_tensor_scale(preset, oracle_fn, scale_table):
+    """A calibrated tensor_amax T gives what the oracle gives for the same blocks plus one
+    block whose amax is T (the oracle takes the tensor amax from its blocks)."""
+    x = _nv_inputs(8, (8, 32))
+    t = np.float32(np.abs(x).max() * 3.5)
+    bt = lp.quantize(x, preset, tensor_amax=float(t))
+    extra = np.zeros(16, np.float32)
+    extra[0] = t
+    t_scale, want = oracle_fn(list(x.reshape(-1, 16)) + [extra], table("float4_e2m1fn"),
+                              table(scale_table))
+    assert bits(np.float32(bt.tensor_scale)) == bits(t_scale)
+    got_sc, got = bt.scale_codes.reshape(-1).tolist(), bt.codes.reshape(-1, 16).tolist()
+    for i, (sc, codes) in enumerate(want[:-1]):
+        assert (got_sc[i], got[i]) == (sc, codes), i

@@ -86,3 +86,11 @@ def test_quantize_errors_are_one_line(tmp_path):
     assert r.returncode == 2 and "multiple of k=16" in r.stderr and "Traceback" not in r.stderr
     r = run("quantize", "mxfp9", str(f))
     assert r.returncode == 2 and "unknown block format" in r.stderr
+
+
+def test_output_into_a_closed_pipe_is_not_an_error():
+    values = " ".join(str(i) for i in range(4000))          # ~400 KB, beyond a pipe buffer
+    r = subprocess.run(f"{sys.executable} -m lowprec.cli round e4m3 {values} | head -1",
+                       shell=True, capture_output=True, text=True)
+    assert r.stdout.startswith("0.0 -> 0.0")
+    assert "Traceback" not in r.stderr and "BrokenPipe" not in r.stderr
