@@ -104,22 +104,43 @@ def _round_bits(ub, rw, P):
     ew = a >> mw
     sig = (a & ((I64(1) << mw) - 1)) | (I64(ew != 0) << mw)
     E = max(ew, I64(1)) - P[BW]
+    Et, below, meff = _grid(E, P)
+    sh = mw - meff + (Et - E)
+    if sh < 64:
+        q = sig >> sh
+        rem = sig & ((I64(1) << sh) - 1)
+        D = U64(rem) << U64(64 - sh) if rem != 0 else U64(0)
+    else:
+        q = I64(0)
+        k = min(sh - 64, I64(63))
+        D = (U64(sig) >> U64(k)) | U64((sig & ((I64(1) << k) - 1)) != 0)
+    return _finish(s, q, D, Et, below, meff, a == 0, rw, P)
+
+
+@nb.njit(**_OPTS)
+def _grid(E, P):
+    """Where a value with exponent ``E`` (2^E <= |v| < 2^(E+1)) falls on the format's grid:
+    (grid exponent Et = max(E, EMIN), below the normal range?, mantissa bits kept there);
+    the quantum is 2^(Et - meff)."""
     emin = P[EMIN]
     below = E < emin
-    Et = max(E, emin)
-    meff = P[MB] if below else P[MT]
-    sh = mw - meff + (Et - E)
-    shc = min(sh, mw + 2)
-    q = sig >> shc
-    rem = sig & ((I64(1) << shc) - 1)
-    half = (I64(1) << shc) >> 1
+    return max(E, emin), below, (P[MB] if below else P[MT])
+
+
+@nb.njit(**_OPTS)
+def _finish(s, q, D, Et, below, meff, zero_in, rw, P):
+    """Round |v| = (q + d) * 2^(Et - meff) of sign ``s`` (the grid of ``_grid``), with the
+    discarded fraction d given as 0.64 fixed point ``D`` (bit 0 sticky: any further nonzero
+    bit sets it). ``zero_in``: v is exactly 0. Returns (code, W bits of the value)."""
+    emin = P[EMIN]
     mode = P[MODE]
     inc = False
-    if rem != 0:
+    if D != 0:
+        half = U64(1) << U64(63)
         if mode == RNE:
-            inc = rem > half or (rem == half and (q & 1) == 1)
+            inc = D > half or (D == half and (q & 1) == 1)
         elif mode == RNA:
-            inc = rem >= half
+            inc = D >= half
         elif mode == UP:
             inc = s == 0
         elif mode == DOWN:
@@ -127,11 +148,6 @@ def _round_bits(ub, rw, P):
         elif mode == ODD:
             inc = (q & 1) == 0
         elif mode == SR:
-            if sh <= 64:
-                D = U64(rem) << U64(64 - sh)
-            else:
-                k = min(sh - 64, I64(63))
-                D = (U64(sig) >> U64(k)) | U64((sig & ((I64(1) << k) - 1)) != 0)
             r = P[SRBITS]
             R = rw if r == 64 else rw & ((U64(1) << U64(r)) - U64(1))
             inc = _sr_decide(D, R, r, P[VARIANT])
@@ -142,11 +158,12 @@ def _round_bits(ub, rw, P):
         return _overflow(s, _rounds_away(s, mode), P)
     if cm <= 0:
         if cm < 0 or P[CODE_BASE] < 0:                   # format without zero (E8M0)
-            if a == 0:
+            if zero_in:
                 return P[ZIN_C], P[ZIN_V]
             return P[MIN_C], P[MIN_V]
         neg = s == 1 and P[NEGZ_OK] == 1
         return (I64(1) << P[SBIT]) if neg else I64(0), (I64(1) << P[WSH]) if neg else I64(0)
+    mw = P[MW]
     if below:                                        # q * 2^(EMIN - MB), exact
         v = np.float64(q) * np.int64(P[SUBQ_BITS]).view(np.float64)
         vb = np.float64(v).view(np.int64) if mw == 52 else I64(np.float32(v).view(np.int32))
