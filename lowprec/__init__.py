@@ -12,6 +12,7 @@ from .blocks import (BlockFormat, BlockTensor, quantize, fake_quantize, block_fo
 from .packing import pack, unpack
 from .hadamard import rht16, rht16_matrix
 from .compare import compare, assert_bits_equal
+from .arith import add, sub, mul, div, fma, sqrt
 from . import golden
 
 __version__ = "0.1.0"
@@ -19,4 +20,5 @@ __version__ = "0.1.0"
 __all__ = ["FloatFormat", "IntFormat", "TableFormat", "format", "formats", "p3109", "round",
            "encode", "decode", "result_dtype", "random_bits", "BlockFormat", "BlockTensor",
            "quantize", "fake_quantize", "block_format", "block_formats", "pack", "unpack", "rht16", "rht16_matrix", "compare", "assert_bits_equal", "golden",
+           "add", "sub", "mul", "div", "fma", "sqrt",
            "__version__"]
