@@ -108,7 +108,8 @@ def _normal(H, L, st, e):
 @nb.njit(**_CALL)
 def _round_exact(s, H, L, st, T, rw, P):
     """Round the exact value (s, H, L, st, T) (module docstring) once with ``_finish``."""
-    Et, below, meff = _grid(T, P)
+    T = min(T, I64(1024))                    # past every format's range: still an overflow,
+    Et, below, meff = _grid(T, P)            # and the code arithmetic stays within int64
     sh = 126 - meff + (Et - T)               # >= 74: bits below the kept quantum
     if sh < 128:
         k = sh - 64
