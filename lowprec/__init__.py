@@ -13,6 +13,8 @@ from .packing import pack, unpack
 from .hadamard import rht16, rht16_matrix
 from .compare import compare, assert_bits_equal
 from .arith import add, sub, mul, div, fma, sqrt
+from .accumulate import Accumulator, FusedAdder, matmul, dot, sum, a2q_bits
+from . import hardware
 from . import golden
 
 __version__ = "0.1.0"
@@ -20,5 +22,6 @@ __version__ = "0.1.0"
 __all__ = ["FloatFormat", "IntFormat", "TableFormat", "format", "formats", "p3109", "round",
            "encode", "decode", "result_dtype", "random_bits", "BlockFormat", "BlockTensor",
            "quantize", "fake_quantize", "block_format", "block_formats", "pack", "unpack", "rht16", "rht16_matrix", "compare", "assert_bits_equal", "golden",
-           "add", "sub", "mul", "div", "fma", "sqrt",
+           "add", "sub", "mul", "div", "fma", "sqrt", "Accumulator", "FusedAdder",
+           "matmul", "dot", "sum", "a2q_bits", "hardware",
            "__version__"]

@@ -1,0 +1,369 @@
+"""Numba kernels behind ``lp.matmul``: one output element = one dot product of a row of A with
+a column of B (both float64 arrays of values whose significands have at most 26 bits, so
+every product a*b is exact in float64), plus the addend c.
+
+* ``program_matmul``: a floating-point accumulator that adds in a fixed order, given as a
+  postfix program (leaf k = product k, -1 = c, -2 = add the top two); every addition is the
+  exact sum rounded once into the accumulator format (``_round_sum``).
+* ``fused_matmul``: a fused multi-term adder (SPECS.md §4) chained along K, with optional
+  promotion of each k-product partial sum into a wider accumulator.
+* ``exact_matmul``: the exact sum of all products and c (a long fixed-point accumulator),
+  rounded once.
+* ``int_matmul``: P-bit integer accumulation that wraps or saturates per addition.
+"""
+from __future__ import annotations
+
+import math
+
+import numba as nb
+import numpy as np
+
+from ._exact import _ONE, _fma, _normal, _round_exact, _round_special
+from ._fast import _as
+from ._kernels import ERR, I64, U64, philox4x32, _round_bits
+
+_CALL = dict(nogil=True, cache=True)
+U32 = np.uint32
+LEAF_C, ADD = -1, -2
+TRUNC, FLOOR, NEAREST = 0, 1, 2
+
+
+@nb.njit(**_CALL)
+def _word(seed, o, j):
+    """Random word of rounding ``j`` of output element ``o``: Philox4x32-10 keyed by the seed
+    at counter (o_lo, o_hi, j, 1); words 0 | 1 << 32."""
+    w0, w1, _, _ = philox4x32(U32(o), U32(U64(o) >> U64(32)), U32(j), U32(1),
+                              U32(seed), U32(U64(seed) >> U64(32)))
+    return U64(w0) | (U64(w1) << U64(32))
+
+
+@nb.njit(**_CALL)
+def _round_value(x, rw, P):
+    """x (float64) rounded once into P's format; (value, code)."""
+    code, vb = _round_bits(_as(x, I64(0)), rw, P)
+    return _as(vb, np.float64(0)), code
+
+
+@nb.njit(**_CALL)
+def _round_sum(x, y, rw, P, odd_ok):
+    """x + y (float64) rounded once into P's format. ``odd_ok`` (deterministic modes, formats
+    of at most 51 mantissa bits): the float64 sum rounded to odd carries every bit the final
+    rounding needs (Boldo & Melquiond 2008), so two float operations replace the exact path."""
+    s = x + y
+    if odd_ok and s != 0 and math.isfinite(s):
+        bb = s - x
+        err = (x - (s - bb)) + (y - bb)              # TwoSum: x + y = s + err exactly
+        if err != 0:
+            sb = _as(s, I64(0))
+            if (err < 0) != (s < 0):                 # |s| > |x + y|: truncate toward zero
+                sb -= 1
+            s = _as(sb | I64(1), np.float64(0))
+        return _round_value(s, rw, P)
+    r = _fma(_as(x, I64(0)), _ONE, _as(y, I64(0)), True, P)
+    special, bits, sg, H, L, st, T = r
+    if special:
+        code, vb = _round_special(bits, rw, P)
+    else:
+        code, vb = _round_exact(sg, H, L, st, T, rw, P)
+    return _as(vb, np.float64(0)), code
+
+
+@nb.njit(cache=True, parallel=True)
+def program_matmul(A, Bt, C, prog, depth, P, Pprod, round_prod, odd_ok, sr, seed, out, errs):
+    """out[b, m, n] = the program's sum of A[b, m, k] * Bt[b, n, k] and C[b, m, n]."""
+    nb_, M, K = A.shape
+    N = Bt.shape[1]
+    nerr = 0
+    for o in nb.prange(nb_ * M * N):
+        b, rest = o // (M * N), o % (M * N)
+        m, n = rest // N, rest % N
+        stack = np.empty(depth, dtype=np.float64)
+        top = 0
+        j = 0
+        bad = 0
+        for op in prog:
+            if op == ADD:
+                rw = _word(seed, o, j) if sr else U64(0)
+                j += 1
+                v, code = _round_sum(stack[top - 2], stack[top - 1], rw, P, odd_ok)
+                bad += code == ERR
+                top -= 1
+                stack[top - 1] = v
+            else:
+                if op == LEAF_C:
+                    v = C[b, m, n]
+                else:
+                    v = A[b, m, op] * Bt[b, n, op]
+                    if round_prod:
+                        rw = _word(seed, o, j) if sr else U64(0)
+                        j += 1
+                        v, code = _round_value(v, rw, Pprod)
+                        bad += code == ERR
+                stack[top] = v
+                top += 1
+        out[b, m, n] = stack[0]
+        nerr += bad
+    errs[0] = nerr
+
+
+@nb.njit(**_CALL)
+def _align(p, sh, mode):
+    """p * 2^sh rounded to an integer (p signed): truncation toward zero, floor, or
+    nearest-even, as a fused adder keeps F fraction bits."""
+    if sh >= 0:
+        return p << sh
+    k = -sh
+    if k >= 62:
+        if mode == FLOOR and p < 0:
+            return I64(-1)
+        return I64(0)
+    if mode == FLOOR:
+        return p >> k
+    a = -p if p < 0 else p
+    q = a >> k
+    if mode == NEAREST:
+        rem = a & ((I64(1) << k) - 1)
+        half = I64(1) << (k - 1)
+        if rem > half or (rem == half and (q & 1) == 1):
+            q += 1
+    return -q if p < 0 else q
+
+
+@nb.njit(**_CALL)
+def _exponent(x, emin):
+    """max(floor(log2|x|), emin) for a finite nonzero float64 x."""
+    e = ((_as(x, I64(0)) >> 52) & 0x7FF) - 1023
+    if e == -1023:                                   # float64 subnormal
+        e = I64(math.frexp(x)[1]) - 1
+    return max(e, emin)
+
+
+@nb.njit(**_CALL)
+def _sig_exp(x):
+    """(signed integer m, e) with x = m * 2^e for a finite float64 x."""
+    b = _as(x, I64(0))
+    ew = (b >> 52) & 0x7FF
+    m = (b & ((I64(1) << 52) - 1)) | (I64(ew != 0) << 52)
+    e = max(ew, I64(1)) - 1075
+    return (-m if b < 0 else m), e
+
+
+@nb.njit(**_CALL)
+def _fused_step(SA, EA, SB, EB, SPA, SPB, k0, k1, acc, prm, P, rw):
+    """One fused dot-add step over products k0..k1-1 with addend ``acc``: products exact,
+    aligned to the largest exponent E (products' e_a + e_b, and acc's when it joins the
+    alignment), each kept to F fraction bits below E, summed exactly, normalised and rounded
+    once into P's format (the addend added exactly first when it is not aligned)."""
+    F, align_c, mode, mab, c_emin = prm[0], prm[1], prm[2], prm[3], prm[4]
+    E = I64(-(1 << 40))
+    nz = False
+    for k in range(k0, k1):
+        if SA[k] != 0 and SB[k] != 0:
+            E = max(E, EA[k] + EB[k])
+            nz = True
+    if align_c and acc != 0:
+        E = max(E, _exponent(acc, c_emin))
+        nz = True
+    if not nz:                                        # every product is a zero
+        if acc != 0:
+            return _round_value(acc, rw, P)
+        neg = math.copysign(1.0, acc) < 0             # -0 only if every term is -0
+        for k in range(k0, k1):
+            neg = neg and ((SA[k] < 0 or SPA[k] == 3) != (SB[k] < 0 or SPB[k] == 3))
+        return _round_value(-0.0 if neg else 0.0, rw, P)
+    S = I64(0)
+    for k in range(k0, k1):
+        p = SA[k] * SB[k]
+        if p != 0:
+            S += _align(p, F + EA[k] + EB[k] - E - mab, mode)
+    if align_c and acc != 0:
+        m, e = _sig_exp(acc)
+        S += _align(m, F + e - E, mode)
+    v = math.ldexp(np.float64(S), E - F)              # exact: |S| < 2^53
+    if align_c or acc == 0:
+        return _round_value(v, rw, P)
+    return _round_sum(v, acc, rw, P, False)
+
+
+@nb.njit(cache=True, parallel=True)
+def fused_matmul(SA, EA, SB, EB, SPA, SPB, C, n_terms, prm, P, promote, Ppro, sr, seed, out,
+                 errs):
+    """Chained fused dot-add steps of ``n_terms`` products (``_fused_step``). SA/EA: signed
+    integer significands and exponents of A (b, m, k) as the input format sees them (value =
+    SA * 2^(EA - Ma)); SB/EB the same for B transposed; SPA/SPB: 0 finite, 1 Inf, 2 NaN,
+    3 negative zero.
+    ``promote`` > 0: every ``promote`` products the partial sum is added into a wider
+    accumulator (format Ppro, starting at c) and restarts from zero."""
+    nb_, M, K = SA.shape
+    N = SB.shape[1]
+    nerr = 0
+    for o in nb.prange(nb_ * M * N):
+        b, rest = o // (M * N), o % (M * N)
+        m, n = rest // N, rest % N
+        sa, ea, sb, eb = SA[b, m], EA[b, m], SB[b, n], EB[b, n]
+        c = C[b, m, n]
+        outer = c
+        acc = 0.0 if promote > 0 else c
+        j = 0
+        bad = 0
+        for k0 in range(0, K, n_terms):
+            k1 = min(k0 + n_terms, K)
+            rw = _word(seed, o, j) if sr else U64(0)
+            j += 1
+            inf_pos, inf_neg, nan = False, False, False
+            for k in range(k0, k1):
+                fa, fb = SPA[b, m, k], SPB[b, n, k]
+                if fa == 2 or fb == 2 or (fa == 1 and sb[k] == 0) or (fb == 1 and sa[k] == 0):
+                    nan = True
+                elif fa == 1 or fb == 1:
+                    if (sa[k] < 0) != (sb[k] < 0):
+                        inf_neg = True
+                    else:
+                        inf_pos = True
+            if nan or (inf_pos and inf_neg) or math.isnan(acc) or (
+                    math.isinf(acc) and ((acc > 0 and inf_neg) or (acc < 0 and inf_pos))):
+                acc, code = _round_value(np.nan, rw, P)
+            elif inf_pos or inf_neg or math.isinf(acc):
+                acc, code = _round_value(acc if math.isinf(acc) else (
+                    np.inf if inf_pos else -np.inf), rw, P)
+            else:
+                acc, code = _fused_step(sa, ea, sb, eb, SPA[b, m], SPB[b, n], k0, k1, acc, prm, P, rw)
+            bad += code == ERR
+            if promote > 0 and (k1 % promote == 0 or k1 == K):
+                rw = _word(seed, o, j) if sr else U64(0)
+                j += 1
+                outer, code = _round_sum(outer, acc, rw, Ppro, not sr)
+                bad += code == ERR
+                acc = 0.0
+        out[b, m, n] = outer if promote > 0 else acc
+        nerr += bad
+    errs[0] = nerr
+
+
+LIMB = 32
+XMIN = -1120          # limb 0's lowest bit: below float64's 2^-1074 (products of inputs in
+NLIMB = 72            # float32's range lie in [2^-298, 2^256]); the top limb ends at 2^1184
+
+
+@nb.njit(**_CALL)
+def _limb_add(L, m, e):
+    """Add the signed integer m * 2^e (|m| < 2^53) into the long accumulator L (32-bit limbs
+    in int64 slots: carries wait until ``_limb_round``)."""
+    sh = e - XMIN
+    i, r = sh // LIMB, sh % LIMB
+    a = U64(-m if m < 0 else m)
+    m32 = U64(0xFFFFFFFF)
+    lo = (a << U64(r)) & m32
+    mid = ((a << U64(r)) >> U64(32)) & m32
+    hi = a >> U64(64 - r) if r > 0 else U64(0)
+    sgn = I64(-1) if m < 0 else I64(1)
+    L[i] += sgn * I64(lo)
+    L[i + 1] += sgn * I64(mid)
+    L[i + 2] += sgn * I64(hi)
+
+
+@nb.njit(**_CALL)
+def _limb_round(L, rw, P, all_neg_zero):
+    """Round the exact sum held in L once into P's format; (value, code)."""
+    carry = I64(0)
+    for i in range(NLIMB):
+        v = L[i] + carry
+        L[i] = v & 0xFFFFFFFF
+        carry = v >> 32                               # arithmetic: floor division
+    neg = carry < 0
+    if neg:                                           # magnitude of a negative total
+        borrow = I64(1)
+        for i in range(NLIMB):
+            v = (~L[i] & 0xFFFFFFFF) + borrow
+            L[i] = v & 0xFFFFFFFF
+            borrow = v >> 32
+    top = -1
+    for i in range(NLIMB - 1, -1, -1):
+        if L[i] != 0:
+            top = i
+            break
+    if top < 0:
+        return _round_value(-0.0 if all_neg_zero else 0.0, rw, P)
+    H = U64(0)
+    Lo = U64(0)
+    st = False
+    lo_i = top - 3                                     # 4 limbs = 128 bits
+    for i in range(top, lo_i - 1, -1):
+        w = U64(L[i]) if i >= 0 else U64(0)
+        H = (H << U64(32)) | (Lo >> U64(32))
+        Lo = (Lo << U64(32)) | w
+    for i in range(0, max(lo_i, 0)):
+        st = st or L[i] != 0
+    H, Lo, st, T = _normal(H, Lo, st, XMIN + LIMB * lo_i)
+    code, vb = _round_exact(I64(1) if neg else I64(0), H, Lo, st, T, rw, P)
+    return _as(vb, np.float64(0)), code
+
+
+@nb.njit(cache=True, parallel=True)
+def exact_matmul(A, Bt, C, P, sr, seed, out, errs):
+    """The exact value of sum_k A*B + C, rounded once (IEEE rules for Inf/NaN/zero signs)."""
+    nb_, M, K = A.shape
+    N = Bt.shape[1]
+    nerr = 0
+    for o in nb.prange(nb_ * M * N):
+        b, rest = o // (M * N), o % (M * N)
+        m, n = rest // N, rest % N
+        rw = _word(seed, o, 0) if sr else U64(0)
+        L = np.zeros(NLIMB, dtype=np.int64)
+        c = C[b, m, n]
+        special = 0.0
+        has_special = False
+        all_neg_zero = c == 0 and math.copysign(1.0, c) < 0
+        if not math.isfinite(c):
+            special, has_special = c, True
+        elif c != 0:
+            mc, ec = _sig_exp(c)
+            _limb_add(L, mc, ec)
+        for k in range(K):
+            p = A[b, m, k] * Bt[b, n, k]
+            if not math.isfinite(p):
+                if not has_special:
+                    special, has_special = p, True
+                elif not (special == p):
+                    special = np.nan
+            elif p != 0:
+                all_neg_zero = False
+                mp, ep = _sig_exp(p)
+                _limb_add(L, mp, ep)
+            else:
+                all_neg_zero = all_neg_zero and math.copysign(1.0, p) < 0
+        if has_special:
+            v, code = _round_value(special, rw, P)
+        else:
+            v, code = _limb_round(L, rw, P, all_neg_zero)
+        out[b, m, n] = v
+        nerr += code == ERR
+    errs[0] = nerr
+
+
+@nb.njit(cache=True, parallel=True)
+def int_matmul(A, Bt, C, prog, depth, lo, hi, saturate, out):
+    """Integer accumulation in the program's order; each addition wraps modulo 2^P into
+    [lo, hi] or saturates to it. A, Bt, C: int64."""
+    nb_, M, K = A.shape
+    N = Bt.shape[1]
+    span = hi - lo + 1
+    for o in nb.prange(nb_ * M * N):
+        b, rest = o // (M * N), o % (M * N)
+        m, n = rest // N, rest % N
+        stack = np.empty(depth, dtype=np.int64)
+        top = 0
+        for op in prog:
+            if op == ADD:
+                v = stack[top - 2] + stack[top - 1]
+                if v < lo or v > hi:
+                    if saturate:
+                        v = lo if v < lo else hi
+                    else:
+                        v = (v - lo) % span + lo
+                top -= 1
+                stack[top - 1] = v
+            else:
+                stack[top] = C[b, m, n] if op == LEAF_C else A[b, m, op] * Bt[b, n, op]
+                top += 1
+        out[b, m, n] = stack[0]

@@ -1,0 +1,375 @@
+"""Accumulator models and ``sum`` / ``dot`` / ``matmul`` that apply them, bit for bit.
+
+An ``Accumulator`` says how a sum of products is formed (SPECS.md §4):
+
+* ``fmt``, ``rounding`` (any mode of ``lp.round``; stochastic takes ``seed=`` at the call),
+  ``overflow``: every addition is the exact sum of its two operands rounded once into ``fmt``.
+* ``products``: None = products exact, so each step is a fused multiply-add; a format = every
+  product is first rounded (``product_rounding``) into it, then added (separate rounding).
+* ``order``: ``"sequential"`` (c, then products 0, 1, ...), ``"pairwise"`` (recursive halves,
+  then c), ``"blocked"`` (sequential sums of ``block`` products, added in turn to c),
+  ``"exact"`` (one rounding of the exact sum), or an explicit tree: nested tuples of product
+  indices, each node adding its children left to right (c last).
+* ``fused=FusedAdder(n, frac_bits, align_addend, terms)``: a multi-term fused adder: each step
+  takes n products and the running sum, aligns them to the largest exponent, keeps
+  ``frac_bits`` bits below it (truncation, floor or nearest), adds exactly and rounds once into
+  ``fmt``; steps chain along K. ``promote_every=k`` adds each k-product partial sum into a
+  wider accumulator ``promote_to`` (DeepSeek-V3 §3.3.2), which starts at c.
+* an ``IntFormat`` ``fmt``: P-bit integer accumulation, ``overflow="wrap"`` or ``"saturate"`` per
+  addition (order matters for saturation).
+
+``input_formats`` name the formats of A's and B's values: a fused adder aligns on the
+exponents as those formats see them (a subnormal's exponent is the format's emin), and the
+values are checked to belong to them. Without it, any values float32 can hold are accepted
+(every product is then exact in float64). ``addend_format``: the format of c (default
+``fmt``); c must hold values of it.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import _accumulate as _A
+from .cast import _check_rounding_args, _params, holds
+from .formats import FloatFormat, IntFormat, format as _format
+from .rounding import check_overflow, check_seed, mode_name
+
+__all__ = ["Accumulator", "FusedAdder", "matmul", "dot", "sum", "a2q_bits"]
+
+TERMS = {"truncate": _A.TRUNC, "floor": _A.FLOOR, "nearest": _A.NEAREST}
+ORDERS = ("sequential", "pairwise", "blocked", "exact")
+
+
+@dataclass(frozen=True)
+class FusedAdder:
+    """A multi-term fused adder (Fasi et al. 2021; SPECS.md §4): ``n`` products per step,
+    aligned to the largest exponent (the running sum's too if ``align_addend``), each kept to
+    ``frac_bits`` bits below it by ``terms`` ("truncate" toward zero, "floor", "nearest" even),
+    summed exactly, normalised and rounded once."""
+    n: int
+    frac_bits: int
+    align_addend: bool = True
+    terms: str = "truncate"
+
+    def __post_init__(self):
+        for name, lo, hi in (("n", 1, 4096), ("frac_bits", 0, 40)):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not lo <= v <= hi:
+                raise ValueError(f"FusedAdder {name}={v!r} is not allowed: an int in {lo}..{hi}")
+        if self.terms not in TERMS:
+            raise ValueError(f"FusedAdder terms={self.terms!r} is not allowed; choose one of "
+                             f"{list(TERMS)}")
+
+
+@dataclass(frozen=True)
+class Accumulator:
+    """How a sum of products is formed; see the module docstring for every field."""
+    fmt: object = "float32"
+    rounding: str = "nearest_even"
+    order: object = "sequential"
+    block: int | None = None
+    products: object = None
+    product_rounding: str = "nearest_even"
+    fused: FusedAdder | None = None
+    promote_every: int | None = None
+    promote_to: object = None
+    overflow: str | None = None
+    sr_bits: int | None = None
+    sr_variant: str = "srff"
+    input_formats: tuple = (None, None)
+    addend_format: object = None
+    name: str = field(default="", compare=False)
+
+    def __post_init__(self):
+        fmt = _format(self.fmt)
+        object.__setattr__(self, "fmt", fmt)
+        if isinstance(fmt, IntFormat):
+            if self.overflow not in (None, "wrap", "saturate"):
+                raise ValueError(f"overflow={self.overflow!r} is not allowed for an integer "
+                                 "accumulator; choose 'wrap' (default) or 'saturate'")
+            if fmt.frac_bits or self.fused or self.products is not None or self.order == "exact":
+                raise ValueError("an integer accumulator adds exact integer products: "
+                                 "frac_bits=0, no fused adder, no product format, no 'exact'")
+        else:
+            if not isinstance(fmt, FloatFormat) or not holds(fmt, np.float64):
+                raise ValueError(f"fmt={fmt.name} is not allowed: an accumulator format is a "
+                                 "FloatFormat float64 holds, or an IntFormat")
+            check_overflow(self.overflow, fmt)
+            _check_rounding_args(fmt, self.rounding, self.sr_bits, self.sr_variant,
+                                 0 if self.stochastic else None, None, np.float64)
+        if self.products is not None:
+            object.__setattr__(self, "products", _format(self.products))
+        if self.addend_format is not None:
+            object.__setattr__(self, "addend_format", _format(self.addend_format))
+        ins = tuple(None if f is None else _format(f) for f in self.input_formats)
+        if len(ins) != 2:
+            raise ValueError("input_formats must be a pair (format of A, format of B)")
+        object.__setattr__(self, "input_formats", ins)
+        if isinstance(self.order, str):
+            if self.order not in ORDERS:
+                raise ValueError(f"order={self.order!r} is not allowed; choose one of {ORDERS} "
+                                 "or a nested tuple of product indices")
+            if self.order == "blocked" and not (isinstance(self.block, int) and self.block >= 1):
+                raise ValueError("order='blocked' needs block=<int >= 1> (products per chunk)")
+        elif not isinstance(self.order, tuple):
+            raise TypeError(f"order must be a string or a nested tuple, got {self.order!r}")
+        if self.fused is not None:
+            if not isinstance(self.fused, FusedAdder):
+                raise TypeError("fused must be a FusedAdder(n, frac_bits, ...)")
+            if None in ins or not all(isinstance(f, FloatFormat) for f in ins):
+                raise ValueError("a fused adder needs input_formats=(fmt_A, fmt_B): the float "
+                                 "formats whose exponents it aligns")
+        if self.promote_every is not None:
+            if self.fused is None or self.promote_every % self.fused.n:
+                raise ValueError("promote_every needs a fused adder and must be a multiple of "
+                                 "its n (promotion happens between steps)")
+            pro = self.promote_to
+            if pro is None:
+                pro = Accumulator("float32")
+            elif not isinstance(pro, Accumulator):
+                pro = Accumulator(pro)
+            object.__setattr__(self, "promote_to", pro)
+
+    @property
+    def stochastic(self) -> bool:
+        return mode_name(self.rounding) == "stochastic"
+
+    def __str__(self):
+        return self.name or repr(self)
+
+
+# ---- input preparation ----------------------------------------------------------------------
+
+def _floats(x, name):
+    arr = np.asarray(x)
+    if arr.dtype.name not in ("float16", "bfloat16", "float32", "float64"):
+        raise TypeError(f"{name} must be a float array (float16, bfloat16, float32, float64), "
+                        f"got dtype {arr.dtype}")
+    return arr.astype(np.float64)
+
+
+def _check_values(x, fmt, name):
+    """x's values must belong to fmt (or, with no fmt, be float32 values)."""
+    finite = np.isfinite(x)
+    if fmt is None:
+        with np.errstate(over="ignore"):
+            ok = x.astype(np.float32).astype(np.float64) == x
+        what = "float32 values (so that every product is exact in float64)"
+    else:
+        ok = np.asarray(fmt.is_representable(x))
+        what = f"{fmt.name} values"
+    bad = finite & ~ok
+    if np.any(bad):
+        i = np.unravel_index(int(np.flatnonzero(bad)[0]), x.shape)
+        raise ValueError(f"{name}{list(i)} = {x[i]!r} is not one of the {what}; round the "
+                         f"input first, e.g. lp.round({name}, ...)")
+
+
+def _sig_exp(x, fmt):
+    """Signed integer significands and exponents of x as ``fmt`` sees them (value =
+    sig * 2^(exp - man_bits), exp >= emin), and flags 0 finite, 1 Inf, 2 NaN, 3 -0."""
+    flag = np.where(np.isnan(x), 2, np.where(np.isinf(x), 1, 0)).astype(np.int8)
+    flag[(x == 0) & np.signbit(x)] = 3
+    ax = np.where(np.isfinite(x), np.abs(x), 1.0)
+    _, ex = np.frexp(ax)
+    e = np.maximum(ex.astype(np.int64) - 1, fmt.emin)
+    sig = np.ldexp(ax, (fmt.man_bits - e).astype(np.int32)).astype(np.int64)
+    sig = np.where(np.isinf(x), 1, np.where(x == 0, 0, sig))
+    sig = np.where(np.signbit(x), -sig, sig)
+    return sig.astype(np.int64), e.astype(np.int64), flag
+
+
+def _program(order, K, block):
+    """Postfix program (leaf k >= 0, -1 = c, -2 = add) and its stack depth."""
+    C, ADD = _A.LEAF_C, _A.ADD
+    if order == "sequential":
+        prog = [C] + [x for k in range(K) for x in (k, ADD)]
+    elif order == "pairwise":
+        def pw(lo, hi):
+            if hi - lo == 1:
+                return [lo]
+            mid = (lo + hi) // 2
+            return pw(lo, mid) + pw(mid, hi) + [ADD]
+        prog = (pw(0, K) + [C, ADD]) if K else [C]
+    elif order == "blocked":
+        prog = [C]
+        for k0 in range(0, K, block):
+            chunk = list(range(k0, min(k0 + block, K)))
+            prog += [chunk[0]] + [x for k in chunk[1:] for x in (k, ADD)] + [ADD]
+    else:
+        seen = []
+
+        def walk(node):
+            if isinstance(node, (int, np.integer)) and not isinstance(node, bool):
+                seen.append(int(node))
+                return [int(node)]
+            if not isinstance(node, tuple) or not node:
+                raise ValueError(f"order tree nodes are product indices or non-empty tuples, "
+                                 f"got {node!r}")
+            out = walk(node[0])
+            for child in node[1:]:
+                out += walk(child) + [ADD]
+            return out
+        prog = walk(order) + [C, ADD]
+        if sorted(seen) != list(range(K)):
+            raise ValueError(f"order tree must use every product index 0..{K - 1} exactly once, "
+                             f"got {sorted(seen)}")
+    depth, top = 1, 0
+    for op in prog:
+        top += -1 if op == ADD else 1
+        depth = max(depth, top)
+    return np.array(prog, dtype=np.int64), depth
+
+
+def _resolve(acc):
+    if isinstance(acc, Accumulator):
+        return acc
+    if isinstance(acc, str):
+        from . import hardware  # noqa: PLC0415
+        return hardware.preset(acc)
+    raise TypeError(f"acc must be an lp.Accumulator or a preset name (lp.hardware.presets()), "
+                    f"got {acc!r}")
+
+
+def _rparams(fmt, rounding, overflow, sr_bits, sr_variant, sr):
+    mode, r, variant = _check_rounding_args(fmt, rounding, sr_bits, sr_variant,
+                                            0 if sr else None, None, np.float64)
+    policy = check_overflow(overflow, fmt)
+    return mode, _params(fmt, 64, mode, policy, overflow is None, r, variant)
+
+
+# ---- the public functions -------------------------------------------------------------------
+
+def matmul(A, B, acc="fp32-sequential", c=None, *, seed=None, dtype=None):
+    """``A @ B + c`` as the accumulator model ``acc`` forms it, bit for bit.
+
+    ``A``: (..., M, K), ``B``: (..., K, N), float arrays of values of the input formats;
+    ``c``: broadcastable to (..., M, N) (default +0). Batch dimensions broadcast as in NumPy.
+    ``acc``: an ``lp.Accumulator`` or a preset name (``lp.hardware.presets()``). ``seed``: for
+    stochastic accumulators: rounding j of output element o (flat C order) uses Philox4x32-10
+    keyed by the seed at counter (o_lo, o_hi, j, 1). Returns float32 holding the unit's
+    output bits (float64 if the format needs it; int64 for integer accumulators), or
+    ``dtype``.
+    """
+    acc = _resolve(acc)
+    A, B = _floats(A, "A"), _floats(B, "B")
+    if A.ndim < 2 or B.ndim < 2:
+        raise ValueError(f"A and B need at least 2 dimensions (..., M, K) and (..., K, N); got "
+                         f"shapes {A.shape} and {B.shape} (lp.dot takes vectors)")
+    if A.shape[-1] != B.shape[-2]:
+        raise ValueError(f"A's last dimension ({A.shape[-1]}) must equal B's second-to-last "
+                         f"({B.shape[-2]})")
+    M, K, N = A.shape[-2], A.shape[-1], B.shape[-1]
+    try:
+        batch = np.broadcast_shapes(A.shape[:-2], B.shape[:-2])
+        shape = batch + (M, N)
+        C = np.zeros(shape) if c is None else np.broadcast_to(_floats(c, "c"), shape)
+    except ValueError:
+        raise ValueError(f"shapes do not broadcast: A {A.shape}, B {B.shape}, c "
+                         f"{np.shape(c)}") from None
+    fa, fb = acc.input_formats
+    _check_values(A, fa, "A")
+    _check_values(B, fb, "B")
+    if not isinstance(acc.fmt, IntFormat):
+        _check_values(C, acc.addend_format or acc.fmt, "c")
+    nb = int(np.prod(batch, dtype=np.int64))
+    A3 = np.ascontiguousarray(np.broadcast_to(A, batch + (M, K))).reshape(nb, M, K)
+    B3 = np.ascontiguousarray(np.swapaxes(np.broadcast_to(B, batch + (K, N)), -1, -2)
+                              ).reshape(nb, N, K)
+    C3 = np.ascontiguousarray(C).reshape(nb, M, N)
+    out = np.empty((nb, M, N))
+    errs = np.zeros(1, dtype=np.int64)
+    fmt = acc.fmt
+    sr = acc.stochastic
+    if sr:
+        sd = check_seed(seed) if seed is not None else None
+        if sd is None:
+            raise ValueError("a stochastic accumulator needs seed=<int> at the call")
+    elif seed is not None:
+        raise ValueError("seed= applies to stochastic accumulators only")
+    sd = np.uint64(seed if sr else 0)
+    if isinstance(fmt, IntFormat):
+        res = _int(acc, A3, B3, C3, K)
+        return res.reshape(shape) if dtype is None else res.reshape(shape).astype(dtype)
+    mode, P = _rparams(fmt, acc.rounding, acc.overflow, acc.sr_bits, acc.sr_variant, sr)
+    if acc.fused is not None:
+        fz = acc.fused
+        SA, EA, FA = _sig_exp(A3, fa)
+        SB, EB, FB = _sig_exp(B3, fb)
+        cf = acc.addend_format or fmt
+        prm = np.array([fz.frac_bits, int(fz.align_addend), TERMS[fz.terms],
+                        fa.man_bits + fb.man_bits, cf.emin], dtype=np.int64)
+        pro = acc.promote_to
+        if pro is not None:
+            _, Ppro = _rparams(pro.fmt, pro.rounding, pro.overflow, pro.sr_bits,
+                               pro.sr_variant, pro.stochastic)
+        else:
+            Ppro = P
+        _A.fused_matmul(SA, EA, SB, EB, FA, FB, C3, fz.n, prm, P, acc.promote_every or 0,
+                        Ppro, sr, sd, out, errs)
+        res_fmt = pro.fmt if pro is not None else fmt
+    elif acc.order == "exact":
+        _A.exact_matmul(A3, B3, C3, P, sr, sd, out, errs)
+        res_fmt = fmt
+    else:
+        prog, depth = _program(acc.order, K, acc.block)
+        round_prod = acc.products is not None
+        Pprod = _rparams(acc.products, acc.product_rounding, None, None, "srff", False)[1] \
+            if round_prod else P
+        odd_ok = not sr and isinstance(fmt, FloatFormat) and fmt.man_bits <= 51
+        _A.program_matmul(A3, B3, C3, prog, depth, P, Pprod, round_prod, odd_ok, sr, sd, out,
+                          errs)
+        res_fmt = fmt
+    if errs[0]:
+        raise ValueError(f"a sum is NaN (NaN or Inf - Inf among the terms) but {res_fmt.name} "
+                         "has no NaN; pass overflow= or inputs without NaN/Inf")
+    rdt = np.dtype(dtype) if dtype is not None else (
+        np.dtype(np.float32) if holds(res_fmt, np.float32) else np.dtype(np.float64))
+    if not holds(res_fmt, rdt):
+        raise ValueError(f"dtype={rdt} cannot hold every value of {res_fmt.name}")
+    return out.reshape(shape).astype(rdt)
+
+
+def _int(acc, A3, B3, C3, K):
+    fmt = acc.fmt
+    for arr, name in ((A3, "A"), (B3, "B"), (C3, "c")):
+        if not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr)) or \
+                np.any(np.abs(arr) >= 2**31):
+            raise ValueError(f"{name} must hold integers below 2^31 in magnitude for an "
+                             "integer accumulator")
+    prog, depth = _program(acc.order, K, acc.block)
+    out = np.empty(C3.shape, dtype=np.int64)
+    _A.int_matmul(A3.astype(np.int64), B3.astype(np.int64), C3.astype(np.int64), prog, depth,
+                  int(fmt.min_int), int(fmt.max_int), acc.overflow == "saturate", out)
+    return out
+
+
+def dot(a, b, acc="fp32-sequential", c=None, *, seed=None, dtype=None):
+    """sum_k a[..., k] * b[..., k] + c as ``acc`` forms it (``matmul`` on vectors; batch
+    dimensions broadcast)."""
+    a, b = np.asarray(a), np.asarray(b)
+    if a.ndim < 1 or b.ndim < 1:
+        raise ValueError("a and b need at least one dimension (..., K)")
+    cc = None if c is None else np.asarray(c)[..., None, None]
+    r = matmul(a[..., None, :], b[..., :, None], acc, cc, seed=seed, dtype=dtype)
+    return r[..., 0, 0]
+
+
+def sum(x, acc="fp32-sequential", axis=-1, c=None, *, seed=None, dtype=None):
+    """The sum of x along ``axis`` (plus c) as ``acc`` forms it: a dot product with ones."""
+    x = np.moveaxis(np.asarray(x), axis, -1)
+    ones = np.ones(x.shape[-1], dtype=x.dtype if x.dtype.kind == "f" else np.float64)
+    return dot(x, ones, acc, c, seed=seed, dtype=dtype)
+
+
+def a2q_bits(K, n_bits, m_bits, signed_x=True):
+    """Accumulator bits P that no order of K products of an n_bits-bit input and an
+    m_bits-bit weight can overflow (A2Q, Colbert et al. 2023, SPECS.md §4):
+    P = ceil(alpha + log2(1 + 2^-alpha) + 1), alpha = log2(K) + n_bits + m_bits - 1 - signed_x."""
+    for name, v in (("K", K), ("n_bits", n_bits), ("m_bits", m_bits)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+            raise ValueError(f"{name} must be an int >= 1, got {v!r}")
+    alpha = math.log2(K) + n_bits + m_bits - 1 - int(bool(signed_x))
+    return math.ceil(alpha + math.log2(1 + 2.0 ** -alpha) + 1)
