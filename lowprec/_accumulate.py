@@ -299,9 +299,39 @@ def _limb_round(L, rw, P, all_neg_zero):
     return _as(vb, np.float64(0)), code
 
 
+@nb.njit(**_CALL)
+def _exact_dot(a, bt, c, P, rw):
+    """round(sum_k a[k] * bt[k] + c) with the exact sum (IEEE rules for Inf/NaN/zero signs)."""
+    L = np.zeros(NLIMB, dtype=np.int64)
+    special = 0.0
+    has_special = False
+    neg_zero = c == 0 and math.copysign(1.0, c) < 0          # -0 only if every term is -0
+    if not math.isfinite(c):
+        special, has_special = c, True
+    elif c != 0:
+        mc, ec = _sig_exp(c)
+        _limb_add(L, mc, ec)
+    for k in range(a.shape[0]):
+        p = a[k] * bt[k]
+        if not math.isfinite(p):
+            if not has_special:
+                special, has_special = p, True
+            elif special != p:
+                special = np.nan
+        elif p != 0:
+            neg_zero = False
+            mp, ep = _sig_exp(p)
+            _limb_add(L, mp, ep)
+        elif math.copysign(1.0, p) > 0:
+            neg_zero = False
+    if has_special:
+        return _round_value(special, rw, P)
+    return _limb_round(L, rw, P, neg_zero)
+
+
 @nb.njit(cache=True, parallel=True)
 def exact_matmul(A, Bt, C, P, sr, seed, out, errs):
-    """The exact value of sum_k A*B + C, rounded once (IEEE rules for Inf/NaN/zero signs)."""
+    """out[b, m, n] = the exact sum_k A*B + C rounded once (``_exact_dot``)."""
     nb_, M, K = A.shape
     N = Bt.shape[1]
     nerr = 0
@@ -309,33 +339,7 @@ def exact_matmul(A, Bt, C, P, sr, seed, out, errs):
         b, rest = o // (M * N), o % (M * N)
         m, n = rest // N, rest % N
         rw = _word(seed, o, 0) if sr else U64(0)
-        L = np.zeros(NLIMB, dtype=np.int64)
-        c = C[b, m, n]
-        special = 0.0
-        has_special = False
-        all_neg_zero = c == 0 and math.copysign(1.0, c) < 0
-        if not math.isfinite(c):
-            special, has_special = c, True
-        elif c != 0:
-            mc, ec = _sig_exp(c)
-            _limb_add(L, mc, ec)
-        for k in range(K):
-            p = A[b, m, k] * Bt[b, n, k]
-            if not math.isfinite(p):
-                if not has_special:
-                    special, has_special = p, True
-                elif not (special == p):
-                    special = np.nan
-            elif p != 0:
-                all_neg_zero = False
-                mp, ep = _sig_exp(p)
-                _limb_add(L, mp, ep)
-            else:
-                all_neg_zero = all_neg_zero and math.copysign(1.0, p) < 0
-        if has_special:
-            v, code = _round_value(special, rw, P)
-        else:
-            v, code = _limb_round(L, rw, P, all_neg_zero)
+        v, code = _exact_dot(A[b, m], Bt[b, n], C[b, m, n], P, rw)
         out[b, m, n] = v
         nerr += code == ERR
     errs[0] = nerr

@@ -113,6 +113,8 @@ class Accumulator:
                                  "or a nested tuple of product indices")
             if self.order == "blocked" and not (isinstance(self.block, int) and self.block >= 1):
                 raise ValueError("order='blocked' needs block=<int >= 1> (products per chunk)")
+        elif isinstance(self.order, (int, np.integer)) and not isinstance(self.order, bool):
+            object.__setattr__(self, "order", (int(self.order),))      # a one-product tree
         elif not isinstance(self.order, tuple):
             raise TypeError(f"order must be a string or a nested tuple, got {self.order!r}")
         if self.fused is not None:
@@ -162,8 +164,8 @@ def _check_values(x, fmt, name):
         what = f"{fmt.name} values"
     bad = finite & ~ok
     if np.any(bad):
-        i = np.unravel_index(int(np.flatnonzero(bad)[0]), x.shape)
-        raise ValueError(f"{name}{list(i)} = {x[i]!r} is not one of the {what}; round the "
+        i = tuple(int(v) for v in np.unravel_index(int(np.flatnonzero(bad)[0]), x.shape))
+        raise ValueError(f"{name}{list(i)} = {float(x[i])!r} is not one of the {what}; round the "
                          f"input first, e.g. lp.round({name}, ...)")
 
 

@@ -1,0 +1,142 @@
+"""Exact-rational oracle for accumulator models (SPECS.md §4), written from the definitions.
+Shares no code with lowprec. Formats are IEEE-style (p bits of precision, normal exponents
+emin..emax, subnormals, Inf on overflow)."""
+from __future__ import annotations
+
+from fractions import Fraction as Fr
+
+INF = float("inf")
+
+
+def floor_log2(x: Fr) -> int:
+    x = abs(x)
+    e = x.numerator.bit_length() - x.denominator.bit_length()
+    return e - 1 if Fr(2) ** e > x else e
+
+
+def round_ieee(x, p, emin, emax, mode):
+    """x (Fraction, or +-inf) rounded to precision p, exponent range [emin, emax]: a Fraction or
+    +-inf. Modes: nearest_even, nearest_away, toward_zero, up, down, odd."""
+    if x in (INF, -INF) or x == 0:
+        return x
+    neg = x < 0
+    ax = abs(x)
+    e = max(floor_log2(ax), emin)
+    q = Fr(2) ** (e - p + 1)
+    n = ax / q
+    fl = n.numerator // n.denominator
+    rest = n - fl
+    if rest == 0:
+        k = fl
+    elif mode == "nearest_even":
+        k = fl + (rest > Fr(1, 2) or (rest == Fr(1, 2) and fl % 2 == 1))
+    elif mode == "nearest_away":
+        k = fl + (rest >= Fr(1, 2))
+    elif mode == "toward_zero":
+        k = fl
+    elif mode == "up":
+        k = fl if neg else fl + 1
+    elif mode == "down":
+        k = fl + 1 if neg else fl
+    elif mode == "odd":
+        k = fl if fl % 2 == 1 else fl + 1
+    else:
+        raise ValueError(mode)
+    r = k * q
+    vmax = (2 - Fr(2) ** (1 - p)) * Fr(2) ** emax
+    if r > vmax:
+        away = mode in ("nearest_even", "nearest_away") or (mode == "up" and not neg) or (
+            mode == "down" and neg)
+        r = INF if away else vmax
+    return -r if neg else r
+
+
+def exponent(x: Fr, emin: int) -> int:
+    """The exponent a format with normal range from 2^emin gives x != 0."""
+    return max(floor_log2(x), emin)
+
+
+def _keep(t: Fr, how: str) -> int:
+    """Integer kept from t by a fused adder: truncate toward zero, floor, or nearest-even."""
+    fl = t.numerator // t.denominator
+    if how == "floor":
+        return fl
+    if how == "truncate":
+        return fl if t >= 0 or fl == t else fl + 1
+    rest = t - fl
+    return fl + (rest > Fr(1, 2) or (rest == Fr(1, 2) and fl % 2 == 1))
+
+
+def fused_step(a, b, c, F, align_c, terms, a_emin, b_emin, c_emin, out):
+    """One fused dot-add step: products a_k*b_k exact with exponent e_a + e_b (each as its
+    input format sees it), E the largest (and c's, if aligned), each term kept to F fraction
+    bits below E, exact sum, one rounding ``out`` = (p, emin, emax, mode)."""
+    terms_list = [(x * y, exponent(x, a_emin) + exponent(y, b_emin))
+                  for x, y in zip(a, b) if x != 0 and y != 0]
+    exps = [e for _, e in terms_list]
+    if align_c and c != 0:
+        exps.append(exponent(c, c_emin))
+    if not exps:
+        return round_ieee(c, *out)
+    E = max(exps)
+    scale = Fr(2) ** (F - E)
+    S = sum((_keep(v * scale, terms) for v, _ in terms_list), 0)
+    if align_c and c != 0:
+        S += _keep(c * scale, terms)
+    total = S / scale
+    if not align_c:
+        total += c
+    return round_ieee(total, *out)
+
+
+def fused_dot(a, b, c, n, F, align_c, terms, a_emin, b_emin, c_emin, out, promote=None,
+              outer=None):
+    """Chained steps of n products; ``promote`` = k: every k products the partial sum (from
+    0) is added into ``outer`` = (p, emin, emax, mode), which starts at c."""
+    acc = Fr(0) if promote else c
+    big = c
+    for k0 in range(0, len(a), n):
+        acc = fused_step(a[k0:k0 + n], b[k0:k0 + n], acc, F, align_c, terms, a_emin, b_emin,
+                         c_emin, out)
+        k1 = min(k0 + n, len(a))
+        if promote and (k1 % promote == 0 or k1 == len(a)):
+            big = round_ieee(big + acc, *outer)
+            acc = Fr(0)
+    return big if promote else acc
+
+
+def ordered_sum(products, c, order, fmt, block=None, tree=None):
+    """Sum in a given order, each addition rounded once into fmt = (p, emin, emax, mode)."""
+    def add(x, y):
+        return round_ieee(x + y, *fmt)
+    if order == "sequential":
+        s = c
+        for p in products:
+            s = add(s, p)
+        return s
+    if order == "pairwise":
+        def pw(xs):
+            if len(xs) == 1:
+                return xs[0]
+            h = len(xs) // 2
+            return add(pw(xs[:h]), pw(xs[h:]))
+        return add(pw(products), c) if products else round_ieee(c, *fmt)
+    if order == "blocked":
+        s = c
+        for k0 in range(0, len(products), block):
+            chunk = products[k0:k0 + block]
+            t = chunk[0]
+            for p in chunk[1:]:
+                t = add(t, p)
+            s = add(s, t)
+        return s
+    if order == "tree":
+        def walk(node):
+            if isinstance(node, int):
+                return products[node]
+            t = walk(node[0])
+            for child in node[1:]:
+                t = add(t, walk(child))
+            return t
+        return add(walk(tree), c)
+    raise ValueError(order)

@@ -1,0 +1,316 @@
+"""lp.matmul / dot / sum with accumulator models against the exact-rational oracle
+(tests/oracle_mma.py) and the core oracle's stochastic rounding; hypothesis properties."""
+from fractions import Fraction as Fr
+
+import ml_dtypes
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+import helpers
+import oracle
+import oracle_mma as om
+import lowprec as lp
+
+# format name -> (ml_dtypes / numpy type, precision p, emin, emax), from SPECS.md §1
+IN = {"float16": (np.float16, 11, -14, 15), "bfloat16": (ml_dtypes.bfloat16, 8, -126, 127),
+      "float8_e4m3fn": (ml_dtypes.float8_e4m3fn, 4, -6, 8),
+      "float8_e5m2": (ml_dtypes.float8_e5m2, 3, -14, 15)}
+ACC = {"float32": (24, -126, 127), "float16": (11, -14, 15), "bfloat16": (8, -126, 127),
+       "e8m13": (14, -126, 127)}
+E8M13 = lp.FloatFormat(exp_bits=8, man_bits=13, name="e8m13")
+
+
+def fmt(name):
+    return E8M13 if name == "e8m13" else name
+
+
+def values(rng, shape, name, spread=6, zeros=0.1):
+    """Random values of an input format (through ml_dtypes), over a range of exponents, with
+    zeros and subnormals."""
+    x = rng.standard_normal(shape) * 2.0 ** rng.integers(-spread, spread + 1, shape)
+    x[rng.random(shape) < zeros] = 0.0
+    dt = IN[name][0]
+    with np.errstate(over="ignore", invalid="ignore"):
+        v = x.astype(dt).astype(np.float32)
+    return np.where(np.isfinite(v), v, 0).astype(np.float32)
+
+
+def bits(x):
+    return np.asarray(x, np.float32).view(np.uint32)
+
+
+def to_f32(r):
+    return np.float32(float(r)) if r not in (om.INF, -om.INF) else np.float32(r)
+
+
+# ---- fused adders ----------------------------------------------------------------------------
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1),
+       n=st.sampled_from([1, 2, 4, 8, 16, 32]),
+       F=st.sampled_from([2, 8, 13, 23, 25, 34]),
+       align=st.booleans(), terms=st.sampled_from(["truncate", "floor", "nearest"]),
+       ins=st.sampled_from([("float16", "float16"), ("bfloat16", "bfloat16"),
+                            ("float8_e4m3fn", "float8_e5m2"), ("float8_e4m3fn", "float8_e4m3fn")]),
+       out=st.sampled_from([("float32", "toward_zero"), ("float32", "nearest_even"),
+                            ("float16", "nearest_even"), ("e8m13", "toward_zero"),
+                            ("bfloat16", "up"), ("float32", "odd"), ("float32", "down")]),
+       K=st.integers(1, 70))
+def test_fused_adder_matches_the_rational_model(seed, n, F, align, terms, ins, out, K):
+    rng = np.random.default_rng(seed)
+    a = values(rng, (3, K), ins[0])
+    b = values(rng, (K, 2), ins[1])
+    acc_name, mode = out
+    c = values(rng, (3, 2), "float16", spread=3)        # float16 values: in every acc format
+    acc = lp.Accumulator(fmt(acc_name), mode, fused=lp.FusedAdder(n, F, align, terms),
+                         input_formats=ins, addend_format="float16")
+    got = lp.matmul(a, b, acc, c)
+    p, emin, emax = ACC[acc_name]
+    for i in range(3):
+        for j in range(2):
+            want = om.fused_dot([Fr(float(v)) for v in a[i]], [Fr(float(v)) for v in b[:, j]],
+                                Fr(float(c[i, j])), n, F, align, terms, IN[ins[0]][2],
+                                IN[ins[1]][2], -14, (p, emin, emax, mode))
+            assert bits(got[i, j]) == bits(to_f32(want)), (i, j, float(want), got[i, j])
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), K=st.integers(1, 300))
+def test_deepseek_promotion_matches_the_rational_model(seed, K):
+    rng = np.random.default_rng(seed)
+    a = values(rng, (2, K), "float8_e4m3fn")
+    b = values(rng, (K, 2), "float8_e4m3fn")
+    c = values(rng, (2, 2), "float16", spread=2)
+    got = lp.matmul(a, b, "deepseek-v3-fp8", c)
+    for i in range(2):
+        for j in range(2):
+            want = om.fused_dot([Fr(float(v)) for v in a[i]], [Fr(float(v)) for v in b[:, j]],
+                                Fr(float(c[i, j])), 32, 13, True, "truncate", -6, -6, -126,
+                                (14, -126, 127, "toward_zero"), promote=128,
+                                outer=(24, -126, 127, "nearest_even"))
+            assert bits(got[i, j]) == bits(to_f32(want))
+
+
+# ---- ordered floating-point accumulators ---------------------------------------------------
+
+def random_tree(rng, idx):
+    if len(idx) == 1:
+        return int(idx[0])
+    k = int(rng.integers(2, min(4, len(idx)) + 1))
+    cuts = np.sort(rng.choice(np.arange(1, len(idx)), k - 1, replace=False))
+    return tuple(random_tree(rng, part) for part in np.split(idx, cuts))
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1),
+       acc_name=st.sampled_from(list(ACC)),
+       mode=st.sampled_from(["nearest_even", "nearest_away", "toward_zero", "up", "down",
+                             "odd"]),
+       order=st.sampled_from(["sequential", "pairwise", "blocked", "tree"]),
+       round_products=st.booleans(), K=st.integers(1, 40))
+def test_ordered_sums_match_the_rational_model(seed, acc_name, mode, order, round_products, K):
+    rng = np.random.default_rng(seed)
+    a = values(rng, (2, K), "float16", spread=8)
+    b = values(rng, (K, 2), "float16", spread=8)
+    c = values(rng, (2, 2), "bfloat16", spread=3)
+    tree = random_tree(rng, np.arange(K)) if order == "tree" else None
+    kw = dict(order=tree if order == "tree" else order, block=3 if order == "blocked" else None)
+    if round_products:
+        kw["products"] = "bfloat16"
+    if acc_name in ("float16", "bfloat16", "e8m13"):       # c must be a value of the acc
+        c = np.asarray(lp.round(c, fmt(acc_name)), np.float32)
+    acc = lp.Accumulator(fmt(acc_name), mode, **kw)
+    got = lp.matmul(a, b, acc, c)
+    p, emin, emax = ACC[acc_name]
+    for i in range(2):
+        for j in range(2):
+            prods = [Fr(float(x)) * Fr(float(y)) for x, y in zip(a[i], b[:, j])]
+            if round_products:
+                prods = [om.round_ieee(q, 8, -126, 127, "nearest_even") for q in prods]
+            want = om.ordered_sum(prods, Fr(float(c[i, j])), order, (p, emin, emax, mode),
+                                  block=3, tree=tree)
+            assert bits(got[i, j]) == bits(to_f32(want)), (i, j, float(want), got[i, j])
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), K=st.integers(0, 200), spread=st.integers(0, 120))
+def test_exact_is_one_rounding_of_the_rational_sum(seed, K, spread):
+    rng = np.random.default_rng(seed)
+    a = (rng.standard_normal((2, K)) * 2.0 ** rng.integers(-spread, spread + 1, (2, K))
+         ).astype(np.float32)
+    b = (rng.standard_normal((K, 3)) * 2.0 ** rng.integers(-spread, spread + 1, (K, 3))
+         ).astype(np.float32)
+    if K > 2:
+        with np.errstate(all="ignore"):                    # cancellation in row 0
+            b[1, :] = -a[0, 0] * b[0, :] / a[0, 1] if a[0, 1] else b[1, :]
+    c = rng.standard_normal((2, 3)).astype(np.float32)
+    a, b = np.where(np.isfinite(a), a, 1), np.where(np.isfinite(b), b, 1)
+    got = lp.matmul(a, b, "exact", c)
+    for i in range(2):
+        for j in range(3):
+            s = sum((Fr(float(x)) * Fr(float(y)) for x, y in zip(a[i], b[:, j])), Fr(0))
+            want = om.round_ieee(s + Fr(float(c[i, j])), 24, -126, 127, "nearest_even")
+            assert bits(got[i, j]) == bits(to_f32(want))
+
+
+def test_stochastic_accumulator_uses_the_documented_random_words():
+    """Rounding j of output o takes Philox4x32-10(key=seed, counter=(o, 0, j, 1)) words 0|1,
+    low r bits; each addition rounds the exact sum (core oracle, float16 table)."""
+    rng = np.random.default_rng(3)
+    a = values(rng, (2, 9), "float16", spread=4)
+    b = values(rng, (9, 2), "float16", spread=4)
+    acc = lp.Accumulator("float16", "stochastic", sr_bits=5, sr_variant="srff")
+    got = lp.matmul(a, b, acc, seed=99)
+    again = lp.matmul(a, b, acc, seed=99)
+    assert np.array_equal(bits(got), bits(again))
+    t = helpers.table("float16")
+    for o in range(4):
+        i, j = divmod(o, 2)
+        s = Fr(0)
+        for k in range(9):
+            w0, w1, _, _ = lp.rounding.philox4x32((o, 0, k, 1), (99, 0))
+            exact = s + Fr(float(a[i, k])) * Fr(float(b[k, j]))
+            code = oracle.round_exact(exact, t, "stochastic", sr=(w0 | (w1 << 32), 5, "srff"))
+            s = t.values[code] if code != t.neg_zero else Fr(0)
+        assert got[i, j] == np.float32(float(s))
+
+
+# ---- integers --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("overflow", ["wrap", "saturate"])
+@pytest.mark.parametrize("order", ["sequential", "pairwise"])
+def test_integer_accumulators_wrap_or_saturate_per_addition(overflow, order):
+    rng = np.random.default_rng(5)
+    a = rng.integers(-128, 128, (4, 50)).astype(np.float32)
+    b = rng.integers(-128, 128, (50, 3)).astype(np.float32)
+    acc = lp.Accumulator(lp.IntFormat(bits=16), order=order, overflow=overflow)
+    got = lp.matmul(a, b, acc)
+    assert got.dtype == np.int64
+
+    def fix(v):
+        if overflow == "wrap":
+            return (v + 2**15) % 2**16 - 2**15
+        return min(max(v, -2**15), 2**15 - 1)
+
+    for i in range(4):
+        for j in range(3):
+            prods = [int(x) * int(y) for x, y in zip(a[i], b[:, j])]
+            if order == "sequential":
+                s = 0
+                for p in prods:
+                    s = fix(s + p)
+            else:
+                def pw(xs):
+                    if len(xs) == 1:
+                        return xs[0]
+                    h = len(xs) // 2
+                    return fix(pw(xs[:h]) + pw(xs[h:]))
+                s = fix(pw(prods) + 0)
+            assert got[i, j] == s
+
+
+def test_a2q_bound_is_never_exceeded():
+    """A2Q (Colbert et al. 2023): P = ceil(alpha + log2(1 + 2^-alpha) + 1); the worst case
+    |sum| over K products fits in a signed P-bit integer."""
+    assert lp.a2q_bits(1, 8, 8) == 16
+    for K in (1, 7, 64, 1000):
+        for n, m in ((8, 8), (4, 4), (8, 4)):
+            for signed in (True, False):
+                P = lp.a2q_bits(K, n, m, signed)
+                xmax = 2 ** (n - 1) if signed else 2**n - 1
+                worst = K * xmax * 2 ** (m - 1)
+                assert worst <= 2 ** (P - 1) - 1
+                acc = lp.Accumulator(lp.IntFormat(bits=P), overflow="saturate")
+                x = np.full((1, K), -xmax if signed else xmax, np.float32)
+                w = np.full((K, 1), -(2 ** (m - 1)), np.float32)
+                assert lp.matmul(x, w, acc)[0, 0] == K * (-xmax if signed else xmax) * -(
+                    2 ** (m - 1))
+
+
+# ---- properties --------------------------------------------------------------------------
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), K=st.integers(1, 64))
+def test_order_does_not_matter_when_every_sum_is_exact(seed, K):
+    rng = np.random.default_rng(seed)
+    a = rng.integers(-31, 32, (3, K)).astype(np.float32)
+    b = rng.integers(-31, 32, (K, 2)).astype(np.float32)
+    exact = (a.astype(np.int64) @ b.astype(np.int64)).astype(np.float32)
+    for acc in ("exact", "fp32-sequential", lp.Accumulator(order="pairwise"),
+                lp.Accumulator(order="blocked", block=5),
+                lp.Accumulator(order=random_tree(rng, np.arange(K)))):
+        assert np.array_equal(bits(lp.matmul(a, b, acc)), bits(exact))
+
+
+def test_error_grows_as_the_accumulator_narrows():
+    rng = np.random.default_rng(11)
+    a = rng.standard_normal((300, 256)).astype(np.float16).astype(np.float32)
+    b = rng.standard_normal((256, 1)).astype(np.float16).astype(np.float32)
+    ref = a.astype(np.float64) @ b.astype(np.float64)
+    errs = []
+    for m in (23, 13, 7, 3):
+        f = lp.FloatFormat(exp_bits=8, man_bits=m)
+        got = lp.matmul(a, b, lp.Accumulator(f))
+        errs.append(float(np.mean(np.abs(got - ref))))
+    assert errs == sorted(errs) and errs[0] < errs[-1] / 100
+
+
+def test_batching_broadcasts_like_numpy_and_sum_dot_agree():
+    rng = np.random.default_rng(2)
+    A = values(rng, (2, 1, 3, 5), "float16")
+    B = values(rng, (4, 5, 2), "float16")
+    c = values(rng, (2,), "float16")
+    got = lp.matmul(A, B, "h100-fp16", c)
+    assert got.shape == (2, 4, 3, 2)
+    for i in range(2):
+        for j in range(4):
+            one = lp.matmul(A[i, 0], B[j], "h100-fp16", np.broadcast_to(c, (3, 2)))
+            assert np.array_equal(bits(got[i, j]), bits(one))
+    x, y = A[0, 0], B[0].T[:1]                               # (3, 5) . (1, 5) -> (3,)
+    d = lp.dot(x, y, "h100-fp16")
+    assert d.shape == (3,)
+    assert np.array_equal(bits(d), bits(lp.matmul(x, y.T, "h100-fp16")[:, 0]))
+    x = values(rng, (4, 7), "float16")
+    s = lp.sum(x, "fp32-sequential", axis=1)
+    assert np.array_equal(bits(s), bits(lp.matmul(x, np.ones((7, 1), np.float32))[:, 0]))
+
+
+def test_presets_are_all_there_with_sources():
+    names = set(lp.hardware.presets())
+    required = {"v100-fp16", "a100-fp16", "a100-bf16", "a100-tf32", "ada-fp16", "ada-bf16",
+                "ada-tf32", "ada-fp8", "h100-fp16", "h100-bf16", "h100-tf32", "h100-fp8",
+                "b200-fp16", "b200-bf16", "b200-tf32", "b200-fp8", "mi300-fp16", "mi300-bf16",
+                "mi300-fp8", "deepseek-v3-fp8", "exact", "fp32-sequential", "h100-fp16-out-fp16"}
+    assert required <= names
+    for doc in lp.hardware.presets().values():
+        assert len(doc) > 30
+    e5 = lp.hardware.preset("h100-fp8", inputs=("float8_e5m2", "float8_e4m3fn"))
+    a = np.float32([[57344.0]])
+    assert lp.matmul(a, np.float32([[1.0]]), e5)[0, 0] == 57344.0
+    with pytest.raises(ValueError, match="float8_e4m3fn values"):
+        lp.matmul(a, np.float32([[1.0]]), "h100-fp8")
+
+
+def test_bad_input():
+    a = np.ones((2, 3), np.float32)
+    with pytest.raises(ValueError, match="unknown preset"):
+        lp.matmul(a, a.T, "h100-fp17")
+    with pytest.raises(ValueError, match="last dimension"):
+        lp.matmul(a, a, "exact")
+    with pytest.raises(ValueError, match="not one of the float16 values"):
+        lp.matmul(a * np.float32(1.0001), a.T, "h100-fp16")
+    with pytest.raises(ValueError, match="c\\[0, 0\\]"):
+        lp.matmul(a, a.T, "h100-fp16-out-fp16", np.float32(1.0001))
+    with pytest.raises(ValueError, match="seed"):
+        lp.matmul(a, a.T, lp.Accumulator("float16", "stochastic"))
+    with pytest.raises(ValueError, match="input_formats"):
+        lp.Accumulator(fused=lp.FusedAdder(4, 10))
+    with pytest.raises(ValueError, match="block="):
+        lp.Accumulator(order="blocked")
+    with pytest.raises(ValueError, match="every product index"):
+        lp.matmul(a, a.T, lp.Accumulator(order=((0, 1),)))
+    with pytest.raises(TypeError, match="float array"):
+        lp.matmul(np.ones((2, 3), np.int32), a.T)
+    with pytest.raises(ValueError, match="FusedAdder n"):
+        lp.FusedAdder(0, 10)
