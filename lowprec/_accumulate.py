@@ -19,10 +19,11 @@ import numba as nb
 import numpy as np
 
 from ._exact import _ONE, _fma, _normal, _round_exact, _round_special
-from ._fast import _as
-from ._kernels import ERR, I64, U64, philox4x32, _round_bits
+from ._fast import _as, _fast, _general
+from ._kernels import CODE_BASE, ERR, I64, KIND, KIND_SIGNMAG, U64, philox4x32, _round_bits
 
 _CALL = dict(nogil=True, cache=True)
+_INLINE = dict(nogil=True, cache=True, inline="always")
 U32 = np.uint32
 LEAF_C, ADD = -1, -2
 TRUNC, FLOOR, NEAREST = 0, 1, 2
@@ -39,7 +40,12 @@ def _word(seed, o, j):
 
 @nb.njit(**_CALL)
 def _round_value(x, rw, P):
-    """x (float64) rounded once into P's format; (value, code)."""
+    """x (float64) rounded once into P's format; (value, code). Signed float formats with a
+    zero take the branch-light ``_fast._fast`` where it applies (as ``lp.round`` does)."""
+    b = _as(x, U64(0))
+    if P[KIND] == KIND_SIGNMAG and P[CODE_BASE] == 0 and not _general(b, P, U64):
+        vb, c = _fast(b, rw, P, np.float64, U64)
+        return _as(vb, np.float64(0)), I64(c)
     code, vb = _round_bits(_as(x, I64(0)), rw, P)
     return _as(vb, np.float64(0)), code
 
@@ -106,7 +112,52 @@ def program_matmul(A, Bt, C, prog, depth, P, Pprod, round_prod, odd_ok, sr, seed
     errs[0] = nerr
 
 
-@nb.njit(**_CALL)
+@nb.njit(cache=True, parallel=True)
+def sequential_matmul(A, Bt, C, P, f32_rne, odd_ok, sr, seed, out, errs):
+    """``program_matmul`` for the sequential order with exact products (an FMA per step),
+    without the interpreter. ``f32_rne``: the IEEE float32 accumulator with nearest-even,
+    where the float64 sum rounded to odd then converted to float32 is the one rounding."""
+    nb_, M, K = A.shape
+    N = Bt.shape[1]
+    nerr = 0
+    for o in nb.prange(nb_ * M * N):
+        b, rest = o // (M * N), o % (M * N)
+        m, n = rest // N, rest % N
+        a, bt = A[b, m], Bt[b, n]
+        s = C[b, m, n]
+        bad = 0
+        if f32_rne:
+            for k in range(K):
+                s = _f32_add(s, a[k] * bt[k])
+        else:
+            for k in range(K):
+                rw = _word(seed, o, k) if sr else U64(0)
+                s, code = _round_sum(s, a[k] * bt[k], rw, P, odd_ok)
+                bad += code == ERR
+        out[b, m, n] = s
+        nerr += bad
+    errs[0] = nerr
+
+
+@nb.njit(nogil=True, cache=True, inline="always")
+def _f32_add(x, y):
+    """float32(x + y) rounded once to nearest-even: TwoSum, round to odd in float64, then one
+    float64 -> float32 conversion (exact sums and specials pass straight through)."""
+    s = x + y
+    if s != 0 and math.isfinite(s):
+        bb = s - x
+        err = (x - (s - bb)) + (y - bb)
+        if err != 0:
+            sb = _as(s, I64(0))
+            if (err < 0) != (s < 0):
+                sb -= 1
+            s = _as(sb | I64(1), np.float64(0))
+    elif s == 0 and x == 0 and y == 0:
+        s = x + y                                       # IEEE signed-zero sum
+    return np.float64(np.float32(s))
+
+
+@nb.njit(**_INLINE)
 def _align(p, sh, mode):
     """p * 2^sh rounded to an integer (p signed): truncation toward zero, floor, or
     nearest-even, as a fused adder keeps F fraction bits."""
@@ -129,7 +180,7 @@ def _align(p, sh, mode):
     return -q if p < 0 else q
 
 
-@nb.njit(**_CALL)
+@nb.njit(**_INLINE)
 def _exponent(x, emin):
     """max(floor(log2|x|), emin) for a finite nonzero float64 x."""
     e = ((_as(x, I64(0)) >> 52) & 0x7FF) - 1023
@@ -138,7 +189,7 @@ def _exponent(x, emin):
     return max(e, emin)
 
 
-@nb.njit(**_CALL)
+@nb.njit(**_INLINE)
 def _sig_exp(x):
     """(signed integer m, e) with x = m * 2^e for a finite float64 x."""
     b = _as(x, I64(0))
@@ -179,19 +230,23 @@ def _fused_step(SA, EA, SB, EB, SPA, SPB, k0, k1, acc, prm, P, rw):
     if align_c and acc != 0:
         m, e = _sig_exp(acc)
         S += _align(m, F + e - E, mode)
-    v = math.ldexp(np.float64(S), E - F)              # exact: |S| < 2^53
+    x = E - F                                         # v exact: |S| < 2^53
+    if -1022 <= x <= 1023:
+        v = np.float64(S) * _as((x + 1023) << 52, np.float64(0))
+    else:
+        v = math.ldexp(np.float64(S), x)
     if align_c or acc == 0:
         return _round_value(v, rw, P)
     return _round_sum(v, acc, rw, P, False)
 
 
 @nb.njit(cache=True, parallel=True)
-def fused_matmul(SA, EA, SB, EB, SPA, SPB, C, n_terms, prm, P, promote, Ppro, sr, seed, out,
-                 errs):
+def fused_matmul(SA, EA, SB, EB, SPA, SPB, BADA, BADB, C, n_terms, prm, P, promote, Ppro, sr,
+                 seed, out, errs):
     """Chained fused dot-add steps of ``n_terms`` products (``_fused_step``). SA/EA: signed
     integer significands and exponents of A (b, m, k) as the input format sees them (value =
     SA * 2^(EA - Ma)); SB/EB the same for B transposed; SPA/SPB: 0 finite, 1 Inf, 2 NaN,
-    3 negative zero.
+    3 negative zero; BADA/BADB: rows of A / columns of B holding an Inf or NaN.
     ``promote`` > 0: every ``promote`` products the partial sum is added into a wider
     accumulator (format Ppro, starting at c) and restarts from zero."""
     nb_, M, K = SA.shape
@@ -201,6 +256,8 @@ def fused_matmul(SA, EA, SB, EB, SPA, SPB, C, n_terms, prm, P, promote, Ppro, sr
         b, rest = o // (M * N), o % (M * N)
         m, n = rest // N, rest % N
         sa, ea, sb, eb = SA[b, m], EA[b, m], SB[b, n], EB[b, n]
+        spa, spb = SPA[b, m], SPB[b, n]
+        clean = not (BADA[b, m] or BADB[b, n])
         c = C[b, m, n]
         outer = c
         acc = 0.0 if promote > 0 else c
@@ -210,9 +267,19 @@ def fused_matmul(SA, EA, SB, EB, SPA, SPB, C, n_terms, prm, P, promote, Ppro, sr
             k1 = min(k0 + n_terms, K)
             rw = _word(seed, o, j) if sr else U64(0)
             j += 1
+            if clean and math.isfinite(acc):
+                acc, code = _fused_step(sa, ea, sb, eb, spa, spb, k0, k1, acc, prm, P, rw)
+                bad += code == ERR
+                if promote > 0 and (k1 % promote == 0 or k1 == K):
+                    rw = _word(seed, o, j) if sr else U64(0)
+                    j += 1
+                    outer, code = _round_sum(outer, acc, rw, Ppro, not sr)
+                    bad += code == ERR
+                    acc = 0.0
+                continue
             inf_pos, inf_neg, nan = False, False, False
             for k in range(k0, k1):
-                fa, fb = SPA[b, m, k], SPB[b, n, k]
+                fa, fb = spa[k], spb[k]
                 if fa == 2 or fb == 2 or (fa == 1 and sb[k] == 0) or (fb == 1 and sa[k] == 0):
                     nan = True
                 elif fa == 1 or fb == 1:
@@ -227,7 +294,7 @@ def fused_matmul(SA, EA, SB, EB, SPA, SPB, C, n_terms, prm, P, promote, Ppro, sr
                 acc, code = _round_value(acc if math.isinf(acc) else (
                     np.inf if inf_pos else -np.inf), rw, P)
             else:
-                acc, code = _fused_step(sa, ea, sb, eb, SPA[b, m], SPB[b, n], k0, k1, acc, prm, P, rw)
+                acc, code = _fused_step(sa, ea, sb, eb, spa, spb, k0, k1, acc, prm, P, rw)
             bad += code == ERR
             if promote > 0 and (k1 % promote == 0 or k1 == K):
                 rw = _word(seed, o, j) if sr else U64(0)

@@ -309,11 +309,19 @@ def matmul(A, B, acc="fp32-sequential", c=None, *, seed=None, dtype=None):
                                pro.sr_variant, pro.stochastic)
         else:
             Ppro = P
-        _A.fused_matmul(SA, EA, SB, EB, FA, FB, C3, fz.n, prm, P, acc.promote_every or 0,
-                        Ppro, sr, sd, out, errs)
+        bada = np.any((FA == 1) | (FA == 2), axis=-1)
+        badb = np.any((FB == 1) | (FB == 2), axis=-1)
+        _A.fused_matmul(SA, EA, SB, EB, FA, FB, bada, badb, C3, fz.n, prm, P,
+                        acc.promote_every or 0, Ppro, sr, sd, out, errs)
         res_fmt = pro.fmt if pro is not None else fmt
     elif acc.order == "exact":
         _A.exact_matmul(A3, B3, C3, P, sr, sd, out, errs)
+        res_fmt = fmt
+    elif acc.order == "sequential" and acc.products is None:
+        f32_rne = fmt == _format("float32") and mode == "nearest_even" and acc.overflow in (
+            None, "inf")
+        _A.sequential_matmul(A3, B3, C3, P, f32_rne, not sr and fmt.man_bits <= 51, sr, sd,
+                             out, errs)
         res_fmt = fmt
     else:
         prog, depth = _program(acc.order, K, acc.block)
