@@ -23,6 +23,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/bench_round.py
 	$(PY) benchmarks/bench_blocks.py
+	$(PY) benchmarks/bench_matmul.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info
