@@ -1,5 +1,5 @@
 """The ``lowprec`` command: ``formats``, ``show FMT``, ``round FMT VALUE...``,
-``block-formats``, ``quantize FORMAT FILE.npy``, ``golden make OP FORMAT``, ``check ACTUAL.npy
+``block-formats``, ``quantize FORMAT FILE.npy``, ``presets``, ``golden make OP FORMAT``, ``check ACTUAL.npy
 GOLDEN.npz``."""
 from __future__ import annotations
 
@@ -165,6 +165,21 @@ def _shape(text):
     return shape
 
 
+def cmd_presets(args) -> int:
+    from . import hardware  # noqa: PLC0415
+    for name, doc in hardware.presets().items():
+        acc = hardware.preset(name)
+        fz = acc.fused
+        how = (f"fused N={fz.n} F={fz.frac_bits}{'' if fz.align_addend else ' c-unaligned'}"
+               if fz else f"order={acc.order}")
+        if acc.promote_every:
+            how += f", promote every {acc.promote_every} to {acc.promote_to.fmt.name}"
+        ins = "/".join(f.name for f in acc.input_formats) if acc.input_formats[0] else "float32"
+        print(f"{name:22s} {ins:28s} {acc.fmt.name:8s} {acc.rounding:13s} {how}")
+    print("\nSources: lp.hardware.presets() (one line each); lowprec.hardware's docstring.")
+    return 0
+
+
 def cmd_golden_make(args) -> int:
     from . import golden  # noqa: PLC0415
     g = golden.make(args.op, args.format, args.shape, args.seed, rounding=args.rounding,
@@ -216,13 +231,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0, help="seed for --rounding stochastic")
     s.add_argument("--show", type=int, default=8, help="blocks to list (default 8)")
     s.set_defaults(fn=cmd_quantize)
+    s = sub.add_parser("presets", help="the matrix-unit presets of lp.hardware")
+    s.set_defaults(fn=cmd_presets)
     s = sub.add_parser("golden", help="golden files for kernel tests")
     gs = s.add_subparsers(dest="golden_cmd", required=True)
     s = gs.add_parser("make", help="seeded inputs and lowprec's outputs, as one .npz")
-    s.add_argument("op", choices=["round", "encode", "quantize"])
-    s.add_argument("format", metavar="FORMAT", help="a format (round, encode) or a block "
-                                                     "format (quantize)")
-    s.add_argument("--shape", type=_shape, required=True, help="e.g. 128,64")
+    s.add_argument("op", choices=["round", "encode", "quantize", "matmul"])
+    s.add_argument("format", metavar="FORMAT", help="a format (round, encode), a block "
+                                                     "format (quantize) or a preset (matmul)")
+    s.add_argument("--shape", type=_shape, required=True, help="e.g. 128,64 (matmul: M,K,N)")
     s.add_argument("--seed", type=int, required=True)
     s.add_argument("--out", required=True, help="the .npz to write")
     s.add_argument("--rounding", default="nearest_even", choices=list(MODES))

@@ -21,9 +21,10 @@ from .rounding import mode_name
 __all__ = ["make", "save", "load", "check", "OPS"]
 
 FILE_VERSION = 1
-OPS = ("round", "encode", "quantize")
+OPS = ("round", "encode", "quantize", "matmul")
 _REQUIRED = {"round": ("input", "expected"), "encode": ("input", "expected"),
-             "quantize": ("input", "expected", "codes", "scale_codes")}
+             "quantize": ("input", "expected", "codes", "scale_codes"),
+             "matmul": ("a", "b", "c", "expected")}
 
 
 def _inputs(shape, seed, scale, specials, fmt_max):
@@ -44,7 +45,10 @@ def make(op, fmt, shape, seed, *, rounding="nearest_even", overflow=None, scale=
          specials=True, axis=-1) -> dict:
     """Arrays and metadata of a golden file: ``op`` in ``OPS`` applied to seeded float32 inputs
     of ``shape`` (``fmt`` a format name for round/encode, a block-format preset for quantize;
-    stochastic rounding uses ``seed`` as its Philox seed too)."""
+    stochastic rounding uses ``seed`` as its Philox seed too). ``matmul``: ``fmt`` a preset of
+    ``lp.hardware`` (or an ``lp.Accumulator``), ``shape`` = (M, K, N); A, B and c are seeded
+    normal values rounded to nearest-even in the preset's input and addend formats (float32
+    where it names none), one in 16 zero with ``specials``."""
     if op not in OPS:
         raise ValueError(f"op={op!r} is not supported; choose one of {list(OPS)}")
     shape = tuple(int(n) for n in shape)
@@ -52,7 +56,10 @@ def make(op, fmt, shape, seed, *, rounding="nearest_even", overflow=None, scale=
     meta = dict(lowprec_golden=FILE_VERSION, op=op, format=str(fmt), rounding=rounding,
                 overflow=overflow, seed=int(seed), shape=list(shape), scale=float(scale),
                 specials=bool(specials), lowprec_version=_version())
-    if op == "quantize":
+    if op == "matmul":
+        arrays = _matmul(fmt, shape, seed, scale, specials)
+        meta["format"] = getattr(fmt, "name", None) or str(fmt)
+    elif op == "quantize":
         bf = blocks.block_format(fmt)
         x = _inputs(shape, seed, scale, specials, bf.elem.max)
         bt = blocks.quantize(x, bf, axis, rounding, **kw)
@@ -67,6 +74,26 @@ def make(op, fmt, shape, seed, *, rounding="nearest_even", overflow=None, scale=
         arrays = dict(input=x, expected=fn(x, f, rounding, overflow, **kw))
     meta["arrays"] = {k: [str(v.dtype), list(v.shape)] for k, v in arrays.items()}
     return dict(arrays, metadata=meta)
+
+
+def _matmul(acc, shape, seed, scale, specials):
+    from .accumulate import _resolve, matmul  # noqa: PLC0415
+    if len(shape) != 3:
+        raise ValueError(f"matmul golden files take shape=(M, K, N), got {shape}")
+    acc = _resolve(acc)
+    M, K, N = shape
+    rng = np.random.default_rng(seed)
+
+    def draw(shp, fmt):
+        x = rng.standard_normal(shp) * scale
+        if specials and x.size:
+            x[rng.random(shp) < 1 / 16] = 0.0
+        return cast.round(x, fmt or "float32", overflow="saturate").astype(np.float32)
+    fa, fb = acc.input_formats
+    a, b = draw((M, K), fa), draw((K, N), fb)
+    c = draw((M, N), acc.addend_format or (None if acc.fmt.bits > 32 else acc.fmt))
+    kw = {"seed": seed} if acc.stochastic else {}
+    return dict(a=a, b=b, c=c, expected=matmul(a, b, acc, c, **kw))
 
 
 def save(golden: dict, path) -> None:
@@ -128,6 +155,8 @@ def check(actual, golden, key="expected") -> CompareReport:
         return compare(cast.decode(got, fmt, dtype=np.float64),
                        cast.decode(want, fmt, dtype=np.float64), fmt)
     fmt = meta["format"] if meta["op"] == "round" else "float32"
+    if meta["op"] == "matmul" and want.dtype == np.float64:
+        fmt = "float64"
     return compare(np.asarray(actual).astype(np.float64), want.astype(np.float64), fmt)
 
 

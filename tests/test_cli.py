@@ -94,3 +94,11 @@ def test_output_into_a_closed_pipe_is_not_an_error():
                        shell=True, capture_output=True, text=True)
     assert r.stdout.startswith("0.0 -> 0.0")
     assert "Traceback" not in r.stderr and "BrokenPipe" not in r.stderr
+
+
+def test_presets_table(capsys):
+    assert main(["presets"]) == 0
+    out = capsys.readouterr().out
+    for name in ("h100-fp8", "deepseek-v3-fp8", "b200-fp8", "exact", "fp32-sequential"):
+        assert name in out
+    assert "fused N=32 F=13, promote every 128 to float32" in out

@@ -68,8 +68,8 @@ def test_hostile_corrupt_and_foreign_files(tmp_path):
     np.savez(tmp_path / "t.npz", metadata=np.frombuffer(b"\xff\xfe", np.uint8))
     with pytest.raises(ValueError, match="not UTF-8 JSON"):
         G.load(tmp_path / "t.npz")
-    with pytest.raises(ValueError, match="op='matmul' is not supported"):
-        G.make("matmul", "float32", (2,), 0)
+    with pytest.raises(ValueError, match="op='conv' is not supported"):
+        G.make("conv", "float32", (2,), 0)
 
 
 def test_cli_make_and_check(tmp_path):
@@ -88,3 +88,32 @@ def test_cli_make_and_check(tmp_path):
     assert r.returncode == 2 and "not a readable" in r.stderr and "Traceback" not in r.stderr
     r = run("golden", "make", "round", "e4m3", "--shape", "4,x", "--seed", "1", "--out", "o")
     assert r.returncode == 2 and "give sizes like 4,64" in r.stderr
+
+
+def test_matmul_golden_file_holds_the_unit_outputs(tmp_path):
+    """A matmul golden file of h100-fp8: inputs in E4M3, expected values equal to the rational
+    model of the unit (tests/oracle_mma.py), and a kernel's output off by one ulp is caught."""
+    from fractions import Fraction as Fr
+
+    import oracle_mma as om
+    g = G.make("matmul", "h100-fp8", (3, 70, 2), seed=5)
+    path = tmp_path / "mm.npz"
+    G.save(g, path)
+    h = G.load(path)
+    a, b, c, want = h["a"], h["b"], h["c"], h["expected"]
+    assert a.shape == (3, 70) and b.shape == (70, 2) and want.dtype == np.float32
+    assert np.all(lp.format("float8_e4m3fn").is_representable(a))
+    for i in range(3):
+        for j in range(2):
+            r = om.fused_dot([Fr(float(v)) for v in a[i]], [Fr(float(v)) for v in b[:, j]],
+                             Fr(float(c[i, j])), 32, 13, True, "truncate", -6, -6, -126,
+                             (14, -126, 127, "toward_zero"))
+            assert want[i, j] == np.float32(float(r))
+    assert G.check(want.copy(), h).ok
+    bad = want.copy()
+    bad.view(np.uint32)[1, 1] += 1
+    rep = G.check(bad, h)
+    assert not rep.ok and rep.mismatches == 1
+    out = run("golden", "make", "matmul", "a100-fp16", "--shape", "4,3", "--seed", "1",
+              "--out", str(tmp_path / "x.npz"))
+    assert out.returncode == 2 and "(M, K, N)" in out.stderr
