@@ -18,6 +18,15 @@ An ``Accumulator`` says how a sum of products is formed (SPECS.md §4):
 * an ``IntFormat`` ``fmt``: P-bit integer accumulation, ``overflow="wrap"`` or ``"saturate"`` per
   addition (order matters for saturation).
 
+``BlockTensor`` operands (``lp.quantize``; A blocked along K = its last axis, B along K = its
+second-to-last axis) need a fused adder; ``block_scales`` says where the unit applies the block
+scales: ``"product"`` adds the (power-of-two) scale exponents to each product's exponent before
+alignment (OCP MX on B200 ``mxf8f6f4``); ``"group"`` sums each ``group`` of products exactly,
+multiplies the sum by both scales exactly, and aligns those group terms (NVFP4 on B200
+``mxf4nvf4``; ``fused.n`` counts products). Tensor scales (NVFP4's second level) are applied in
+the epilogue: D = round(alpha * acc + c) with alpha = float32(tA * tB), one rounding into
+``fmt``, the accumulation starting from 0.
+
 ``input_formats`` name the formats of A's and B's values: a fused adder aligns on the
 exponents as those formats see them (a subnormal's exponent is the format's emin), and the
 values are checked to belong to them. Without it, any values float32 can hold are accepted
@@ -32,6 +41,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import _accumulate as _A
+from .blocks import BlockTensor
 from .cast import _check_rounding_args, _params, holds
 from .formats import FloatFormat, IntFormat, format as _format
 from .rounding import check_overflow, check_seed, mode_name
@@ -40,6 +50,7 @@ __all__ = ["Accumulator", "FusedAdder", "matmul", "dot", "sum", "a2q_bits"]
 
 TERMS = {"truncate": _A.TRUNC, "floor": _A.FLOOR, "nearest": _A.NEAREST}
 ORDERS = ("sequential", "pairwise", "blocked", "exact")
+BLOCK_SCALES = ("product", "group")
 
 
 @dataclass(frozen=True)
@@ -80,6 +91,8 @@ class Accumulator:
     sr_variant: str = "srff"
     input_formats: tuple = (None, None)
     addend_format: object = None
+    block_scales: str = "product"
+    group: int = 16
     name: str = field(default="", compare=False)
 
     def __post_init__(self):
@@ -123,6 +136,9 @@ class Accumulator:
             if None in ins or not all(isinstance(f, FloatFormat) for f in ins):
                 raise ValueError("a fused adder needs input_formats=(fmt_A, fmt_B): the float "
                                  "formats whose exponents it aligns")
+        if self.block_scales not in BLOCK_SCALES:
+            raise ValueError(f"block_scales={self.block_scales!r} is not allowed; choose one of "
+                             f"{BLOCK_SCALES}")
         if self.promote_every is not None:
             if self.fused is None or self.promote_every % self.fused.n:
                 raise ValueError("promote_every needs a fused adder and must be a multiple of "
@@ -256,6 +272,8 @@ def matmul(A, B, acc="fp32-sequential", c=None, *, seed=None, dtype=None):
     ``dtype``.
     """
     acc = _resolve(acc)
+    if isinstance(A, BlockTensor) or isinstance(B, BlockTensor):
+        return _block_matmul(A, B, acc, c, seed, dtype)
     A, B = _floats(A, "A"), _floats(B, "B")
     if A.ndim < 2 or B.ndim < 2:
         raise ValueError(f"A and B need at least 2 dimensions (..., M, K) and (..., K, N); got "
@@ -297,23 +315,11 @@ def matmul(A, B, acc="fp32-sequential", c=None, *, seed=None, dtype=None):
         return res.reshape(shape) if dtype is None else res.reshape(shape).astype(dtype)
     mode, P = _rparams(fmt, acc.rounding, acc.overflow, acc.sr_bits, acc.sr_variant, sr)
     if acc.fused is not None:
-        fz = acc.fused
         SA, EA, FA = _sig_exp(A3, fa)
         SB, EB, FB = _sig_exp(B3, fb)
-        cf = acc.addend_format or fmt
-        prm = np.array([fz.frac_bits, int(fz.align_addend), TERMS[fz.terms],
-                        fa.man_bits + fb.man_bits, cf.emin], dtype=np.int64)
-        pro = acc.promote_to
-        if pro is not None:
-            _, Ppro = _rparams(pro.fmt, pro.rounding, pro.overflow, pro.sr_bits,
-                               pro.sr_variant, pro.stochastic)
-        else:
-            Ppro = P
-        bada = np.any((FA == 1) | (FA == 2), axis=-1)
-        badb = np.any((FB == 1) | (FB == 2), axis=-1)
-        _A.fused_matmul(SA, EA, SB, EB, FA, FB, bada, badb, C3, fz.n, prm, P,
-                        acc.promote_every or 0, Ppro, sr, sd, out, errs)
-        res_fmt = pro.fmt if pro is not None else fmt
+        out = _run_fused(acc, SA, EA, FA, SB, EB, FB, fa.man_bits + fb.man_bits, C3, seed,
+                         acc.fused.n)
+        res_fmt = acc.promote_to.fmt if acc.promote_to is not None else fmt
     elif acc.order == "exact":
         _A.exact_matmul(A3, B3, C3, P, sr, sd, out, errs)
         res_fmt = fmt
@@ -340,6 +346,128 @@ def matmul(A, B, acc="fp32-sequential", c=None, *, seed=None, dtype=None):
     if not holds(res_fmt, rdt):
         raise ValueError(f"dtype={rdt} cannot hold every value of {res_fmt.name}")
     return out.reshape(shape).astype(rdt)
+
+
+def _block_matmul(A, B, acc, c, seed, dtype):
+    """matmul of two BlockTensors: see the module docstring (block_scales)."""
+    import dataclasses  # noqa: PLC0415
+    if not (isinstance(A, BlockTensor) and isinstance(B, BlockTensor)):
+        raise TypeError("lp.matmul takes two BlockTensors or two float arrays, not a mix")
+    if acc.fused is None:
+        raise ValueError("block-scaled operands need a fused-adder accumulator (e.g. the "
+                         "b200-mxf8f6f4 or b200-mxf4nvf4 presets)")
+    if len(A.shape) < 2 or len(B.shape) < 2 or A.shape[-1] != B.shape[-2]:
+        raise ValueError(f"BlockTensor shapes {A.shape} and {B.shape} do not multiply")
+    nd_a, nd_b = len(A.shape), len(B.shape)
+    if A.fmt.tile is None and A.axis != nd_a - 1:
+        raise ValueError(f"A must be blocked along its last axis (K), not axis {A.axis}")
+    if B.fmt.tile is None and B.axis != nd_b - 2:
+        raise ValueError(f"B must be blocked along its second-to-last axis (K), not axis "
+                         f"{B.axis}: quantize it with axis=-2")
+    ea, sa = A.element_and_scale_values()
+    eb, sb = B.element_and_scale_values()
+    alpha = np.float32(np.float32(A.tensor_scale) * np.float32(B.tensor_scale))
+    plain = dataclasses.replace(acc, input_formats=(A.fmt.elem, B.fmt.elem))
+    epilogue = alpha != 1
+    c0 = None if epilogue else c
+    if acc.block_scales == "product":
+        for s, name in ((sa, "A"), (sb, "B")):
+            fin = s[np.isfinite(s) & (s > 0)]
+            if fin.size and np.any(np.frexp(fin)[0] != 0.5):
+                raise ValueError(f"{name}'s block scales are not all powers of two; "
+                                 "block_scales='product' needs E8M0-style scales (use 'group')")
+        res = _fused_from_parts(plain, ea, sa, eb, sb, c0, seed)
+    else:
+        res = _grouped(plain, ea * sa, eb * sb, sa, sb, c0, seed)
+    if epilogue:
+        from .arith import fma  # noqa: PLC0415
+        cc = np.zeros(res.shape) if c is None else _floats(c, "c")
+        res = fma(np.float64(alpha), res, cc, acc.fmt, acc.rounding, acc.overflow)
+    return res.astype(dtype or (np.float32 if holds(acc.fmt, np.float32) else np.float64))
+
+
+def _fused_from_parts(acc, ea, sa, eb, sb, c, seed):
+    """Fused steps on element values whose exponents are shifted by log2 of their scales."""
+    fa, fb = acc.input_formats
+    M, K, N = ea.shape[-2], ea.shape[-1], eb.shape[-1]
+    batch = np.broadcast_shapes(ea.shape[:-2], eb.shape[:-2])
+    nb = int(np.prod(batch, dtype=np.int64))
+    shape = batch + (M, N)
+    C = np.zeros(shape) if c is None else np.broadcast_to(_floats(c, "c"), shape)
+    _check_values(C, acc.addend_format or acc.fmt, "c")
+
+    def parts(e, s, fmt, bshape, swap):
+        e = np.broadcast_to(e, bshape)
+        s = np.broadcast_to(s, bshape)
+        if swap:
+            e, s = np.swapaxes(e, -1, -2), np.swapaxes(s, -1, -2)
+        SX, EX, FX = _sig_exp(np.ascontiguousarray(e).reshape((nb,) + e.shape[-2:]), fmt)
+        s = np.ascontiguousarray(s).reshape(SX.shape)
+        bad_scale = ~np.isfinite(s) | (s <= 0)
+        FX = np.where(bad_scale, 2, FX).astype(np.int8)
+        EX = EX + np.where(bad_scale, 0, np.frexp(np.where(bad_scale, 1.0, s))[1] - 1)
+        return SX, EX.astype(np.int64), FX
+    SA, EA, FA = parts(ea, sa, fa, batch + (M, K), False)
+    SB, EB, FB = parts(eb, sb, fb, batch + (K, N), True)
+    return _run_fused(acc, SA, EA, FA, SB, EB, FB, fa.man_bits + fb.man_bits,
+                      np.ascontiguousarray(C).reshape(nb, M, N), seed, acc.fused.n
+                      ).reshape(shape)
+
+
+def _grouped(acc, va, vb, sa, sb, c, seed):
+    """Group terms: exact sums of ``group`` products of elements times both block scales."""
+    g = acc.group
+    M, K, N = va.shape[-2], va.shape[-1], vb.shape[-1]
+    if K % g or acc.fused.n % g:
+        raise ValueError(f"K={K} and the fused adder's n={acc.fused.n} must be multiples of "
+                         f"group={g}")
+    for s, name, ax in ((sa, "A", -1), (sb, "B", -2)):
+        t = np.moveaxis(s, ax, -1)
+        t = t.reshape(t.shape[:-1] + (K // g, g))
+        if not np.all((t == t[..., :1]) | np.isnan(t)):
+            raise ValueError(f"{name}'s block scales change inside a group of {g} along K")
+    ga = va.reshape(va.shape[:-1] + (K // g, g))                      # (..., M, G, g)
+    gb = np.moveaxis(vb.reshape(vb.shape[:-2] + (K // g, g, N)), -1, -3)   # (..., N, G, g)
+    with np.errstate(invalid="ignore", over="ignore"):
+        # exact: element products have <= 8 bits and scales <= 24, sums of <= g terms
+        T = np.einsum("...mgk,...ngk->...mng", ga, gb)                # (..., M, N, G)
+    batch = T.shape[:-3]
+    nb = int(np.prod(batch, dtype=np.int64))
+    shape = batch + (M, N)
+    C = np.zeros(shape) if c is None else np.broadcast_to(_floats(c, "c"), shape)
+    _check_values(C, acc.addend_format or acc.fmt, "c")
+    f64 = _format("float64")
+    ST, ET, FT = _sig_exp(np.ascontiguousarray(T).reshape(nb, M * N, K // g), f64)
+    ones = np.ones((nb, 1, K // g), np.int64)
+    zeros = np.zeros((nb, 1, K // g), np.int64)
+    res = _run_fused(acc, ST, ET, FT, ones, zeros, np.zeros(ones.shape, np.int8), 52,
+                     np.ascontiguousarray(C).reshape(nb, M * N, 1), seed, acc.fused.n // g)
+    return res.reshape(shape)
+
+
+def _run_fused(acc, SA, EA, FA, SB, EB, FB, mab, C3, seed, n_terms):
+    """The fused kernel on prepared significands/exponents; float64 values (nb, M, N)."""
+    sr = acc.stochastic
+    if sr and seed is None:
+        raise ValueError("a stochastic accumulator needs seed=<int> at the call")
+    _, P = _rparams(acc.fmt, acc.rounding, acc.overflow, acc.sr_bits, acc.sr_variant, sr)
+    fz = acc.fused
+    cf = acc.addend_format or acc.fmt
+    prm = np.array([fz.frac_bits, int(fz.align_addend), TERMS[fz.terms], mab, cf.emin],
+                   dtype=np.int64)
+    pro = acc.promote_to
+    Ppro = P if pro is None else _rparams(pro.fmt, pro.rounding, pro.overflow, pro.sr_bits,
+                                          pro.sr_variant, pro.stochastic)[1]
+    out = np.empty(C3.shape)
+    errs = np.zeros(1, dtype=np.int64)
+    bada = np.any((FA == 1) | (FA == 2), axis=-1)
+    badb = np.any((FB == 1) | (FB == 2), axis=-1)
+    _A.fused_matmul(SA, EA, SB, EB, FA, FB, bada, badb, C3, n_terms, prm, P,
+                    acc.promote_every or 0, Ppro, sr, np.uint64(check_seed(seed) if sr else 0),
+                    out, errs)
+    if errs[0]:
+        raise ValueError(f"a sum is NaN but {acc.fmt.name} has no NaN")
+    return out
 
 
 def _int(acc, A3, B3, C3, K):

@@ -202,6 +202,16 @@ class BlockTensor:
                 v = v.astype(dtype)
         return _unblock(v, self.shape, self.axis, bf)
 
+    def element_and_scale_values(self):
+        """(element values, block-scale values), float64, each in the original shape: every
+        element beside the scale of its block (the tensor scale is ``tensor_scale``)."""
+        bf = self.fmt
+        elem = cast.decode(self.codes, bf.elem, dtype=np.float64)
+        scale = cast.decode(self.scale_codes, bf.scale_fmt, dtype=np.float64)
+        scale = np.broadcast_to(scale[..., None], elem.shape)
+        return (_unblock(elem, self.shape, self.axis, bf),
+                _unblock(np.ascontiguousarray(scale), self.shape, self.axis, bf))
+
 
 def _times_exactly(v, s, dtype):
     """v * s rounded once to ``dtype`` (v has at most 7 significant bits, s 24, so the

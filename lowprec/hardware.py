@@ -70,6 +70,20 @@ def _table():
                         "fraction bits below the largest product, c added exactly, one "
                         "nearest-even rounding to float32 (fitted to the real-GPU rows; see "
                         "the module docstring)." + src, rounding="nearest_even", align=False)
+    t["b200-mxf8f6f4"] = (Accumulator(
+        "float32", "toward_zero", fused=FusedAdder(32, 25), input_formats=_FP8,
+        addend_format="float32", block_scales="product", name="b200-mxf8f6f4"),
+        "B200 tcgen05 kind::mxf8f6f4: MX fp8/fp6/fp4 BlockTensors (E8M0 scales per 32 along "
+        "K); each product's exponent is e_a + e_b plus both scale exponents, 32 products per "
+        "step, 25 fraction bits, toward zero. SPECS.md §4 (MMA-Sim); no hardware data here.")
+    t["b200-mxf4nvf4"] = (Accumulator(
+        "float32", "toward_zero", fused=FusedAdder(64, 35), input_formats=(
+            "float4_e2m1fn", "float4_e2m1fn"), addend_format="float32", block_scales="group",
+        group=16, name="b200-mxf4nvf4"),
+        "B200 tcgen05 kind::mxf4nvf4: FP4 BlockTensors (UE4M3 scales per 16, or E8M0 per "
+        "32); each group of 16 products summed exactly and multiplied by both scales, the 4 "
+        "group terms of a 64-long step aligned with 35 fraction bits, toward zero; NVFP4 "
+        "tensor scales in the epilogue. SPECS.md §4 (MMA-Sim); no hardware data here.")
     h = t["h100-fp8"][0]
     t["deepseek-v3-fp8"] = (Accumulator(
         h.fmt, h.rounding, fused=h.fused, input_formats=h.input_formats,

@@ -71,8 +71,13 @@ def fused_step(a, b, c, F, align_c, terms, a_emin, b_emin, c_emin, out):
     """One fused dot-add step: products a_k*b_k exact with exponent e_a + e_b (each as its
     input format sees it), E the largest (and c's, if aligned), each term kept to F fraction
     bits below E, exact sum, one rounding ``out`` = (p, emin, emax, mode)."""
-    terms_list = [(x * y, exponent(x, a_emin) + exponent(y, b_emin))
-                  for x, y in zip(a, b) if x != 0 and y != 0]
+    return fused_terms([(x * y, exponent(x, a_emin) + exponent(y, b_emin))
+                        for x, y in zip(a, b) if x != 0 and y != 0], c, F, align_c, terms,
+                       c_emin, out)
+
+
+def fused_terms(terms_list, c, F, align_c, terms, c_emin, out):
+    """``fused_step`` on given (value, alignment exponent) terms."""
     exps = [e for _, e in terms_list]
     if align_c and c != 0:
         exps.append(exponent(c, c_emin))

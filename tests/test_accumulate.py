@@ -314,3 +314,84 @@ def test_bad_input():
         lp.matmul(np.ones((2, 3), np.int32), a.T)
     with pytest.raises(ValueError, match="FusedAdder n"):
         lp.FusedAdder(0, 10)
+
+
+# ---- block-scaled operands ------------------------------------------------------------------
+
+def _log2(s):
+    e = om.floor_log2(s)
+    assert Fr(2) ** e == s
+    return e
+
+
+@pytest.mark.parametrize("bf,emin", [("mxfp8_e4m3", -6), ("mxfp6_e2m3", 0), ("mxfp4", 0)])
+def test_mx_blocktensors_on_b200_mxf8f6f4(bf, emin):
+    """Scale exponents join each product's exponent; 32 products per step, F = 25, RZ."""
+    rng = np.random.default_rng(1)
+    a = (rng.standard_normal((3, 96)) * 2.0 ** rng.integers(-3, 4, (3, 96))).astype(np.float32)
+    b = rng.standard_normal((96, 2)).astype(np.float32)
+    c = rng.standard_normal((3, 2)).astype(np.float32)
+    A, B = lp.quantize(a, bf), lp.quantize(b, bf, axis=-2)
+    got = lp.matmul(A, B, "b200-mxf8f6f4", c)
+    ea, sa = A.element_and_scale_values()
+    eb, sb = B.element_and_scale_values()
+    for i in range(3):
+        for j in range(2):
+            acc = Fr(float(c[i, j]))
+            for k0 in range(0, 96, 32):
+                terms = []
+                for k in range(k0, k0 + 32):
+                    x, y = Fr(float(ea[i, k])), Fr(float(eb[k, j]))
+                    if x and y:
+                        s1, s2 = Fr(float(sa[i, k])), Fr(float(sb[k, j]))
+                        terms.append((x * s1 * y * s2, om.exponent(x, emin) + _log2(s1)
+                                      + om.exponent(y, emin) + _log2(s2)))
+                acc = om.fused_terms(terms, acc, 25, True, "truncate", -126,
+                                     (24, -126, 127, "toward_zero"))
+            assert bits(got[i, j]) == bits(to_f32(acc))
+
+
+def test_nvfp4_blocktensors_on_b200_mxf4nvf4():
+    """Groups of 16 products summed exactly times both UE4M3 scales; 4 group terms per step,
+    F = 35, RZ; the tensor scales in the epilogue: round(alpha * acc + c), alpha = fl32(tA tB)."""
+    rng = np.random.default_rng(2)
+    a = (rng.standard_normal((2, 128)) * 30).astype(np.float32)
+    b = rng.standard_normal((128, 3)).astype(np.float32)
+    c = rng.standard_normal((2, 3)).astype(np.float32)
+    A, B = lp.quantize(a, "nvfp4"), lp.quantize(b, "nvfp4", axis=-2)
+    assert A.tensor_scale != 1
+    got = lp.matmul(A, B, "b200-mxf4nvf4", c)
+    ea, sa = A.element_and_scale_values()
+    eb, sb = B.element_and_scale_values()
+    alpha = Fr(float(np.float32(A.tensor_scale) * np.float32(B.tensor_scale)))
+    for i in range(2):
+        for j in range(3):
+            acc = Fr(0)
+            for k0 in range(0, 128, 64):
+                terms = []
+                for g0 in range(k0, k0 + 64, 16):
+                    v = sum((Fr(float(ea[i, k])) * Fr(float(eb[k, j])) for k in
+                             range(g0, g0 + 16)), Fr(0)) * Fr(float(sa[i, g0])) * \
+                        Fr(float(sb[g0, j]))
+                    if v:
+                        terms.append((v, om.floor_log2(v)))
+                acc = om.fused_terms(terms, acc, 35, True, "truncate", -126,
+                                     (24, -126, 127, "toward_zero"))
+            want = om.round_ieee(alpha * acc + Fr(float(c[i, j])), 24, -126, 127,
+                                 "toward_zero")
+            assert bits(got[i, j]) == bits(to_f32(want))
+
+
+def test_blocktensor_errors():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((4, 32)).astype(np.float32)
+    A = lp.quantize(x, "mxfp8_e4m3")
+    with pytest.raises(ValueError, match="axis=-2"):
+        lp.matmul(A, lp.quantize(x.T.copy(), "mxfp8_e4m3"), "b200-mxf8f6f4")
+    with pytest.raises(ValueError, match="fused-adder"):
+        lp.matmul(A, lp.quantize(x.T.copy(), "mxfp8_e4m3", axis=-2), "exact")
+    with pytest.raises(ValueError, match="powers of two"):
+        lp.matmul(lp.quantize(x, "nvfp4"), lp.quantize(x.T.copy(), "nvfp4", axis=-2),
+                  "b200-mxf8f6f4")
+    with pytest.raises(TypeError, match="not a mix"):
+        lp.matmul(A, x.T, "b200-mxf8f6f4")
