@@ -23,7 +23,10 @@ second-to-last axis) need a fused adder; ``block_scales`` says where the unit ap
 scales: ``"product"`` adds the (power-of-two) scale exponents to each product's exponent before
 alignment (OCP MX on B200 ``mxf8f6f4``); ``"group"`` sums each ``group`` of products exactly,
 multiplies the sum by both scales exactly, and aligns those group terms (NVFP4 on B200
-``mxf4nvf4``; ``fused.n`` counts products). Tensor scales (NVFP4's second level) are applied in
+``mxf4nvf4``; ``fused.n`` counts products); ``"promotion"`` (with ``promote_every``) forms each
+k-product partial sum from the unscaled elements and applies the scales when promoting it:
+outer = round(s * partial + outer), s = round(sA * sB), both in ``promote_to``'s format
+(DeepSeek-V3 §3.3.2: block scales multiplied on the CUDA cores at promotion). Tensor scales (NVFP4's second level) are applied in
 the epilogue: D = round(alpha * acc + c) with alpha = float32(tA * tB), one rounding into
 ``fmt``, the accumulation starting from 0.
 
@@ -50,7 +53,7 @@ __all__ = ["Accumulator", "FusedAdder", "matmul", "dot", "sum", "a2q_bits"]
 
 TERMS = {"truncate": _A.TRUNC, "floor": _A.FLOOR, "nearest": _A.NEAREST}
 ORDERS = ("sequential", "pairwise", "blocked", "exact")
-BLOCK_SCALES = ("product", "group")
+BLOCK_SCALES = ("product", "group", "promotion")
 
 
 @dataclass(frozen=True)
@@ -370,7 +373,9 @@ def _block_matmul(A, B, acc, c, seed, dtype):
     plain = dataclasses.replace(acc, input_formats=(A.fmt.elem, B.fmt.elem))
     epilogue = alpha != 1
     c0 = None if epilogue else c
-    if acc.block_scales == "product":
+    if acc.block_scales == "promotion":
+        res = _promoted(plain, ea, sa, eb, sb, c0, seed)
+    elif acc.block_scales == "product":
         for s, name in ((sa, "A"), (sb, "B")):
             fin = s[np.isfinite(s) & (s > 0)]
             if fin.size and np.any(np.frexp(fin)[0] != 0.5):
@@ -412,6 +417,33 @@ def _fused_from_parts(acc, ea, sa, eb, sb, c, seed):
     return _run_fused(acc, SA, EA, FA, SB, EB, FB, fa.man_bits + fb.man_bits,
                       np.ascontiguousarray(C).reshape(nb, M, N), seed, acc.fused.n
                       ).reshape(shape)
+
+
+def _promoted(acc, ea, sa, eb, sb, c, seed):
+    """Partial sums of unscaled elements per promotion interval, scaled when promoted."""
+    import dataclasses  # noqa: PLC0415
+    from .arith import fma, mul  # noqa: PLC0415
+    k = acc.promote_every
+    if k is None:
+        raise ValueError("block_scales='promotion' needs promote_every=<k>")
+    K = ea.shape[-1]
+    pro = acc.promote_to
+    inner = dataclasses.replace(acc, promote_every=None, promote_to=None,
+                                block_scales="product")
+    shape = np.broadcast_shapes(ea.shape[:-2], eb.shape[:-2]) + (ea.shape[-2], eb.shape[-1])
+    outer = np.zeros(shape) if c is None else np.broadcast_to(_floats(c, "c"), shape)
+    _check_values(outer, pro.fmt, "c")
+    for k0 in range(0, K, k):
+        a_s, b_s = sa[..., :, k0:k0 + k], sb[..., k0:k0 + k, :]
+        if not (np.all(a_s == a_s[..., :1]) and np.all(b_s == b_s[..., :1, :])):
+            raise ValueError(f"block scales must be constant over each {k}-long promotion "
+                             f"interval along K (interval at {k0} is not)")
+        ones_a, ones_b = np.ones(a_s.shape), np.ones(b_s.shape)
+        part = _fused_from_parts(inner, ea[..., :, k0:k0 + k], ones_a, eb[..., k0:k0 + k, :],
+                                 ones_b, None, seed)
+        scale = mul(a_s[..., :, :1], b_s[..., :1, :], pro.fmt, pro.rounding)
+        outer = fma(scale, part, outer, pro.fmt, pro.rounding, pro.overflow)
+    return outer
 
 
 def _grouped(acc, va, vb, sa, sb, c, seed):

@@ -395,3 +395,32 @@ def test_blocktensor_errors():
                   "b200-mxf8f6f4")
     with pytest.raises(TypeError, match="not a mix"):
         lp.matmul(A, x.T, "b200-mxf8f6f4")
+
+
+def test_deepseek_style_scales_applied_at_promotion():
+    """DeepSeek-V3 §3.3.2: 128-long partial sums (h100-fp8 steps) of the unscaled FP8
+    elements, promoted into float32 as outer = RN(s * partial + outer), s = RN(sA * sB)."""
+    bf = lp.BlockFormat("float8_e4m3fn", k=128, scale_fmt="float8_e8m0fnu", scale_rule="floor")
+    rng = np.random.default_rng(4)
+    a = (rng.standard_normal((2, 256)) * 2.0 ** rng.integers(-4, 5, (2, 1))).astype(np.float32)
+    b = rng.standard_normal((256, 2)).astype(np.float32)
+    A, B = lp.quantize(a, bf), lp.quantize(b, bf, axis=-2)
+    h = lp.hardware.preset("h100-fp8")
+    acc = lp.Accumulator(h.fmt, h.rounding, fused=h.fused, input_formats=h.input_formats,
+                         addend_format="float32", promote_every=128, block_scales="promotion")
+    c = rng.standard_normal((2, 2)).astype(np.float32)
+    got = lp.matmul(A, B, acc, c)
+    ea, sa = A.element_and_scale_values()
+    eb, sb = B.element_and_scale_values()
+    for i in range(2):
+        for j in range(2):
+            outer = Fr(float(c[i, j]))
+            for k0 in (0, 128):
+                part = om.fused_dot([Fr(float(v)) for v in ea[i, k0:k0 + 128]],
+                                    [Fr(float(v)) for v in eb[k0:k0 + 128, j]], Fr(0), 32, 13,
+                                    True, "truncate", -6, -6, -126,
+                                    (14, -126, 127, "toward_zero"))
+                s = om.round_ieee(Fr(float(sa[i, k0])) * Fr(float(sb[k0, j])), 24, -126, 127,
+                                  "nearest_even")
+                outer = om.round_ieee(s * part + outer, 24, -126, 127, "nearest_even")
+            assert bits(got[i, j]) == bits(to_f32(outer))
