@@ -43,3 +43,15 @@ def test_compare_comments_hold():
     odd = (x.view(np.uint32) >> np.uint32(16)) & np.uint32(1)
     ups = int(np.sum((low > 0x8000) | ((low == 0x8000) & (odd == 1))))
     assert (r.mismatches, r.max_ulp) == (ups, 1) == (470, 1)
+
+
+def test_arithmetic_and_accumulator_comments_hold():
+    assert lp.add(1.0, 2**-30, "bfloat16", "up") == 1.0078125
+    assert lp.fma(1 + 2**-30, 1 + 2**-30, -1.0, "float32") == 2.0**-29
+    assert lp.div(1.0, 3.0, "float8_e4m3fn") == 0.34375
+    assert lp.sqrt(2.0, "float16") == 1.4140625
+    a = np.float32([[448, 2**-6, 2**-6, -448]])
+    b = np.ones((4, 1), np.float32)
+    for preset, want in (("exact", 0.03125), ("fp32-sequential", 0.03125), ("h100-fp8", 0.0),
+                         ("b200-fp8", 0.03125)):
+        assert lp.matmul(a, b, preset)[0, 0] == want
