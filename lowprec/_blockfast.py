@@ -42,6 +42,35 @@ def block_amax(xb, amax, flags):
         flags[i] = f
 
 
+@nb.njit(cache=True, parallel=True)
+def te_scales(amax_bits, flags, nan_if_inf, mult, s_dec, t_scale, Ps, nan_code, s_codes,
+              s_enc_b, s_val, nanb):
+    """TE's NVFP4 block scales, float32 in TE's order (``blocks._te_scale_inputs`` and
+    ``_te_block_scales`` do the same in NumPy): s_b = e4m3(amax_b * mult) (nearest-even,
+    saturating; an Inf block's amax is Inf), s_enc_b = min(1 / (s_b * s_dec), FLT_MAX),
+    s_val = s_b * t_scale in float64; NaN blocks (``nan_if_inf``: Inf blocks too) get the
+    scale code ``nan_code``."""
+    f32max = np.float32(3.4028234663852886e38)
+    for i in nb.prange(amax_bits.shape[0]):
+        f = flags[i]
+        a = _as(amax_bits[i], np.float32(0))
+        if f & 2:
+            a = np.float32(np.inf)
+        sb_in = np.float32(a * mult)
+        b = _as(sb_in, U32(0))
+        if _general(b, Ps, U32):
+            c, v = _round_bits(I64(b), U64(0), Ps)
+            vb, code = U32(v), c
+        else:
+            vb, code = _fast(b, U64(0), Ps, np.float32, U32)
+        s_b = _as(U32(vb), np.float32(0))
+        s_enc_b[i] = min(np.float32(np.float32(1.0) / np.float32(s_b * s_dec)), f32max)
+        s_val[i] = np.float64(s_b) * t_scale
+        isnan = (f & 1) != 0 or (nan_if_inf and (f & 2) != 0)
+        nanb[i] = isnan
+        s_codes[i] = nan_code if isnan else code
+
+
 ROWS = 256                       # blocks per parallel work item
 
 

@@ -139,6 +139,9 @@ class Accumulator:
             if None in ins or not all(isinstance(f, FloatFormat) for f in ins):
                 raise ValueError("a fused adder needs input_formats=(fmt_A, fmt_B): the float "
                                  "formats whose exponents it aligns")
+            if self.order != "sequential" or self.products is not None:
+                raise ValueError("a fused adder sets its own order and keeps products exact: "
+                                 "leave order='sequential' and products=None")
         if self.block_scales not in BLOCK_SCALES:
             raise ValueError(f"block_scales={self.block_scales!r} is not allowed; choose one of "
                              f"{BLOCK_SCALES}")

@@ -444,9 +444,6 @@ def _fast_quantize(arr, axis, bf, rounding, sr_bits, sr_variant, seed, rbits, te
     BK.block_amax(xf.view(np.uint32).reshape(nbk, bf.k), amax_bits, flags)
     sshape = moved.shape[:-1] + (moved.shape[-1] // bf.k,)
     amax32 = amax_bits.view(np.float32).reshape(sshape)
-    nan, inf = (flags & 1).astype(bool).reshape(sshape), (flags & 2).astype(bool).reshape(sshape)
-    if bf.nonfinite == "nan":
-        nan = nan | inf
     mode, r, variant = cast._check_rounding_args(bf.elem, rounding, sr_bits, sr_variant, seed,
                                                  rbits, np.float32)
     rsrc, rb, sd = 0, np.zeros(1, np.uint64), 0
@@ -458,19 +455,27 @@ def _fast_quantize(arr, axis, bf, rounding, sr_bits, sr_variant, seed, rbits, te
     general = not (isinstance(bf.elem, FloatFormat) and bf.elem.signed and bf.elem.zero)
     codes = np.empty(1 if want_values else xf.shape, bf.elem.code_dtype)
     values = np.empty(xf.shape if want_values else 1, np.float32)
-    if bf.scale_rule == "nvfp4":
-        if inf.any():
-            amax32 = np.where(inf, np.float32(np.inf), amax32)
-        sb_in, t_scale = _te_scale_inputs(amax32, _global_amax(amax32, nan, tensor_amax, bf),
-                                          bf)
-        s_codes, s_b, s_enc_b = _te_block_scales(sb_in, t_scale, bf)
-        if nan.any():
-            s_codes = np.where(nan, bf.scale_fmt.nan_code, s_codes).astype(s_codes.dtype)
+    if bf.scale_rule == "nvfp4":                # scales in one Numba pass (TE's float32 order)
+        g = np.float32(np.inf) if (flags & 2).any() else amax32.max(initial=np.float32(0.0))
+        if tensor_amax is not None:
+            g = np.float32(tensor_amax)
+        sb_mult, s_dec = _te_scale_inputs(np.float32(1.0), g, bf)
+        t_scale = s_dec
+        s_codes = np.empty(nbk, bf.scale_fmt.code_dtype)
+        s_enc_b, s_val, nanv = np.empty(nbk, np.float32), np.empty(nbk), np.empty(nbk, bool)
+        Ps = cast._params(bf.scale_fmt, 32, "nearest_even", "saturate", False, 0, 0)
+        BK.te_scales(amax_bits, flags, bf.nonfinite == "nan", np.float32(sb_mult), s_dec,
+                     np.float64(t_scale), Ps, bf.scale_fmt.nan_code, s_codes, s_enc_b, s_val,
+                     nanv)
+        s_codes = s_codes.reshape(sshape)
         P = cast._params(bf.elem, 32, mode, "saturate", False, r, variant)
-        s_val = s_b.astype(np.float64).ravel() * np.float64(t_scale)
-        BK.scaled_elements(xf, s_enc_b.ravel(), s_val, nan.ravel(), rb, np.uint64(sd), codes,
+        BK.scaled_elements(xf, s_enc_b, s_val, nanv, rb, np.uint64(sd), codes,
                            values, P, rsrc, bf.k, general, want_values)
     else:
+        nan = (flags & 1).astype(bool).reshape(sshape)
+        inf = (flags & 2).astype(bool).reshape(sshape)
+        if bf.nonfinite == "nan":
+            nan = nan | inf
         s_codes, exp, nan = _mx_scales(amax32.astype(np.float64), nan, inf, bf, np.float32)
         t_scale = np.float32(1.0)
         P = cast._params(bf.elem, 32, mode, "saturate", False, r, variant)

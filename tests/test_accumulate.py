@@ -306,6 +306,9 @@ def test_bad_input():
         lp.matmul(a, a.T, lp.Accumulator("float16", "stochastic"))
     with pytest.raises(ValueError, match="input_formats"):
         lp.Accumulator(fused=lp.FusedAdder(4, 10))
+    with pytest.raises(ValueError, match="sets its own order"):
+        lp.Accumulator(fused=lp.FusedAdder(4, 10), order="pairwise",
+                       input_formats=("float16", "float16"))
     with pytest.raises(ValueError, match="block="):
         lp.Accumulator(order="blocked")
     with pytest.raises(ValueError, match="every product index"):
