@@ -1,1 +1,170 @@
-"""JAX adapter (issue 5): not implemented yet; importing it says so."""
+"""JAX adapter: ``round``, ``encode`` and ``decode`` of the core, in ``jax.numpy``, jittable
+and vmappable, bit-identical to ``lowprec`` (issue 5, first part; block formats, matmul,
+gradients and the Pallas kernels are still to come).
+
+Same arguments and rules as ``lp.round`` / ``lp.encode`` / ``lp.decode``. Float32, float16 and
+bfloat16 inputs work with JAX's default 32-bit types; float64 inputs, and formats that only
+float64 holds, need ``jax.config.update("jax_enable_x64", True)``. Stochastic rounding takes
+``rbits=`` (unsigned integers broadcastable to x), ``seed=`` (the core's Philox4x32-10 counter
+generator, same words as ``lp.random_bits``) or ``key=`` (a JAX PRNG key: ``jax.random.bits``
+words, not the core's). Where the core raises (a NaN input into a format without NaN under an
+explicit overflow policy), the JAX functions cannot raise under ``jit``: the value is NaN and
+the code all ones; outside ``jit`` they raise as the core does.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from lowprec import cast
+from lowprec.formats import TableFormat, format as _format
+from lowprec.rounding import check_overflow, check_seed
+
+from ._round import round_bits
+
+__all__ = ["round", "encode", "decode", "random_bits"]
+
+_FLOATS = ("float16", "bfloat16", "float32", "float64")
+
+
+def _check_x(x):
+    x = jnp.asarray(x)
+    if x.dtype.name not in _FLOATS:
+        raise TypeError(f"x must be a float16, bfloat16, float32 or float64 array, got dtype "
+                        f"{x.dtype}")
+    return x
+
+
+def _mulhilo(a, b):
+    """(hi, lo) words of the 64-bit product of uint32 arrays (16-bit limbs: no uint64)."""
+    m = jnp.uint32(0xFFFF)
+    a0, a1, b0, b1 = a & m, a >> 16, b & m, b >> 16
+    p00, p01, p10, p11 = a0 * b0, a0 * b1, a1 * b0, a1 * b1
+    mid = (p00 >> 16) + (p01 & m) + (p10 & m)
+    return p11 + (p01 >> 16) + (p10 >> 16) + (mid >> 16), (p00 & m) | (mid << 16)
+
+
+def _philox(c0, c1, c2, c3, k0, k1):
+    """Philox4x32-10, as ``lowprec._kernels.philox4x32``."""
+    for _ in range(10):
+        h0, l0 = _mulhilo(jnp.uint32(0xD2511F53), c0)
+        h1, l1 = _mulhilo(jnp.uint32(0xCD9E8D57), c2)
+        c0, c1, c2, c3 = h1 ^ c1 ^ k0, l1, h0 ^ c3 ^ k1, l0
+        k0 = k0 + jnp.uint32(0x9E3779B9)
+        k1 = k1 + jnp.uint32(0xBB67AE85)
+    return c0, c1, c2, c3
+
+
+def random_bits(seed, shape, wide=False):
+    """The core's seeded random words (``lp.random_bits``) as (hi, lo) uint32 arrays; hi is 0
+    unless ``wide``. Element i (flat C order) uses counter (i, 0, 0, 0) and key (seed_lo,
+    seed_hi)."""
+    seed = check_seed(seed)
+    n = int(np.prod(shape, dtype=np.int64))
+    if n >= 2**32:
+        raise ValueError("seed= supports up to 2^32 elements per call in lowprec_jax")
+    i = jnp.arange(n, dtype=jnp.uint32).reshape(shape)
+    z = jnp.zeros_like(i)
+    w0, w1, _, _ = _philox(i, z, z, z, jnp.uint32(seed & 0xFFFFFFFF), jnp.uint32(seed >> 32))
+    return (w1 if wide else z), w0
+
+
+def _random_words(shape, W, r, seed, rbits, key):
+    if rbits is not None:
+        rb = jnp.asarray(rbits)
+        if not jnp.issubdtype(rb.dtype, jnp.unsignedinteger):
+            raise TypeError(f"rbits must be an unsigned integer array, got dtype {rb.dtype}")
+        if rb.dtype.itemsize * 8 < r:
+            raise ValueError(f"rbits has {rb.dtype.itemsize * 8} bits per element but {r} "
+                             "random bits are used")
+        rb = jnp.broadcast_to(rb, shape)
+        if rb.dtype.itemsize == 8:
+            return (rb >> 32).astype(jnp.uint32), (rb & 0xFFFFFFFF).astype(jnp.uint32)
+        return jnp.zeros(shape, jnp.uint32), rb.astype(jnp.uint32)
+    if key is not None:
+        lo = jax.random.bits(key, shape, jnp.uint32)
+        hi = jax.random.bits(jax.random.fold_in(key, 1), shape, jnp.uint32) if r > 32 else \
+            jnp.zeros(shape, jnp.uint32)
+        return hi, lo
+    if seed is not None:
+        return random_bits(seed, shape, wide=W == 64)
+    z = jnp.zeros(shape, jnp.uint32)
+    return z, z
+
+
+def _run(x, fmt, rounding, overflow, sr_bits, sr_variant, seed, rbits, key):
+    fmt = _format(fmt)
+    if isinstance(fmt, TableFormat):
+        raise NotImplementedError(f"lowprec_jax does not round to table formats ({fmt.name}) "
+                                  "yet; use lp.round")
+    x = _check_x(x)
+    sources = sum(v is not None for v in (seed, rbits, key))
+    if sources > 1:
+        raise ValueError("give one of seed=, rbits=, key= for stochastic rounding")
+    kw_seed = 0 if key is not None else seed
+    mode, r, variant = cast._check_rounding_args(fmt, rounding, sr_bits, sr_variant, kw_seed,
+                                                 rbits, x.dtype)
+    policy = check_overflow(overflow, fmt)
+    W = cast._work_bits(fmt, x.dtype)
+    if W == 64 and not jax.config.jax_enable_x64:
+        raise ValueError(f"{fmt.name} from {x.dtype} needs a float64 work type: enable "
+                         "jax_enable_x64 (jax.config.update('jax_enable_x64', True))")
+    P = cast._params(fmt, W, mode, policy, overflow is None, r, variant)
+    ft, ut = (jnp.float32, jnp.uint32) if W == 32 else (jnp.float64, jnp.uint64)
+    ub = lax.bitcast_convert_type(x.astype(ft), ut)
+    Rh, Rl = _random_words(x.shape, W, r, seed, rbits, key)
+    code, vb = round_bits(ub, Rh, Rl, tuple(int(v) for v in P))
+    err = code == ut((1 << W) - 1)
+    _raise_if_concrete(err, x, fmt)
+    return W, code, vb, err
+
+
+def _raise_if_concrete(err, x, fmt):
+    if isinstance(err, jax.core.Tracer):
+        return
+    if bool(jnp.any(err)):
+        i = int(jnp.argmax(err.reshape(-1)))
+        raise ValueError(f"x holds NaN (first at flat index {i}) but {fmt.name} has no NaN "
+                         "code")
+
+
+def round(x, fmt, rounding="nearest_even", overflow=None, *, sr_bits=None, sr_variant="srff",
+          seed=None, rbits=None, key=None, dtype=None):
+    """``lp.round`` in JAX: x rounded once to ``fmt``; the result dtype follows the core's
+    rule (``lowprec.cast``) or ``dtype``."""
+    x = _check_x(x)
+    W, _, vb, err = _run(x, fmt, rounding, overflow, sr_bits, sr_variant, seed, rbits, key)
+    ft = jnp.float32 if W == 32 else jnp.float64
+    v = lax.bitcast_convert_type(vb, ft)
+    v = jnp.where(err, jnp.array(jnp.nan, ft), v)
+    rdt = np.dtype(dtype) if dtype is not None else cast.result_dtype(x.dtype, _format(fmt))
+    if not cast.holds(_format(fmt), rdt):
+        raise ValueError(f"dtype={rdt} cannot hold every value of {_format(fmt).name}")
+    return v.astype(rdt)
+
+
+def encode(x, fmt, rounding="nearest_even", overflow=None, *, sr_bits=None, sr_variant="srff",
+           seed=None, rbits=None, key=None):
+    """``lp.encode`` in JAX: the codes, in the smallest unsigned dtype holding the format."""
+    fmt = _format(fmt)
+    _, code, _, err = _run(x, fmt, rounding, overflow, sr_bits, sr_variant, seed, rbits, key)
+    mask = code.dtype.type((1 << fmt.bits) - 1)
+    return jnp.where(err, mask, code & mask).astype(fmt.code_dtype)
+
+
+def decode(codes, fmt, dtype=None):
+    """``lp.decode`` in JAX: a gather from the table of every code's value (formats of at most
+    16 bits; the table comes from the core)."""
+    fmt = _format(fmt)
+    if fmt.bits > 16:
+        raise NotImplementedError("lowprec_jax.decode supports formats of at most 16 bits")
+    codes = jnp.asarray(codes)
+    if not jnp.issubdtype(codes.dtype, jnp.integer):
+        raise TypeError(f"codes must be an integer array, got dtype {codes.dtype}")
+    dt = np.dtype(dtype) if dtype is not None else (
+        np.dtype(np.float32) if cast.holds(fmt, np.float32) else np.dtype(np.float64))
+    table = cast.decode(np.arange(1 << fmt.bits), fmt, dtype=dt) if not (
+        getattr(fmt, "symmetric", False)) else cast._decode_table(fmt).astype(dt)
+    return jnp.asarray(table)[codes.astype(jnp.int32)]

@@ -1,0 +1,237 @@
+"""The core's rounding step (``lowprec._kernels._round_bits`` / ``_finish`` / ``_sr_decide``)
+written in ``jax.numpy`` integer operations, element-wise and branch-free, so that it runs under
+``jax.jit`` / ``jax.vmap`` on any backend and gives the core's bits.
+
+Float32 inputs work in uint32 lanes (no 64-bit integers needed: JAX's default ``x64`` off);
+float64 inputs (``jax_enable_x64``) in uint64 lanes. The 0.64 discarded fraction D and 64-bit
+random words are carried as two uint32 halves in both cases. Parameters come from
+``lowprec.cast._params`` (the same array the Numba kernels read) as Python ints at trace time.
+"""
+from __future__ import annotations
+
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from lowprec import _kernels as K
+
+U32 = jnp.uint32
+
+
+def _shr(x, k, width):
+    """x >> k for per-element k >= 0 (0 when k >= width)."""
+    kk = jnp.minimum(k, width - 1).astype(x.dtype)
+    return jnp.where(k >= width, jnp.zeros_like(x), x >> kk)
+
+
+def _shl(x, k, width):
+    """x << k for per-element k >= 0 (0 when k >= width)."""
+    kk = jnp.minimum(k, width - 1).astype(x.dtype)
+    return jnp.where(k >= width, jnp.zeros_like(x), x << kk)
+
+
+def _mask(k, width, dtype):
+    """Low k bits set, 0 <= k <= width."""
+    one = jnp.ones_like(k, dtype=dtype)
+    full = jnp.full_like(k, (1 << width) - 1, dtype=dtype)
+    return jnp.where(k >= width, full, _shl(one, k, width) - one)
+
+
+# ---- 64-bit quantities as (hi, lo) uint32 pairs -------------------------------------------
+
+def _gt(ah, al, bh, bl):
+    return (ah > bh) | ((ah == bh) & (al > bl))
+
+
+def _shr64(h, l, k):
+    """(h, l) >> k for 0 <= k <= 64 (per element)."""
+    hk = _shr(h, k, 32)
+    lk = _shr(l, k, 32) | _shl(h, 32 - k, 32)
+    lk = jnp.where(k == 0, l, lk)
+    lk = jnp.where(k >= 32, _shr(h, k - 32, 32), lk)
+    return jnp.where(k >= 64, U32(0), hk), jnp.where(k >= 64, U32(0), lk)
+
+
+def _low64(h, l, k):
+    """The low k bits of (h, l), 0 <= k <= 64."""
+    lo = jnp.where(k >= 32, l, l & _mask(k, 32, U32))
+    hi = jnp.where(k >= 32, h & _mask(k - 32, 32, U32), U32(0))
+    return hi, lo
+
+
+def _sr_decide(Dh, Dl, Rh, Rl, r, variant):
+    """``_kernels._sr_decide`` on pairs: D the 0.64 discarded fraction (bit 0 sticky), R the r
+    low random bits. True = round away from zero."""
+    if r < 64:
+        Rh, Rl = _low64(Rh, Rl, jnp.full_like(Rh, r, dtype=jnp.int32))
+    if variant == K.SRFF:
+        if r == 64:                                    # carry out of D + R
+            lo = Dl + Rl
+            c = (lo < Dl).astype(U32)
+            hi = Dh + Rh
+            c1 = hi < Dh
+            hi2 = hi + c
+            return c1 | (hi2 < hi)
+        th, tl = _shr64(Dh, Dl, jnp.full_like(Dh, 64 - r, dtype=jnp.int32))
+        return _sum_reaches(th, tl, Rh, Rl, r)
+    if variant == K.SRF:                               # t2 + 2R + 1 >= 2^(r+1)
+        th, tl = _shr64(Dh, Dl, jnp.full_like(Dh, 63 - r, dtype=jnp.int32))
+        R2h = (Rh << 1) | (Rl >> 31)
+        R2l = (Rl << 1) | U32(1)
+        return _sum_reaches(th, tl, R2h, R2l, r + 1)
+    k = 64 - r
+    kk = jnp.full_like(Dh, k, dtype=jnp.int32)
+    th, tl = _shr64(Dh, Dl, kk)
+    rh, rl = _low64(Dh, Dl, kk)
+    if variant == K.SRC:
+        hh, hl = (U32(1 << (k - 33)), U32(0)) if k - 1 >= 32 else (U32(0), U32(1 << (k - 1)))
+        up = _gt(rh, rl, hh, hl) | ((rh == hh) & (rl == hl) & ((tl & 1) == 1))
+    else:                                              # SR-odd: round d to r bits, to odd
+        up = jnp.zeros_like(Dh, dtype=bool)
+        tl = tl | ((rh | rl) != 0).astype(U32)
+    if variant == K.SRC:
+        tl2 = tl + up.astype(U32)
+        th = th + (tl2 < tl).astype(U32)
+        tl = tl2
+    return _sum_reaches(th, tl, Rh, Rl, r)
+
+
+def _sum_reaches(th, tl, Rh, Rl, r):
+    """t + R >= 2^r for 64-bit pairs t, R < 2^r (r <= 64)."""
+    lo = tl + Rl
+    carry = (lo < tl).astype(U32)
+    hi = th + Rh + carry
+    if r >= 64:
+        return jnp.zeros_like(th, dtype=bool)
+    if r >= 32:
+        return hi >= U32(1 << (r - 32)) if r < 64 else jnp.zeros_like(th, dtype=bool)
+    return (hi != 0) | (lo >= U32(1 << r))
+
+
+# ---- the rounding step ------------------------------------------------------------------------
+
+@partial(jax.jit, static_argnames=("P",))
+def round_bits(ub, Rh, Rl, P):
+    """(code, value bits) of every element of the work-type bits ``ub`` (uint32 for W = 32,
+    uint64 for W = 64) rounded as ``P`` (a tuple of ints: ``cast._params``) says, both
+    unsigned of that width; the code is all ones where the core would raise (a NaN the format
+    cannot hold). Compiled once per parameter tuple and input shape."""
+    W = P[K.WSH] + 1
+    ut = ub.dtype.type
+    it = jnp.int32 if W == 32 else jnp.int64
+    mw, bw, mt, emin, mb = P[K.MW], P[K.BW], P[K.MT], P[K.EMIN], P[K.MB]
+    mode = P[K.MODE]
+    s = (ub >> (W - 1)).astype(it)
+    a = ub & ut((1 << (W - 1)) - 1)
+    winf = ((1 << (W - 1 - mw)) - 1) << mw
+    special = a >= winf
+    isnan = a > winf
+    ew = (a >> mw).astype(it)
+    sig = (a & ut((1 << mw) - 1)) | ((ew != 0).astype(ut) << mw)
+    E = jnp.maximum(ew, 1) - bw
+    below = E < emin
+    Et = jnp.maximum(E, emin)
+    meff = jnp.where(below, mb, mt).astype(it)
+    sh = (mw - meff + (Et - E)).astype(jnp.int32)
+    q = _shr(sig, sh, W).astype(it)
+    # D, the discarded fraction as 0.64 fixed point (bit 0 sticky), as two uint32 halves
+    rem = sig & _mask(sh, W, ut)
+    if W == 32:
+        s32 = sh
+        hi = jnp.where(s32 <= 32, _shl(rem, 32 - s32, 32), _shr(sig, s32 - 32, 32))
+        lo = jnp.where((s32 > 32) & (s32 < 64), _shl(sig, 64 - s32, 32), U32(0))
+        k = jnp.minimum(s32 - 64, 63)
+        deep = _shr(sig, k, 32) | ((sig & _mask(jnp.maximum(k, 0), 32, U32)) != 0).astype(U32)
+        Dh = jnp.where(s32 >= 64, U32(0), hi)
+        Dl = jnp.where(s32 >= 64, deep, lo)
+    else:
+        D = jnp.where(sh < 64, _shl(rem, 64 - sh, 64), ut(0))
+        k = jnp.minimum(sh - 64, 63)
+        deep = _shr(sig, k, 64) | ((sig & _mask(jnp.maximum(k, 0), 64, ut)) != 0).astype(ut)
+        D = jnp.where(sh >= 64, deep, jnp.where(rem == 0, ut(0), D))
+        Dh, Dl = (D >> 32).astype(U32), (D & ut(0xFFFFFFFF)).astype(U32)
+    nz = (Dh | Dl) != 0
+    if mode == K.RNE:
+        inc = _gt(Dh, Dl, U32(1 << 31), U32(0)) | ((Dh == U32(1 << 31)) & (Dl == 0) & (
+            (q & 1) == 1))
+    elif mode == K.RNA:
+        inc = Dh >= U32(1 << 31)
+    elif mode == K.UP:
+        inc = nz & (s == 0)
+    elif mode == K.DOWN:
+        inc = nz & (s == 1)
+    elif mode == K.ODD:
+        inc = nz & ((q & 1) == 0)
+    elif mode == K.SR:
+        inc = nz & _sr_decide(Dh, Dl, Rh, Rl, P[K.SRBITS], P[K.VARIANT])
+    else:
+        inc = jnp.zeros_like(nz)
+    q = q + inc.astype(it)
+    cm = ((Et - emin) << mt) + (q << (mt - meff)) + P[K.CODE_BASE]
+    maxm = jnp.where(s == 1, P[K.MAXNEG], P[K.MAXPOS])
+    ovf = (cm > maxm) | ((s == 1) & (maxm < 0))
+    away = _rounds_away(s, mode)
+    # value bits of a finite result
+    if W == 32:
+        ft = jnp.float32
+    else:
+        ft = jnp.float64
+    subq = float(np.int64(P[K.SUBQ_BITS]).view(np.float64))
+    vsub = (q.astype(jnp.float64 if W == 64 else jnp.float32) * (
+        jnp.float64(subq) if W == 64 else jnp.float32(subq)))
+    vb_sub = jnp.asarray(vsub, ft).view(ut)
+    vb_norm = (((Et + bw - 1) << mw) + (q << (mw - mt))).astype(ut)
+    vb = jnp.where(below, vb_sub, vb_norm) | (s.astype(ut) << (W - 1))
+    kind = P[K.KIND]
+    if kind == K.KIND_TWOS:
+        code = jnp.where(s == 1, (-cm) & P[K.CMASK], cm).astype(ut)
+    elif kind == K.KIND_SIGNMAG:
+        code = cm.astype(ut) | (s.astype(ut) << P[K.SBIT])
+    else:
+        code = cm.astype(ut)
+    # zero results
+    zero = cm <= 0
+    nozero = (cm < 0) | (P[K.CODE_BASE] < 0)
+    negz = (s == 1) & (P[K.NEGZ_OK] == 1)
+    z_code = jnp.where(nozero, jnp.where(a == 0, _u(P[K.ZIN_C], ut), _u(P[K.MIN_C], ut)),
+                       jnp.where(negz, _u(1 << P[K.SBIT], ut), _u(0, ut)))
+    z_val = jnp.where(nozero, jnp.where(a == 0, _u(P[K.ZIN_V], ut), _u(P[K.MIN_V], ut)),
+                      jnp.where(negz, _u(1 << (W - 1), ut), _u(0, ut)))
+    code = jnp.where(zero, z_code, code)
+    vb = jnp.where(zero, z_val, vb)
+    # overflow, then special inputs
+    oc, ov = _overflow(s, away, P, ut)
+    code = jnp.where(ovf, oc, code)
+    vb = jnp.where(ovf, ov, vb)
+    sc, sv = _overflow(s, jnp.ones_like(ovf), P, ut)
+    nc = jnp.where(s == 1, _u(P[K.NAN_NEG_C], ut), _u(P[K.NAN_POS_C], ut))
+    nv = jnp.where(s == 1, _u(P[K.NAN_NEG_V], ut), _u(P[K.NAN_POS_V], ut))
+    code = jnp.where(special, jnp.where(isnan, nc, sc), code)
+    vb = jnp.where(special, jnp.where(isnan, nv, sv), vb)
+    return code, vb
+
+
+def _u(v, ut):
+    """A parameter (int64 in P, possibly negative for 64-bit patterns) as an unsigned scalar."""
+    return ut(v & ((1 << (8 * np.dtype(ut).itemsize)) - 1))
+
+
+def _rounds_away(s, mode):
+    if mode in (K.RNE, K.RNA, K.SR):
+        return jnp.ones_like(s, dtype=bool)
+    if mode == K.UP:
+        return s == 0
+    if mode == K.DOWN:
+        return s == 1
+    return jnp.zeros_like(s, dtype=bool)
+
+
+def _overflow(s, away, P, ut):
+    neg = s == 1
+    code = jnp.where(away, jnp.where(neg, _u(P[K.OVF_NEG_C], ut), _u(P[K.OVF_POS_C], ut)),
+                     jnp.where(neg, _u(P[K.SAT_NEG_C], ut), _u(P[K.SAT_POS_C], ut)))
+    val = jnp.where(away, jnp.where(neg, _u(P[K.OVF_NEG_V], ut), _u(P[K.OVF_POS_V], ut)),
+                    jnp.where(neg, _u(P[K.SAT_NEG_V], ut), _u(P[K.SAT_POS_V], ut)))
+    return code, val

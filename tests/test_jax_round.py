@@ -1,0 +1,133 @@
+"""lowprec_jax.round / encode / decode give the core's bits (the core itself is checked against
+the oracle), under jax.jit and vmap, with JAX's x64 off (float32 work) and on (float64)."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+import lowprec as lp
+import lowprec_jax as lj
+from lowprec.testing import float_formats
+
+U = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
+MODES = ["nearest_even", "nearest_away", "toward_zero", "up", "down", "odd"]
+F32_FORMATS = ["float8_e4m3fn", "float8_e5m2", "float8_e4m3fnuz", "float8_e3m4",
+               "float6_e3m2fn", "float4_e2m1fn", "bfloat16", "float16", "tfloat32", "float32",
+               "int8", "uint4", "mxint8_element"]
+NO_NAN = ("int8", "uint4", "mxint8_element", "float6_e3m2fn", "float4_e2m1fn")
+
+
+def inputs(dtype, n=4000, seed=0):
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal(n) * np.exp2(rng.integers(-40, 40, n))).astype(dtype)
+    if dtype == np.float64:
+        x[: n // 4] = np.exp2(rng.integers(-1074, 1020, n // 4)) * rng.standard_normal(n // 4)
+    x[:8] = [np.nan, -np.nan, -np.inf, np.inf, -0.0, 0.0, np.finfo(dtype).smallest_subnormal,
+             -np.finfo(dtype).max]
+    return x
+
+
+def same(got, want):
+    got, want = np.asarray(got), np.asarray(want)
+    assert got.dtype == want.dtype and got.shape == want.shape
+    bad = np.flatnonzero(got.view(U[got.itemsize]) != want.view(U[want.itemsize]))
+    assert bad.size == 0, f"{bad.size} differ, first at {bad[:3]}"
+
+
+def check(x, fmt, mode, **kw):
+    xs = np.nan_to_num(x) if fmt in NO_NAN else x
+    same(jax.jit(lambda v: lj.encode(v, fmt, mode, **kw))(xs), lp.encode(xs, fmt, mode, **kw))
+    same(jax.jit(lambda v: lj.round(v, fmt, mode, **kw))(xs), lp.round(xs, fmt, mode, **kw))
+
+
+@pytest.mark.parametrize("fmt", F32_FORMATS)
+def test_float32_inputs_every_mode(fmt):
+    x = inputs(np.float32)
+    every = fmt in ("float8_e4m3fn", "int8", "bfloat16", "float6_e3m2fn", "float32")
+    for mode in MODES if every else ("nearest_even", "up", "odd"):
+        check(x, fmt, mode)
+    check(x, fmt, "stochastic", seed=11)
+
+
+@pytest.mark.parametrize("fmt", ["float8_e4m3fn", "float4_e2m1fn", "bfloat16", "float16"])
+def test_float16_and_bfloat16_inputs(fmt):
+    for dt in (np.float16, jnp.bfloat16):
+        x = inputs(np.float32).astype(dt)
+        for mode in ("nearest_even", "toward_zero", "odd"):
+            check(x, fmt, mode)
+
+
+@pytest.mark.parametrize("variant", ["srff", "srf", "src", "sr_odd"])
+@pytest.mark.parametrize("r", [1, 8, 31, 32])
+def test_stochastic_variants_with_explicit_bits(variant, r):
+    x = inputs(np.float32, 2000, seed=r)
+    rb = np.random.default_rng(r).integers(0, 2**32, x.shape, dtype=np.uint64).astype(np.uint32)
+    for fmt in ("float8_e4m3fn", "float6_e2m3fn"):
+        check(np.nan_to_num(x), fmt, "stochastic", sr_bits=r, sr_variant=variant, rbits=rb)
+
+
+def test_key_gives_the_words_of_jax_random_bits():
+    x = inputs(np.float32, 1000)
+    key = jax.random.key(3)
+    words = np.asarray(jax.random.bits(key, x.shape, jnp.uint32))
+    same(lj.round(x, "bfloat16", "stochastic", key=key),
+         lp.round(x, "bfloat16", "stochastic", rbits=words))
+
+
+def test_seed_words_equal_the_cores():
+    hi, lo = lj.random_bits(2**40 + 7, (3, 5), wide=True)
+    w = lp.random_bits(2**40 + 7, (3, 5), wide=True)
+    assert np.array_equal((np.asarray(hi).astype(np.uint64) << np.uint64(32))
+                          | np.asarray(lo).astype(np.uint64), w)
+
+
+@pytest.mark.parametrize("fmt", ["float8_e4m3fn", "float8_e8m0fnu", "bfloat16", "float32",
+                                 "float64", "ue4m3", "int8", "float8_e5m2fnuz"])
+def test_float64_inputs_with_x64(fmt):
+    with jax.enable_x64(True):
+        x = inputs(np.float64)
+        for mode in MODES if fmt in ("float8_e4m3fn", "float64") else ("nearest_even", "down"):
+            check(x, fmt, mode)
+        check(np.nan_to_num(x), fmt, "stochastic", seed=2)
+        rb = np.random.default_rng(1).integers(0, 2**63, x.shape, dtype=np.uint64) * np.uint64(2)
+        check(np.nan_to_num(x), fmt, "stochastic", rbits=rb)
+        check(np.nan_to_num(x), fmt, "stochastic", sr_bits=7, sr_variant="src", rbits=rb)
+
+
+@settings(max_examples=25, deadline=None)
+@given(fmt=float_formats(), mode=st.sampled_from(MODES + ["stochastic"]),
+       seed=st.integers(0, 2**32 - 1))
+def test_random_formats(fmt, mode, seed):
+    with jax.enable_x64(True):
+        x = inputs(np.float64, 500, seed)
+        if not fmt.has_nan:
+            x = np.nan_to_num(x)
+        kw = dict(seed=seed) if mode == "stochastic" else {}
+        same(lj.encode(x, fmt, mode, **kw), lp.encode(x, fmt, mode, **kw))
+        same(lj.round(x, fmt, mode, **kw), lp.round(x, fmt, mode, **kw))
+
+
+def test_vmap_decode_and_dtypes():
+    x = inputs(np.float32, 64).reshape(8, 8)
+    same(jax.vmap(lambda r: lj.round(r, "float8_e4m3fn"))(x), lp.round(x, "float8_e4m3fn"))
+    codes = np.arange(256, dtype=np.uint8)
+    same(lj.decode(codes, "float8_e4m3fn"), lp.decode(codes, "float8_e4m3fn"))
+    same(lj.decode(np.arange(16), "float4_e2m1fn"), lp.decode(np.arange(16), "float4_e2m1fn"))
+    assert lj.round(x, "bfloat16", dtype=jnp.bfloat16).dtype == jnp.bfloat16
+
+
+def test_errors():
+    x = np.float32([1.0, np.nan])
+    with pytest.raises(ValueError, match="no NaN"):
+        lj.round(x, "float4_e2m1fn", overflow="saturate")
+    under_jit = jax.jit(lambda v: lj.encode(v, "float4_e2m1fn", overflow="saturate"))(x)
+    assert np.asarray(under_jit).tolist() == [2, 15]
+    with pytest.raises(ValueError, match="jax_enable_x64"):
+        lj.round(x, "float8_e8m0fnu")
+    with pytest.raises(TypeError, match="x must be"):
+        lj.round(np.int32([1]), "float16")
+    with pytest.raises(ValueError, match="exactly one source"):
+        lj.round(x, "float16", "stochastic")
+    with pytest.raises(NotImplementedError, match="table formats"):
+        lj.round(x, "hifloat8")
