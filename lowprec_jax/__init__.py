@@ -130,11 +130,44 @@ def _raise_if_concrete(err, x, fmt):
                          "code")
 
 
+GRADS = ("ste", "none")
+
+
 def round(x, fmt, rounding="nearest_even", overflow=None, *, sr_bits=None, sr_variant="srff",
-          seed=None, rbits=None, key=None, dtype=None):
+          seed=None, rbits=None, key=None, dtype=None, grad="ste", grad_fmt=None,
+          grad_rounding="nearest_even", grad_kw=None):
     """``lp.round`` in JAX: x rounded once to ``fmt``; the result dtype follows the core's
-    rule (``lowprec.cast``) or ``dtype``."""
+    rule (``lowprec.cast``) or ``dtype``.
+
+    Gradient (``jax.grad`` / ``vjp``): ``grad="ste"`` (default) passes the incoming gradient
+    straight through (Bengio et al. 2013), ``"none"`` gives zero. ``grad_fmt``: the incoming
+    gradient is itself rounded to that format first (``grad_rounding`` and the stochastic
+    arguments in ``grad_kw``, e.g. ``dict(key=k)``), as FP8/FP4 training recipes do; the
+    result is returned in x's dtype."""
+    if grad not in GRADS:
+        raise ValueError(f"grad={grad!r} is not allowed; choose one of {GRADS}")
     x = _check_x(x)
+    args = (fmt, rounding, overflow, sr_bits, sr_variant, seed, rbits, key, dtype)
+
+    @jax.custom_vjp
+    def f(v):
+        return _round_values(v, *args)
+
+    def f_fwd(v):
+        return f(v), None
+
+    def f_bwd(_, g):
+        if grad == "none":
+            return (jnp.zeros(x.shape, x.dtype),)
+        if grad_fmt is not None:
+            g = round(g, grad_fmt, grad_rounding, grad="none", **(grad_kw or {}))
+        return (g.astype(x.dtype),)
+
+    f.defvjp(f_fwd, f_bwd)
+    return f(x)
+
+
+def _round_values(x, fmt, rounding, overflow, sr_bits, sr_variant, seed, rbits, key, dtype):
     W, _, vb, err = _run(x, fmt, rounding, overflow, sr_bits, sr_variant, seed, rbits, key)
     ft = jnp.float32 if W == 32 else jnp.float64
     v = lax.bitcast_convert_type(vb, ft)

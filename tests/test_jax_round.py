@@ -131,3 +131,21 @@ def test_errors():
         lj.round(x, "float16", "stochastic")
     with pytest.raises(NotImplementedError, match="table formats"):
         lj.round(x, "hifloat8")
+
+
+def test_straight_through_gradient_and_gradient_quantisation():
+    x = jnp.asarray(inputs(np.float32, 64)[8:])
+    w = jnp.asarray(np.random.default_rng(0).standard_normal(x.shape).astype(np.float32))
+    loss = lambda v, **kw: jnp.sum(lj.round(v, "float8_e4m3fn", **kw) * w)  # noqa: E731
+    same(jax.jit(jax.grad(loss))(x), np.asarray(w))                         # ste: w itself
+    same(jax.grad(lambda v: loss(v, grad="none"))(x), np.zeros(x.shape, np.float32))
+    g = jax.grad(lambda v: loss(v, grad_fmt="float8_e5m2"))(x)
+    same(g, lp.round(np.asarray(w), "float8_e5m2"))
+    g = jax.grad(lambda v: loss(v, grad_fmt="float8_e5m2", grad_rounding="stochastic",
+                                grad_kw=dict(seed=4)))(x)
+    same(g, lp.round(np.asarray(w), "float8_e5m2", "stochastic", seed=4))
+    xb = x.astype(jnp.bfloat16)
+    gb = jax.grad(lambda v: jnp.sum(lj.round(v, "float8_e4m3fn").astype(jnp.float32)))(xb)
+    assert gb.dtype == jnp.bfloat16
+    with pytest.raises(ValueError, match="grad="):
+        lj.round(x, "float16", grad="stochastic")
