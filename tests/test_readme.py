@@ -55,3 +55,14 @@ def test_arithmetic_and_accumulator_comments_hold():
     for preset, want in (("exact", 0.03125), ("fp32-sequential", 0.03125), ("h100-fp8", 0.0),
                          ("b200-fp8", 0.03125)):
         assert lp.matmul(a, b, preset)[0, 0] == want
+
+
+def test_jax_comments_hold():
+    import jax
+    import lowprec_jax as lj
+    x = np.float32([1.3, 464.0, -0.0, 3e-3])
+    y = jax.jit(lambda v: lj.round(v, "float8_e4m3fn", "stochastic", seed=7))(x)
+    assert np.array_equal(np.asarray(y).view(np.uint32),
+                          lp.round(x, "float8_e4m3fn", "stochastic", seed=7).view(np.uint32))
+    g = jax.grad(lambda v: lj.round(v, "float8_e4m3fn", grad_fmt="float8_e5m2").sum())(x)
+    assert np.asarray(g).tolist() == [1.0, 1.0, 1.0, 1.0]
