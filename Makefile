@@ -24,6 +24,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_round.py
 	$(PY) benchmarks/bench_blocks.py
 	$(PY) benchmarks/bench_matmul.py
+	$(PY) benchmarks/bench_jax.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info
