@@ -9,8 +9,6 @@ random words are carried as two uint32 halves in both cases. Parameters come fro
 """
 from __future__ import annotations
 
-from functools import partial
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -112,8 +110,7 @@ def _sum_reaches(th, tl, Rh, Rl, r):
 
 # ---- the rounding step ------------------------------------------------------------------------
 
-@partial(jax.jit, static_argnames=("P",))
-def round_bits(ub, Rh, Rl, P):
+def round_bits_impl(ub, Rh, Rl, P):
     """(code, value bits) of every element of the work-type bits ``ub`` (uint32 for W = 32,
     uint64 for W = 64) rounded as ``P`` (a tuple of ints: ``cast._params``) says, both
     unsigned of that width; the code is all ones where the core would raise (a NaN the format
@@ -235,3 +232,7 @@ def _overflow(s, away, P, ut):
     val = jnp.where(away, jnp.where(neg, _u(P[K.OVF_NEG_V], ut), _u(P[K.OVF_POS_V], ut)),
                     jnp.where(neg, _u(P[K.SAT_NEG_V], ut), _u(P[K.SAT_POS_V], ut)))
     return code, val
+
+
+round_bits = jax.jit(round_bits_impl, static_argnames=("P",))
+round_bits.__doc__ = round_bits_impl.__doc__

@@ -1,0 +1,77 @@
+"""Pallas kernels (``lowprec_jax.pallas``): ``round`` / ``encode`` as one Pallas kernel over
+blocks of the flattened input, the body being the same integer rounding step as
+``lowprec_jax.round`` (``_round.round_bits_impl``), so the bits are the core's. Runs with
+``interpret=True`` on CPU (the default here) and lowers for GPUs through Pallas' Triton backend
+(float32 work type: formats that float32 holds, inputs of at most 32 bits)."""
+from __future__ import annotations
+
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+from jax.experimental import pallas as pl
+from jax.experimental.pallas import triton as pltriton
+
+from lowprec import cast
+from lowprec.formats import TableFormat, format as _format
+from lowprec.rounding import check_overflow
+
+from . import _check_x, _random_words
+from ._round import round_bits_impl
+
+__all__ = ["round", "encode", "BLOCK"]
+
+BLOCK = 1024          # elements per kernel instance
+
+
+def _kernel(x_ref, rh_ref, rl_ref, v_ref, c_ref, *, P):
+    code, vb = round_bits_impl(x_ref[...], rh_ref[...], rl_ref[...], P)
+    v_ref[...] = vb
+    c_ref[...] = code
+
+
+def _call(x, fmt, rounding, overflow, sr_bits, sr_variant, seed, rbits, key, interpret):
+    fmt = _format(fmt)
+    x = _check_x(x)
+    if isinstance(fmt, TableFormat) or cast._work_bits(fmt, x.dtype) != 32:
+        raise ValueError(f"the Pallas kernels use a float32 work type: {fmt.name} from "
+                         f"{x.dtype} needs float64 (use lowprec_jax.round)")
+    if sum(v is not None for v in (seed, rbits, key)) > 1:
+        raise ValueError("give one of seed=, rbits=, key= for stochastic rounding")
+    mode, r, variant = cast._check_rounding_args(fmt, rounding, sr_bits, sr_variant,
+                                                 0 if key is not None else seed, rbits,
+                                                 x.dtype)
+    P = tuple(int(v) for v in cast._params(fmt, 32, mode, check_overflow(overflow, fmt),
+                                           overflow is None, r, variant))
+    Rh, Rl = _random_words(x.shape, 32, r, seed, rbits, key)
+    n = x.size
+    pad = -n % BLOCK
+    flat = [jnp.pad(a.reshape(-1), (0, pad)) for a in
+            (lax.bitcast_convert_type(x.astype(jnp.float32), jnp.uint32), Rh, Rl)]
+    spec = pl.BlockSpec((BLOCK,), lambda i: (i,))
+    shape = jax.ShapeDtypeStruct(flat[0].shape, jnp.uint32)
+    vb, code = pl.pallas_call(partial(_kernel, P=P), out_shape=(shape, shape),
+                              grid=(flat[0].shape[0] // BLOCK,), in_specs=[spec] * 3,
+                              out_specs=(spec, spec), interpret=interpret,
+                              compiler_params=pltriton.CompilerParams())(*flat)
+    return fmt, x, vb[:n].reshape(x.shape), code[:n].reshape(x.shape)
+
+
+def round(x, fmt, rounding="nearest_even", overflow=None, *, sr_bits=None, sr_variant="srff",
+          seed=None, rbits=None, key=None, interpret=True):
+    """``lowprec_jax.round`` as a Pallas kernel (no gradient rule; the values only)."""
+    fmt, x, vb, code = _call(x, fmt, rounding, overflow, sr_bits, sr_variant, seed, rbits, key,
+                             interpret)
+    err = code == jnp.uint32(0xFFFFFFFF)
+    v = jnp.where(err, jnp.float32(jnp.nan), lax.bitcast_convert_type(vb, jnp.float32))
+    return v.astype(cast.result_dtype(x.dtype, fmt))
+
+
+def encode(x, fmt, rounding="nearest_even", overflow=None, *, sr_bits=None, sr_variant="srff",
+           seed=None, rbits=None, key=None, interpret=True):
+    """``lowprec_jax.encode`` as a Pallas kernel."""
+    fmt, x, _, code = _call(x, fmt, rounding, overflow, sr_bits, sr_variant, seed, rbits, key,
+                            interpret)
+    mask = jnp.uint32((1 << fmt.bits) - 1)
+    return jnp.where(code == jnp.uint32(0xFFFFFFFF), mask, code & mask).astype(fmt.code_dtype)

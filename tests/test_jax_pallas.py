@@ -1,0 +1,62 @@
+"""lowprec_jax.pallas kernels: the core's bits in interpret mode on random shapes, formats,
+modes and special values; and each kernel lowers for a CUDA GPU (Pallas' Triton backend), so
+code only the interpreter accepts is caught here."""
+import jax
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+import lowprec as lp
+from lowprec_jax import pallas as lpp
+
+U = {1: np.uint8, 2: np.uint16, 4: np.uint32}
+FORMATS = ["float8_e4m3fn", "float8_e5m2", "float4_e2m1fn", "float6_e2m3fn", "bfloat16",
+           "float16", "int8", "float8_e4m3fnuz"]
+MODES = ["nearest_even", "nearest_away", "toward_zero", "up", "down", "odd", "stochastic"]
+
+
+@settings(max_examples=30, deadline=None)
+@given(fmt=st.sampled_from(FORMATS), mode=st.sampled_from(MODES),
+       shape=st.sampled_from([(7,), (1024,), (3, 700), (2, 3, 5)]),
+       seed=st.integers(0, 2**32 - 1), specials=st.booleans())
+def test_pallas_round_and_encode_equal_the_core(fmt, mode, shape, seed, specials):
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal(shape) * np.exp2(rng.integers(-30, 30, shape))).astype(np.float32)
+    if specials:
+        flat = x.reshape(-1)
+        flat[: min(6, flat.size)] = [np.nan, -np.inf, np.inf, -0.0, 1e-45, 3e38][:flat.size]
+    if not lp.format(fmt).has_nan:
+        x = np.nan_to_num(x)
+    kw = dict(seed=seed) if mode == "stochastic" else {}
+    got = np.asarray(lpp.encode(x, fmt, mode, **kw))
+    assert np.array_equal(got, lp.encode(x, fmt, mode, **kw))
+    v = np.asarray(lpp.round(x, fmt, mode, **kw))
+    w = lp.round(x, fmt, mode, **kw)
+    assert v.dtype == w.dtype and np.array_equal(v.view(U[v.itemsize]), w.view(U[w.itemsize]))
+
+
+def test_pallas_rbits():
+    x = np.random.default_rng(1).standard_normal(2000).astype(np.float32)
+    rb = np.random.default_rng(2).integers(0, 2**32, x.shape, dtype=np.uint64).astype(np.uint32)
+    for variant in ("srff", "srf", "src", "sr_odd"):
+        kw = dict(sr_bits=6, sr_variant=variant, rbits=rb)
+        assert np.array_equal(np.asarray(lpp.encode(x, "float8_e4m3fn", "stochastic", **kw)),
+                              lp.encode(x, "float8_e4m3fn", "stochastic", **kw))
+
+
+@pytest.mark.parametrize("kw", [dict(), dict(rounding="toward_zero", overflow="saturate"),
+                                dict(rounding="stochastic", seed=3),
+                                dict(rounding="stochastic", sr_bits=4, sr_variant="src",
+                                     rbits=np.zeros(4096, np.uint32))])
+@pytest.mark.parametrize("fmt", ["float8_e4m3fn", "float4_e2m1fn", "int8"])
+def test_kernels_lower_for_cuda(fmt, kw):
+    for fn in (lpp.encode, lpp.round):
+        f = lambda v, fn=fn: fn(v, fmt, interpret=False, **kw)  # noqa: E731
+        low = jax.jit(f).trace(jax.ShapeDtypeStruct((4096,), np.float32)).lower(
+            lowering_platforms=("cuda",))
+        assert "tt.func" in low.as_text() or "triton" in low.as_text().lower()
+
+
+def test_errors():
+    with pytest.raises(ValueError, match="float32 work type"):
+        lpp.round(np.float32([1.0]), "float8_e8m0fnu")
