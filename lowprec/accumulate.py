@@ -309,13 +309,11 @@ def matmul(A, B, acc="fp32-sequential", c=None, *, seed=None, dtype=None):
     errs = np.zeros(1, dtype=np.int64)
     fmt = acc.fmt
     sr = acc.stochastic
-    if sr:
-        sd = check_seed(seed) if seed is not None else None
-        if sd is None:
-            raise ValueError("a stochastic accumulator needs seed=<int> at the call")
-    elif seed is not None:
+    if sr and seed is None:
+        raise ValueError("a stochastic accumulator needs seed=<int> at the call")
+    if not sr and seed is not None:
         raise ValueError("seed= applies to stochastic accumulators only")
-    sd = np.uint64(seed if sr else 0)
+    sd = np.uint64(check_seed(seed) if sr else 0)
     if isinstance(fmt, IntFormat):
         res = _int(acc, A3, B3, C3, K)
         return res.reshape(shape) if dtype is None else res.reshape(shape).astype(dtype)
