@@ -1,0 +1,67 @@
+"""lowprec_jax.blocks: quantize / fake_quantize for the power-of-two rules give the core's
+codes, scale codes and values (the core itself is checked against the rational oracle)."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+import lowprec as lp
+from lowprec_jax import blocks as jb
+
+PRESETS = ["mxfp8_e4m3", "mxfp8_e5m2", "mxfp6_e3m2", "mxfp6_e2m3", "mxfp4", "mxint8",
+           "mxfp8_e4m3_rceil", "mxfp8_e5m2_rceil", "bfp16"]
+
+
+def data(rng, shape, specials):
+    x = (rng.standard_normal(shape) * np.exp2(rng.integers(-40, 40, shape[:-1] + (1,)))
+         ).astype(np.float32)
+    if specials:
+        flat = x.reshape(-1)
+        for v in (np.nan, np.inf, -np.inf, -0.0, 1e-41, 3e38):
+            flat[rng.integers(0, flat.size)] = v
+        x.reshape(-1)[: min(32, x.size)] = 0.0
+    return x
+
+
+@settings(max_examples=25, deadline=None)
+@given(preset=st.sampled_from(PRESETS),
+       mode=st.sampled_from(["nearest_even", "toward_zero", "up", "odd", "stochastic"]),
+       shape_axis=st.sampled_from([((4, 64), -1), ((64, 3), 0), ((2, 96, 2), 1), ((3, 40), -1)]),
+       seed=st.integers(0, 2**32 - 1), specials=st.booleans())
+def test_codes_scales_and_values_equal_the_core(preset, mode, shape_axis, seed, specials):
+    shape, axis = shape_axis
+    rng = np.random.default_rng(seed)
+    x = data(rng, shape, specials)
+    kw = dict(seed=seed) if mode == "stochastic" else {}
+    try:
+        want = lp.quantize(x, preset, axis, mode, **kw)
+    except ValueError as e:                       # e.g. an axis the preset cannot pad
+        with pytest.raises(ValueError, match=str(e).split(";")[0][:30]):
+            jb.quantize(x, preset, axis, mode, **kw)
+        return
+    codes, scales = jax.jit(lambda v: jb.quantize(v, preset, axis, mode, **kw))(x)
+    assert np.array_equal(np.asarray(codes), want.codes)
+    assert np.array_equal(np.asarray(scales), want.scale_codes)
+    got = np.asarray(jb.fake_quantize(x, preset, axis, mode, **kw))
+    assert np.array_equal(got.view(np.uint32),
+                          lp.fake_quantize(x, preset, axis, mode, **kw).view(np.uint32))
+
+
+@pytest.mark.parametrize("dt", [np.float16, jnp.bfloat16])
+def test_half_inputs_and_rbits(dt):
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((8, 64)).astype(dt)
+    rb = rng.integers(0, 2**32, x.shape, dtype=np.uint64).astype(np.uint32)
+    for kw in (dict(), dict(rounding="stochastic", rbits=rb, sr_bits=4, sr_variant="src")):
+        want = lp.fake_quantize(np.asarray(x), "mxfp4", **kw)
+        got = np.asarray(jb.fake_quantize(x, "mxfp4", **kw))
+        assert got.dtype == want.dtype
+        assert np.array_equal(got.view(np.uint16), want.view(np.uint16))
+
+
+def test_not_yet_supported_is_said():
+    x = np.ones((2, 32), np.float32)
+    for preset in ("nvfp4", "nvfp4_2d"):
+        with pytest.raises(NotImplementedError, match="still to come"):
+            jb.quantize(x, preset)
