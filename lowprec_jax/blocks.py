@@ -9,6 +9,7 @@ tiles are still to come.
 """
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
@@ -165,9 +166,26 @@ def quantize(x, bf, axis=-1, rounding="nearest_even", *, sr_bits=None, sr_varian
 
 
 def fake_quantize(x, bf, axis=-1, rounding="nearest_even", *, sr_bits=None,
-                  sr_variant="srff", seed=None, rbits=None, key=None):
+                  sr_variant="srff", seed=None, rbits=None, key=None, grad="ste"):
     """``lp.fake_quantize`` in JAX for the power-of-two rules: every value rounded to its
-    block's grid and returned in x's shape and dtype (NaN blocks NaN)."""
+    block's grid and returned in x's shape and dtype (NaN blocks NaN). Gradient: straight
+    through (``grad="ste"``, the default) or zero (``"none"``)."""
+    if grad not in ("ste", "none"):
+        raise ValueError(f"grad={grad!r} is not allowed; choose 'ste' or 'none'")
+    x = _check_x(x)
+
+    @jax.custom_vjp
+    def f(v):
+        return _fake(v, bf, axis, rounding, sr_bits, sr_variant, seed, rbits, key)
+
+    def f_bwd(_, g):
+        return (g if grad == "ste" else jnp.zeros_like(g),)
+
+    f.defvjp(lambda v: (f(v), None), f_bwd)
+    return f(x)
+
+
+def _fake(x, bf, axis, rounding, sr_bits, sr_variant, seed, rbits, key):
     bf, x, axis, codes, _, exp, nan = _quantize(x, bf, axis, rounding, sr_bits, sr_variant,
                                                 seed, rbits, key)
     table = np.asarray(cast._decode_table(bf.elem), np.float32).view(np.uint32)

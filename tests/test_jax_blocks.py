@@ -65,3 +65,12 @@ def test_not_yet_supported_is_said():
     for preset in ("nvfp4", "nvfp4_2d"):
         with pytest.raises(NotImplementedError, match="still to come"):
             jb.quantize(x, preset)
+
+
+def test_fake_quantize_gradient_is_straight_through_or_none():
+    x = jnp.asarray(np.random.default_rng(0).standard_normal((4, 64)).astype(np.float32))
+    w = jnp.asarray(np.random.default_rng(1).standard_normal((4, 64)).astype(np.float32))
+    g = jax.jit(jax.grad(lambda v: jnp.sum(jb.fake_quantize(v, "mxfp4") * w)))(x)
+    assert np.array_equal(np.asarray(g).view(np.uint32), np.asarray(w).view(np.uint32))
+    g0 = jax.grad(lambda v: jnp.sum(jb.fake_quantize(v, "mxfp4", grad="none") * w))(x)
+    assert not np.asarray(g0).any()
