@@ -18,7 +18,7 @@ from lowprec import blocks as _B, cast
 from lowprec.rounding import check_overflow  # noqa: F401  (same validation as the core)
 
 from . import _check_x, _random_words
-from ._round import round_bits
+from ._round import round_bits_impl
 
 __all__ = ["quantize", "fake_quantize"]
 
@@ -114,23 +114,15 @@ def _blocked(a, axis, bf):
     return a.reshape(a.shape[:-1] + (a.shape[-1] // bf.k, bf.k))
 
 
-def _quantize(x, bf, axis, rounding, sr_bits, sr_variant, seed, rbits, key):
-    bf, x, axis = _check(x, bf, axis)
+def quantize_bits(xb, Rh, Rl, bf, P):
+    """The block step on float32 bits already cut into blocks (..., blocks, k): (element codes,
+    scale codes, clipped scale exponents, NaN-block flags, dequantized value bits). Shared by
+    ``quantize`` / ``fake_quantize`` and the Pallas kernel; P: the element rounding
+    parameters (a tuple, saturating)."""
     elem, sf = bf.elem, bf.scale_fmt
-    if sum(v is not None for v in (seed, rbits, key)) > 1:
-        raise ValueError("give one of seed=, rbits=, key= for stochastic rounding")
-    mode, r, variant = cast._check_rounding_args(elem, rounding, sr_bits, sr_variant,
-                                                 0 if key is not None else seed, rbits,
-                                                 np.float32)
-    if sr_variant == "te":
-        raise NotImplementedError("sr_variant='te' is still to come in lowprec_jax")
-    P = tuple(int(v) for v in cast._params(elem, 32, mode, "saturate", False, r, variant))
-    xb = _blocked(lax.bitcast_convert_type(x.astype(jnp.float32), U32), axis, bf)
-    Rh, Rl = _random_words(x.shape, 32, r, seed, rbits, key)
-    Rh, Rl = _blocked(Rh, axis, bf), _blocked(Rl, axis, bf)
     a = xb & U32(0x7FFFFFFF)
-    nan = jnp.any(a > U32(0x7F800000), axis=-1)
-    inf = jnp.any(a == U32(0x7F800000), axis=-1)
+    nan = jnp.max((a > U32(0x7F800000)).astype(U32), axis=-1) > 0    # max: Triton has no
+    inf = jnp.max((a == U32(0x7F800000)).astype(U32), axis=-1) > 0   # boolean reductions
     amax = jnp.max(jnp.where(a < U32(0x7F800000), a, U32(0)), axis=-1)
     if bf.nonfinite == "nan":
         nan = nan | inf
@@ -147,12 +139,45 @@ def _quantize(x, bf, axis, rounding, sr_bits, sr_variant, seed, rbits, key):
         emax_bits = U32(int(np.float32(elem.max).view(np.uint32)))
         scaled = jnp.where(a == U32(0x7F800000), (xb & U32(0x80000000)) | emax_bits, scaled)
     scaled = jnp.where(nan[..., None], U32(0), scaled)
-    codes, _ = round_bits(scaled, Rh, Rl, P)
+    codes, vb = round_bits_impl(scaled, Rh, Rl, P)
     mask = U32((1 << elem.bits) - 1)
     codes = codes & mask
     if elem.has_nan:
         codes = jnp.where(nan[..., None], U32(elem.nan_code), codes)
-    return bf, x, axis, codes.astype(elem.code_dtype), s_codes, exp, nan
+    vb = _times_pow2(vb, exp[..., None])                   # exact: few element bits
+    vb = jnp.where(nan[..., None], U32(0x7FC00000), vb)
+    return codes.astype(elem.code_dtype), s_codes, exp, nan, vb
+
+
+_quantize_bits_jit = jax.jit(quantize_bits, static_argnames=("bf", "P"))
+
+
+def prepare(x, bf, axis, rounding, sr_bits, sr_variant, seed, rbits, key):
+    """Validated (bf, x, axis), x's float32 bits and random words cut into blocks, and the
+    element rounding parameters P."""
+    bf, x, axis = _check(x, bf, axis)
+    elem, sf = bf.elem, bf.scale_fmt
+    if sum(v is not None for v in (seed, rbits, key)) > 1:
+        raise ValueError("give one of seed=, rbits=, key= for stochastic rounding")
+    mode, r, variant = cast._check_rounding_args(elem, rounding, sr_bits, sr_variant,
+                                                 0 if key is not None else seed, rbits,
+                                                 np.float32)
+    if sr_variant == "te":
+        raise NotImplementedError("sr_variant='te' is still to come in lowprec_jax")
+    P = tuple(int(v) for v in cast._params(elem, 32, mode, "saturate", False, r, variant))
+    xb = _blocked(lax.bitcast_convert_type(x.astype(jnp.float32), U32), axis, bf)
+    Rh, Rl = _random_words(x.shape, 32, r, seed, rbits, key)
+    Rh, Rl = _blocked(Rh, axis, bf), _blocked(Rl, axis, bf)
+    return bf, x, axis, xb, Rh, Rl, P
+
+
+def _quantize(x, bf, axis, rounding, sr_bits, sr_variant, seed, rbits, key, values=False):
+    bf, x, axis, xb, Rh, Rl, P = prepare(x, bf, axis, rounding, sr_bits, sr_variant, seed,
+                                         rbits, key)
+    codes, s_codes, exp, nan, vb = _quantize_bits_jit(xb, Rh, Rl, bf, P)
+    if values:
+        return bf, x, axis, vb
+    return bf, x, axis, codes, s_codes, exp, nan
 
 
 def quantize(x, bf, axis=-1, rounding="nearest_even", *, sr_bits=None, sr_variant="srff",
@@ -186,12 +211,12 @@ def fake_quantize(x, bf, axis=-1, rounding="nearest_even", *, sr_bits=None,
 
 
 def _fake(x, bf, axis, rounding, sr_bits, sr_variant, seed, rbits, key):
-    bf, x, axis, codes, _, exp, nan = _quantize(x, bf, axis, rounding, sr_bits, sr_variant,
-                                                seed, rbits, key)
-    table = np.asarray(cast._decode_table(bf.elem), np.float32).view(np.uint32)
-    eb = jnp.asarray(table)[codes.astype(I32)]
-    vb = _times_pow2(eb, exp[..., None])                   # exact: few element bits
-    v = jnp.where(nan[..., None], jnp.float32(jnp.nan), lax.bitcast_convert_type(vb,
-                                                                                jnp.float32))
+    bf, x, axis, vb = _quantize(x, bf, axis, rounding, sr_bits, sr_variant, seed, rbits, key,
+                                values=True)
+    return unblocked(lax.bitcast_convert_type(vb, jnp.float32), x, axis)
+
+
+def unblocked(v, x, axis):
+    """Blocked values (..., blocks, k) back to x's shape and dtype."""
     v = v.reshape(v.shape[:-2] + (-1,))[..., :x.shape[axis]]
     return jnp.moveaxis(v, -1, axis).astype(x.dtype)

@@ -19,10 +19,12 @@ from lowprec.rounding import check_overflow
 
 from . import _check_x, _random_words
 from ._round import round_bits_impl
+from .blocks import prepare, quantize_bits, unblocked
 
-__all__ = ["round", "encode", "BLOCK"]
+__all__ = ["round", "encode", "fake_quantize", "BLOCK", "ROWS"]
 
-BLOCK = 1024          # elements per kernel instance
+BLOCK = 1024          # elements per kernel instance (round, encode)
+ROWS = 16             # blocks per kernel instance (fake_quantize)
 
 
 def _kernel(x_ref, rh_ref, rl_ref, v_ref, c_ref, *, P):
@@ -75,3 +77,28 @@ def encode(x, fmt, rounding="nearest_even", overflow=None, *, sr_bits=None, sr_v
                             interpret)
     mask = jnp.uint32((1 << fmt.bits) - 1)
     return jnp.where(code == jnp.uint32(0xFFFFFFFF), mask, code & mask).astype(fmt.code_dtype)
+
+
+def _block_kernel(x_ref, rh_ref, rl_ref, v_ref, *, bf, P):
+    v_ref[...] = quantize_bits(x_ref[...], rh_ref[...], rl_ref[...], bf, P)[4]
+
+
+def fake_quantize(x, bf, axis=-1, rounding="nearest_even", *, sr_bits=None,
+                  sr_variant="srff", seed=None, rbits=None, key=None, interpret=True):
+    """``lowprec_jax.blocks.fake_quantize`` (power-of-two rules) as a Pallas kernel over
+    ``ROWS`` blocks at a time: amax, scale, rounding and dequantization in one pass over the
+    bits (no gradient rule; the values only)."""
+    bf, x, axis, xb, Rh, Rl, P = prepare(x, bf, axis, rounding, sr_bits, sr_variant, seed,
+                                         rbits, key)
+    shape = xb.shape
+    k = shape[-1]
+    n = xb.size // k
+    pad = -n % ROWS
+    flat = [jnp.pad(a.reshape(n, k), ((0, pad), (0, 0))) for a in (xb, Rh, Rl)]
+    spec = pl.BlockSpec((ROWS, k), lambda i: (i, 0))
+    vb = pl.pallas_call(partial(_block_kernel, bf=bf, P=P),
+                        out_shape=jax.ShapeDtypeStruct(flat[0].shape, jnp.uint32),
+                        grid=(flat[0].shape[0] // ROWS,), in_specs=[spec] * 3, out_specs=spec,
+                        interpret=interpret, compiler_params=pltriton.CompilerParams())(*flat)
+    v = lax.bitcast_convert_type(vb[:n].reshape(shape), jnp.float32)
+    return unblocked(v, x, axis)
