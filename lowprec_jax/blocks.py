@@ -191,10 +191,13 @@ def quantize(x, bf, axis=-1, rounding="nearest_even", *, sr_bits=None, sr_varian
 
 
 def fake_quantize(x, bf, axis=-1, rounding="nearest_even", *, sr_bits=None,
-                  sr_variant="srff", seed=None, rbits=None, key=None, grad="ste"):
+                  sr_variant="srff", seed=None, rbits=None, key=None, grad="ste",
+                  grad_fmt=None, grad_rounding="nearest_even", grad_kw=None):
     """``lp.fake_quantize`` in JAX for the power-of-two rules: every value rounded to its
     block's grid and returned in x's shape and dtype (NaN blocks NaN). Gradient: straight
-    through (``grad="ste"``, the default) or zero (``"none"``)."""
+    through (``grad="ste"``, the default) or zero (``"none"``); ``grad_fmt``: the incoming
+    gradient is first fake-quantized to that block format (``grad_rounding``, stochastic
+    arguments in ``grad_kw``), along the same axis, as MX training recipes do."""
     if grad not in ("ste", "none"):
         raise ValueError(f"grad={grad!r} is not allowed; choose 'ste' or 'none'")
     x = _check_x(x)
@@ -204,7 +207,11 @@ def fake_quantize(x, bf, axis=-1, rounding="nearest_even", *, sr_bits=None,
         return _fake(v, bf, axis, rounding, sr_bits, sr_variant, seed, rbits, key)
 
     def f_bwd(_, g):
-        return (g if grad == "ste" else jnp.zeros_like(g),)
+        if grad == "none":
+            return (jnp.zeros_like(g),)
+        if grad_fmt is not None:
+            g = fake_quantize(g, grad_fmt, axis, grad_rounding, grad="none", **(grad_kw or {}))
+        return (g,)
 
     f.defvjp(lambda v: (f(v), None), f_bwd)
     return f(x)

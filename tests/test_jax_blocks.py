@@ -74,3 +74,13 @@ def test_fake_quantize_gradient_is_straight_through_or_none():
     assert np.array_equal(np.asarray(g).view(np.uint32), np.asarray(w).view(np.uint32))
     g0 = jax.grad(lambda v: jnp.sum(jb.fake_quantize(v, "mxfp4", grad="none") * w))(x)
     assert not np.asarray(g0).any()
+
+
+def test_fake_quantize_can_quantize_the_gradient():
+    x = jnp.asarray(np.random.default_rng(0).standard_normal((4, 64)).astype(np.float32))
+    w = np.random.default_rng(1).standard_normal((4, 64)).astype(np.float32)
+    g = jax.grad(lambda v: jnp.sum(jb.fake_quantize(v, "mxfp8_e4m3", grad_fmt="mxfp8_e5m2",
+                                                    grad_rounding="stochastic",
+                                                    grad_kw=dict(seed=9)) * w))(x)
+    want = lp.fake_quantize(w, "mxfp8_e5m2", -1, "stochastic", seed=9)
+    assert np.array_equal(np.asarray(g).view(np.uint32), want.view(np.uint32))
