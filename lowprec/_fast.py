@@ -61,7 +61,8 @@ def _fast(b, rw, P, ft, ut):
     # normal range: the constant shift D
     rem_i = ut(a & ut((1 << d) - 1))
     half_i = ut((1 << d) >> 1)
-    odd_i = ut(ut(a >> ut(d)) & ut(1)) == ut(1)
+    # the last kept significand bit; with no mantissa bits that is the hidden bit, always 1
+    odd_i = (ut(ut(a >> ut(d)) & ut(1)) == ut(1)) if P[MT] > 0 else True
     # subnormal range: the magic constant C = Q * 2^MW
     qexp = P[EMIN] - P[MB]
     qsh = (qexp + P[BW]) << mw if qexp + P[BW] > 0 else 1 << (qexp + P[BW] + mw - 1)

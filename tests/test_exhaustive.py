@@ -123,3 +123,25 @@ def test_finfo_properties_against_the_oracle_table(name):
     assert fmt.min_subnormal == float(min(v for v in t.finite if v > 0))
     if fmt.bits <= 16:
         assert (fmt.values() == np.array([float(v) for v in t.finite])).all()
+
+
+# Formats without mantissa bits, signed, with a zero and an even bias: the vectorised kernel
+# must take the last kept bit (the hidden bit) for ties and round-to-odd, not the parity of the
+# work type's exponent field (found by the JAX adapter's hypothesis test).
+M0 = [(dict(exp_bits=2, man_bits=0, bias=0, subnormals=False, inf=False, nan="max_code"),
+       lambda: oracle.float_table(2, 0, 0, subnormals=False, inf=None, nan="max_code")),
+      (dict(exp_bits=3, man_bits=0, bias=2, subnormals=False, inf=False, nan=None),
+       lambda: oracle.float_table(3, 0, 2, subnormals=False, inf=None, nan=None)),
+      (dict(exp_bits=3, man_bits=0, bias=4, inf=False, nan=None),
+       lambda: oracle.float_table(3, 0, 4, inf=None, nan=None))]
+
+
+@pytest.mark.parametrize("i", range(len(M0)))
+@pytest.mark.parametrize("mode", oracle.MODES)
+def test_formats_without_mantissa_bits(i, mode):
+    kw, make = M0[i]
+    fmt, t = lp.FloatFormat(**kw), make()
+    x = np.nan_to_num(all_f16()) if not fmt.has_nan else all_f16()
+    want = oracle.round_table_f64(x.astype(np.float64), t, mode, "saturate")
+    got = lp.encode(x, fmt, mode, "saturate")
+    assert (got.astype(np.int64) == want).all(), _first_bad(x, got, want)
