@@ -240,6 +240,28 @@ def _fused_step(SA, EA, SB, EB, SPA, SPB, k0, k1, acc, prm, P, rw):
     return _round_sum(v, acc, rw, P, False)
 
 
+@nb.njit(**_CALL)
+def _special_step(sa, ea, sb, eb, spa, spb, k0, k1, acc, prm, P, rw):
+    """A step whose products or addend hold Inf or NaN: the IEEE sum (NaN for 0 * Inf, a NaN
+    operand, or Inf - Inf; else the infinity), else the ordinary ``_fused_step``."""
+    inf_pos, inf_neg, nan = False, False, False
+    for k in range(k0, k1):
+        fa, fb = spa[k], spb[k]
+        if fa == 2 or fb == 2 or (fa == 1 and sb[k] == 0) or (fb == 1 and sa[k] == 0):
+            nan = True
+        elif fa == 1 or fb == 1:
+            if (sa[k] < 0) != (sb[k] < 0):
+                inf_neg = True
+            else:
+                inf_pos = True
+    if nan or (inf_pos and inf_neg) or math.isnan(acc) or (
+            math.isinf(acc) and ((acc > 0 and inf_neg) or (acc < 0 and inf_pos))):
+        return _round_value(np.nan, rw, P)
+    if inf_pos or inf_neg or math.isinf(acc):
+        return _round_value(acc if math.isinf(acc) else (np.inf if inf_pos else -np.inf), rw, P)
+    return _fused_step(sa, ea, sb, eb, spa, spb, k0, k1, acc, prm, P, rw)
+
+
 @nb.njit(cache=True, parallel=True)
 def fused_matmul(SA, EA, SB, EB, SPA, SPB, BADA, BADB, C, n_terms, prm, P, promote, Ppro, sr,
                  seed, out, errs):
@@ -269,32 +291,8 @@ def fused_matmul(SA, EA, SB, EB, SPA, SPB, BADA, BADB, C, n_terms, prm, P, promo
             j += 1
             if clean and math.isfinite(acc):
                 acc, code = _fused_step(sa, ea, sb, eb, spa, spb, k0, k1, acc, prm, P, rw)
-                bad += code == ERR
-                if promote > 0 and (k1 % promote == 0 or k1 == K):
-                    rw = _word(seed, o, j) if sr else U64(0)
-                    j += 1
-                    outer, code = _round_sum(outer, acc, rw, Ppro, not sr)
-                    bad += code == ERR
-                    acc = 0.0
-                continue
-            inf_pos, inf_neg, nan = False, False, False
-            for k in range(k0, k1):
-                fa, fb = spa[k], spb[k]
-                if fa == 2 or fb == 2 or (fa == 1 and sb[k] == 0) or (fb == 1 and sa[k] == 0):
-                    nan = True
-                elif fa == 1 or fb == 1:
-                    if (sa[k] < 0) != (sb[k] < 0):
-                        inf_neg = True
-                    else:
-                        inf_pos = True
-            if nan or (inf_pos and inf_neg) or math.isnan(acc) or (
-                    math.isinf(acc) and ((acc > 0 and inf_neg) or (acc < 0 and inf_pos))):
-                acc, code = _round_value(np.nan, rw, P)
-            elif inf_pos or inf_neg or math.isinf(acc):
-                acc, code = _round_value(acc if math.isinf(acc) else (
-                    np.inf if inf_pos else -np.inf), rw, P)
             else:
-                acc, code = _fused_step(sa, ea, sb, eb, spa, spb, k0, k1, acc, prm, P, rw)
+                acc, code = _special_step(sa, ea, sb, eb, spa, spb, k0, k1, acc, prm, P, rw)
             bad += code == ERR
             if promote > 0 and (k1 % promote == 0 or k1 == K):
                 rw = _word(seed, o, j) if sr else U64(0)

@@ -19,7 +19,8 @@ import numba as nb
 import numpy as np
 from numba.cpython.unsafe.numbers import leading_zeros
 
-from ._kernels import DOWN, ERR, MODE, I64, U64, _finish, _grid, _round_bits, _seed_word
+from ._fast import _random_word
+from ._kernels import DOWN, ERR, MODE, I64, U64, _finish, _grid, _round_bits
 
 _OPTS = dict(nogil=True, cache=True, inline="always")
 _CALL = dict(nogil=True, cache=True)          # kept as calls: inlining every path explodes compile time
@@ -283,11 +284,7 @@ def arith_array(op, xb, yb, zb, P, rsrc, rbits, seed, out, errs):
     ``_kernels.round_array``. Counts results the format cannot represent into ``errs[0]``."""
     nerr = 0
     for i in nb.prange(xb.shape[0]):
-        rw = U64(0)
-        if rsrc == 1:
-            rw = U64(rbits[i])
-        elif rsrc == 2:
-            rw = _seed_word(seed, i, True)
+        rw = _random_word(rsrc, rbits, seed, i, True)
         x = I64(xb[i])
         if op == SQRT:
             r = _sqrt(x)

@@ -427,3 +427,17 @@ def test_deepseek_style_scales_applied_at_promotion():
                                   "nearest_even")
                 outer = om.round_ieee(s * part + outer, 24, -126, 127, "nearest_even")
             assert bits(got[i, j]) == bits(to_f32(outer))
+
+
+def test_fused_units_follow_ieee_for_inf_and_nan():
+    """IEEE 754 §6: Inf * finite = Inf, 0 * Inf = NaN, Inf - Inf = NaN, NaN propagates; the
+    step after a non-finite one keeps it."""
+    inf, nan = np.float32(np.inf), np.float32(np.nan)
+    a = np.float32([[inf] + [1] * 31, [0] + [1] * 31, [inf, -inf] + [1] * 30,
+                    [nan] + [1] * 31, [1, -inf] + [1] * 30])
+    b = np.ones((32, 2), np.float32)
+    b[0, 1] = inf                                     # column 1: a[:, 0] * Inf
+    got = lp.matmul(a, b, "h100-fp16")
+    assert got[0, 0] == np.inf and got[1, 0] == 32 - 1 and np.isnan(got[2, 0])
+    assert np.isnan(got[3, 0]) and got[4, 0] == -np.inf
+    assert np.isnan(got[1, 1]) and np.isnan(got[4, 1]) and got[0, 1] == np.inf
