@@ -17,7 +17,7 @@ def floor_log2(x: Fr) -> int:
 def round_ieee(x, p, emin, emax, mode):
     """x (Fraction, or +-inf) rounded to precision p, exponent range [emin, emax]: a Fraction or
     +-inf. Modes: nearest_even, nearest_away, toward_zero, up, down, odd."""
-    if x in (INF, -INF) or x == 0:
+    if isinstance(x, float) or x == 0:               # +-Inf, NaN (IEEE sums of them) or 0
         return x
     neg = x < 0
     ax = abs(x)
