@@ -1,13 +1,16 @@
-"""Block quantization in JAX for the power-of-two scale rules (OCP MX ``floor``, ``ceil``,
-torchao ``even``, TE/cuBLAS ``rceil``): ``quantize`` (element and scale codes, laid out as
-``lp.BlockTensor``'s: blocked axis last, padded, ``(..., blocks, k)``) and ``fake_quantize``
-(the dequantized values), bit-identical to ``lp.quantize`` / ``lp.fake_quantize`` for
-float32, float16 and bfloat16 inputs, 1 x k blocks along any axis. Integer operations on the
-float32 bits throughout (amax, scale exponents, the exact scaling by 2^-e), so that no
-backend's float flushing or NaN-dropping reduction can change a bit. Two-level (NVFP4) rules and
-tiles are still to come.
+"""Block quantization in JAX: ``quantize`` (a ``QuantizedArray`` laid out as
+``lp.BlockTensor``: blocked axes last, padded, ``(..., blocks, k)``), ``dequantize`` and
+``fake_quantize``, bit-identical to ``lp.quantize`` / ``dequantize`` / ``lp.fake_quantize`` for
+float32, float16 and bfloat16 inputs: the power-of-two rules (OCP MX ``floor``, ``ceil``,
+torchao ``even``, TE/cuBLAS ``rceil``) and NVFP4 (Transformer Engine's two-level float32 rule),
+1 x k blocks along any axis or tiles over the last two. Integer operations on the float32 bits
+throughout (amax, scale exponents, exact scaling by 2^-e, and NVFP4's float32 products and
+quotients, IEEE-rounded in ``_f32``), so that no backend's subnormal flushing or NaN-dropping
+reduction can change a bit. (torchao's NVFP4 and 4over6 rules stay in the core.)
 """
 from __future__ import annotations
+
+import dataclasses
 
 import jax
 import jax.numpy as jnp
@@ -18,13 +21,15 @@ from lowprec import blocks as _B, cast
 from lowprec.rounding import check_overflow  # noqa: F401  (same validation as the core)
 
 from . import _check_x, _random_words
+from . import _f32 as F
 from ._round import round_bits_impl
 
-__all__ = ["quantize", "fake_quantize"]
+__all__ = ["quantize", "dequantize", "fake_quantize", "QuantizedArray"]
 
 U32 = jnp.uint32
 I32 = jnp.int32
 POW2_RULES = ("floor", "ceil", "even", "rceil")
+RULES = POW2_RULES + ("nvfp4",)
 
 
 def _floor_log2_bits(a):
@@ -87,9 +92,9 @@ def _scale_exp(amax_bits, bf):
 def _check(x, bf, axis):
     bf = _B.block_format(bf)
     x = _check_x(x)
-    if bf.scale_rule not in POW2_RULES or bf.tile is not None:
-        raise NotImplementedError(f"lowprec_jax.blocks supports the rules {POW2_RULES} with "
-                                  f"1 x k blocks; {bf.name} is still to come (use lp.quantize)")
+    if bf.scale_rule not in RULES:
+        raise NotImplementedError(f"lowprec_jax.blocks supports the rules {RULES}; "
+                                  f"{bf.name} ({bf.scale_rule}) needs lp.quantize")
     if x.dtype.itemsize > 4:
         raise ValueError("lowprec_jax block quantization takes float32, float16 or bfloat16")
     if bf.flush_subnormal_inputs or bf.elem.min_subnormal < 2.0**-80 or not cast.holds(
@@ -98,34 +103,112 @@ def _check(x, bf, axis):
                                   "float64 path (use lp.quantize)")
     if x.ndim == 0:
         raise ValueError("x must have at least one dimension to cut into blocks")
+    if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
+        raise TypeError(f"axis must be an int, got {axis!r}")
     if not -x.ndim <= axis < x.ndim:
         raise ValueError(f"axis={axis} is out of range for an input with {x.ndim} dimensions")
-    return bf, x, axis % x.ndim
+    axis = int(axis) % x.ndim
+    if bf.tile is not None and (axis != x.ndim - 1 or x.ndim < 2):
+        raise ValueError(f"tile={bf.tile} blocks the last two axes of an input of at least "
+                         "two dimensions; axis must be -1")
+    return bf, x, axis
 
 
 def _blocked(a, axis, bf):
+    """``lowprec.blocks._block``: ``a`` with the blocked axes last, padded, cut into blocks
+    (..., blocks, k); tiles (r, c) in row-major tile order."""
     a = jnp.moveaxis(a, axis, -1)
-    padn = -a.shape[-1] % bf.k
-    if padn and not bf.pad:
-        raise ValueError(f"axis {axis} has length {a.shape[-1]}, not a multiple of k={bf.k}; "
-                         "use a BlockFormat with pad=True or pad the input")
-    if padn:
-        a = jnp.pad(a, [(0, 0)] * (a.ndim - 1) + [(0, padn)])
-    return a.reshape(a.shape[:-1] + (a.shape[-1] // bf.k, bf.k))
+    if bf.tile is None:
+        padn = -a.shape[-1] % bf.k
+        if padn and not bf.pad:
+            raise ValueError(f"axis {axis} has length {a.shape[-1]}, not a multiple of "
+                             f"k={bf.k}; use a BlockFormat with pad=True or pad the input")
+        if padn:
+            a = jnp.pad(a, [(0, 0)] * (a.ndim - 1) + [(0, padn)])
+        return a.reshape(a.shape[:-1] + (a.shape[-1] // bf.k, bf.k))
+    r, c = bf.tile
+    pr, pc = -a.shape[-2] % r, -a.shape[-1] % c
+    if (pr or pc) and not bf.pad:
+        raise ValueError(f"the last two axes {a.shape[-2:]} are not multiples of "
+                         f"tile={bf.tile}; use pad=True or pad the input")
+    a = jnp.pad(a, [(0, 0)] * (a.ndim - 2) + [(0, pr), (0, pc)])
+    R, C = a.shape[-2:]
+    a = jnp.swapaxes(a.reshape(a.shape[:-2] + (R // r, r, C // c, c)), -3, -2)
+    return a.reshape(a.shape[:-2] + (r * c,))
 
 
-def quantize_bits(xb, Rh, Rl, bf, P):
-    """The block step on float32 bits already cut into blocks (..., blocks, k): (element codes,
-    scale codes, clipped scale exponents, NaN-block flags, dequantized value bits). Shared by
-    ``quantize`` / ``fake_quantize`` and the Pallas kernel; P: the element rounding
-    parameters (a tuple, saturating)."""
-    elem, sf = bf.elem, bf.scale_fmt
+def unblocked(v, shape, axis, bf):
+    """Blocked values (..., blocks, k) back to ``shape`` (``lowprec.blocks._unblock``)."""
+    moved = list(shape)
+    moved.append(moved.pop(axis))
+    if bf.tile is None:
+        v = v.reshape(v.shape[:-2] + (-1,))[..., :moved[-1]]
+    else:
+        r, c = bf.tile
+        v = jnp.swapaxes(v.reshape(v.shape[:-1] + (r, c)), -3, -2)
+        v = v.reshape(v.shape[:-4] + (v.shape[-4] * r, v.shape[-2] * c))
+        v = v[..., :moved[-2], :moved[-1]]
+    return jnp.moveaxis(v, -1, axis)
+
+
+def _amax(xb):
+    """Per block: (|x| bits, NaN flag, Inf flag, largest finite |x| bits). ``max`` of 0/1
+    integers rather than ``any``: Triton has no boolean reductions."""
     a = xb & U32(0x7FFFFFFF)
-    nan = jnp.max((a > U32(0x7F800000)).astype(U32), axis=-1) > 0    # max: Triton has no
-    inf = jnp.max((a == U32(0x7F800000)).astype(U32), axis=-1) > 0   # boolean reductions
+    nan = jnp.max((a > U32(0x7F800000)).astype(U32), axis=-1) > 0
+    inf = jnp.max((a == U32(0x7F800000)).astype(U32), axis=-1) > 0
     amax = jnp.max(jnp.where(a < U32(0x7F800000), a, U32(0)), axis=-1)
+    return a, nan, inf, amax
+
+
+def tensor_scales(xb, tensor_amax=None):
+    """NVFP4's float32 tensor scales from the global amax g (Transformer Engine's order,
+    ``lowprec.blocks._te_scale_inputs``): S_enc = min(2688 / g, FLT_MAX), 1 if g is 0 or Inf;
+    returns the bits of (S_enc * fl(1/6), S_dec = 1 / S_enc), two uint32 scalars."""
+    if tensor_amax is None:
+        _, _, inf, amax = _amax(xb)
+        g = jnp.max(jnp.where(inf, F.INF, amax))
+    else:
+        g = lax.bitcast_convert_type(jnp.asarray(tensor_amax, jnp.float32), U32)
+    s_enc = F.min_max_finite(F.div(F.const(2688.0), g))
+    s_enc = jnp.where((g == 0) | (s_enc == 0), F.const(1.0), s_enc)
+    return (F.mul(s_enc, F.const(np.float32(1.0) / np.float32(6.0))),
+            F.div(F.const(1.0), s_enc))
+
+
+def quantize_bits(xb, Rh, Rl, bf, P, ts=None):
+    """The block step on float32 bits already cut into blocks (..., blocks, k): (element codes,
+    scale codes, dequantized value bits). Shared by ``quantize`` / ``fake_quantize`` and the
+    Pallas kernels; P: the element rounding parameters (a tuple, saturating); ts: NVFP4's
+    ``tensor_scales``."""
+    a, nan, inf, amax = _amax(xb)
     if bf.nonfinite == "nan":
         nan = nan | inf
+    if bf.scale_rule == "nvfp4":
+        s_codes, mult, vscale = _nvfp4_scales(amax, nan, inf, bf, ts)
+        scaled = F.mul(xb, mult[..., None])
+        scale_value = lambda v: F.mul(F.mul(v, vscale[..., None]), ts[1])  # noqa: E731
+    else:
+        s_codes, exp, nan = _pow2_scales(amax, nan, inf, bf)
+        scaled = _times_pow2(xb, -exp[..., None])
+        if bf.nonfinite == "saturate":
+            emax_bits = F.const(bf.elem.max)
+            scaled = jnp.where(a == U32(0x7F800000), (xb & U32(0x80000000)) | emax_bits,
+                               scaled)
+        scale_value = lambda v: _times_pow2(v, exp[..., None])  # noqa: E731  exact
+    scaled = jnp.where(nan[..., None], U32(0), scaled)
+    codes, vb = round_bits_impl(scaled, Rh, Rl, P)
+    elem = bf.elem
+    codes = codes & U32((1 << elem.bits) - 1)
+    if elem.has_nan:
+        codes = jnp.where(nan[..., None], U32(elem.nan_code), codes)
+    vb = jnp.where(nan[..., None], F.QNAN, scale_value(vb))
+    return codes.astype(elem.code_dtype), s_codes, vb
+
+
+def _pow2_scales(amax, nan, inf, bf):
+    """(scale codes, clipped exponents, NaN flags) of the power-of-two rules."""
+    sf = bf.scale_fmt
     exp = jnp.where(amax > 0, _scale_exp(amax, bf), sf.emin)
     if bf.nonfinite == "saturate":
         exp = jnp.where(inf, sf.emax, exp)
@@ -133,78 +216,120 @@ def quantize_bits(xb, Rh, Rl, bf, P):
         nan = nan | (exp > sf.emax)
     exp = jnp.clip(exp, sf.emin, sf.emax)
     s_nan = sf.nan_code if sf.has_nan else sf.max_code
-    s_codes = jnp.where(nan, s_nan, exp + sf.bias).astype(sf.code_dtype)
-    scaled = _times_pow2(xb, -exp[..., None])
-    if bf.nonfinite == "saturate":
-        emax_bits = U32(int(np.float32(elem.max).view(np.uint32)))
-        scaled = jnp.where(a == U32(0x7F800000), (xb & U32(0x80000000)) | emax_bits, scaled)
-    scaled = jnp.where(nan[..., None], U32(0), scaled)
-    codes, vb = round_bits_impl(scaled, Rh, Rl, P)
-    mask = U32((1 << elem.bits) - 1)
-    codes = codes & mask
-    if elem.has_nan:
-        codes = jnp.where(nan[..., None], U32(elem.nan_code), codes)
-    vb = _times_pow2(vb, exp[..., None])                   # exact: few element bits
-    vb = jnp.where(nan[..., None], U32(0x7FC00000), vb)
-    return codes.astype(elem.code_dtype), s_codes, exp, nan, vb
+    return jnp.where(nan, s_nan, exp + sf.bias).astype(sf.code_dtype), exp, nan
+
+
+def _nvfp4_scales(amax, nan, inf, bf, ts):
+    """TE's block scales (``lowprec._blockfast.te_scales``): s_b = e4m3(amax_b * mult),
+    nearest even, saturating; the element multiplier min(1 / (s_b * S_dec), FLT_MAX); all in
+    IEEE float32 on the bits. Returns (scale codes, multipliers, s_b)."""
+    sf = bf.scale_fmt
+    sb_in = F.mul(jnp.where(inf, F.INF, amax), ts[0])
+    Ps = tuple(int(v) for v in cast._params(sf, 32, "nearest_even", "saturate", False, 0, 0))
+    z = jnp.zeros_like(sb_in)
+    code, s_b = round_bits_impl(sb_in, z, z, Ps)
+    mult = F.min_max_finite(F.div(F.const(1.0), F.mul(s_b, ts[1])))
+    s_codes = jnp.where(nan, sf.nan_code, code & U32((1 << sf.bits) - 1))
+    return s_codes.astype(sf.code_dtype), mult, s_b
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class QuantizedArray:
+    """A block-quantized JAX array, laid out as ``lp.BlockTensor`` (blocked axes last, padded,
+    (..., blocks, k)): element ``codes``, block ``scale_codes``, the float32 ``tensor_scale``
+    (NVFP4's S_dec; 1 otherwise); ``shape``, ``axis`` and ``fmt`` are static. A pytree, so it
+    passes through ``jit`` / ``vmap``; ``to_core()`` gives the ``lp.BlockTensor``."""
+    codes: jax.Array
+    scale_codes: jax.Array
+    tensor_scale: jax.Array
+    shape: tuple = dataclasses.field(metadata=dict(static=True))
+    axis: int = dataclasses.field(metadata=dict(static=True))
+    fmt: _B.BlockFormat = dataclasses.field(metadata=dict(static=True))
+
+    def to_core(self) -> _B.BlockTensor:
+        """The same codes as a NumPy ``lp.BlockTensor``."""
+        return _B.BlockTensor(np.asarray(self.codes), np.asarray(self.scale_codes),
+                              np.float32(self.tensor_scale), self.shape, self.axis, self.fmt)
+
+
+def prepare(x, bf, axis, rounding, sr_bits, sr_variant, seed, rbits, key, tensor_amax=None):
+    """Validated (bf, x, axis), x's float32 bits and random words cut into blocks, the element
+    rounding parameters P and NVFP4's tensor scales (None for the other rules)."""
+    bf, x, axis = _check(x, bf, axis)
+    if sum(v is not None for v in (seed, rbits, key)) > 1:
+        raise ValueError("give one of seed=, rbits=, key= for stochastic rounding")
+    if sr_variant == "te":
+        raise NotImplementedError("sr_variant='te' is not in lowprec_jax; use lp.quantize")
+    if tensor_amax is not None and bf.scale_rule != "nvfp4":
+        raise ValueError(f"tensor_amax is for the two-level rule 'nvfp4'; {bf.name} uses "
+                         f"scale_rule={bf.scale_rule!r}")
+    mode, r, variant = cast._check_rounding_args(bf.elem, rounding, sr_bits, sr_variant,
+                                                 0 if key is not None else seed, rbits,
+                                                 np.float32)
+    P = tuple(int(v) for v in cast._params(bf.elem, 32, mode, "saturate", False, r, variant))
+    xb = _blocked(lax.bitcast_convert_type(x.astype(jnp.float32), U32), axis, bf)
+    Rh, Rl = _random_words(x.shape, 32, r, seed, rbits, key)
+    Rh, Rl = _blocked(Rh, axis, bf), _blocked(Rl, axis, bf)
+    ts = tensor_scales(xb, tensor_amax) if bf.scale_rule == "nvfp4" else None
+    return bf, x, axis, xb, Rh, Rl, P, ts
 
 
 _quantize_bits_jit = jax.jit(quantize_bits, static_argnames=("bf", "P"))
 
 
-def prepare(x, bf, axis, rounding, sr_bits, sr_variant, seed, rbits, key):
-    """Validated (bf, x, axis), x's float32 bits and random words cut into blocks, and the
-    element rounding parameters P."""
-    bf, x, axis = _check(x, bf, axis)
-    elem, sf = bf.elem, bf.scale_fmt
-    if sum(v is not None for v in (seed, rbits, key)) > 1:
-        raise ValueError("give one of seed=, rbits=, key= for stochastic rounding")
-    mode, r, variant = cast._check_rounding_args(elem, rounding, sr_bits, sr_variant,
-                                                 0 if key is not None else seed, rbits,
-                                                 np.float32)
-    if sr_variant == "te":
-        raise NotImplementedError("sr_variant='te' is still to come in lowprec_jax")
-    P = tuple(int(v) for v in cast._params(elem, 32, mode, "saturate", False, r, variant))
-    xb = _blocked(lax.bitcast_convert_type(x.astype(jnp.float32), U32), axis, bf)
-    Rh, Rl = _random_words(x.shape, 32, r, seed, rbits, key)
-    Rh, Rl = _blocked(Rh, axis, bf), _blocked(Rl, axis, bf)
-    return bf, x, axis, xb, Rh, Rl, P
-
-
-def _quantize(x, bf, axis, rounding, sr_bits, sr_variant, seed, rbits, key, values=False):
-    bf, x, axis, xb, Rh, Rl, P = prepare(x, bf, axis, rounding, sr_bits, sr_variant, seed,
-                                         rbits, key)
-    codes, s_codes, exp, nan, vb = _quantize_bits_jit(xb, Rh, Rl, bf, P)
-    if values:
-        return bf, x, axis, vb
-    return bf, x, axis, codes, s_codes, exp, nan
-
-
 def quantize(x, bf, axis=-1, rounding="nearest_even", *, sr_bits=None, sr_variant="srff",
-             seed=None, rbits=None, key=None):
-    """``lp.quantize`` in JAX for the power-of-two rules: (element codes, scale codes), in
-    ``lp.BlockTensor``'s layout (``.codes``, ``.scale_codes``). ``seed``: the core's Philox
-    words at x's flat indices; ``rbits`` shaped like x; ``key``: a JAX PRNG key."""
-    _, _, _, codes, s_codes, _, _ = _quantize(x, bf, axis, rounding, sr_bits, sr_variant, seed,
-                                              rbits, key)
-    return codes, s_codes
+             seed=None, rbits=None, key=None, tensor_amax=None) -> QuantizedArray:
+    """``lp.quantize`` in JAX (OCP MX / power-of-two rules and NVFP4, 1 x k blocks or
+    tiles): a ``QuantizedArray`` with the core's codes. ``seed``: the core's Philox words at
+    x's flat indices; ``rbits`` broadcastable to x; ``key``: a JAX PRNG key. ``tensor_amax``:
+    NVFP4's global amax (default: x's)."""
+    bf, x, axis, xb, Rh, Rl, P, ts = prepare(x, bf, axis, rounding, sr_bits, sr_variant, seed,
+                                             rbits, key, tensor_amax)
+    codes, s_codes, _ = _quantize_bits_jit(xb, Rh, Rl, bf, P, ts)
+    t = jnp.float32(1.0) if ts is None else lax.bitcast_convert_type(ts[1], jnp.float32)
+    return QuantizedArray(codes, s_codes, t, tuple(x.shape), axis, bf)
+
+
+def dequantize(q: QuantizedArray, dtype=jnp.float32):
+    """``lp.BlockTensor.dequantize`` in JAX: element x block scale (x tensor scale), each
+    value exact and rounded once to ``dtype``, in the original shape."""
+    bf = q.fmt
+    ev = lax.bitcast_convert_type(_decode32(q.codes, bf.elem), U32)
+    sv = lax.bitcast_convert_type(_decode32(q.scale_codes, bf.scale_fmt), U32)
+    if bf.scale_rule == "nvfp4":
+        t = lax.bitcast_convert_type(jnp.asarray(q.tensor_scale, jnp.float32), U32)
+        vb = F.mul(F.mul(ev, sv[..., None]), t)     # the first product is exact
+    else:
+        vb = F.mul(ev, sv[..., None])               # exact unless it leaves float32
+    v = lax.bitcast_convert_type(vb, jnp.float32)
+    return unblocked(v, q.shape, q.axis, bf).astype(dtype)
+
+
+def _decode32(codes, fmt):
+    from . import decode  # noqa: PLC0415
+    return decode(codes, fmt, dtype=np.float32)
 
 
 def fake_quantize(x, bf, axis=-1, rounding="nearest_even", *, sr_bits=None,
-                  sr_variant="srff", seed=None, rbits=None, key=None, grad="ste",
-                  grad_fmt=None, grad_rounding="nearest_even", grad_kw=None):
-    """``lp.fake_quantize`` in JAX for the power-of-two rules: every value rounded to its
-    block's grid and returned in x's shape and dtype (NaN blocks NaN). Gradient: straight
-    through (``grad="ste"``, the default) or zero (``"none"``); ``grad_fmt``: the incoming
-    gradient is first fake-quantized to that block format (``grad_rounding``, stochastic
-    arguments in ``grad_kw``), along the same axis, as MX training recipes do."""
+                  sr_variant="srff", seed=None, rbits=None, key=None, tensor_amax=None,
+                  grad="ste", grad_fmt=None, grad_rounding="nearest_even", grad_kw=None):
+    """``lp.fake_quantize`` in JAX: every value rounded to its block's grid and returned in
+    x's shape and dtype (NaN blocks NaN). Gradient: straight through (``grad="ste"``, the
+    default) or zero (``"none"``); ``grad_fmt``: the incoming gradient is first
+    fake-quantized to that block format (``grad_rounding``, stochastic arguments in
+    ``grad_kw``), along the same axis, as MX / NVFP4 training recipes do."""
     if grad not in ("ste", "none"):
         raise ValueError(f"grad={grad!r} is not allowed; choose 'ste' or 'none'")
     x = _check_x(x)
 
     @jax.custom_vjp
     def f(v):
-        return _fake(v, bf, axis, rounding, sr_bits, sr_variant, seed, rbits, key)
+        bf_, v, ax, xb, Rh, Rl, P, ts = prepare(v, bf, axis, rounding, sr_bits, sr_variant,
+                                                seed, rbits, key, tensor_amax)
+        vb = _quantize_bits_jit(xb, Rh, Rl, bf_, P, ts)[2]
+        return unblocked(lax.bitcast_convert_type(vb, jnp.float32), v.shape, ax,
+                         bf_).astype(v.dtype)
 
     def f_bwd(_, g):
         if grad == "none":
@@ -215,15 +340,3 @@ def fake_quantize(x, bf, axis=-1, rounding="nearest_even", *, sr_bits=None,
 
     f.defvjp(lambda v: (f(v), None), f_bwd)
     return f(x)
-
-
-def _fake(x, bf, axis, rounding, sr_bits, sr_variant, seed, rbits, key):
-    bf, x, axis, vb = _quantize(x, bf, axis, rounding, sr_bits, sr_variant, seed, rbits, key,
-                                values=True)
-    return unblocked(lax.bitcast_convert_type(vb, jnp.float32), x, axis)
-
-
-def unblocked(v, x, axis):
-    """Blocked values (..., blocks, k) back to x's shape and dtype."""
-    v = v.reshape(v.shape[:-2] + (-1,))[..., :x.shape[axis]]
-    return jnp.moveaxis(v, -1, axis).astype(x.dtype)

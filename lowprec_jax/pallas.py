@@ -79,26 +79,33 @@ def encode(x, fmt, rounding="nearest_even", overflow=None, *, sr_bits=None, sr_v
     return jnp.where(code == jnp.uint32(0xFFFFFFFF), mask, code & mask).astype(fmt.code_dtype)
 
 
-def _block_kernel(x_ref, rh_ref, rl_ref, v_ref, *, bf, P):
-    v_ref[...] = quantize_bits(x_ref[...], rh_ref[...], rl_ref[...], bf, P)[4]
+def _block_kernel(x_ref, rh_ref, rl_ref, *refs, bf, P):
+    ts = (refs[0][0], refs[0][1]) if len(refs) == 2 else None
+    refs[-1][...] = quantize_bits(x_ref[...], rh_ref[...], rl_ref[...], bf, P, ts)[2]
 
 
 def fake_quantize(x, bf, axis=-1, rounding="nearest_even", *, sr_bits=None,
-                  sr_variant="srff", seed=None, rbits=None, key=None, interpret=True):
-    """``lowprec_jax.blocks.fake_quantize`` (power-of-two rules) as a Pallas kernel over
-    ``ROWS`` blocks at a time: amax, scale, rounding and dequantization in one pass over the
-    bits (no gradient rule; the values only)."""
-    bf, x, axis, xb, Rh, Rl, P = prepare(x, bf, axis, rounding, sr_bits, sr_variant, seed,
-                                         rbits, key)
+                  sr_variant="srff", seed=None, rbits=None, key=None, tensor_amax=None,
+                  interpret=True):
+    """``lowprec_jax.blocks.fake_quantize`` (MX power-of-two rules and NVFP4) as a Pallas
+    kernel over ``ROWS`` blocks at a time: amax, scale, rounding and dequantization in one pass
+    over the bits (no gradient rule; the values only). NVFP4's tensor scales come from one
+    reduction before the kernel and enter it as a (2,) input."""
+    bf, x, axis, xb, Rh, Rl, P, ts = prepare(x, bf, axis, rounding, sr_bits, sr_variant, seed,
+                                             rbits, key, tensor_amax)
     shape = xb.shape
     k = shape[-1]
     n = xb.size // k
     pad = -n % ROWS
     flat = [jnp.pad(a.reshape(n, k), ((0, pad), (0, 0))) for a in (xb, Rh, Rl)]
     spec = pl.BlockSpec((ROWS, k), lambda i: (i, 0))
+    specs = [spec] * 3
+    if ts is not None:
+        flat.append(jnp.stack(ts))
+        specs.append(pl.BlockSpec((2,), lambda i: (0,)))
     vb = pl.pallas_call(partial(_block_kernel, bf=bf, P=P),
                         out_shape=jax.ShapeDtypeStruct(flat[0].shape, jnp.uint32),
-                        grid=(flat[0].shape[0] // ROWS,), in_specs=[spec] * 3, out_specs=spec,
+                        grid=(flat[0].shape[0] // ROWS,), in_specs=specs, out_specs=spec,
                         interpret=interpret, compiler_params=pltriton.CompilerParams())(*flat)
     v = lax.bitcast_convert_type(vb[:n].reshape(shape), jnp.float32)
-    return unblocked(v, x, axis)
+    return unblocked(v, x.shape, axis, bf).astype(x.dtype)

@@ -64,9 +64,10 @@ def test_errors():
 
 @settings(max_examples=15, deadline=None)
 @given(preset=st.sampled_from(["mxfp8_e4m3", "mxfp8_e5m2", "mxfp6_e2m3", "mxfp4", "mxint8",
-                               "mxfp8_e4m3_rceil", "bfp16"]),
+                               "mxfp8_e4m3_rceil", "bfp16", "nvfp4", "nvfp4_2d"]),
        mode=st.sampled_from(["nearest_even", "toward_zero", "up", "stochastic"]),
-       shape_axis=st.sampled_from([((5, 64), -1), ((96, 3), 0), ((2, 64, 3), 1)]),
+       shape_axis=st.sampled_from([((5, 64), -1), ((96, 3), 0), ((2, 64, 3), 1),
+                                   ((3, 20, 40), -1)]),
        seed=st.integers(0, 2**32 - 1))
 def test_pallas_fake_quantize_equals_the_core(preset, mode, shape_axis, seed):
     shape, axis = shape_axis
@@ -74,12 +75,14 @@ def test_pallas_fake_quantize_equals_the_core(preset, mode, shape_axis, seed):
     x = (rng.standard_normal(shape) * np.exp2(rng.integers(-40, 40, shape))).astype(np.float32)
     x.reshape(-1)[:3] = [np.nan, np.inf, -0.0]
     kw = dict(seed=seed) if mode == "stochastic" else {}
+    if preset == "nvfp4_2d":
+        axis = -1
     want = lp.fake_quantize(x, preset, axis, mode, **kw)
     got = np.asarray(lpp.fake_quantize(x, preset, axis, mode, **kw))
     assert np.array_equal(got.view(np.uint32), want.view(np.uint32))
 
 
-@pytest.mark.parametrize("preset", ["mxfp8_e4m3", "mxfp4", "mxfp8_e5m2_rceil"])
+@pytest.mark.parametrize("preset", ["mxfp8_e4m3", "mxfp4", "mxfp8_e5m2_rceil", "nvfp4"])
 def test_block_kernel_lowers_for_cuda(preset):
     for kw in (dict(), dict(rounding="stochastic", seed=1)):
         f = lambda v: lpp.fake_quantize(v, preset, interpret=False, **kw)  # noqa: E731

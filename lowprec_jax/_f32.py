@@ -1,0 +1,103 @@
+"""IEEE float32 multiply and divide (round to nearest even, subnormals kept) in integer
+operations on the bits.
+
+XLA's CPU backend flushes subnormal results to zero and treats subnormal inputs as zero (FTZ and
+DAZ are set), other backends may not; NVFP4's scale arithmetic (Transformer Engine's float32
+order) must give the IEEE bits everywhere, so it goes through these instead of ``*`` and ``/``.
+"""
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from ._round import _gt, _low64, _shr64
+
+U32 = jnp.uint32
+I32 = jnp.int32
+SIGN = np.uint32(0x80000000)        # NumPy scalars: Pallas kernels cannot capture arrays
+INF = np.uint32(0x7F800000)
+QNAN = np.uint32(0x7FC00000)
+MAX = np.uint32(0x7F7FFFFF)
+
+
+def _unpack(b):
+    """(|b| bits, significand in [2^23, 2^24), exponent E: |value| = sig * 2^(E - 23)) of
+    finite non-zero float32 bits; subnormals normalised."""
+    a = b & U32(0x7FFFFFFF)
+    ef = (a >> 23).astype(I32)
+    mant = a & U32(0x7FFFFF)
+    lz = lax.clz(jnp.where(mant == 0, U32(1), mant)).astype(I32) - 8
+    sig = jnp.where(ef > 0, mant | U32(1 << 23), mant << jnp.clip(lz, 0, 31).astype(U32))
+    E = jnp.where(ef > 0, ef - 127, -126 - lz)
+    return a, sig, E
+
+
+def _pack(sign, hi, lo, e):
+    """float32 bits of sign * (hi * 2^32 + lo) * 2^e, rounded to nearest even once, with
+    subnormals and overflow to Inf; (hi, lo) non-zero, below 2^63."""
+    lzh = lax.clz(hi).astype(I32)
+    lzl = lax.clz(lo).astype(I32)
+    msb = jnp.where(hi != 0, 63 - lzh, 31 - lzl)
+    Er = msb + e                                           # exponent of the leading bit
+    sh = msb - 23 + jnp.maximum(0, -126 - Er)              # bits to drop (>= 0 here)
+    sh = jnp.clip(sh, 0, 64)
+    qh, ql = _shr64(hi, lo, sh)
+    rh, rl = _low64(hi, lo, sh)
+    half_h = jnp.where(sh > 32, U32(1) << jnp.clip(sh - 33, 0, 31).astype(U32), U32(0))
+    half_l = jnp.where((sh >= 1) & (sh <= 32), U32(1) << jnp.clip(sh - 1, 0, 31).astype(U32),
+                       U32(0))
+    up = _gt(rh, rl, half_h, half_l) | ((rh == half_h) & (rl == half_l) & ((ql & 1) == 1)
+                                        & (sh >= 1))
+    q = ql + up.astype(U32)                                # <= 2^24: fits, qh is 0
+    base = (jnp.maximum(Er, -126) + 126).astype(U32) << 23
+    bits = jnp.where(Er > 127, INF, base + q)
+    bits = jnp.where(bits >= INF, INF, bits)
+    return sign | bits
+
+
+def mul(a, b):
+    """float32 bits of a * b (IEEE 754 binary32, round to nearest even)."""
+    sign = (a ^ b) & SIGN
+    aa, sa, ea = _unpack(a)
+    ab, sb, eb = _unpack(b)
+    m = U32(0xFFFF)
+    a0, a1, b0, b1 = sa & m, sa >> 16, sb & m, sb >> 16
+    p00, p01, p10, p11 = a0 * b0, a0 * b1, a1 * b0, a1 * b1
+    mid = (p00 >> 16) + (p01 & m) + (p10 & m)
+    hi = p11 + (p01 >> 16) + (p10 >> 16) + (mid >> 16)
+    lo = (p00 & m) | (mid << 16)
+    out = _pack(sign, hi, lo, ea + eb - 46)
+    nan = (aa > INF) | (ab > INF) | ((aa == INF) & (ab == 0)) | ((aa == 0) & (ab == INF))
+    out = jnp.where((aa == 0) | (ab == 0), sign, out)
+    out = jnp.where((aa == INF) | (ab == INF), sign | INF, out)
+    return jnp.where(nan, QNAN, out)
+
+
+def div(a, b):
+    """float32 bits of a / b (IEEE 754 binary32, round to nearest even)."""
+    sign = (a ^ b) & SIGN
+    aa, sa, ea = _unpack(a)
+    ab, sb, eb = _unpack(b)
+    q = jnp.zeros_like(sa)
+    r = sa
+    for _ in range(27):                                    # floor(sa * 2^26 / sb), 26..27 bits
+        ge = r >= sb
+        q = (q << 1) | ge.astype(U32)
+        r = jnp.where(ge, r - sb, r) << 1
+    lo = (q << 1) | (r != 0).astype(U32)                   # remainder as a sticky bit
+    out = _pack(sign, jnp.zeros_like(lo), lo, ea - eb - 27)
+    nan = (aa > INF) | (ab > INF) | ((aa == 0) & (ab == 0)) | ((aa == INF) & (ab == INF))
+    out = jnp.where((aa == 0) | (ab == INF), sign, out)
+    out = jnp.where((aa == INF) | (ab == 0), sign | INF, out)
+    return jnp.where(nan, QNAN, out)
+
+
+def min_max_finite(a):
+    """min(a, FLT_MAX) for non-negative, non-NaN float32 bits a."""
+    return jnp.minimum(a, MAX)
+
+
+def const(v):
+    """The float32 bits of a Python number, as a NumPy uint32 scalar."""
+    return np.float32(v).view(np.uint32)
