@@ -12,6 +12,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
 
 from lowprec import _kernels as K
 
@@ -170,15 +171,9 @@ def round_bits_impl(ub, Rh, Rl, P):
     maxm = jnp.where(s == 1, P[K.MAXNEG], P[K.MAXPOS])
     ovf = (cm > maxm) | ((s == 1) & (maxm < 0))
     away = _rounds_away(s, mode)
-    # value bits of a finite result
-    if W == 32:
-        ft = jnp.float32
-    else:
-        ft = jnp.float64
+    # value bits of a finite result (subnormal results built from integers)
     subq = float(np.int64(P[K.SUBQ_BITS]).view(np.float64))
-    vsub = (q.astype(jnp.float64 if W == 64 else jnp.float32) * (
-        jnp.float64(subq) if W == 64 else jnp.float32(subq)))
-    vb_sub = jnp.asarray(vsub, ft).view(ut)
+    vb_sub = int_times_pow2_bits(q, int(np.frexp(subq)[1]) - 1, W)
     vb_norm = (((Et + bw - 1) << mw) + (q << (mw - mt))).astype(ut)
     vb = jnp.where(below, vb_sub, vb_norm) | (s.astype(ut) << (W - 1))
     kind = P[K.KIND]
@@ -208,6 +203,22 @@ def round_bits_impl(ub, Rh, Rl, P):
     code = jnp.where(special, jnp.where(isnan, nc, sc), code)
     vb = jnp.where(special, jnp.where(isnan, nv, sv), vb)
     return code, vb
+
+
+def int_times_pow2_bits(q, s, W):
+    """Bits of the work-type value q * 2^s, for integers 0 <= q < 2^(W - 1) whose product is
+    a value of the work type (no rounding); integer operations only, so that no backend's
+    subnormal flushing (XLA's CPU backend flushes float results below the normal range)
+    touches it."""
+    ut = jnp.uint32 if W == 32 else jnp.uint64
+    it = jnp.int32 if W == 32 else jnp.int64
+    mw, bias = (23, 127) if W == 32 else (52, 1023)
+    qu = q.astype(ut)
+    msb = (W - 1) - lax.clz(jnp.where(qu == 0, ut(1), qu)).astype(it)
+    e = msb + s                                         # exponent of the leading bit
+    norm = ((e + bias).astype(ut) << mw) | (_shl(qu, mw - msb, W) & ut((1 << mw) - 1))
+    sub = _shl(qu, jnp.full_like(msb, s + bias - 1 + mw), W)
+    return jnp.where(qu == 0, ut(0), jnp.where(e >= 1 - bias, norm, sub))
 
 
 def _u(v, ut):
