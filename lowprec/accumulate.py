@@ -30,6 +30,8 @@ outer = round(s * partial + outer), s = round(sA * sB), both in ``promote_to``'s
 the epilogue: D = round(alpha * acc + c) with alpha = float32(tA * tB), one rounding into
 ``fmt``, the accumulation starting from 0.
 
+A NaN result (a NaN term, 0 * Inf, Inf - Inf) is returned as the positive quiet NaN.
+
 ``input_formats`` name the formats of A's and B's values: a fused adder aligns on the
 exponents as those formats see them (a subnormal's exponent is the format's emin), and the
 values are checked to belong to them. Without it, any values float32 can hold are accepted
@@ -349,7 +351,13 @@ def matmul(A, B, acc="fp32-sequential", c=None, *, seed=None, dtype=None):
         np.dtype(np.float32) if holds(res_fmt, np.float32) else np.dtype(np.float64))
     if not holds(res_fmt, rdt):
         raise ValueError(f"dtype={rdt} cannot hold every value of {res_fmt.name}")
-    return out.reshape(shape).astype(rdt)
+    return _positive_nan(out).reshape(shape).astype(rdt)
+
+
+def _positive_nan(v):
+    """NaN results as the positive quiet NaN: the sign of a NaN is not specified by IEEE 754
+    and x86 gives Inf - Inf a negative one, so lowprec fixes it (every model, every path)."""
+    return np.where(np.isnan(v), np.nan, v) if np.isnan(v).any() else v
 
 
 def _block_matmul(A, B, acc, c, seed, dtype):
@@ -389,7 +397,8 @@ def _block_matmul(A, B, acc, c, seed, dtype):
         from .arith import fma  # noqa: PLC0415
         cc = np.zeros(res.shape) if c is None else _floats(c, "c")
         res = fma(np.float64(alpha), res, cc, acc.fmt, acc.rounding, acc.overflow)
-    return res.astype(dtype or (np.float32 if holds(acc.fmt, np.float32) else np.float64))
+    return _positive_nan(res).astype(dtype or (np.float32 if holds(acc.fmt, np.float32)
+                                               else np.float64))
 
 
 def _fused_from_parts(acc, ea, sa, eb, sb, c, seed):

@@ -1,15 +1,17 @@
-"""JAX adapter: ``round``, ``encode`` and ``decode`` of the core, in ``jax.numpy``, jittable
-and vmappable, bit-identical to ``lowprec`` (issue 5, first part; block formats, matmul,
-gradients and the Pallas kernels are still to come).
+"""JAX adapter: the core's ``round``, ``encode``, ``decode``, block ``quantize`` /
+``dequantize`` / ``fake_quantize`` (MX and NVFP4), ``matmul`` (fused-adder and sequential
+accumulators) and ``quantized_dot_general``, in ``jax.numpy``, jittable and vmappable,
+bit-identical to ``lowprec``; Pallas kernels in ``lowprec_jax.pallas``.
 
 Same arguments and rules as ``lp.round`` / ``lp.encode`` / ``lp.decode``. Float32, float16 and
 bfloat16 inputs work with JAX's default 32-bit types; float64 inputs, and formats that only
-float64 holds, need ``jax.config.update("jax_enable_x64", True)``. Stochastic rounding takes
-``rbits=`` (unsigned integers broadcastable to x), ``seed=`` (the core's Philox4x32-10 counter
-generator, same words as ``lp.random_bits``) or ``key=`` (a JAX PRNG key: ``jax.random.bits``
-words, not the core's). Where the core raises (a NaN input into a format without NaN under an
-explicit overflow policy), the JAX functions cannot raise under ``jit``: the value is NaN and
-the code all ones; outside ``jit`` they raise as the core does.
+float64 holds, need ``jax.config.update("jax_enable_x64", True)`` (``matmul`` always does).
+Stochastic rounding takes ``rbits=`` (unsigned integers broadcastable to x), ``seed=`` (the
+core's Philox4x32-10 counter generator, same words as ``lp.random_bits``) or ``key=`` (a JAX
+PRNG key: ``jax.random.bits`` words, not the core's). Where the core raises (a NaN input into
+a format without NaN under an explicit overflow policy), the JAX functions cannot raise under
+``jit``: the value is NaN and the code all ones; outside ``jit`` they raise as the core does.
+Every conversion is integer arithmetic on the bits: XLA's CPU backend flushes subnormals.
 """
 from __future__ import annotations
 
@@ -201,3 +203,9 @@ def decode(codes, fmt, dtype=None):
     table = cast.decode(np.arange(1 << fmt.bits), fmt, dtype=dt) if not (
         getattr(fmt, "symmetric", False)) else cast._decode_table(fmt).astype(dt)
     return jnp.asarray(table)[codes.astype(jnp.int32)]
+
+
+from .blocks import QuantizedArray, dequantize, fake_quantize, quantize  # noqa: E402
+from .matmul import matmul  # noqa: E402
+
+__all__ += ["quantize", "dequantize", "fake_quantize", "QuantizedArray", "matmul"]

@@ -448,3 +448,18 @@ def test_fused_units_follow_ieee_for_inf_and_nan():
     assert got[0, 0] == np.inf and got[1, 0] == 32 - 1 and np.isnan(got[2, 0])
     assert np.isnan(got[3, 0]) and got[4, 0] == -np.inf
     assert np.isnan(got[1, 1]) and np.isnan(got[4, 1]) and got[0, 1] == np.inf
+
+
+@pytest.mark.parametrize("acc", ["fp32-sequential", "exact", "h100-fp16", "deepseek-v3-fp8",
+                                 lp.Accumulator("bfloat16"),
+                                 lp.Accumulator("float32", order="pairwise")])
+def test_nan_results_are_the_positive_quiet_nan(acc):
+    """Inf - Inf, 0 * Inf and a negative NaN operand all give +NaN (0x7FC00000 in float32),
+    whatever the model and the machine's default NaN."""
+    A = np.array([[np.inf, 1.0], [-np.nan, 1.0], [np.inf, -np.inf]], np.float32)
+    B = np.array([[1.0], [1.0]], np.float32)
+    c = np.array([[-np.inf], [0.0], [0.0]], np.float32)
+    B2 = np.array([[0.0], [1.0]], np.float32)
+    for b, cc in ((B, c), (B2, None)):
+        got = lp.matmul(A, b, acc, cc)
+        assert np.array_equal(got.view(np.uint32), np.full(got.shape, 0x7FC00000, np.uint32))

@@ -1,0 +1,413 @@
+"""``lowprec_jax.matmul``: ``lp.matmul`` in JAX for the accumulator models that matrix units
+use, bit-identical to the core: fused multi-term adders (every ``lp.hardware`` tensor-core
+preset: aligned or unaligned addend, truncate / floor / nearest terms, promotion every k
+products as in ``deepseek-v3-fp8``), and the sequential order with exact products
+(``fp32-sequential`` and any float accumulator format).
+
+Everything is integer arithmetic on the bits (int64: ``jax_enable_x64`` must be on), so no
+backend's subnormal flushing touches a result. Each step's exact sum is formed as an integer
+(the fused adder's aligned terms, below 2^53) or as a two-operand sum rounded to odd in the
+float64 format (53 >= p + 2 bits for every accumulator of at most 51 mantissa bits, so the
+one rounding into the accumulator is exact: Boldo & Melquiond 2008), then rounded once by the
+core's rounding step (``_round.round_bits_impl``). Stochastic accumulators use the core's
+words: rounding j of output element o (flat C order) takes Philox4x32-10(seed) at counter
+(o_lo, o_hi, j, 1).
+
+Not here yet (``lp.matmul`` has them): the pairwise / blocked / tree / exact orders, rounded
+products, integer accumulators, ``BlockTensor`` operands.
+"""
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from lowprec import accumulate as _acc
+from lowprec import cast
+from lowprec.formats import IntFormat
+from lowprec.rounding import check_seed
+
+from . import _philox
+from ._round import round_bits_impl
+
+__all__ = ["matmul"]
+
+I64, U64, U32 = jnp.int64, jnp.uint64, jnp.uint32
+TRUNC, FLOOR, NEAREST = 0, 1, 2
+FIN, INF, NAN, NEGZERO = 0, 1, 2, 3
+MASK52 = (1 << 52) - 1
+QNAN = np.uint64(0x7FF8 << 48)          # the positive quiet NaN every NaN result becomes
+_INF = np.uint64(0x7FF << 52)
+
+
+# ---- float bits <-> integers ------------------------------------------------------------------
+
+def _f64_bits(x):
+    """float64 bits of a float array, converting float32 / float16 / bfloat16 bits exactly with
+    integer operations (a float conversion may flush float32 subnormals)."""
+    if x.dtype == jnp.float64:
+        return lax.bitcast_convert_type(x, U64)
+    b = lax.bitcast_convert_type(x.astype(jnp.float32), U32).astype(U64)
+    neg = b >> 31
+    ef = ((b >> 23) & 0xFF).astype(I64)
+    mant = b & U64(0x7FFFFF)
+    lz = lax.clz(jnp.where(mant == 0, U64(1), mant)).astype(I64) - 40   # msb to bit 23
+    norm = ((ef - 127 + 1023).astype(U64) << 52) | (mant << 29)
+    sub_e = (-126 - lz + 1023).astype(U64)
+    sub = (sub_e << 52) | ((mant << jnp.clip(lz, 0, 63).astype(U64)) & U64(0x7FFFFF)) << 29
+    out = jnp.where(ef == 0, jnp.where(mant == 0, U64(0), sub), norm)
+    out = jnp.where(ef == 0xFF, (U64(0x7FF) << 52) | (mant << 29), out)
+    return out | (neg << 63)
+
+
+def _f32_from_f64_bits(b):
+    """float32 bits of float64 values that float32 holds exactly (integer operations)."""
+    neg = (b >> 63).astype(U32)
+    ef = ((b >> 52) & 0x7FF).astype(I64)
+    mant = b & U64(MASK52)
+    e = ef - 1023
+    norm = ((e + 127).astype(U64) << 23) | (mant >> 29)
+    sig = mant | (U64(1) << 52)
+    sub = sig >> jnp.clip(29 + (-126 - e), 0, 63).astype(U64)
+    out = jnp.where(e >= -126, norm, sub)
+    out = jnp.where(ef == 0, U64(0), out)
+    out = jnp.where(ef == 0x7FF, (U64(0xFF) << 23) | (mant >> 29), out)
+    return out.astype(U32) | (neg << 31)
+
+
+def _parts(b):
+    """(signed m, e, flag) of float64 bits: value m * 2^e, |m| < 2^53; flag FIN / INF / NAN /
+    NEGZERO. Infinities get m = +-1."""
+    neg = (b >> 63) == 1
+    ew = ((b >> 52) & 0x7FF).astype(I64)
+    mant = (b & U64(MASK52)).astype(I64)
+    m = mant | (jnp.where(ew != 0, I64(1), I64(0)) << 52)
+    e = jnp.maximum(ew, 1) - 1075
+    flag = jnp.where(ew == 0x7FF, jnp.where(mant == 0, INF, NAN),
+                     jnp.where((m == 0) & neg, NEGZERO, FIN)).astype(jnp.int8)
+    m = jnp.where(ew == 0x7FF, I64(1), m)
+    return jnp.where(neg, -m, m), e, flag
+
+
+def _bits_odd(neg, mag, x):
+    """float64 bits of +-mag * 2^x (0 < mag < 2^63), rounded to odd to 53 bits when it has
+    more (exact otherwise). The exponent stays in float64's normal range here."""
+    magu = mag.astype(U64)
+    msb = 63 - lax.clz(magu).astype(I64)
+    sh = jnp.maximum(msb - 52, 0)
+    q = magu >> sh.astype(U64)
+    lost = (magu & ((U64(1) << sh.astype(U64)) - U64(1))) != 0
+    q = q | lost.astype(U64)
+    top = msb - sh                                         # q's msb position (<= 52)
+    q = q << (52 - top).astype(U64)                        # leading bit at 52
+    e = x + sh + top                                       # exponent of the leading bit
+    bits = ((e + 1023).astype(U64) << 52) | (q & U64(MASK52))
+    return bits | (neg.astype(U64) << 63)
+
+
+def _zero(neg):
+    return neg.astype(U64) << 63
+
+
+def _sum_odd(b1, b2, down):
+    """b1 + b2 (float64 bits, finite) exactly, rounded to odd in float64; IEEE signed zeros
+    (``down``: the rounding is toward -Inf, where x - x = -0)."""
+    m1, e1, _ = _parts(b1)
+    m2, e2, _ = _parts(b2)
+    first = e1 >= e2
+    mL, eL = jnp.where(first, m1, m2), jnp.where(first, e1, e2)
+    mS, eS = jnp.where(first, m2, m1), jnp.where(first, e2, e1)
+    k = eL - 9 - eS                                        # units of 2^(eL - 9)
+    aS = jnp.abs(mS)
+    left = aS << jnp.clip(-k, 0, 9)
+    kk = jnp.clip(k, 0, 63)
+    right = (aS >> kk) | ((aS & ((I64(1) << kk) - 1)) != 0).astype(I64)
+    right = jnp.where(k >= 63, (aS != 0).astype(I64), right)
+    sS = jnp.where(k <= 0, left, right)
+    T = (mL << 9) + jnp.where(mS < 0, -sS, sS)
+    out = _bits_odd(T < 0, jnp.abs(T), eL - 9)
+    z1, z2 = m1 == 0, m2 == 0
+    n1, n2 = (b1 >> 63) == 1, (b2 >> 63) == 1
+    both_zero = _zero((n1 & n2) | (down & (n1 | n2)))
+    out = jnp.where(T == 0, _zero(jnp.full(T.shape, down)), out)
+    out = jnp.where(z1, b2, jnp.where(z2, b1, out))
+    return jnp.where(z1 & z2, both_zero, out)
+
+
+def _sum(b1, b2, down):
+    """``_sum_odd`` where both are finite; else the IEEE sum of the infinities and NaNs
+    (float64 arithmetic is exact on them), a NaN made the positive quiet NaN."""
+    special = ((b1 >> 52) & 0x7FF == 0x7FF) | ((b2 >> 52) & 0x7FF == 0x7FF)
+    f = lambda b: lax.bitcast_convert_type(  # noqa: E731
+        jnp.where((b >> 52) & 0x7FF == 0x7FF, b, U64(0)), jnp.float64)
+    sp = f(b1) + f(b2)
+    sp = jnp.where(jnp.isnan(sp), QNAN, lax.bitcast_convert_type(sp, U64))
+    return jnp.where(special, sp, _sum_odd(b1, b2, down))
+
+
+def _align(p, sh, mode):
+    """``lowprec._accumulate._align``: p * 2^sh to an integer by truncation, floor or nearest
+    even (p signed int64)."""
+    up = p << jnp.clip(sh, 0, 62)
+    k = jnp.clip(-sh, 0, 62)
+    a = jnp.abs(p)
+    if mode == FLOOR:
+        down = p >> k
+    else:
+        q = a >> k
+        if mode == NEAREST:
+            rem = a & ((I64(1) << k) - 1)
+            half = jnp.where(k > 0, I64(1) << jnp.maximum(k - 1, 0), I64(0))
+            q = q + ((k > 0) & ((rem > half) | ((rem == half) & ((q & 1) == 1)))).astype(I64)
+        down = jnp.where(p < 0, -q, q)
+    far = jnp.where((mode == FLOOR) & (p < 0), I64(-1), I64(0))
+    down = jnp.where(-sh >= 62, far, down)
+    return jnp.where(sh >= 0, up, down)
+
+
+# ---- rounding into the accumulator ------------------------------------------------------------
+
+class _Rounder:
+    """The core's rounding step for one accumulator format, mode and policy, on float64
+    bits, with the seeded words of rounding j."""
+
+    def __init__(self, fmt, rounding, overflow, sr_bits, sr_variant, seed, n_out):
+        mode, r, variant = cast._check_rounding_args(
+            fmt, rounding, sr_bits, sr_variant, 0 if seed is not None else None, None,
+            np.float64)
+        self.sr = mode == "stochastic"
+        self.fmt, self.r = fmt, r
+        self.down = mode == "down"
+        self.P = tuple(int(v) for v in cast._params(fmt, 64, mode, cast.check_overflow(
+            overflow, fmt), overflow is None, r, variant))
+        self.seed = seed
+        if self.sr:
+            o = jnp.arange(n_out, dtype=U64)
+            self.o_lo, self.o_hi = (o & U64(0xFFFFFFFF)).astype(U32), (o >> 32).astype(U32)
+
+    def check_odd_sum(self, what):
+        """A sum rounded to odd in float64 keeps every bit stochastic rounding with r random
+        bits reads only while man_bits + r + 3 <= 53."""
+        if self.sr and self.fmt.man_bits + self.r + 3 > 53:
+            raise NotImplementedError(f"{what} with stochastic rounding of {self.r} random "
+                                      f"bits into {self.fmt.name} needs lp.matmul (at most "
+                                      f"{50 - self.fmt.man_bits} bits here)")
+
+    def __call__(self, b, j):
+        """(value bits, code) of float64 bits b (shape (n_out,)) rounded into the format."""
+        if self.sr:
+            jj = jnp.full(self.o_lo.shape, j, U32)
+            w0, w1, _, _ = _philox(self.o_lo, self.o_hi, jj, jnp.ones_like(jj),
+                                   U32(self.seed & 0xFFFFFFFF), U32(self.seed >> 32))
+            Rh, Rl = w1, w0
+        else:
+            Rh = Rl = jnp.zeros(b.shape, U32)
+        code, vb = round_bits_impl(b, Rh, Rl, self.P)
+        return vb, code
+
+
+# ---- the models -------------------------------------------------------------------------------
+
+def _fused_step(ta, tb, acc, fz, mab, c_emin, rnd, j, valid):
+    """``lowprec._accumulate._fused_step`` and ``_special_step`` on (n_out, n) product terms."""
+    (sa, ea, fa), (sb, eb, fb) = ta, tb
+    F, mode = fz.frac_bits, _acc.TERMS[fz.terms]
+    p = jnp.where(valid & (fa == FIN) & (fb == FIN), sa * sb, I64(0))
+    pe = ea + eb
+    nzp = p != 0
+    E = jnp.max(jnp.where(nzp, pe, I64(-(1 << 40))), axis=-1)
+    am, ae, af = _parts(acc)
+    acc_nz = am != 0
+    if fz.align_addend:
+        accE = jnp.maximum(63 - lax.clz(jnp.abs(am).astype(U64)).astype(I64) + ae, c_emin)
+        E = jnp.where(acc_nz, jnp.maximum(E, accE), E)
+    nz = jnp.any(nzp, axis=-1) | (acc_nz if fz.align_addend else False)
+    S = jnp.sum(jnp.where(nzp, _align(p, F + pe - E[:, None] - mab, mode), I64(0)), axis=-1)
+    if fz.align_addend:
+        S = S + jnp.where(acc_nz, _align(am, F + ae - E, mode), I64(0))
+    v = jnp.where(S == 0, U64(0), _bits_odd(S < 0, jnp.abs(S), E - F))      # exact
+    if not fz.align_addend:
+        v = jnp.where(acc_nz, _sum_odd(v, acc, rnd.down), v)
+    # no non-zero term: the addend alone, or a signed zero (-0 only if every term is -0)
+    neg_p = ((sa < 0) | (fa == NEGZERO)) != ((sb < 0) | (fb == NEGZERO))
+    all_neg = jnp.all(neg_p | ~valid, axis=-1) & (af == NEGZERO)
+    v = jnp.where(nz, v, jnp.where(acc_nz, acc, _zero(all_neg)))
+    # Inf and NaN (IEEE): NaN operand, 0 * Inf, or Inf - Inf give NaN
+    nan_t = valid & ((fa == NAN) | (fb == NAN) | ((fa == INF) & (sb == 0)) |
+                     ((fb == INF) & (sa == 0)))
+    inf_t = valid & ~nan_t & ((fa == INF) | (fb == INF))
+    inf_pos = jnp.any(inf_t & ((sa < 0) == (sb < 0)), axis=-1)
+    inf_neg = jnp.any(inf_t & ((sa < 0) != (sb < 0)), axis=-1)
+    acc_inf = af == INF
+    nan = jnp.any(nan_t, axis=-1) | (inf_pos & inf_neg) | (af == NAN) | (
+        acc_inf & (((am > 0) & inf_neg) | ((am < 0) & inf_pos)))
+    v = jnp.where(inf_pos | inf_neg | acc_inf, jnp.where(
+        acc_inf, acc, jnp.where(inf_pos, _INF, _INF | (U64(1) << 63))), v)
+    v = jnp.where(nan, QNAN, v)
+    return rnd(v, j)
+
+
+def _view(b, fmt):
+    """(signed significand, exponent, flag) of float64 bits as ``fmt`` sees them (value =
+    sig * 2^(exp - man_bits), exp >= emin: ``lp.accumulate._sig_exp``), or the float32 view
+    (24-bit significands) when fmt is None."""
+    m, e, flag = _parts(b)
+    a = jnp.abs(m)
+    msb = 63 - lax.clz(jnp.where(a == 0, U64(1), a.astype(U64))).astype(I64)
+    E = msb + e                                           # floor(log2 |x|)
+    man, emin = (23, -126) if fmt is None else (fmt.man_bits, fmt.emin)
+    ex = jnp.maximum(E, emin)
+    sh = (ex - man) - e                                   # sig = a >> sh (exact for members)
+    sig = jnp.where(sh >= 0, a >> jnp.clip(sh, 0, 63), a << jnp.clip(-sh, 0, 63))
+    sig = jnp.where(flag == INF, I64(1), jnp.where(a == 0, I64(0), sig))
+    return jnp.where(m < 0, -sig, sig), ex, flag
+
+
+def matmul(A, B, acc="fp32-sequential", c=None, *, seed=None, dtype=None):
+    """``lp.matmul`` in JAX (fused-adder presets and sequential accumulators; see the module
+    docstring): ``A @ B + c`` formed as ``acc`` forms it, bit for bit. A: (..., M, K), B:
+    (..., K, N) float arrays holding values of the accumulator's input formats (float32
+    values without ``input_formats``), batch axes broadcast; c broadcastable to the result
+    (values of the addend format). Jittable; needs ``jax_enable_x64``."""
+    acc = _acc._resolve(acc)
+    if not jax.config.jax_enable_x64:
+        raise ValueError("lowprec_jax.matmul works in 64-bit integers: enable jax_enable_x64 "
+                         "(jax.config.update('jax_enable_x64', True))")
+    if isinstance(acc.fmt, IntFormat) or (acc.fused is None and (
+            acc.order != "sequential" or acc.products is not None)):
+        raise NotImplementedError(f"lowprec_jax.matmul models fused adders and the sequential "
+                                  f"order with exact products; {acc} needs lp.matmul")
+    if acc.fmt.man_bits > 51:
+        raise NotImplementedError("accumulators of more than 51 mantissa bits need lp.matmul")
+    A, B = jnp.asarray(A), jnp.asarray(B)
+    for x, name in ((A, "A"), (B, "B")):
+        if x.dtype.name not in ("float16", "bfloat16", "float32", "float64"):
+            raise TypeError(f"{name} must be a float array, got dtype {x.dtype}")
+        if x.ndim < 2:
+            raise ValueError(f"{name} needs at least 2 dimensions, got shape {x.shape}")
+    if A.shape[-1] != B.shape[-2]:
+        raise ValueError(f"A's last dimension ({A.shape[-1]}) must equal B's second-to-last "
+                         f"({B.shape[-2]})")
+    sr = acc.stochastic
+    if sr and seed is None:
+        raise ValueError("a stochastic accumulator needs seed=<int> at the call")
+    if not sr and seed is not None:
+        raise ValueError("seed= applies to stochastic accumulators only")
+    seed = check_seed(seed) if sr else None
+    M, K, N = A.shape[-2], A.shape[-1], B.shape[-1]
+    batch = tuple(np.broadcast_shapes(A.shape[:-2], B.shape[:-2]))
+    shape = batch + (M, N)
+    nb = int(np.prod(batch, dtype=np.int64))
+    A3 = jnp.broadcast_to(A, batch + (M, K)).reshape(nb, M, K)
+    B3 = jnp.swapaxes(jnp.broadcast_to(B, batch + (K, N)), -1, -2).reshape(nb, N, K)
+    cb = jnp.zeros(shape, U64) if c is None else jnp.broadcast_to(_f64_bits(jnp.asarray(c)),
+                                                                   shape)
+    n_out = nb * M * N
+    rnd = _Rounder(acc.fmt, acc.rounding, acc.overflow, acc.sr_bits, acc.sr_variant, seed,
+                   n_out)
+    ab, bb = _f64_bits(A3), _f64_bits(B3)
+    if K == 0:                                            # no products: c itself
+        out = cb.reshape(n_out)
+        res_fmt = acc.promote_to.fmt if acc.promote_to is not None else acc.fmt
+    elif acc.fused is not None:
+        out = _fused(acc, ab, bb, cb.reshape(n_out), rnd, seed)
+        res_fmt = acc.promote_to.fmt if acc.promote_to is not None else acc.fmt
+    else:
+        rnd.check_odd_sum("the sequential order")
+        out = _sequential(ab, bb, cb.reshape(n_out), rnd)
+        res_fmt = acc.fmt
+    rdt = np.dtype(dtype) if dtype is not None else (
+        np.dtype(np.float32) if cast.holds(res_fmt, np.float32) else np.dtype(np.float64))
+    if not cast.holds(res_fmt, rdt):
+        raise ValueError(f"dtype={rdt} cannot hold every value of {res_fmt.name}")
+    out = jnp.where((out & U64(0x7FFFFFFFFFFFFFFF)) > _INF, QNAN, out).reshape(shape)
+    if rdt == np.float64:
+        return lax.bitcast_convert_type(out, jnp.float64)
+    return lax.bitcast_convert_type(_f32_from_f64_bits(out), jnp.float32).astype(rdt)
+
+
+def _pairs(ab, bb):
+    """Per output (o, k) operands as (n_out, K) arrays of float64 bits."""
+    nb, M, K = ab.shape
+    N = bb.shape[1]
+    a = jnp.broadcast_to(ab[:, :, None, :], (nb, M, N, K)).reshape(nb * M * N, K)
+    b = jnp.broadcast_to(bb[:, None, :, :], (nb, M, N, K)).reshape(nb * M * N, K)
+    return a, b
+
+
+def _sequential(ab, bb, cb, rnd):
+    """c, then each exact product added with one rounding (an FMA per step)."""
+    a, b = _pairs(ab, bb)
+    K = a.shape[1]
+    sa, ea, fa = _view(a, None)
+    sb, eb, fb = _view(b, None)
+
+    def step(s, k):
+        fak, fbk = fa[:, k], fb[:, k]
+        pm = sa[:, k] * sb[:, k]                                   # <= 48 bits: exact
+        neg = (pm < 0) | ((pm == 0) & (((sa[:, k] < 0) | (fak == NEGZERO)) !=
+                                       ((sb[:, k] < 0) | (fbk == NEGZERO))))
+        p = jnp.where(pm == 0, _zero(neg), _bits_odd(neg, jnp.abs(pm), ea[:, k] + eb[:, k] - 46))
+        fin = (fak == FIN) | (fak == NEGZERO)
+        fin = fin & ((fbk == FIN) | (fbk == NEGZERO))
+        nan_p = ((fak == INF) & (sb[:, k] == 0)) | ((fbk == INF) & (sa[:, k] == 0)) | (
+            fak == NAN) | (fbk == NAN)
+        p = jnp.where(fin, p, jnp.where(nan_p, QNAN, _INF | ((pm < 0).astype(U64) << 63)))
+        vb, _ = rnd(_sum(s, p, rnd.down), k)
+        return vb, None
+
+    out, _ = lax.scan(step, cb, jnp.arange(K))
+    return out
+
+
+def _fused(acc, ab, bb, cb, rnd, seed):
+    """Chained fused steps of n products (``lowprec._accumulate.fused_matmul``)."""
+    fz = acc.fused
+    fa_fmt, fb_fmt = acc.input_formats
+    n = fz.n
+    mab = fa_fmt.man_bits + fb_fmt.man_bits
+    if (n + 2) * 2.0 ** (fz.frac_bits + 3) >= 2.0**53:
+        raise NotImplementedError("this fused adder's sums exceed 53 bits; use lp.matmul")
+    cf = acc.addend_format or acc.fmt
+    if not fz.align_addend:
+        rnd.check_odd_sum("an addend outside the alignment")
+    a, b = _pairs(ab, bb)
+    K = a.shape[1]
+    steps = max(1, math.ceil(K / n))
+    pad = steps * n - K
+    ta = [jnp.pad(t, ((0, 0), (0, pad))) for t in _view(a, fa_fmt)]
+    tb = [jnp.pad(t, ((0, 0), (0, pad))) for t in _view(b, fb_fmt)]
+    valid = jnp.arange(steps * n) < K
+    to_steps = lambda t: jnp.moveaxis(t.reshape(t.shape[0], steps, n), 1, 0)  # noqa: E731
+    ta, tb = [to_steps(t) for t in ta], [to_steps(t) for t in tb]
+    valid = valid.reshape(steps, 1, n)
+    promote = acc.promote_every or 0
+    k1 = np.minimum((np.arange(steps) + 1) * n, K)
+    is_pro = (promote > 0) & ((k1 % max(promote, 1) == 0) | (k1 == K))
+    j_step = np.arange(steps) + np.concatenate([[0], np.cumsum(is_pro)[:-1]])
+    pro = acc.promote_to
+    prnd = None
+    if promote:
+        if pro.stochastic:
+            raise NotImplementedError("stochastic promotion needs lp.matmul")
+        prnd = _Rounder(pro.fmt, pro.rounding, pro.overflow, pro.sr_bits, pro.sr_variant, None,
+                        cb.shape[0])
+
+    def step(carry, xs):
+        accv, outer = carry
+        sa, ea, fa, sb, eb, fb, vd, j, ip = xs
+        accv, _ = _fused_step((sa, ea, fa), (sb, eb, fb), accv, fz, mab, cf.emin, rnd, j, vd)
+        if promote:
+            new_outer, _ = prnd(_sum(outer, accv, prnd.down), 0)
+            outer = jnp.where(ip, new_outer, outer)
+            accv = jnp.where(ip, U64(0), accv)
+        return (accv, outer), None
+
+    acc0 = jnp.zeros_like(cb) if promote else cb
+    xs = (*ta, *tb, valid, jnp.asarray(j_step, U32), jnp.asarray(is_pro))
+    (accv, outer), _ = lax.scan(step, (acc0, cb), xs)
+    return outer if promote else accv
+
