@@ -207,5 +207,7 @@ def decode(codes, fmt, dtype=None):
 
 from .blocks import QuantizedArray, dequantize, fake_quantize, quantize  # noqa: E402
 from .matmul import matmul  # noqa: E402
+from .dot import quantized_dot_general  # noqa: E402
 
-__all__ += ["quantize", "dequantize", "fake_quantize", "QuantizedArray", "matmul"]
+__all__ += ["quantize", "dequantize", "fake_quantize", "QuantizedArray", "matmul",
+            "quantized_dot_general"]

@@ -1,0 +1,129 @@
+"""lowprec_jax.quantized_dot_general: forward, input-gradient and weight-gradient products on
+operands fake-quantized as the recipe says give the core's bits (lp.fake_quantize along the
+contracted axis, then lp.matmul with the same accumulator); any dimension_numbers; and the
+quantized matmul under jit on a mesh of 4 CPU devices gives the single-device bits."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+import lowprec as lp
+import lowprec_jax as lj
+from lowprec_jax.dot import Quant, Recipe, quantized_dot_general, recipe
+
+DN = (((1,), (0,)), ((), ()))                      # x @ w
+
+
+def same(a, b):
+    a, b = np.asarray(a), np.asarray(b)
+    return a.dtype == b.dtype and np.array_equal(a.view(np.uint32), b.view(np.uint32))
+
+
+def core_products(x, w, g, rc):
+    """The three products as the core computes them."""
+    def fq(q, v, axis):
+        if q.fmt is None:
+            return v
+        if q.is_block:
+            bf = lp.block_format(q.fmt)
+            return lp.fake_quantize(v, bf, -1 if bf.tile else axis, q.rounding)
+        return lp.round(v, q.fmt, q.rounding, dtype=np.float32)
+    y = lp.matmul(fq(rc.fwd[0], x, -1), fq(rc.fwd[1], w, -2), rc.acc)
+    dx = lp.matmul(fq(rc.dgrad[0], g, -1), fq(rc.dgrad[1], w, -1).T, rc.acc)
+    dw = lp.matmul(fq(rc.wgrad[0], x, -2).T, fq(rc.wgrad[1], g, -2), rc.acc)
+    return y, dx, dw
+
+
+@pytest.mark.parametrize("fmts", [("mxfp8_e4m3", "mxfp8_e5m2"), ("nvfp4", "nvfp4_2d"),
+                                  ("bfloat16", "float8_e4m3fn"), ("mxfp4", "mxfp4")])
+def test_three_products_equal_the_core(fmts):
+    a, b = (Quant(f) for f in fmts)
+    rc = Recipe((a, b), (b, a), (a, b), acc="fp32-sequential")
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((32, 48)).astype(np.float32)
+    w = rng.standard_normal((48, 40)).astype(np.float32)
+    g = rng.standard_normal((32, 40)).astype(np.float32)
+    with jax.enable_x64(True):
+        y, vjp = jax.vjp(lambda x, w: quantized_dot_general(x, w, DN, rc), x, w)
+        dx, dw = vjp(jnp.asarray(g))
+    want = core_products(x, w, g, rc)
+    for got, ref in zip((y, dx, dw), want):
+        assert same(got, ref)
+
+
+def test_any_dimension_numbers_match_dot_general_without_quantization():
+    """With recipe 'none' the canonicalisation must reproduce dot_general's layout."""
+    rng = np.random.default_rng(1)
+    lhs = rng.integers(-4, 5, (2, 3, 5, 4)).astype(np.float32)    # small ints: exact sums
+    rhs = rng.integers(-4, 5, (5, 2, 6, 4)).astype(np.float32)
+    dn = (((2, 3), (0, 3)), ((0,), (1,)))
+    want = jax.lax.dot_general(lhs, rhs, dn)
+    got = quantized_dot_general(lhs, rhs, dn, "none")
+    assert got.shape == want.shape and same(got, want)
+    gl, gr = jax.grad(lambda a, b: jnp.sum(quantized_dot_general(a, b, dn, "none") ** 2),
+                      (0, 1))(lhs, rhs)
+    wl, wr = jax.grad(lambda a, b: jnp.sum(jax.lax.dot_general(a, b, dn) ** 2), (0, 1))(lhs,
+                                                                                         rhs)
+    assert same(gl, wl) and same(gr, wr)
+
+
+def test_stochastic_recipes_need_a_key_and_are_reproducible():
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((32, 64)).astype(np.float32)
+    w = rng.standard_normal((64, 16)).astype(np.float32)
+    with pytest.raises(ValueError, match="key="):
+        quantized_dot_general(x, w, DN, "nvfp4")
+    loss = lambda x, w, k: jnp.sum(quantized_dot_general(x, w, DN, "nvfp4", key=k) ** 2)  # noqa
+    g1 = jax.jit(jax.grad(loss, (0, 1)))(x, w, jax.random.key(0))
+    g2 = jax.jit(jax.grad(loss, (0, 1)))(x, w, jax.random.key(0))
+    g3 = jax.jit(jax.grad(loss, (0, 1)))(x, w, jax.random.key(1))
+    assert all(same(a, b) for a, b in zip(g1, g2))
+    assert not same(g1[0], g3[0])                 # the gradient's rounding is random
+
+
+def test_rht_cancels_in_the_weight_gradient():
+    """X^T H^T H dY = X^T dY: with the RHT and no quantization the weight gradient is the
+    plain one up to float32 rounding of the rotations."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((64, 8)).astype(np.float32)
+    w = rng.standard_normal((8, 4)).astype(np.float32)
+    q = Quant(None)
+    rc = Recipe((q, q), (q, q), (Quant("float32", rht=True), Quant("float32", rht=True)))
+    dw = jax.grad(lambda w: jnp.sum(quantized_dot_general(x, w, DN, rc)))(w)
+    want = x.T.astype(np.float64) @ np.ones((64, 4))
+    assert np.max(np.abs(np.asarray(dw) - want)) < 1e-4 * np.max(np.abs(want))
+
+
+def test_recipes_by_name():
+    assert set(lj.dot.recipes()) >= {"bf16", "mxfp8", "mxfp4", "nvfp4"}
+    assert recipe("nvfp4").fwd[1].fmt == "nvfp4_2d"
+    with pytest.raises(ValueError, match="unknown recipe"):
+        recipe("fp3")
+
+
+def test_sharded_quantized_matmul_gives_the_single_device_bits():
+    devs = np.array(jax.devices()[:4])
+    assert len(devs) == 4, "tests/conftest.py asks XLA for 4 CPU devices"
+    mesh = Mesh(devs.reshape(2, 2), ("rows", "cols"))
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((64, 64)).astype(np.float32)
+    w = rng.standard_normal((64, 32)).astype(np.float32)
+    xs = jax.device_put(x, NamedSharding(mesh, P("rows", None)))
+    ws = jax.device_put(w, NamedSharding(mesh, P(None, "cols")))
+    acc = lp.hardware.preset("h100-fp8")
+
+    def f(x, w):
+        xq = lj.round(x, "float8_e4m3fn", dtype=np.float32)
+        wq = lj.round(w, "float8_e4m3fn", dtype=np.float32)
+        return lj.matmul(xq, wq, acc), quantized_dot_general(x, w, DN, "mxfp8")
+
+    with jax.enable_x64(True):
+        sharded = jax.jit(f)(xs, ws)
+        single = jax.jit(f)(x, w)
+    assert len(sharded[0].sharding.device_set) == 4
+    for a, b in zip(sharded, single):
+        assert same(a, b)
+    xq = lp.round(x, "float8_e4m3fn", dtype=np.float32)
+    wq = lp.round(w, "float8_e4m3fn", dtype=np.float32)
+    assert same(sharded[0], lp.matmul(xq, wq, acc))
