@@ -1,10 +1,10 @@
-# make demo | make test | make bench -- each creates .venv and installs the pinned set if needed.
+# make demo | make test | make bench | make train-jax -- each creates .venv and installs the pinned set if needed.
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench venv clean
+.PHONY: demo test bench train-jax venv clean
 
 venv: $(STAMP)
 
@@ -19,6 +19,9 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q -n 2 tests
+
+train-jax: $(STAMP)
+	$(PY) examples/fp4_training_jax.py
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_round.py

@@ -27,6 +27,12 @@ def main():
             x, fmt, mode, **kw)))
         rows.append((f"jit(lowprec_jax.round) {label}",
                      lambda f=f: f(xj).block_until_ready()))
+    x2, xj2 = x.reshape(-1, 512), xj.reshape(-1, 512)
+    for bf in ("mxfp4", "nvfp4"):
+        f = jax.jit(lambda v, bf=bf: lj.fake_quantize(v, bf))
+        rows.append((f"lp.fake_quantize {bf}", lambda bf=bf: lp.fake_quantize(x2, bf)))
+        rows.append((f"jit(lowprec_jax.fake_quantize) {bf}",
+                     lambda f=f: f(xj2).block_until_ready()))
     res = dict(time_rows(rows))
     base = res["np.copyto (memory bound)"]
     print(f"{N:,} float32 values, {os.cpu_count()} cores, JAX {jax.__version__} on CPU, median "
@@ -35,7 +41,30 @@ def main():
     print("|---|---:|---:|")
     for name, _ in rows:
         print(f"| {name} | {res[name] * 1e3:.1f} | {res[name] / base:.2f} |")
+    pallas_interpret()
     return 0
+
+
+def pallas_interpret():
+    """The Pallas kernels in interpret mode, for reference only (an interpreter is slow by
+    nature): 64K values."""
+    from lowprec_jax import pallas as lpp  # noqa: PLC0415
+    small = jax.device_put((np.random.default_rng(1).standard_normal((128, 512)) * 50
+                            ).astype(np.float32))
+    f_jit = jax.jit(lambda v: lj.round(v, "float8_e4m3fn"))
+    f_pal = jax.jit(lambda v: lpp.round(v, "float8_e4m3fn"))
+    q_jit = jax.jit(lambda v: lj.fake_quantize(v, "nvfp4"))
+    q_pal = jax.jit(lambda v: lpp.fake_quantize(v, "nvfp4"))
+    rows = [(name, lambda f=f: f(small).block_until_ready()) for name, f in (
+        ("jit(lowprec_jax.round) e4m3", f_jit), ("pallas.round e4m3 (interpret)", f_pal),
+        ("jit(lowprec_jax.fake_quantize) nvfp4", q_jit),
+        ("pallas.fake_quantize nvfp4 (interpret)", q_pal))]
+    res = dict(time_rows(rows))
+    print("\nPallas in interpret mode, 65,536 float32 values (reference only)\n")
+    print("| operation | time (ms) |")
+    print("|---|---:|")
+    for name, _ in rows:
+        print(f"| {name} | {res[name] * 1e3:.2f} |")
 
 
 if __name__ == "__main__":

@@ -79,12 +79,13 @@ def div(a, b):
     sign = (a ^ b) & SIGN
     aa, sa, ea = _unpack(a)
     ab, sb, eb = _unpack(b)
-    q = jnp.zeros_like(sa)
-    r = sa
-    for _ in range(27):                                    # floor(sa * 2^26 / sb), 26..27 bits
+    def bit(_, qr):                                        # floor(sa * 2^26 / sb), 26..27 bits
+        q, r = qr
         ge = r >= sb
-        q = (q << 1) | ge.astype(U32)
-        r = jnp.where(ge, r - sb, r) << 1
+        return (q << 1) | ge.astype(U32), jnp.where(ge, r - sb, r) << 1
+
+    sa, sb = jnp.broadcast_arrays(sa, sb)
+    q, r = lax.fori_loop(0, 27, bit, (jnp.zeros_like(sa), sa))    # a loop: small graphs
     lo = (q << 1) | (r != 0).astype(U32)                   # remainder as a sticky bit
     out = _pack(sign, jnp.zeros_like(lo), lo, ea - eb - 27)
     nan = (aa > INF) | (ab > INF) | ((aa == 0) & (ab == 0)) | ((aa == INF) & (ab == INF))

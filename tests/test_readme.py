@@ -66,3 +66,15 @@ def test_jax_comments_hold():
                           lp.round(x, "float8_e4m3fn", "stochastic", seed=7).view(np.uint32))
     g = jax.grad(lambda v: lj.round(v, "float8_e4m3fn", grad_fmt="float8_e5m2").sum())(x)
     assert np.asarray(g).tolist() == [1.0, 1.0, 1.0, 1.0]
+
+
+def test_jax_block_and_matmul_comments_hold():
+    import jax
+    import lowprec_jax as lj
+    w = np.random.default_rng(0).standard_normal((64, 32)).astype(np.float32)
+    assert np.array_equal(lj.quantize(w, "nvfp4").to_core().codes,
+                          lp.quantize(w, "nvfp4").codes)
+    with jax.enable_x64(True):
+        a = np.asarray(lj.round(w.T, "float8_e4m3fn", dtype=np.float32))
+        d = np.asarray(jax.jit(lambda a, b: lj.matmul(a, b, "h100-fp8"))(a, a.T))
+    assert np.array_equal(d.view(np.uint32), lp.matmul(a, a.T, "h100-fp8").view(np.uint32))
