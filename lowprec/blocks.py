@@ -250,7 +250,9 @@ def _block(x, axis, bf):
     return x.reshape(x.shape[:-2] + (r * c,))
 
 
-def _unblock(v, shape, axis, bf):
+def _unblock(v, shape, axis, bf, xp=np):
+    """Blocked values (..., blocks, k) back to ``shape`` (padding dropped, axis restored);
+    ``xp``: the array module (NumPy, or ``jax.numpy`` for ``lowprec_jax``)."""
     moved = list(shape)
     moved.append(moved.pop(axis))
     if bf.tile is None:
@@ -258,10 +260,10 @@ def _unblock(v, shape, axis, bf):
     else:
         r, c = bf.tile
         v = v.reshape(v.shape[:-1] + (r, c))            # (..., R/r, C/c, r, c)
-        v = np.swapaxes(v, -3, -2)
+        v = xp.swapaxes(v, -3, -2)
         v = v.reshape(v.shape[:-4] + (v.shape[-4] * r, v.shape[-2] * c))
         v = v[..., :moved[-2], :moved[-1]]
-    return np.moveaxis(v, -1, axis)
+    return xp.moveaxis(v, -1, axis)
 
 
 def _check_axis(x, axis, bf):

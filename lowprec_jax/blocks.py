@@ -139,16 +139,7 @@ def _blocked(a, axis, bf):
 
 def unblocked(v, shape, axis, bf):
     """Blocked values (..., blocks, k) back to ``shape`` (``lowprec.blocks._unblock``)."""
-    moved = list(shape)
-    moved.append(moved.pop(axis))
-    if bf.tile is None:
-        v = v.reshape(v.shape[:-2] + (-1,))[..., :moved[-1]]
-    else:
-        r, c = bf.tile
-        v = jnp.swapaxes(v.reshape(v.shape[:-1] + (r, c)), -3, -2)
-        v = v.reshape(v.shape[:-4] + (v.shape[-4] * r, v.shape[-2] * c))
-        v = v[..., :moved[-2], :moved[-1]]
-    return jnp.moveaxis(v, -1, axis)
+    return _B._unblock(v, shape, axis, bf, xp=jnp)
 
 
 def _amax(xb):

@@ -313,7 +313,7 @@ def matmul(A, B, acc="fp32-sequential", c=None, *, seed=None, dtype=None):
         out = cb.reshape(n_out)
         res_fmt = acc.promote_to.fmt if acc.promote_to is not None else acc.fmt
     elif acc.fused is not None:
-        out = _fused(acc, ab, bb, cb.reshape(n_out), rnd, seed)
+        out = _fused(acc, ab, bb, cb.reshape(n_out), rnd)
         res_fmt = acc.promote_to.fmt if acc.promote_to is not None else acc.fmt
     else:
         rnd.check_odd_sum("the sequential order")
@@ -329,41 +329,39 @@ def matmul(A, B, acc="fp32-sequential", c=None, *, seed=None, dtype=None):
     return lax.bitcast_convert_type(_f32_from_f64_bits(out), jnp.float32).astype(rdt)
 
 
-def _pairs(ab, bb):
-    """Per output (o, k) operands as (n_out, K) arrays of float64 bits."""
-    nb, M, K = ab.shape
-    N = bb.shape[1]
-    a = jnp.broadcast_to(ab[:, :, None, :], (nb, M, N, K)).reshape(nb * M * N, K)
-    b = jnp.broadcast_to(bb[:, None, :, :], (nb, M, N, K)).reshape(nb * M * N, K)
-    return a, b
+def _outer(ta, tb):
+    """Per-output operands: (nb, M, ...) and (nb, N, ...) term arrays broadcast to
+    (nb * M * N, ...), formed one step at a time so that no (M, N, K) array exists."""
+    nb, M, N = ta.shape[0], ta.shape[1], tb.shape[1]
+    rest = ta.shape[2:]
+    full = (nb, M, N) + rest
+    return (jnp.broadcast_to(ta[:, :, None], full).reshape((nb * M * N,) + rest),
+            jnp.broadcast_to(tb[:, None, :], full).reshape((nb * M * N,) + rest))
 
 
 def _sequential(ab, bb, cb, rnd):
     """c, then each exact product added with one rounding (an FMA per step)."""
-    a, b = _pairs(ab, bb)
-    K = a.shape[1]
-    sa, ea, fa = _view(a, None)
-    sb, eb, fb = _view(b, None)
+    along_k = lambda t: jnp.moveaxis(t, -1, 0)                    # noqa: E731  (K, nb, .)
+    xs = [along_k(t) for t in (*_view(ab, None), *_view(bb, None))]
 
-    def step(s, k):
-        fak, fbk = fa[:, k], fb[:, k]
-        pm = sa[:, k] * sb[:, k]                                   # <= 48 bits: exact
-        neg = (pm < 0) | ((pm == 0) & (((sa[:, k] < 0) | (fak == NEGZERO)) !=
-                                       ((sb[:, k] < 0) | (fbk == NEGZERO))))
-        p = jnp.where(pm == 0, _zero(neg), _bits_odd(neg, jnp.abs(pm), ea[:, k] + eb[:, k] - 46))
-        fin = (fak == FIN) | (fak == NEGZERO)
-        fin = fin & ((fbk == FIN) | (fbk == NEGZERO))
-        nan_p = ((fak == INF) & (sb[:, k] == 0)) | ((fbk == INF) & (sa[:, k] == 0)) | (
+    def step(s, x):
+        (sa, sb), (ea, eb), (fak, fbk) = (_outer(x[i], x[i + 3]) for i in range(3))
+        pm = sa * sb                                               # <= 48 bits: exact
+        neg = (pm < 0) | ((pm == 0) & (((sa < 0) | (fak == NEGZERO)) !=
+                                       ((sb < 0) | (fbk == NEGZERO))))
+        p = jnp.where(pm == 0, _zero(neg), _bits_odd(neg, jnp.abs(pm), ea + eb - 46))
+        fin = ((fak == FIN) | (fak == NEGZERO)) & ((fbk == FIN) | (fbk == NEGZERO))
+        nan_p = ((fak == INF) & (sb == 0)) | ((fbk == INF) & (sa == 0)) | (
             fak == NAN) | (fbk == NAN)
         p = jnp.where(fin, p, jnp.where(nan_p, QNAN, _INF | ((pm < 0).astype(U64) << 63)))
-        vb, _ = rnd(_sum(s, p, rnd.down), k)
+        vb, _ = rnd(_sum(s, p, rnd.down), x[6])
         return vb, None
 
-    out, _ = lax.scan(step, cb, jnp.arange(K))
+    out, _ = lax.scan(step, cb, (*xs, jnp.arange(ab.shape[-1], dtype=U32)))
     return out
 
 
-def _fused(acc, ab, bb, cb, rnd, seed):
+def _fused(acc, ab, bb, cb, rnd):
     """Chained fused steps of n products (``lowprec._accumulate.fused_matmul``)."""
     fz = acc.fused
     fa_fmt, fb_fmt = acc.input_formats
@@ -374,16 +372,16 @@ def _fused(acc, ab, bb, cb, rnd, seed):
     cf = acc.addend_format or acc.fmt
     if not fz.align_addend:
         rnd.check_odd_sum("an addend outside the alignment")
-    a, b = _pairs(ab, bb)
-    K = a.shape[1]
+    K = ab.shape[-1]
     steps = max(1, math.ceil(K / n))
     pad = steps * n - K
-    ta = [jnp.pad(t, ((0, 0), (0, pad))) for t in _view(a, fa_fmt)]
-    tb = [jnp.pad(t, ((0, 0), (0, pad))) for t in _view(b, fb_fmt)]
-    valid = jnp.arange(steps * n) < K
-    to_steps = lambda t: jnp.moveaxis(t.reshape(t.shape[0], steps, n), 1, 0)  # noqa: E731
-    ta, tb = [to_steps(t) for t in ta], [to_steps(t) for t in tb]
-    valid = valid.reshape(steps, 1, n)
+
+    def to_steps(t):                                      # (nb, M, K) -> (steps, nb, M, n)
+        t = jnp.pad(t, ((0, 0), (0, 0), (0, pad)))
+        return jnp.moveaxis(t.reshape(t.shape[:2] + (steps, n)), 2, 0)
+    ta = [to_steps(t) for t in _view(ab, fa_fmt)]
+    tb = [to_steps(t) for t in _view(bb, fb_fmt)]
+    valid = (jnp.arange(steps * n) < K).reshape(steps, 1, n)
     promote = acc.promote_every or 0
     k1 = np.minimum((np.arange(steps) + 1) * n, K)
     is_pro = (promote > 0) & ((k1 % max(promote, 1) == 0) | (k1 == K))
@@ -398,8 +396,10 @@ def _fused(acc, ab, bb, cb, rnd, seed):
 
     def step(carry, xs):
         accv, outer = carry
-        sa, ea, fa, sb, eb, fb, vd, j, ip = xs
-        accv, _ = _fused_step((sa, ea, fa), (sb, eb, fb), accv, fz, mab, cf.emin, rnd, j, vd)
+        terms = [_outer(xs[i], xs[i + 3]) for i in range(3)]
+        vd, j, ip = xs[6:]
+        accv, _ = _fused_step(tuple(t[0] for t in terms), tuple(t[1] for t in terms), accv,
+                              fz, mab, cf.emin, rnd, j, vd)
         if promote:
             new_outer, _ = prnd(_sum(outer, accv, prnd.down), 0)
             outer = jnp.where(ip, new_outer, outer)
