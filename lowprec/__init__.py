@@ -13,7 +13,8 @@ from .packing import pack, unpack
 from .hadamard import rht16, rht16_matrix
 from .compare import compare, assert_bits_equal
 from .arith import add, sub, mul, div, fma, sqrt
-from .accumulate import Accumulator, FusedAdder, matmul, dot, sum, a2q_bits
+from .accumulate import (Accumulator, FusedAdder, matmul, dot, sum, a2q_bits,
+                         exact_per_block)
 from . import hardware
 from . import golden
 
@@ -23,5 +24,5 @@ __all__ = ["FloatFormat", "IntFormat", "TableFormat", "format", "formats", "p310
            "encode", "decode", "result_dtype", "random_bits", "BlockFormat", "BlockTensor",
            "quantize", "fake_quantize", "block_format", "block_formats", "pack", "unpack", "rht16", "rht16_matrix", "compare", "assert_bits_equal", "golden",
            "add", "sub", "mul", "div", "fma", "sqrt", "Accumulator", "FusedAdder",
-           "matmul", "dot", "sum", "a2q_bits", "hardware",
+           "matmul", "dot", "sum", "a2q_bits", "exact_per_block", "hardware",
            "__version__"]

@@ -51,7 +51,7 @@ from .cast import _check_rounding_args, _params, holds
 from .formats import FloatFormat, IntFormat, format as _format
 from .rounding import check_overflow, check_seed, mode_name
 
-__all__ = ["Accumulator", "FusedAdder", "matmul", "dot", "sum", "a2q_bits"]
+__all__ = ["Accumulator", "FusedAdder", "matmul", "dot", "sum", "a2q_bits", "exact_per_block"]
 
 TERMS = {"truncate": _A.TRUNC, "floor": _A.FLOOR, "nearest": _A.NEAREST}
 ORDERS = ("sequential", "pairwise", "blocked", "exact")
@@ -392,6 +392,7 @@ def _block_matmul(A, B, acc, c, seed, dtype):
                                  "block_scales='product' needs E8M0-style scales (use 'group')")
         res = _fused_from_parts(plain, ea, sa, eb, sb, c0, seed)
     else:
+        check_group_sums_exact(A.fmt, B.fmt, acc.group)
         res = _grouped(plain, ea * sa, eb * sb, sa, sb, c0, seed)
     if epilogue:
         from .arith import fma  # noqa: PLC0415
@@ -454,6 +455,27 @@ def _promoted(acc, ea, sa, eb, sb, c, seed):
         scale = mul(a_s[..., :, :1], b_s[..., :1, :], pro.fmt, pro.rounding)
         outer = fma(scale, part, outer, pro.fmt, pro.rounding, pro.overflow)
     return outer
+
+
+def _span_bits(bf):
+    """Bits an element times its (constant) block scale can occupy: from the element's
+    smallest step to its largest value's top bit, plus the scale's significand bits."""
+    e = bf.elem
+    if isinstance(e, IntFormat):
+        top, low = max(abs(e.min_int), e.max_int).bit_length(), 0
+    else:
+        top, low = math.floor(math.log2(e.max)) + 1, e.emin - e.man_bits
+    return top - low + bf.scale_fmt.man_bits + 1
+
+
+def check_group_sums_exact(bf_a, bf_b, g):
+    """block_scales='group' sums each group of g scaled products in float64: exact only while
+    the terms' bits together fit 53 bits (true for FP4 and FP6 elements); else ValueError."""
+    need = _span_bits(bf_a) + _span_bits(bf_b) + math.ceil(math.log2(g))
+    if need > 53:
+        raise ValueError(f"groups of {g} products of {bf_a.elem.name} and {bf_b.elem.name} "
+                         f"elements need {need:g} bits to sum exactly, more than float64's 53; "
+                         "block_scales='group' is for FP4 / FP6 elements (use 'product')")
 
 
 def _grouped(acc, va, vb, sa, sb, c, seed):
@@ -542,6 +564,29 @@ def sum(x, acc="fp32-sequential", axis=-1, c=None, *, seed=None, dtype=None):
     x = np.moveaxis(np.asarray(x), axis, -1)
     ones = np.ones(x.shape[-1], dtype=x.dtype if x.dtype.kind == "f" else np.float64)
     return dot(x, ones, acc, c, seed=seed, dtype=dtype)
+
+
+def exact_per_block(fmt_a, fmt_b, block=32, fmt="float32"):
+    """The accumulator of a software block-scaled GEMM (e.g. an MX kernel that forms each
+    block's dot product exactly): every ``block`` consecutive products along K, each scaled
+    by its blocks' power-of-two scales, are summed exactly, and that sum is added to the
+    running sum (which starts at c) with one nearest-even rounding into ``fmt``. Expressed as
+    a fused adder of ``block`` terms, its addend outside the alignment, with enough fraction
+    bits that no product loses a bit: F = emax_a + emax_b - emin_a - emin_b + man_a + man_b
+    (34 for E4M3 x E4M3, 6 for E2M1 x E2M1). Formats whose products span more than 40 bits
+    (E5M2) raise ValueError."""
+    fa, fb = _format(fmt_a), _format(fmt_b)
+    for f, name in ((fa, "fmt_a"), (fb, "fmt_b")):
+        if not isinstance(f, FloatFormat):
+            raise ValueError(f"{name}={f.name} is not allowed: exact_per_block takes float "
+                             "element formats")
+    F = fa.emax + fb.emax - fa.emin - fb.emin + fa.man_bits + fb.man_bits
+    if F > 40:
+        raise ValueError(f"products of {fa.name} and {fb.name} span {F} bits; exact_per_block "
+                         "models at most 40 (FP4, FP6 and E4M3 elements)")
+    return Accumulator(fmt, "nearest_even", fused=FusedAdder(block, F, align_addend=False),
+                       input_formats=(fa, fb), addend_format=fmt, block_scales="product",
+                       name=f"exact-per-block({fa.name}, {fb.name}, {block})")
 
 
 def a2q_bits(K, n_bits, m_bits, signed_x=True):

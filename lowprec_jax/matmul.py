@@ -32,8 +32,10 @@ from lowprec.rounding import check_seed
 
 from . import _philox
 from ._round import round_bits_impl
+from .blocks import QuantizedArray, _decode32, unblocked
 
 __all__ = ["matmul"]
+_F64 = _acc._format("float64")
 
 I64, U64, U32 = jnp.int64, jnp.uint64, jnp.uint32
 TRUNC, FLOOR, NEAREST = 0, 1, 2
@@ -212,7 +214,8 @@ class _Rounder:
 # ---- the models -------------------------------------------------------------------------------
 
 def _fused_step(ta, tb, acc, fz, mab, c_emin, rnd, j, valid):
-    """``lowprec._accumulate._fused_step`` and ``_special_step`` on (n_out, n) product terms."""
+    """``lowprec._accumulate._fused_step`` and ``_special_step`` on (..., n) product terms
+    (views: signed significand, exponent, flag) and the running sums acc (...,)."""
     (sa, ea, fa), (sb, eb, fb) = ta, tb
     F, mode = fz.frac_bits, _acc.TERMS[fz.terms]
     p = jnp.where(valid & (fa == FIN) & (fb == FIN), sa * sb, I64(0))
@@ -225,7 +228,7 @@ def _fused_step(ta, tb, acc, fz, mab, c_emin, rnd, j, valid):
         accE = jnp.maximum(63 - lax.clz(jnp.abs(am).astype(U64)).astype(I64) + ae, c_emin)
         E = jnp.where(acc_nz, jnp.maximum(E, accE), E)
     nz = jnp.any(nzp, axis=-1) | (acc_nz if fz.align_addend else False)
-    S = jnp.sum(jnp.where(nzp, _align(p, F + pe - E[:, None] - mab, mode), I64(0)), axis=-1)
+    S = jnp.sum(jnp.where(nzp, _align(p, F + pe - E[..., None] - mab, mode), I64(0)), axis=-1)
     if fz.align_addend:
         S = S + jnp.where(acc_nz, _align(am, F + ae - E, mode), I64(0))
     v = jnp.where(S == 0, U64(0), _bits_odd(S < 0, jnp.abs(S), E - F))      # exact
@@ -276,6 +279,8 @@ def matmul(A, B, acc="fp32-sequential", c=None, *, seed=None, dtype=None):
     if not jax.config.jax_enable_x64:
         raise ValueError("lowprec_jax.matmul works in 64-bit integers: enable jax_enable_x64 "
                          "(jax.config.update('jax_enable_x64', True))")
+    if isinstance(A, QuantizedArray) or isinstance(B, QuantizedArray):
+        return _block_matmul(A, B, acc, c, seed, dtype)
     if isinstance(acc.fmt, IntFormat) or (acc.fused is None and (
             acc.order != "sequential" or acc.products is not None)):
         raise NotImplementedError(f"lowprec_jax.matmul models fused adders and the sequential "
@@ -313,12 +318,19 @@ def matmul(A, B, acc="fp32-sequential", c=None, *, seed=None, dtype=None):
         out = cb.reshape(n_out)
         res_fmt = acc.promote_to.fmt if acc.promote_to is not None else acc.fmt
     elif acc.fused is not None:
-        out = _fused(acc, ab, bb, cb.reshape(n_out), rnd)
+        fa, fb = acc.input_formats
+        out = _fused(acc, _view(ab, fa), _view(bb, fb), cb.reshape(n_out), rnd, acc.fused.n,
+                     fa.man_bits + fb.man_bits)
         res_fmt = acc.promote_to.fmt if acc.promote_to is not None else acc.fmt
     else:
         rnd.check_odd_sum("the sequential order")
         out = _sequential(ab, bb, cb.reshape(n_out), rnd)
         res_fmt = acc.fmt
+    return _finish(out, shape, res_fmt, dtype)
+
+
+def _finish(out, shape, res_fmt, dtype):
+    """float64 bits (NaNs made the positive quiet NaN) as float32 or float64 (or ``dtype``)."""
     rdt = np.dtype(dtype) if dtype is not None else (
         np.dtype(np.float32) if cast.holds(res_fmt, np.float32) else np.dtype(np.float64))
     if not cast.holds(res_fmt, rdt):
@@ -339,6 +351,19 @@ def _outer(ta, tb):
             jnp.broadcast_to(tb[:, None, :], full).reshape((nb * M * N,) + rest))
 
 
+
+def _product(sa, ea, fa, sb, eb, fb):
+    """float64 bits of the exact product of two float32 views (``_view(., None)``: 24-bit
+    significands, so the product has at most 48 bits), IEEE signs, Inf and NaN (the positive
+    quiet one)."""
+    pm = sa * sb
+    neg = (pm < 0) | ((pm == 0) & (((sa < 0) | (fa == NEGZERO)) != ((sb < 0) | (fb == NEGZERO))))
+    p = jnp.where(pm == 0, _zero(neg), _bits_odd(neg, jnp.abs(pm), ea + eb - 46))
+    fin = ((fa == FIN) | (fa == NEGZERO)) & ((fb == FIN) | (fb == NEGZERO))
+    nan_p = ((fa == INF) & (sb == 0)) | ((fb == INF) & (sa == 0)) | (fa == NAN) | (fb == NAN)
+    return jnp.where(fin, p, jnp.where(nan_p, QNAN, _INF | ((pm < 0).astype(U64) << 63)))
+
+
 def _sequential(ab, bb, cb, rnd):
     """c, then each exact product added with one rounding (an FMA per step)."""
     along_k = lambda t: jnp.moveaxis(t, -1, 0)                    # noqa: E731  (K, nb, .)
@@ -346,41 +371,31 @@ def _sequential(ab, bb, cb, rnd):
 
     def step(s, x):
         (sa, sb), (ea, eb), (fak, fbk) = (_outer(x[i], x[i + 3]) for i in range(3))
-        pm = sa * sb                                               # <= 48 bits: exact
-        neg = (pm < 0) | ((pm == 0) & (((sa < 0) | (fak == NEGZERO)) !=
-                                       ((sb < 0) | (fbk == NEGZERO))))
-        p = jnp.where(pm == 0, _zero(neg), _bits_odd(neg, jnp.abs(pm), ea + eb - 46))
-        fin = ((fak == FIN) | (fak == NEGZERO)) & ((fbk == FIN) | (fbk == NEGZERO))
-        nan_p = ((fak == INF) & (sb == 0)) | ((fbk == INF) & (sa == 0)) | (
-            fak == NAN) | (fbk == NAN)
-        p = jnp.where(fin, p, jnp.where(nan_p, QNAN, _INF | ((pm < 0).astype(U64) << 63)))
-        vb, _ = rnd(_sum(s, p, rnd.down), x[6])
+        vb, _ = rnd(_sum(s, _product(sa, ea, fak, sb, eb, fbk), rnd.down), x[6])
         return vb, None
 
     out, _ = lax.scan(step, cb, (*xs, jnp.arange(ab.shape[-1], dtype=U32)))
     return out
 
 
-def _fused(acc, ab, bb, cb, rnd):
-    """Chained fused steps of n products (``lowprec._accumulate.fused_matmul``)."""
+def _fused(acc, ta, tb, cb, rnd, n, mab):
+    """Chained fused steps of n terms (``lowprec._accumulate.fused_matmul``) on the views ta
+    (nb, M, K) and tb (nb, N, K) (significands of at most ``mab`` bits together)."""
     fz = acc.fused
-    fa_fmt, fb_fmt = acc.input_formats
-    n = fz.n
-    mab = fa_fmt.man_bits + fb_fmt.man_bits
     if (n + 2) * 2.0 ** (fz.frac_bits + 3) >= 2.0**53:
         raise NotImplementedError("this fused adder's sums exceed 53 bits; use lp.matmul")
     cf = acc.addend_format or acc.fmt
     if not fz.align_addend:
         rnd.check_odd_sum("an addend outside the alignment")
-    K = ab.shape[-1]
+    K = ta[0].shape[-1]
     steps = max(1, math.ceil(K / n))
     pad = steps * n - K
 
     def to_steps(t):                                      # (nb, M, K) -> (steps, nb, M, n)
         t = jnp.pad(t, ((0, 0), (0, 0), (0, pad)))
         return jnp.moveaxis(t.reshape(t.shape[:2] + (steps, n)), 2, 0)
-    ta = [to_steps(t) for t in _view(ab, fa_fmt)]
-    tb = [to_steps(t) for t in _view(bb, fb_fmt)]
+    ta = [to_steps(t) for t in ta]
+    tb = [to_steps(t) for t in tb]
     valid = (jnp.arange(steps * n) < K).reshape(steps, 1, n)
     promote = acc.promote_every or 0
     k1 = np.minimum((np.arange(steps) + 1) * n, K)
@@ -411,3 +426,132 @@ def _fused(acc, ab, bb, cb, rnd):
     (accv, outer), _ = lax.scan(step, (acc0, cb), xs)
     return outer if promote else accv
 
+
+
+# ---- block-scaled operands (QuantizedArray) ---------------------------------------------------
+
+def _element_views(q):
+    """(element values' float64 bits, per-element scale bits as float64) in q's shape."""
+    bf = q.fmt
+    ev = _decode32(q.codes, bf.elem)
+    sv = jnp.broadcast_to(_decode32(q.scale_codes, bf.scale_fmt)[..., None], ev.shape)
+    return (_f64_bits(unblocked(ev, q.shape, q.axis, bf)),
+            _f64_bits(unblocked(sv, q.shape, q.axis, bf)))
+
+
+def _scaled_views(ebits, sbits, elem):
+    """Views of the elements with each power-of-two scale's exponent added to the exponent; a
+    NaN (or non-positive) scale makes the term NaN (``lowprec.accumulate._fused_from_parts``)."""
+    sig, ex, flag = _view(ebits, elem)
+    m, e, f = _parts(sbits)
+    bad = (f != FIN) | (m <= 0)
+    return sig, ex + jnp.where(bad, I64(0), e + 52), jnp.where(bad, jnp.int8(NAN), flag)
+
+
+def _to3(views, batch, rows, cols, swap):
+    """(..., rows, cols) view arrays broadcast to the batch and flattened to (nb, ., .)
+    (B transposed so that K is last)."""
+    nb = int(np.prod(batch, dtype=np.int64))
+    out = []
+    for t in views:
+        t = jnp.broadcast_to(t, batch + (rows, cols))
+        t = jnp.swapaxes(t, -1, -2) if swap else t
+        out.append(t.reshape((nb,) + t.shape[-2:]))
+    return out
+
+
+def block_operands(A, B, acc):
+    """Two validated ``QuantizedArray`` operands (A blocked along K = its last axis, B along
+    K = its second-to-last, or tiles) as (element bits, scale bits) of A and of B, each
+    float64 bits in the operand's shape, and (batch, M, K, N)."""
+    if not (isinstance(A, QuantizedArray) and isinstance(B, QuantizedArray)):
+        raise TypeError("lowprec_jax.matmul takes two QuantizedArrays or two float arrays, "
+                        "not a mix")
+    if acc.fused is None:
+        raise ValueError("block-scaled operands need a fused-adder accumulator (e.g. the "
+                         "b200-mxf8f6f4 or b200-mxf4nvf4 presets)")
+    na, nb_ = len(A.shape), len(B.shape)
+    if na < 2 or nb_ < 2 or A.shape[-1] != B.shape[-2]:
+        raise ValueError(f"QuantizedArray shapes {A.shape} and {B.shape} do not multiply")
+    if A.fmt.tile is None and A.axis != na - 1:
+        raise ValueError(f"A must be blocked along its last axis (K), not axis {A.axis}")
+    if B.fmt.tile is None and B.axis != nb_ - 2:
+        raise ValueError(f"B must be blocked along its second-to-last axis (K), not axis "
+                         f"{B.axis}: quantize it with axis=-2")
+    M, K, N = A.shape[-2], A.shape[-1], B.shape[-1]
+    batch = tuple(np.broadcast_shapes(A.shape[:-2], B.shape[:-2]))
+    ea, sa = _element_views(A)
+    eb, sb = _element_views(B)
+    return ea, sa, eb, sb, batch, M, K, N
+
+
+def _block_matmul(A, B, acc, c, seed, dtype):
+    """``lowprec.accumulate._block_matmul`` in JAX: ``block_scales`` "product" (power-of-two
+    scales added to each product's exponent) and "group" (exact group sums times both
+    scales); NVFP4's tensor scales in the epilogue D = round(alpha * acc + c)."""
+    ea, sa, eb, sb, batch, M, K, N = block_operands(A, B, acc)
+    fa, fb = A.fmt.elem, B.fmt.elem
+    if acc.block_scales == "promotion":
+        raise NotImplementedError("block_scales='promotion' needs lp.matmul")
+    if acc.block_scales == "product":
+        for q, name in ((A, "A"), (B, "B")):
+            if q.fmt.scale_fmt.man_bits:
+                raise ValueError(f"{name}'s block scales are not all powers of two "
+                                 f"({q.fmt.scale_fmt.name}); block_scales='product' needs "
+                                 "E8M0-style scales (use 'group')")
+    two_level = "nvfp4" in (A.fmt.scale_rule, B.fmt.scale_rule)
+    if two_level and (acc.stochastic or not cast.holds(acc.fmt, np.float32)):
+        raise NotImplementedError("the tensor-scale epilogue is modelled here for "
+                                  "non-stochastic accumulators float32 holds; use lp.matmul")
+    shape = batch + (M, N)
+    n_out = int(np.prod(shape, dtype=np.int64))
+    cb = jnp.zeros(shape, U64) if c is None else jnp.broadcast_to(
+        _f64_bits(jnp.asarray(c)), shape)
+    alpha = None
+    if two_level:
+        from . import _f32  # noqa: PLC0415
+        t = [lax.bitcast_convert_type(jnp.asarray(q.tensor_scale, jnp.float32), U32)
+             for q in (A, B)]
+        alpha = _f32.mul(t[0], t[1])
+    c_acc = cb if alpha is None else jnp.where(alpha == U32(0x3F800000), cb, U64(0))
+    rnd = _Rounder(acc.fmt, acc.rounding, acc.overflow, acc.sr_bits, acc.sr_variant, seed,
+                   n_out)
+    if acc.block_scales == "product":
+        ta = _to3(_scaled_views(ea, sa, fa), batch, M, K, False)
+        tb = _to3(_scaled_views(eb, sb, fb), batch, K, N, True)
+        out = _fused(acc, ta, tb, c_acc.reshape(n_out), rnd, acc.fused.n,
+                     fa.man_bits + fb.man_bits)
+    else:
+        out = _grouped(acc, A, B, ea, sa, eb, sb, batch, M, K, N, c_acc, rnd)
+    if alpha is not None:
+        erb = _Rounder(acc.fmt, acc.rounding, acc.overflow, None, "srff", None, n_out)
+        va = _view(_f64_bits(lax.bitcast_convert_type(alpha, jnp.float32)), None)
+        vr = _view(out, None)
+        d = erb(_sum(_product(*va, *vr), cb.reshape(n_out), erb.down), 0)[0]
+        out = jnp.where(alpha == U32(0x3F800000), out, d)
+    return _finish(out, shape, acc.fmt, dtype)
+
+
+def _grouped(acc, A, B, ea, sa, eb, sb, batch, M, K, N, c_acc, rnd):
+    """Group terms: exact sums of ``group`` products of elements times both block scales
+    (``lowprec.accumulate._grouped``), then fused steps of n / group terms."""
+    g = acc.group
+    if K % g or acc.fused.n % g:
+        raise ValueError(f"K={K} and the fused adder's n={acc.fused.n} must be multiples of "
+                         f"group={g}")
+    for q, name, along_k in ((A, "A", 1), (B, "B", 0)):
+        run = q.fmt.k if q.fmt.tile is None else q.fmt.tile[along_k]
+        if run % g:
+            raise ValueError(f"{name}'s blocks ({run} along K) do not hold whole groups of {g}")
+    _acc.check_group_sums_exact(A.fmt, B.fmt, g)
+    f64 = lambda b: lax.bitcast_convert_type(b, jnp.float64)  # noqa: E731
+    va, vb = f64(ea) * f64(sa), f64(eb) * f64(sb)    # exact, and normal in float64
+    ga = va.reshape(va.shape[:-1] + (K // g, g))                          # (..., M, G, g)
+    gb = jnp.moveaxis(vb.reshape(vb.shape[:-2] + (K // g, g, N)), -1, -3)  # (..., N, G, g)
+    T = jnp.einsum("...mgk,...ngk->...mng", ga, gb, precision="highest")   # exact sums
+    nb = int(np.prod(batch, dtype=np.int64))
+    T = jnp.broadcast_to(T, batch + (M, N, K // g)).reshape(nb, M * N, K // g)
+    ta = _view(lax.bitcast_convert_type(T, U64), _F64)
+    tb = (jnp.ones((nb, 1, K // g), I64), jnp.zeros((nb, 1, K // g), I64),
+          jnp.zeros((nb, 1, K // g), jnp.int8))
+    return _fused(acc, ta, tb, c_acc.reshape(-1), rnd, acc.fused.n // g, 52)

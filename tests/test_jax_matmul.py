@@ -1,15 +1,24 @@
 """lowprec_jax.matmul gives lp.matmul's bits (the core is checked against the rational model of
 tests/oracle_mma.py and the real-GPU rows) for every fused-adder preset, random fused adders,
 promotion, and sequential accumulators in every mode, with special values, batch broadcasting,
-under jit and vmap."""
+under jit and vmap; and for block-scaled operands (QuantizedArray: MX product scales, NVFP4
+groups and tensor scales, the exact-per-block model, checked itself against exact rationals)."""
+import builtins
+import re
+from fractions import Fraction as Fr
+
 import jax
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
 import lowprec as lp
+from lowprec_jax import blocks as jb
 from lowprec_jax.matmul import matmul
 
+import oracle_mma
+
+builtins_sum = builtins.sum
 FUSED_PRESETS = [n for n in lp.hardware.presets() if lp.hardware.preset(n).fused is not None
                  and lp.hardware.preset(n).block_scales != "group"]
 
@@ -124,3 +133,91 @@ def test_what_is_left_to_the_core_is_said():
     with jax.enable_x64(False):
         with pytest.raises(ValueError, match="jax_enable_x64"):
             matmul(A, A.T)
+
+
+# ---- block-scaled operands --------------------------------------------------------------------
+
+def _rne32(x):
+    return oracle_mma.round_ieee(x, 24, -126, 127, "nearest_even")
+
+
+def test_exact_per_block_is_exact_block_sums_rounded_once():
+    """lp.exact_per_block against the rational model: c, then each 32-long block's exact
+    scaled dot product added with one nearest-even float32 rounding."""
+    rng = np.random.default_rng(11)
+    for bf_a, bf_b in (("mxfp8_e4m3", "mxfp8_e4m3"), ("mxfp4", "mxfp6_e3m2")):
+        A = (rng.standard_normal((3, 96)) * np.exp2(rng.integers(-8, 8, (3, 96)))).astype(
+            np.float32)
+        B = (rng.standard_normal((96, 4)) * np.exp2(rng.integers(-8, 8, (96, 4)))).astype(
+            np.float32)
+        c = rng.standard_normal((3, 4)).astype(np.float32)
+        qa, qb = lp.quantize(A, bf_a), lp.quantize(B, bf_b, axis=-2)
+        acc = lp.exact_per_block(qa.fmt.elem, qb.fmt.elem)
+        got = lp.matmul(qa, qb, acc, c)
+        va, vb = qa.dequantize(np.float64), qb.dequantize(np.float64)   # exact products
+        for m in range(3):
+            for n in range(4):
+                s = Fr(float(c[m, n]))
+                for k0 in range(0, 96, 32):
+                    s = _rne32(s + builtins_sum(Fr(float(va[m, k])) * Fr(float(vb[k, n]))
+                                                for k in range(k0, k0 + 32)))
+                assert np.float32(s).view(np.uint32) == got[m, n].view(np.uint32)
+    with pytest.raises(ValueError, match="span 62 bits"):
+        lp.exact_per_block("float8_e5m2", "float8_e5m2")
+
+
+BLOCK_PAIRS = [("mxfp8_e4m3", "mxfp8_e4m3"), ("mxfp8_e5m2", "mxfp8_e4m3"),
+               ("mxfp4", "mxfp6_e2m3"), ("mxfp4", "mxfp4"), ("nvfp4", "nvfp4"),
+               ("nvfp4", "nvfp4_2d"), ("mxfp8_e4m3_rceil", "mxfp8_e4m3")]
+
+
+def block_case(rng, bf_a, bf_b, batch, M, K, N, with_specials):
+    A = (rng.standard_normal(batch + (M, K)) * np.exp2(rng.integers(-20, 20, (M, 1)))
+         ).astype(np.float32)
+    B = (rng.standard_normal((K, N)) * np.exp2(rng.integers(-20, 20, (1, N)))).astype(
+        np.float32)
+    if with_specials:
+        A.reshape(-1)[rng.integers(0, A.size)] = rng.choice([np.inf, np.nan, 3e38])
+        B[:, 0] = 0.0
+    axis_b = -1 if lp.block_format(bf_b).tile is not None else -2
+    return jb.quantize(A, bf_a), jb.quantize(B, bf_b, axis_b)
+
+
+@settings(max_examples=12, deadline=None)
+@given(pair=st.sampled_from(BLOCK_PAIRS), model=st.sampled_from(
+    ["b200-mxf8f6f4", "b200-mxf4nvf4", "exact", "sr"]), batch=st.sampled_from([(), (2,)]),
+    MKN=st.sampled_from([(3, 64, 5), (2, 96, 3), (1, 40, 2)]), sp=st.booleans(),
+    seed=st.integers(0, 2**32 - 1))
+def test_block_operands_equal_the_core(pair, model, batch, MKN, sp, seed):
+    rng = np.random.default_rng(seed)
+    qa, qb = block_case(rng, *pair, batch, *MKN, sp)
+    ins = (qa.fmt.elem, qb.fmt.elem)
+    kw = {}
+    if model == "exact":
+        try:
+            acc = lp.exact_per_block(*ins)
+        except ValueError:
+            return
+    elif model == "sr":
+        acc = lp.Accumulator("bfloat16", "stochastic", fused=lp.FusedAdder(32, 20),
+                             input_formats=ins, sr_bits=8, block_scales="group" if "nvfp4" in
+                             pair[0] + pair[1] else "product")
+        kw = dict(seed=seed)
+    else:
+        acc = lp.hardware.preset(model, inputs=ins)
+    if acc.stochastic and "nvfp4" in pair[0] + pair[1]:
+        with pytest.raises(NotImplementedError, match="epilogue"), jax.enable_x64(True):
+            matmul(qa, qb, acc, seed=seed)
+        return
+    c = rng.standard_normal(batch + (MKN[0], MKN[2])).astype(np.float32)
+    c = c if acc.fmt.name == "float32" else lp.round(c, acc.fmt, dtype=np.float32)
+    try:
+        want = lp.matmul(qa.to_core(), qb.to_core(), acc, c, **kw)
+    except ValueError as e:                    # e.g. non-power-of-two scales with "product"
+        with pytest.raises(ValueError, match=re.escape(str(e)[:25])):
+            with jax.enable_x64(True):
+                matmul(qa, qb, acc, c, **kw)
+        return
+    with jax.enable_x64(True):
+        got = jax.jit(lambda a, b, c: matmul(a, b, acc, c, **kw))(qa, qb, c)
+    assert same(got, want)
