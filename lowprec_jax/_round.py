@@ -34,7 +34,8 @@ def _shl(x, k, width):
 def _mask(k, width, dtype):
     """Low k bits set, 0 <= k <= width."""
     one = jnp.ones_like(k, dtype=dtype)
-    full = jnp.full_like(k, (1 << width) - 1, dtype=dtype)
+    h = one << dtype(width - 1)
+    full = (h - one) | h                 # all ones, with no constant >= 2^63 (see _u)
     return jnp.where(k >= width, full, _shl(one, k, width) - one)
 
 
@@ -122,6 +123,7 @@ def round_bits_impl(ub, Rh, Rl, P):
     mw, bw, mt, emin, mb = P[K.MW], P[K.BW], P[K.MT], P[K.EMIN], P[K.MB]
     mode = P[K.MODE]
     s = (ub >> (W - 1)).astype(it)
+    top = (s.astype(ut) | ut(1)) << ut(W - 1)          # 2^(W-1), staged (see _u)
     a = ub & ut((1 << (W - 1)) - 1)
     winf = ((1 << (W - 1 - mw)) - 1) << mw
     special = a >= winf
@@ -187,19 +189,19 @@ def round_bits_impl(ub, Rh, Rl, P):
     zero = cm <= 0
     nozero = (cm < 0) | (P[K.CODE_BASE] < 0)
     negz = (s == 1) & (P[K.NEGZ_OK] == 1)
-    z_code = jnp.where(nozero, jnp.where(a == 0, _u(P[K.ZIN_C], ut), _u(P[K.MIN_C], ut)),
-                       jnp.where(negz, _u(1 << P[K.SBIT], ut), _u(0, ut)))
-    z_val = jnp.where(nozero, jnp.where(a == 0, _u(P[K.ZIN_V], ut), _u(P[K.MIN_V], ut)),
-                      jnp.where(negz, _u(1 << (W - 1), ut), _u(0, ut)))
+    z_code = jnp.where(nozero, jnp.where(a == 0, _u(P[K.ZIN_C], ut, top), _u(P[K.MIN_C], ut, top)),
+                       jnp.where(negz, _u(1 << P[K.SBIT], ut, top), _u(0, ut, top)))
+    z_val = jnp.where(nozero, jnp.where(a == 0, _u(P[K.ZIN_V], ut, top), _u(P[K.MIN_V], ut, top)),
+                      jnp.where(negz, _u(1 << (W - 1), ut, top), _u(0, ut, top)))
     code = jnp.where(zero, z_code, code)
     vb = jnp.where(zero, z_val, vb)
     # overflow, then special inputs
-    oc, ov = _overflow(s, away, P, ut)
+    oc, ov = _overflow(s, away, P, ut, top)
     code = jnp.where(ovf, oc, code)
     vb = jnp.where(ovf, ov, vb)
-    sc, sv = _overflow(s, jnp.ones_like(ovf), P, ut)
-    nc = jnp.where(s == 1, _u(P[K.NAN_NEG_C], ut), _u(P[K.NAN_POS_C], ut))
-    nv = jnp.where(s == 1, _u(P[K.NAN_NEG_V], ut), _u(P[K.NAN_POS_V], ut))
+    sc, sv = _overflow(s, jnp.ones_like(ovf), P, ut, top)
+    nc = jnp.where(s == 1, _u(P[K.NAN_NEG_C], ut, top), _u(P[K.NAN_POS_C], ut, top))
+    nv = jnp.where(s == 1, _u(P[K.NAN_NEG_V], ut, top), _u(P[K.NAN_POS_V], ut, top))
     code = jnp.where(special, jnp.where(isnan, nc, sc), code)
     vb = jnp.where(special, jnp.where(isnan, nv, sv), vb)
     return code, vb
@@ -221,9 +223,14 @@ def int_times_pow2_bits(q, s, W):
     return jnp.where(qu == 0, ut(0), jnp.where(e >= 1 - bias, norm, sub))
 
 
-def _u(v, ut):
-    """A parameter (int64 in P, possibly negative for 64-bit patterns) as an unsigned scalar."""
-    return ut(v & ((1 << (8 * np.dtype(ut).itemsize)) - 1))
+def _u(v, ut, top):
+    """A parameter (int64 in P, possibly negative for 64-bit patterns) as an unsigned scalar.
+    A 64-bit pattern with its top bit set takes that bit from ``top`` (a traced array of
+    2^63s), since Pallas' Triton lowering cannot hold a constant of 2^63 or more."""
+    v &= (1 << (8 * np.dtype(ut).itemsize)) - 1
+    if v >= 1 << 63:
+        return ut(v - (1 << 63)) | top
+    return ut(v)
 
 
 def _rounds_away(s, mode):
@@ -236,12 +243,12 @@ def _rounds_away(s, mode):
     return jnp.zeros_like(s, dtype=bool)
 
 
-def _overflow(s, away, P, ut):
+def _overflow(s, away, P, ut, top):
     neg = s == 1
-    code = jnp.where(away, jnp.where(neg, _u(P[K.OVF_NEG_C], ut), _u(P[K.OVF_POS_C], ut)),
-                     jnp.where(neg, _u(P[K.SAT_NEG_C], ut), _u(P[K.SAT_POS_C], ut)))
-    val = jnp.where(away, jnp.where(neg, _u(P[K.OVF_NEG_V], ut), _u(P[K.OVF_POS_V], ut)),
-                    jnp.where(neg, _u(P[K.SAT_NEG_V], ut), _u(P[K.SAT_POS_V], ut)))
+    code = jnp.where(away, jnp.where(neg, _u(P[K.OVF_NEG_C], ut, top), _u(P[K.OVF_POS_C], ut, top)),
+                     jnp.where(neg, _u(P[K.SAT_NEG_C], ut, top), _u(P[K.SAT_POS_C], ut, top)))
+    val = jnp.where(away, jnp.where(neg, _u(P[K.OVF_NEG_V], ut, top), _u(P[K.OVF_POS_V], ut, top)),
+                    jnp.where(neg, _u(P[K.SAT_NEG_V], ut, top), _u(P[K.SAT_POS_V], ut, top)))
     return code, val
 
 

@@ -213,6 +213,11 @@ class _Rounder:
 
 # ---- the models -------------------------------------------------------------------------------
 
+def _any(t):
+    """Any along the last axis, as a max of 0/1 integers (Triton has no boolean reductions)."""
+    return jnp.max(t.astype(jnp.int32), axis=-1) > 0
+
+
 def _fused_step(ta, tb, acc, fz, mab, c_emin, rnd, j, valid):
     """``lowprec._accumulate._fused_step`` and ``_special_step`` on (..., n) product terms
     (views: signed significand, exponent, flag) and the running sums acc (...,)."""
@@ -227,7 +232,7 @@ def _fused_step(ta, tb, acc, fz, mab, c_emin, rnd, j, valid):
     if fz.align_addend:
         accE = jnp.maximum(63 - lax.clz(jnp.abs(am).astype(U64)).astype(I64) + ae, c_emin)
         E = jnp.where(acc_nz, jnp.maximum(E, accE), E)
-    nz = jnp.any(nzp, axis=-1) | (acc_nz if fz.align_addend else False)
+    nz = _any(nzp) | (acc_nz if fz.align_addend else False)
     S = jnp.sum(jnp.where(nzp, _align(p, F + pe - E[..., None] - mab, mode), I64(0)), axis=-1)
     if fz.align_addend:
         S = S + jnp.where(acc_nz, _align(am, F + ae - E, mode), I64(0))
@@ -236,19 +241,20 @@ def _fused_step(ta, tb, acc, fz, mab, c_emin, rnd, j, valid):
         v = jnp.where(acc_nz, _sum_odd(v, acc, rnd.down), v)
     # no non-zero term: the addend alone, or a signed zero (-0 only if every term is -0)
     neg_p = ((sa < 0) | (fa == NEGZERO)) != ((sb < 0) | (fb == NEGZERO))
-    all_neg = jnp.all(neg_p | ~valid, axis=-1) & (af == NEGZERO)
+    all_neg = ~_any(~neg_p & valid) & (af == NEGZERO)
     v = jnp.where(nz, v, jnp.where(acc_nz, acc, _zero(all_neg)))
     # Inf and NaN (IEEE): NaN operand, 0 * Inf, or Inf - Inf give NaN
     nan_t = valid & ((fa == NAN) | (fb == NAN) | ((fa == INF) & (sb == 0)) |
                      ((fb == INF) & (sa == 0)))
     inf_t = valid & ~nan_t & ((fa == INF) | (fb == INF))
-    inf_pos = jnp.any(inf_t & ((sa < 0) == (sb < 0)), axis=-1)
-    inf_neg = jnp.any(inf_t & ((sa < 0) != (sb < 0)), axis=-1)
+    inf_pos = _any(inf_t & ((sa < 0) == (sb < 0)))
+    inf_neg = _any(inf_t & ((sa < 0) != (sb < 0)))
     acc_inf = af == INF
-    nan = jnp.any(nan_t, axis=-1) | (inf_pos & inf_neg) | (af == NAN) | (
+    nan = _any(nan_t) | (inf_pos & inf_neg) | (af == NAN) | (
         acc_inf & (((am > 0) & inf_neg) | ((am < 0) & inf_pos)))
     v = jnp.where(inf_pos | inf_neg | acc_inf, jnp.where(
-        acc_inf, acc, jnp.where(inf_pos, _INF, _INF | (U64(1) << 63))), v)
+        acc_inf, acc, _INF | ((~inf_pos).astype(U64) << 63)), v)   # no constant >= 2^63:
+    # Triton's lowering cannot hold one
     v = jnp.where(nan, QNAN, v)
     return rnd(v, j)
 
@@ -279,6 +285,12 @@ def matmul(A, B, acc="fp32-sequential", c=None, *, seed=None, dtype=None):
     if not jax.config.jax_enable_x64:
         raise ValueError("lowprec_jax.matmul works in 64-bit integers: enable jax_enable_x64 "
                          "(jax.config.update('jax_enable_x64', True))")
+    sr = acc.stochastic
+    if sr and seed is None:
+        raise ValueError("a stochastic accumulator needs seed=<int> at the call")
+    if not sr and seed is not None:
+        raise ValueError("seed= applies to stochastic accumulators only")
+    seed = check_seed(seed) if sr else None
     if isinstance(A, QuantizedArray) or isinstance(B, QuantizedArray):
         return _block_matmul(A, B, acc, c, seed, dtype)
     if isinstance(acc.fmt, IntFormat) or (acc.fused is None and (
@@ -287,33 +299,14 @@ def matmul(A, B, acc="fp32-sequential", c=None, *, seed=None, dtype=None):
                                   f"order with exact products; {acc} needs lp.matmul")
     if acc.fmt.man_bits > 51:
         raise NotImplementedError("accumulators of more than 51 mantissa bits need lp.matmul")
-    A, B = jnp.asarray(A), jnp.asarray(B)
-    for x, name in ((A, "A"), (B, "B")):
-        if x.dtype.name not in ("float16", "bfloat16", "float32", "float64"):
-            raise TypeError(f"{name} must be a float array, got dtype {x.dtype}")
-        if x.ndim < 2:
-            raise ValueError(f"{name} needs at least 2 dimensions, got shape {x.shape}")
-    if A.shape[-1] != B.shape[-2]:
-        raise ValueError(f"A's last dimension ({A.shape[-1]}) must equal B's second-to-last "
-                         f"({B.shape[-2]})")
-    sr = acc.stochastic
-    if sr and seed is None:
-        raise ValueError("a stochastic accumulator needs seed=<int> at the call")
-    if not sr and seed is not None:
-        raise ValueError("seed= applies to stochastic accumulators only")
-    seed = check_seed(seed) if sr else None
-    M, K, N = A.shape[-2], A.shape[-1], B.shape[-1]
-    batch = tuple(np.broadcast_shapes(A.shape[:-2], B.shape[:-2]))
+    ab, bb, batch, M, K, N = _float_operands(A, B)
     shape = batch + (M, N)
     nb = int(np.prod(batch, dtype=np.int64))
-    A3 = jnp.broadcast_to(A, batch + (M, K)).reshape(nb, M, K)
-    B3 = jnp.swapaxes(jnp.broadcast_to(B, batch + (K, N)), -1, -2).reshape(nb, N, K)
     cb = jnp.zeros(shape, U64) if c is None else jnp.broadcast_to(_f64_bits(jnp.asarray(c)),
                                                                    shape)
     n_out = nb * M * N
     rnd = _Rounder(acc.fmt, acc.rounding, acc.overflow, acc.sr_bits, acc.sr_variant, seed,
                    n_out)
-    ab, bb = _f64_bits(A3), _f64_bits(B3)
     if K == 0:                                            # no products: c itself
         out = cb.reshape(n_out)
         res_fmt = acc.promote_to.fmt if acc.promote_to is not None else acc.fmt
@@ -327,6 +320,52 @@ def matmul(A, B, acc="fp32-sequential", c=None, *, seed=None, dtype=None):
         out = _sequential(ab, bb, cb.reshape(n_out), rnd)
         res_fmt = acc.fmt
     return _finish(out, shape, res_fmt, dtype)
+
+
+def _float_operands(A, B):
+    """Validated float operands as float64 bits, A (nb, M, K) and B transposed (nb, N, K),
+    and (batch, M, K, N)."""
+    A, B = jnp.asarray(A), jnp.asarray(B)
+    for x, name in ((A, "A"), (B, "B")):
+        if x.dtype.name not in ("float16", "bfloat16", "float32", "float64"):
+            raise TypeError(f"{name} must be a float array, got dtype {x.dtype}")
+        if x.ndim < 2:
+            raise ValueError(f"{name} needs at least 2 dimensions, got shape {x.shape}")
+    if A.shape[-1] != B.shape[-2]:
+        raise ValueError(f"A's last dimension ({A.shape[-1]}) must equal B's second-to-last "
+                         f"({B.shape[-2]})")
+    M, K, N = A.shape[-2], A.shape[-1], B.shape[-1]
+    batch = tuple(np.broadcast_shapes(A.shape[:-2], B.shape[:-2]))
+    nb = int(np.prod(batch, dtype=np.int64))
+    A3 = jnp.broadcast_to(A, batch + (M, K)).reshape(nb, M, K)
+    B3 = jnp.swapaxes(jnp.broadcast_to(B, batch + (K, N)), -1, -2).reshape(nb, N, K)
+    return _f64_bits(A3), _f64_bits(B3), batch, M, K, N
+
+
+def fused_operands(A, B, acc):
+    """Views (signed significand, exponent, flag) of A (nb, M, K) and B (nb, N, K) as a fused
+    adder sees them, float arrays of its input formats or ``QuantizedArray`` operands with
+    power-of-two scales (each product's exponent includes both scale exponents), and
+    (batch, M, K, N, significand bits of a product). Shared with ``lowprec_jax.pallas``."""
+    if isinstance(A, QuantizedArray) or isinstance(B, QuantizedArray):
+        ea, sa, eb, sb, batch, M, K, N = block_operands(A, B, acc)
+        _check_pow2_scales(A, B)
+        fa, fb = A.fmt.elem, B.fmt.elem
+        ta = _to3(_scaled_views(ea, sa, fa), batch, M, K, False)
+        tb = _to3(_scaled_views(eb, sb, fb), batch, K, N, True)
+    else:
+        ab, bb, batch, M, K, N = _float_operands(A, B)
+        fa, fb = acc.input_formats
+        ta, tb = _view(ab, fa), _view(bb, fb)
+    return ta, tb, batch, M, K, N, fa.man_bits + fb.man_bits
+
+
+def _check_pow2_scales(A, B):
+    for q, name in ((A, "A"), (B, "B")):
+        if q.fmt.scale_fmt.man_bits:
+            raise ValueError(f"{name}'s block scales are not all powers of two "
+                             f"({q.fmt.scale_fmt.name}); block_scales='product' needs "
+                             "E8M0-style scales (use 'group')")
 
 
 def _finish(out, shape, res_fmt, dtype):
@@ -489,16 +528,12 @@ def _block_matmul(A, B, acc, c, seed, dtype):
     """``lowprec.accumulate._block_matmul`` in JAX: ``block_scales`` "product" (power-of-two
     scales added to each product's exponent) and "group" (exact group sums times both
     scales); NVFP4's tensor scales in the epilogue D = round(alpha * acc + c)."""
-    ea, sa, eb, sb, batch, M, K, N = block_operands(A, B, acc)
-    fa, fb = A.fmt.elem, B.fmt.elem
+    if acc.block_scales == "product":
+        ta, tb, batch, M, K, N, mab = fused_operands(A, B, acc)
+    else:
+        ea, sa, eb, sb, batch, M, K, N = block_operands(A, B, acc)
     if acc.block_scales == "promotion":
         raise NotImplementedError("block_scales='promotion' needs lp.matmul")
-    if acc.block_scales == "product":
-        for q, name in ((A, "A"), (B, "B")):
-            if q.fmt.scale_fmt.man_bits:
-                raise ValueError(f"{name}'s block scales are not all powers of two "
-                                 f"({q.fmt.scale_fmt.name}); block_scales='product' needs "
-                                 "E8M0-style scales (use 'group')")
     two_level = "nvfp4" in (A.fmt.scale_rule, B.fmt.scale_rule)
     if two_level and (acc.stochastic or not cast.holds(acc.fmt, np.float32)):
         raise NotImplementedError("the tensor-scale epilogue is modelled here for "
@@ -517,10 +552,7 @@ def _block_matmul(A, B, acc, c, seed, dtype):
     rnd = _Rounder(acc.fmt, acc.rounding, acc.overflow, acc.sr_bits, acc.sr_variant, seed,
                    n_out)
     if acc.block_scales == "product":
-        ta = _to3(_scaled_views(ea, sa, fa), batch, M, K, False)
-        tb = _to3(_scaled_views(eb, sb, fb), batch, K, N, True)
-        out = _fused(acc, ta, tb, c_acc.reshape(n_out), rnd, acc.fused.n,
-                     fa.man_bits + fb.man_bits)
+        out = _fused(acc, ta, tb, c_acc.reshape(n_out), rnd, acc.fused.n, mab)
     else:
         out = _grouped(acc, A, B, ea, sa, eb, sb, batch, M, K, N, c_acc, rnd)
     if alpha is not None:

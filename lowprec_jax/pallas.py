@@ -2,13 +2,18 @@
 blocks of the flattened input, the body being the same integer rounding step as
 ``lowprec_jax.round`` (``_round.round_bits_impl``), so the bits are the core's. Runs with
 ``interpret=True`` on CPU (the default here) and lowers for GPUs through Pallas' Triton backend
-(float32 work type: formats that float32 holds, inputs of at most 32 bits)."""
+(float32 work type: formats that float32 holds, inputs of at most 32 bits).
+``fake_quantize``: MX and NVFP4 block quantization, ``ROWS`` blocks per kernel instance.
+``matmul``: a quantized matmul, one output tile per kernel instance, looping over K in the
+fused adder's steps with the same integer step as ``lowprec_jax.matmul`` (int64: needs
+``jax_enable_x64``)."""
 from __future__ import annotations
 
 from functools import partial
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as pltriton
@@ -17,14 +22,18 @@ from lowprec import cast
 from lowprec.formats import TableFormat, format as _format
 from lowprec.rounding import check_overflow
 
-from . import _check_x, _random_words
-from ._round import round_bits_impl
-from .blocks import prepare, quantize_bits, unblocked
+from lowprec import accumulate as _acc
 
-__all__ = ["round", "encode", "fake_quantize", "BLOCK", "ROWS"]
+from . import _check_x, _random_words
+from .matmul import _Rounder, _f64_bits, _finish, _fused_step, fused_operands
+from ._round import round_bits_impl
+from .blocks import QuantizedArray, prepare, quantize_bits, unblocked
+
+__all__ = ["round", "encode", "fake_quantize", "matmul", "BLOCK", "ROWS", "TILE"]
 
 BLOCK = 1024          # elements per kernel instance (round, encode)
 ROWS = 16             # blocks per kernel instance (fake_quantize)
+TILE = 16             # output rows and columns per kernel instance (matmul)
 
 
 def _kernel(x_ref, rh_ref, rl_ref, v_ref, c_ref, *, P):
@@ -109,3 +118,65 @@ def fake_quantize(x, bf, axis=-1, rounding="nearest_even", *, sr_bits=None,
                         interpret=interpret, compiler_params=pltriton.CompilerParams())(*flat)
     v = lax.bitcast_convert_type(vb[:n].reshape(shape), jnp.float32)
     return unblocked(v, x.shape, axis, bf).astype(x.dtype)
+
+
+def _matmul_kernel(sa, ea, fa, sb, eb, fb, c_ref, o_ref, *, fz, n, K, mab, c_emin, rnd):
+    """One (TILE, TILE) output tile: the running sums start at c and take ``n`` products of
+    each row of A and column of B per step (``lowprec_jax.matmul._fused_step``)."""
+    def step(s, acc):
+        k = pl.ds(s * n, n)
+        ta = tuple(r[:, k][:, None, :] for r in (sa, ea, fa))        # (TILE, 1, n)
+        tb = tuple(r[:, k][None, :, :] for r in (sb, eb, fb))        # (1, TILE, n)
+        valid = s * n + lax.broadcasted_iota(jnp.int32, (1, 1, n), 2) < K
+        return _fused_step(ta, tb, acc, fz, mab, c_emin, rnd, 0, valid)[0]
+    o_ref[...] = lax.fori_loop(0, -(-K // n), step, c_ref[...])
+
+
+def matmul(A, B, acc, c=None, *, dtype=None, interpret=True):
+    """``lowprec_jax.matmul`` as a Pallas kernel, for fused-adder accumulators without
+    stochastic rounding or promotion: every ``lp.hardware`` preset of that kind (e.g.
+    ``h100-fp8``, ``b200-mxf8f6f4``) and ``lp.exact_per_block`` (each block's scaled dot
+    product exact, then one nearest-even float32 rounding). A, B: float arrays of the input
+    formats, or ``QuantizedArray`` operands with power-of-two (MX) scales, A blocked along K
+    (its last axis) and B along K (axis -2); c: values of the addend format. Needs
+    ``jax_enable_x64``. The grid is (batch, M / TILE, N / TILE); each instance reads its rows
+    of A and columns of B as significand / exponent / flag views prepared outside it."""
+    acc = _acc._resolve(acc)
+    if not jax.config.jax_enable_x64:
+        raise ValueError("lowprec_jax.pallas.matmul works in 64-bit integers: enable "
+                         "jax_enable_x64")
+    if acc.fused is None or acc.stochastic or acc.promote_every is not None or (
+            acc.block_scales != "product"):
+        raise NotImplementedError(f"the Pallas matmul models fused adders with power-of-two "
+                                  f"block scales, no stochastic rounding and no promotion; "
+                                  f"{acc} needs lowprec_jax.matmul or lp.matmul")
+    if isinstance(A, QuantizedArray) and "nvfp4" in (A.fmt.scale_rule, getattr(
+            B, "fmt", A.fmt).scale_rule):
+        raise NotImplementedError("NVFP4 operands (non-power-of-two scales, tensor scales) "
+                                  "need lowprec_jax.matmul")
+    ta, tb, batch, M, K, N, mab = fused_operands(A, B, acc)
+    fz, n = acc.fused, acc.fused.n
+    if (n + 2) * 2.0 ** (fz.frac_bits + 3) >= 2.0**53:
+        raise NotImplementedError("this fused adder's sums exceed 53 bits; use lp.matmul")
+    rnd = _Rounder(acc.fmt, acc.rounding, acc.overflow, None, "srff", None, 1)
+    if not fz.align_addend:
+        rnd.check_odd_sum("an addend outside the alignment")
+    shape = batch + (M, N)
+    nb = int(np.prod(batch, dtype=np.int64))
+    cb = jnp.zeros(shape, jnp.uint64) if c is None else jnp.broadcast_to(
+        _f64_bits(jnp.asarray(c)), shape)
+    Mp, Np, Kp = -(-M // TILE) * TILE, -(-N // TILE) * TILE, max(1, -(-K // n)) * n
+    pad = lambda t, r: jnp.pad(t, ((0, 0), (0, r - t.shape[1]), (0, Kp - K)))  # noqa: E731
+    ta = [pad(t, Mp) for t in ta]
+    tb = [pad(t, Np) for t in tb]
+    cp = jnp.pad(cb.reshape(nb, M, N), ((0, 0), (0, Mp - M), (0, Np - N)))
+    row = pl.BlockSpec((None, TILE, Kp), lambda b, i, j: (b, i, 0))
+    col = pl.BlockSpec((None, TILE, Kp), lambda b, i, j: (b, j, 0))
+    out = pl.BlockSpec((None, TILE, TILE), lambda b, i, j: (b, i, j))
+    kern = partial(_matmul_kernel, fz=fz, n=n, K=K, mab=mab,
+                   c_emin=(acc.addend_format or acc.fmt).emin, rnd=rnd)
+    res = pl.pallas_call(kern, out_shape=jax.ShapeDtypeStruct(cp.shape, jnp.uint64),
+                         grid=(nb, Mp // TILE, Np // TILE), in_specs=[row] * 3 + [col] * 3 + [
+                             out], out_specs=out, interpret=interpret,
+                         compiler_params=pltriton.CompilerParams())(*ta, *tb, cp)
+    return _finish(res[:, :M, :N].reshape(-1), shape, acc.fmt, dtype)

@@ -7,6 +7,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 import lowprec as lp
+from lowprec_jax import blocks as jb
 from lowprec_jax import pallas as lpp
 
 U = {1: np.uint8, 2: np.uint16, 4: np.uint32}
@@ -89,3 +90,84 @@ def test_block_kernel_lowers_for_cuda(preset):
         low = jax.jit(f).trace(jax.ShapeDtypeStruct((64, 128), np.float32)).lower(
             lowering_platforms=("cuda",))
         assert "triton" in low.as_text().lower() or "tt.func" in low.as_text()
+
+
+# ---- the quantized matmul kernel --------------------------------------------------------------
+
+MM_PAIRS = [("mxfp8_e4m3", "mxfp8_e4m3"), ("mxfp8_e5m2", "mxfp8_e4m3"), ("mxfp4", "mxfp4"),
+            ("mxfp6_e3m2", "mxfp4"), ("mxfp6_e2m3", "mxfp6_e2m3")]
+
+
+def _mm_operands(rng, pair, batch, M, K, N, specials):
+    A = (rng.standard_normal(batch + (M, K)) * np.exp2(rng.integers(-30, 30, (M, 1)))
+         ).astype(np.float32)
+    B = (rng.standard_normal((K, N)) * np.exp2(rng.integers(-30, 30, (1, N)))).astype(
+        np.float32)
+    if specials:
+        A.reshape(-1)[rng.integers(0, A.size, 2)] = rng.choice([np.nan, np.inf, -np.inf], 2)
+        B[:, 0] = -0.0
+        A[..., -1, :] = 0.0
+    return jb.quantize(A, pair[0]), jb.quantize(B, pair[1], axis=-2)
+
+
+@settings(max_examples=10, deadline=None)
+@given(pair=st.sampled_from(MM_PAIRS), model=st.sampled_from(["exact", "b200-mxf8f6f4",
+                                                              "nearest16"]),
+       batch=st.sampled_from([(), (2,)]), MKN=st.sampled_from([(5, 64, 3), (17, 40, 18)]),
+       specials=st.booleans(), with_c=st.booleans(), seed=st.integers(0, 2**32 - 1))
+def test_pallas_matmul_equals_the_core(pair, model, batch, MKN, specials, with_c, seed):
+    """MX operands through the exact-per-block model, the B200 block-scaled preset and an
+    unaligned nearest-term fused adder, against lp.matmul on the same codes."""
+    rng = np.random.default_rng(seed)
+    qa, qb = _mm_operands(rng, pair, batch, *MKN, specials)
+    ins = (qa.fmt.elem, qb.fmt.elem)
+    if model == "exact":
+        try:
+            acc = lp.exact_per_block(*ins)
+        except ValueError:                     # E5M2 products span too many bits
+            return
+    elif model == "nearest16":
+        acc = lp.Accumulator("float16", "nearest_even", fused=lp.FusedAdder(16, 20, False,
+                             "nearest"), input_formats=ins, addend_format="float16")
+    else:
+        acc = lp.hardware.preset(model, inputs=ins)
+    cf = acc.addend_format or acc.fmt
+    c = lp.round(rng.standard_normal(batch + (MKN[0], MKN[2])), cf, dtype=np.float32) \
+        if with_c else None
+    want = lp.matmul(qa.to_core(), qb.to_core(), acc, c)
+    with jax.enable_x64(True):
+        got = np.asarray(lpp.matmul(qa, qb, acc, c))
+    assert got.dtype == want.dtype and np.array_equal(got.view(np.uint32), want.view(np.uint32))
+
+
+def test_pallas_matmul_on_float_operands_and_what_it_refuses():
+    rng = np.random.default_rng(4)
+    A = lp.round(rng.standard_normal((3, 70)), "float8_e4m3fn", dtype=np.float32)
+    B = lp.round(rng.standard_normal((70, 20)), "float8_e5m2", dtype=np.float32)
+    for name in ("h100-fp8", "b200-fp8", "mi300-fp8"):
+        acc = lp.hardware.preset(name, inputs=("float8_e4m3fn", "float8_e5m2"))
+        want = lp.matmul(A, B, acc)
+        with jax.enable_x64(True):
+            got = np.asarray(lpp.matmul(A, B, acc))
+        assert np.array_equal(got.view(np.uint32), want.view(np.uint32)), name
+    with jax.enable_x64(True):
+        for acc in ("fp32-sequential", "deepseek-v3-fp8"):
+            with pytest.raises(NotImplementedError, match="Pallas matmul"):
+                lpp.matmul(A, B, acc)
+        q = jb.quantize(A, "nvfp4")
+        with pytest.raises(NotImplementedError, match="NVFP4"):
+            lpp.matmul(q, q, "b200-mxf8f6f4")
+    with jax.enable_x64(False), pytest.raises(ValueError, match="jax_enable_x64"):
+        lpp.matmul(A, B, "h100-fp8")
+
+
+@pytest.mark.parametrize("model", ["exact", "b200-mxf8f6f4"])
+def test_matmul_kernel_lowers_for_cuda(model):
+    rng = np.random.default_rng(0)
+    qa = jb.quantize(rng.standard_normal((20, 64)).astype(np.float32), "mxfp8_e4m3")
+    qb = jb.quantize(rng.standard_normal((64, 18)).astype(np.float32), "mxfp8_e4m3", axis=-2)
+    acc = lp.exact_per_block(qa.fmt.elem, qb.fmt.elem) if model == "exact" else model
+    with jax.enable_x64(True):
+        low = jax.jit(lambda a, b: lpp.matmul(a, b, acc, interpret=False)).trace(qa, qb).lower(
+            lowering_platforms=("cuda",))
+        assert "triton" in low.as_text().lower()
