@@ -27,7 +27,8 @@ def main():
             x, fmt, mode, **kw)))
         rows.append((f"jit(lowprec_jax.round) {label}",
                      lambda f=f: f(xj).block_until_ready()))
-    x2, xj2 = x.reshape(-1, 512), xj.reshape(-1, 512)
+    n512 = N // 512 * 512                     # whole rows of 512 (blocks of 32 and 16)
+    x2, xj2 = x[:n512].reshape(-1, 512), xj[:n512].reshape(-1, 512)
     for bf in ("mxfp4", "nvfp4"):
         f = jax.jit(lambda v, bf=bf: lj.fake_quantize(v, bf))
         rows.append((f"lp.fake_quantize {bf}", lambda bf=bf: lp.fake_quantize(x2, bf)))
@@ -42,6 +43,7 @@ def main():
     for name, _ in rows:
         print(f"| {name} | {res[name] * 1e3:.1f} | {res[name] / base:.2f} |")
     pallas_interpret()
+    matmuls()
     return 0
 
 
@@ -65,6 +67,35 @@ def pallas_interpret():
     print("|---|---:|")
     for name, _ in rows:
         print(f"| {name} | {res[name] * 1e3:.2f} |")
+
+
+def matmuls():
+    """A block-scaled (MXFP8) matmul, 64 x 512 x 64, through the B200 preset and the
+    exact-per-block model: the core, jitted lowprec_jax.matmul, and the Pallas kernel in
+    interpret mode (reference only)."""
+    from lowprec_jax import blocks as jb, pallas as lpp  # noqa: PLC0415
+    from lowprec_jax.matmul import matmul as jmm  # noqa: PLC0415
+    jax.config.update("jax_enable_x64", True)
+    rng = np.random.default_rng(2)
+    qa = jb.quantize(rng.standard_normal((64, 512)).astype(np.float32), "mxfp8_e4m3")
+    qb = jb.quantize(rng.standard_normal((512, 64)).astype(np.float32), "mxfp8_e4m3", axis=-2)
+    ca, cb = qa.to_core(), qb.to_core()
+    rows = []
+    for acc in (lp.hardware.preset("b200-mxf8f6f4"), lp.exact_per_block(qa.fmt.elem,
+                                                                         qb.fmt.elem)):
+        fj = jax.jit(lambda a, b, acc=acc: jmm(a, b, acc))
+        fp = jax.jit(lambda a, b, acc=acc: lpp.matmul(a, b, acc))
+        rows += [(f"lp.matmul {acc.name}", lambda acc=acc: lp.matmul(ca, cb, acc)),
+                 (f"jit(lowprec_jax.matmul) {acc.name}",
+                  lambda f=fj: f(qa, qb).block_until_ready()),
+                 (f"pallas.matmul {acc.name} (interpret)",
+                  lambda f=fp: f(qa, qb).block_until_ready())]
+    res = dict(time_rows(rows))
+    print("\nMXFP8 matmul 64 x 512 x 64 (2.1M products)\n")
+    print("| operation | time (ms) |")
+    print("|---|---:|")
+    for name, _ in rows:
+        print(f"| {name} | {res[name] * 1e3:.1f} |")
 
 
 if __name__ == "__main__":

@@ -13,8 +13,13 @@ core's rounding step (``_round.round_bits_impl``). Stochastic accumulators use t
 words: rounding j of output element o (flat C order) takes Philox4x32-10(seed) at counter
 (o_lo, o_hi, j, 1).
 
+``QuantizedArray`` operands (``lowprec_jax.quantize``) follow ``lp.matmul``'s BlockTensor
+rules: ``block_scales="product"`` (power-of-two scale exponents join each product's exponent)
+and ``"group"`` (exact float64 sums of 16 scaled products, then fused steps of group terms),
+NVFP4 tensor scales in the epilogue D = round(alpha * acc + c).
+
 Not here yet (``lp.matmul`` has them): the pairwise / blocked / tree / exact orders, rounded
-products, integer accumulators, ``BlockTensor`` operands.
+products, integer accumulators, ``block_scales="promotion"``.
 """
 from __future__ import annotations
 
@@ -199,10 +204,13 @@ class _Rounder:
                                       f"{50 - self.fmt.man_bits} bits here)")
 
     def __call__(self, b, j):
-        """(value bits, code) of float64 bits b (shape (n_out,)) rounded into the format."""
+        """(value bits, code) of float64 bits b (shape (n_out, ...)) rounded into the format;
+        j: the rounding's index (a scalar, or an array broadcasting with b's trailing axes)."""
         if self.sr:
-            jj = jnp.full(self.o_lo.shape, j, U32)
-            w0, w1, _, _ = _philox(self.o_lo, self.o_hi, jj, jnp.ones_like(jj),
+            lead = (slice(None),) + (None,) * (b.ndim - 1)
+            jj = jnp.broadcast_to(jnp.asarray(j, U32), b.shape)
+            o_lo, o_hi = (jnp.broadcast_to(o[lead], b.shape) for o in (self.o_lo, self.o_hi))
+            w0, w1, _, _ = _philox(o_lo, o_hi, jj, jnp.ones_like(jj),
                                    U32(self.seed & 0xFFFFFFFF), U32(self.seed >> 32))
             Rh, Rl = w1, w0
         else:
@@ -279,8 +287,9 @@ def matmul(A, B, acc="fp32-sequential", c=None, *, seed=None, dtype=None):
     """``lp.matmul`` in JAX (fused-adder presets and sequential accumulators; see the module
     docstring): ``A @ B + c`` formed as ``acc`` forms it, bit for bit. A: (..., M, K), B:
     (..., K, N) float arrays holding values of the accumulator's input formats (float32
-    values without ``input_formats``), batch axes broadcast; c broadcastable to the result
-    (values of the addend format). Jittable; needs ``jax_enable_x64``."""
+    values without ``input_formats``), batch axes broadcast, or two ``QuantizedArray``s (A
+    blocked along K, B along axis -2, or tiles); c broadcastable to the result (values of the
+    addend format). Jittable; needs ``jax_enable_x64``."""
     acc = _acc._resolve(acc)
     if not jax.config.jax_enable_x64:
         raise ValueError("lowprec_jax.matmul works in 64-bit integers: enable jax_enable_x64 "
@@ -293,18 +302,22 @@ def matmul(A, B, acc="fp32-sequential", c=None, *, seed=None, dtype=None):
     seed = check_seed(seed) if sr else None
     if isinstance(A, QuantizedArray) or isinstance(B, QuantizedArray):
         return _block_matmul(A, B, acc, c, seed, dtype)
-    if isinstance(acc.fmt, IntFormat) or (acc.fused is None and (
-            acc.order != "sequential" or acc.products is not None)):
-        raise NotImplementedError(f"lowprec_jax.matmul models fused adders and the sequential "
-                                  f"order with exact products; {acc} needs lp.matmul")
-    if acc.fmt.man_bits > 51:
+    if acc.order == "exact":
+        raise NotImplementedError("the 'exact' order (a long accumulator) needs lp.matmul")
+    if not isinstance(acc.fmt, IntFormat) and acc.fmt.man_bits > 51:
         raise NotImplementedError("accumulators of more than 51 mantissa bits need lp.matmul")
     ab, bb, batch, M, K, N = _float_operands(A, B)
     shape = batch + (M, N)
     nb = int(np.prod(batch, dtype=np.int64))
+    n_out = nb * M * N
+    if isinstance(acc.fmt, IntFormat):
+        ci = jnp.zeros(shape, I64) if c is None else jnp.broadcast_to(
+            jnp.asarray(c).astype(I64), shape)
+        prog, _ = _acc._program(acc.order, K, acc.block)
+        return _program_int(acc, ab, bb, ci.reshape(n_out), prog).reshape(shape).astype(
+            dtype or jnp.int64)
     cb = jnp.zeros(shape, U64) if c is None else jnp.broadcast_to(_f64_bits(jnp.asarray(c)),
                                                                    shape)
-    n_out = nb * M * N
     rnd = _Rounder(acc.fmt, acc.rounding, acc.overflow, acc.sr_bits, acc.sr_variant, seed,
                    n_out)
     if K == 0:                                            # no products: c itself
@@ -315,6 +328,11 @@ def matmul(A, B, acc="fp32-sequential", c=None, *, seed=None, dtype=None):
         out = _fused(acc, _view(ab, fa), _view(bb, fb), cb.reshape(n_out), rnd, acc.fused.n,
                      fa.man_bits + fb.man_bits)
         res_fmt = acc.promote_to.fmt if acc.promote_to is not None else acc.fmt
+    elif acc.order != "sequential" or acc.products is not None:
+        prog, _ = _acc._program(acc.order, K, acc.block)
+        rnd.check_odd_sum(f"the order {acc.order!r}")
+        out = _program(acc, ab, bb, cb.reshape(n_out), prog, rnd)
+        res_fmt = acc.fmt
     else:
         rnd.check_odd_sum("the sequential order")
         out = _sequential(ab, bb, cb.reshape(n_out), rnd)
@@ -568,6 +586,7 @@ def _grouped(acc, A, B, ea, sa, eb, sb, batch, M, K, N, c_acc, rnd):
     """Group terms: exact sums of ``group`` products of elements times both block scales
     (``lowprec.accumulate._grouped``), then fused steps of n / group terms."""
     g = acc.group
+    _acc.check_group_sums_exact(A.fmt, B.fmt, g)
     if K % g or acc.fused.n % g:
         raise ValueError(f"K={K} and the fused adder's n={acc.fused.n} must be multiples of "
                          f"group={g}")
@@ -575,7 +594,6 @@ def _grouped(acc, A, B, ea, sa, eb, sb, batch, M, K, N, c_acc, rnd):
         run = q.fmt.k if q.fmt.tile is None else q.fmt.tile[along_k]
         if run % g:
             raise ValueError(f"{name}'s blocks ({run} along K) do not hold whole groups of {g}")
-    _acc.check_group_sums_exact(A.fmt, B.fmt, g)
     f64 = lambda b: lax.bitcast_convert_type(b, jnp.float64)  # noqa: E731
     va, vb = f64(ea) * f64(sa), f64(eb) * f64(sb)    # exact, and normal in float64
     ga = va.reshape(va.shape[:-1] + (K // g, g))                          # (..., M, G, g)
@@ -587,3 +605,89 @@ def _grouped(acc, A, B, ea, sa, eb, sb, batch, M, K, N, c_acc, rnd):
     tb = (jnp.ones((nb, 1, K // g), I64), jnp.zeros((nb, 1, K // g), I64),
           jnp.zeros((nb, 1, K // g), jnp.int8))
     return _fused(acc, ta, tb, c_acc.reshape(-1), rnd, acc.fused.n // g, 52)
+
+
+# ---- any order: the core's postfix program, evaluated level by level ---------------------------
+
+def _levels(prog, K, round_prod=False):
+    """The postfix program (``lowprec.accumulate._program``) as a table of nodes: products
+    0..K-1, c at K, additions after. Returns (n_nodes, levels, result node) where each level is
+    (left, right, dest, j) arrays of the additions whose operands are ready together (padded
+    with additions into a scratch node), j the rounding's index in program order (product
+    roundings count too when ``round_prod``: the core's seeded words)."""
+    stack, adds, height = [], [], {}
+    j = 0
+    for op in prog:
+        if op == _acc._A.ADD:
+            r, l = stack.pop(), stack.pop()
+            node = K + 1 + len(adds)
+            adds.append((l, r, node, j))
+            height[node] = 1 + max(height.get(l, 0), height.get(r, 0))
+            stack.append(node)
+        else:
+            stack.append(K if op == _acc._A.LEAF_C else int(op))
+        j += 1 if (op == _acc._A.ADD or (op >= 0 and round_prod)) else 0
+    n_nodes = K + 2 + len(adds)                          # the last one is the scratch node
+    by = {}
+    for a in adds:
+        by.setdefault(height[a[2]], []).append(a)
+    width = max((len(v) for v in by.values()), default=1)
+    levels = np.full((len(by), 4, width), n_nodes - 1, np.int64)
+    for i, h in enumerate(sorted(by)):
+        levels[i, :, :len(by[h])] = np.array(by[h]).T
+    return n_nodes, levels, stack[0]
+
+
+def _product_table(ab, bb, n_nodes, K):
+    """(n_out, n_nodes) float64 bits with the exact products in columns 0..K-1."""
+    va, vb = _view(ab, None), _view(bb, None)
+    (sa, sb), (ea, eb), (fa, fb) = (_outer(va[i], vb[i]) for i in range(3))
+    prods = _product(sa, ea, fa, sb, eb, fb)
+    return jnp.pad(prods, ((0, 0), (0, n_nodes - K)))
+
+
+def _program(acc, ab, bb, cb, prog, rnd):
+    """Float accumulators in any order (pairwise, blocked, trees), products exact or rounded
+    first into ``acc.products``: every addition of two exact operands rounded once, in
+    levels of additions that do not depend on each other. Forms the (M * N, K) products."""
+    K = ab.shape[-1]
+    n_nodes, levels, res = _levels(prog, K, acc.products is not None)
+    T = _product_table(ab, bb, n_nodes, K)
+    if acc.products is not None:                  # never stochastic (lp.Accumulator's rule)
+        prnd = _Rounder(acc.products, acc.product_rounding, None, None, "srff", None, 1)
+        T = T.at[:, :K].set(prnd(T[:, :K], 0)[0])
+    T = T.at[:, K].set(cb)
+
+    def level(T, lv):
+        left, right, dest, j = lv
+        v, _ = rnd(_sum(T[:, left], T[:, right], rnd.down), j.astype(U32))
+        return T.at[:, dest].set(v), None
+
+    T, _ = lax.scan(level, T, jnp.asarray(levels))
+    return T[:, res]
+
+
+def _program_int(acc, ab, bb, ci, prog):
+    """Integer accumulators (``lowprec._accumulate.int_matmul``): exact int64 products of
+    integer inputs (below 2^31 in magnitude, as the core requires), each addition wrapping
+    modulo 2^P into [min, max] or saturating."""
+    fmt = acc.fmt
+    lo, hi = int(fmt.min_int), int(fmt.max_int)
+    K = ab.shape[-1]
+    n_nodes, levels, res = _levels(prog, K)
+    to_int = lambda b: lax.bitcast_convert_type(b, jnp.float64).astype(I64)  # noqa: E731
+    A, B = _outer(to_int(ab), to_int(bb))
+    T = jnp.pad(A * B, ((0, 0), (0, n_nodes - K))).at[:, K].set(ci)
+    span = hi - lo + 1
+
+    def level(T, lv):
+        left, right, dest, _ = lv
+        v = T[:, left] + T[:, right]
+        if acc.overflow == "saturate":
+            v = jnp.clip(v, lo, hi)
+        else:
+            v = jnp.where((v < lo) | (v > hi), (v - lo) % span + lo, v)
+        return T.at[:, dest].set(v), None
+
+    T, _ = lax.scan(level, T, jnp.asarray(levels))
+    return T[:, res]

@@ -108,6 +108,51 @@ def test_sequential_accumulators_equal_the_core(fmt, mode, K, seed, sp):
     check(acc, rng, (3, K), (K, 2), sp, seed if sr else None)
 
 
+def random_tree(rng, idx):
+    if len(idx) == 1:
+        return int(idx[0])
+    cuts = np.sort(rng.choice(np.arange(1, len(idx)), rng.integers(1, min(3, len(idx) - 1) + 1),
+                              replace=False))
+    return tuple(random_tree(rng, part) for part in np.split(idx, cuts))
+
+
+@settings(max_examples=15, deadline=None)
+@given(order=st.sampled_from(["pairwise", "blocked", "tree", "sequential"]),
+       fmt=st.sampled_from(["float32", "bfloat16", "float16", "float8_e5m2"]),
+       mode=st.sampled_from(["nearest_even", "toward_zero", "down", "stochastic"]),
+       products=st.sampled_from([None, "bfloat16", "float16"]), K=st.integers(1, 19),
+       sp=st.booleans(), seed=st.integers(0, 2**32 - 1))
+def test_any_order_and_rounded_products_equal_the_core(order, fmt, mode, products, K, sp, seed):
+    rng = np.random.default_rng(seed)
+    if order == "sequential" and products is None:
+        products = "bfloat16"                          # exact products: the scan path
+    kw = dict(order=order)
+    if order == "blocked":
+        kw["block"] = int(rng.integers(1, K + 1))
+    if order == "tree":
+        kw["order"] = random_tree(rng, np.arange(K))
+    sr = dict(sr_bits=5) if mode == "stochastic" else {}
+    acc = lp.Accumulator(fmt, mode, products=products, **kw, **sr)
+    check(acc, rng, (2, 3, K), (K, 2), sp, seed if mode == "stochastic" else None)
+
+
+@settings(max_examples=10, deadline=None)
+@given(bits=st.integers(4, 20), saturate=st.booleans(),
+       order=st.sampled_from(["sequential", "pairwise", "blocked"]), K=st.integers(1, 30),
+       seed=st.integers(0, 2**32 - 1))
+def test_integer_accumulators_equal_the_core(bits, saturate, order, K, seed):
+    rng = np.random.default_rng(seed)
+    acc = lp.Accumulator(lp.IntFormat(bits), order=order, block=3 if order == "blocked" else None,
+                         overflow="saturate" if saturate else "wrap")
+    A = rng.integers(-128, 128, (3, K)).astype(np.float32)
+    B = rng.integers(-8, 8, (K, 4)).astype(np.float32)
+    c = rng.integers(-100, 100, (3, 4)).astype(np.float64)
+    want = lp.matmul(A, B, acc, c)
+    with jax.enable_x64(True):
+        got = np.asarray(jax.jit(lambda a, b, c: matmul(a, b, acc, c))(A, B, c))
+    assert got.dtype == want.dtype == np.int64 and np.array_equal(got, want)
+
+
 def test_vmap_and_batch_broadcasting():
     rng = np.random.default_rng(5)
     acc = lp.hardware.preset("h100-fp8")
@@ -122,10 +167,8 @@ def test_vmap_and_batch_broadcasting():
 def test_what_is_left_to_the_core_is_said():
     A = np.ones((2, 4), np.float32)
     with jax.enable_x64(True):
-        for acc in (lp.Accumulator("float32", order="pairwise"), "exact",
-                    lp.Accumulator(lp.IntFormat(32))):
-            with pytest.raises(NotImplementedError, match="lp.matmul"):
-                matmul(A, A.T, acc)
+        with pytest.raises(NotImplementedError, match="lp.matmul"):
+            matmul(A, A.T, "exact")
         sr_unaligned = lp.Accumulator("float32", "stochastic", fused=lp.FusedAdder(4, 20, False),
                                       input_formats=("float16", "float16"))
         with pytest.raises(NotImplementedError, match="random bits"):
