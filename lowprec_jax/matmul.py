@@ -1,8 +1,7 @@
-"""``lowprec_jax.matmul``: ``lp.matmul`` in JAX for the accumulator models that matrix units
-use, bit-identical to the core: fused multi-term adders (every ``lp.hardware`` tensor-core
-preset: aligned or unaligned addend, truncate / floor / nearest terms, promotion every k
-products as in ``deepseek-v3-fp8``), and the sequential order with exact products
-(``fp32-sequential`` and any float accumulator format).
+"""``lowprec_jax.matmul``: ``lp.matmul`` in JAX, bit-identical to the core: fused multi-term
+adders (every ``lp.hardware`` tensor-core preset: aligned or unaligned addend, truncate /
+floor / nearest terms, promotion every k products as in ``deepseek-v3-fp8``), and float or
+integer accumulators in the sequential and every other order of the core but ``"exact"``.
 
 Everything is integer arithmetic on the bits (int64: ``jax_enable_x64`` must be on), so no
 backend's subnormal flushing touches a result. Each step's exact sum is formed as an integer
@@ -18,8 +17,13 @@ rules: ``block_scales="product"`` (power-of-two scale exponents join each produc
 and ``"group"`` (exact float64 sums of 16 scaled products, then fused steps of group terms),
 NVFP4 tensor scales in the epilogue D = round(alpha * acc + c).
 
-Not here yet (``lp.matmul`` has them): the pairwise / blocked / tree / exact orders, rounded
-products, integer accumulators, ``block_scales="promotion"``.
+Other orders (pairwise, blocked, explicit trees) and rounded products run the core's postfix
+program level by level: all additions whose operands are ready are done together (one
+rounding each, the core's seeded word index j for each); integer accumulators (wrap or
+saturate per addition) the same way in int64.
+
+Not here yet (``lp.matmul`` has them): the ``"exact"`` order (a long accumulator),
+``block_scales="promotion"``.
 """
 from __future__ import annotations
 
