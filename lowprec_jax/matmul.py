@@ -1,7 +1,8 @@
 """``lowprec_jax.matmul``: ``lp.matmul`` in JAX, bit-identical to the core: fused multi-term
 adders (every ``lp.hardware`` tensor-core preset: aligned or unaligned addend, truncate /
 floor / nearest terms, promotion every k products as in ``deepseek-v3-fp8``), and float or
-integer accumulators in the sequential and every other order of the core but ``"exact"``.
+integer accumulators in every order of the core (sequential, pairwise, blocked, trees,
+``"exact"``).
 
 Everything is integer arithmetic on the bits (int64: ``jax_enable_x64`` must be on), so no
 backend's subnormal flushing touches a result. Each step's exact sum is formed as an integer
@@ -22,8 +23,11 @@ program level by level: all additions whose operands are ready are done together
 rounding each, the core's seeded word index j for each); integer accumulators (wrap or
 saturate per addition) the same way in int64.
 
-Not here yet (``lp.matmul`` has them): the ``"exact"`` order (a long accumulator),
-``block_scales="promotion"``.
+The ``"exact"`` order sums every term exactly in 32-bit limbs held in int64 (the core's long
+accumulator) and rounds once.
+
+Not here yet (``lp.matmul`` has them): ``block_scales="promotion"``; the ``"exact"`` order
+into formats whose values leave float64's normal range (11 exponent bits).
 """
 from __future__ import annotations
 
@@ -306,8 +310,10 @@ def matmul(A, B, acc="fp32-sequential", c=None, *, seed=None, dtype=None):
     seed = check_seed(seed) if sr else None
     if isinstance(A, QuantizedArray) or isinstance(B, QuantizedArray):
         return _block_matmul(A, B, acc, c, seed, dtype)
-    if acc.order == "exact":
-        raise NotImplementedError("the 'exact' order (a long accumulator) needs lp.matmul")
+    if acc.order == "exact" and not isinstance(acc.fmt, IntFormat) and (
+            acc.fmt.emax > 1000 or acc.fmt.emin - acc.fmt.man_bits < -1022):
+        raise NotImplementedError(f"the 'exact' order into {acc.fmt.name} (values beyond "
+                                  "float64's normal range) needs lp.matmul")
     if not isinstance(acc.fmt, IntFormat) and acc.fmt.man_bits > 51:
         raise NotImplementedError("accumulators of more than 51 mantissa bits need lp.matmul")
     ab, bb, batch, M, K, N = _float_operands(A, B)
@@ -332,6 +338,10 @@ def matmul(A, B, acc="fp32-sequential", c=None, *, seed=None, dtype=None):
         out = _fused(acc, _view(ab, fa), _view(bb, fb), cb.reshape(n_out), rnd, acc.fused.n,
                      fa.man_bits + fb.man_bits)
         res_fmt = acc.promote_to.fmt if acc.promote_to is not None else acc.fmt
+    elif acc.order == "exact":
+        rnd.check_odd_sum("the 'exact' order")
+        out = _exact(ab, bb, cb.reshape(n_out), rnd)
+        res_fmt = acc.fmt
     elif acc.order != "sequential" or acc.products is not None:
         prog, _ = _acc._program(acc.order, K, acc.block)
         rnd.check_odd_sum(f"the order {acc.order!r}")
@@ -695,3 +705,65 @@ def _program_int(acc, ab, bb, ci, prog):
 
     T, _ = lax.scan(level, T, jnp.asarray(levels))
     return T[:, res]
+
+
+# ---- the "exact" order: a long fixed-point accumulator ----------------------------------------
+
+XMIN, NLIMB = -1120, 72        # limb 0's lowest bit; 32-bit limbs up to 2^1184 (the core's)
+
+
+def _normalise(L):
+    """Carry-propagated limbs (each in [0, 2^32)) and the sign of sum_i L_i 2^(32 i)."""
+    def step(carry, x):
+        v = x + carry
+        return v >> 32, v & I64(0xFFFFFFFF)
+    carry, out = lax.scan(step, jnp.zeros(L.shape[0], I64), L.T)
+    return out.T, carry < 0
+
+
+def _exact(ab, bb, cb, rnd):
+    """round(sum_k a_k b_k + c) with the exact sum (``lowprec._accumulate._exact_dot``): every
+    finite term's signed significand added into 32-bit limbs held in int64, carries
+    propagated, the top 62 bits (sticky below) rounded to odd into float64 and then once into
+    the format. IEEE Inf / NaN; -0 only when every term is -0."""
+    K = ab.shape[-1]
+    va, vb = _view(ab, None), _view(bb, None)
+    (sa, sb), (ea, eb), (fa, fb) = (_outer(va[i], vb[i]) for i in range(3))
+    terms = jnp.concatenate([_product(sa, ea, fa, sb, eb, fb), cb[:, None]], axis=1)
+    fin = (terms >> 52) & 0x7FF != 0x7FF
+    m, e, _ = _parts(terms)
+    m = jnp.where(fin, m, I64(0))
+    pos = jnp.where(m != 0, e - XMIN, I64(0))
+    i, r = pos >> 5, (pos & 31).astype(U64)
+    a = jnp.abs(m).astype(U64)
+    sgn = jnp.where(m < 0, I64(-1), I64(1))
+    rows = jnp.broadcast_to(jnp.arange(terms.shape[0])[:, None], terms.shape)
+    L = jnp.zeros((terms.shape[0], NLIMB + 2), I64)
+    parts = ((a << r) & U64(0xFFFFFFFF), ((a << r) >> U64(32)) & U64(0xFFFFFFFF),
+             jnp.where(r > 0, a >> jnp.where(r > 0, U64(64) - r, U64(0)), U64(0)))
+    for k, part in enumerate(parts):
+        L = L.at[rows, i + k].add(sgn * part.astype(I64))
+    Ln, neg = _normalise(L)
+    Ln, _ = _normalise(jnp.where(neg[:, None], -L, L))          # the magnitude's limbs
+    idx = jnp.arange(NLIMB + 2)
+    t = jnp.max(jnp.where(Ln != 0, idx, -1), axis=1)
+    limb = lambda j: jnp.where(j >= 0, jnp.take_along_axis(  # noqa: E731
+        Ln, jnp.clip(j, 0, NLIMB + 1)[:, None], axis=1)[:, 0], I64(0)).astype(U64)
+    hi64, lo32 = (limb(t) << U64(32)) | limb(t - 1), limb(t - 2)
+    p = 63 - lax.clz(jnp.where(limb(t) == 0, U64(1), limb(t))).astype(I64)   # msb of limb t
+    sh = jnp.clip(p - 29, 0, 2).astype(U64)
+    sl = jnp.clip(29 - p, 0, 29).astype(U64)
+    w = jnp.where(p >= 29, hi64 >> sh, (hi64 << sl) | (lo32 >> (U64(32) - sl)))
+    lost = jnp.where(p >= 29, ((hi64 & ((U64(1) << sh) - U64(1))) != 0) | (lo32 != 0),
+                     (lo32 & ((U64(1) << (U64(32) - sl)) - U64(1))) != 0)
+    lost = lost | _any((Ln != 0) & (idx[None, :] < (t - 2)[:, None]))
+    v = _bits_odd(neg, (w | lost.astype(U64)).astype(I64), XMIN + 32 * (t - 2) + 3 + p)
+    neg_zero = ~_any((terms >> 63) == 0)                          # every term is -0
+    v = jnp.where(t < 0, _zero(neg_zero), v)
+    # Inf and NaN terms: their IEEE sum (NaN for NaN, or +Inf with -Inf)
+    nan = _any(~fin & ((terms & U64(MASK52)) != 0))
+    pinf = _any(~fin & (terms == _INF))
+    ninf = _any(~fin & ((terms & U64(MASK52)) == 0) & ((terms >> 63) == 1))
+    v = jnp.where(nan | (pinf & ninf), QNAN, jnp.where(
+        pinf, _INF, jnp.where(ninf, _INF | (ninf.astype(U64) << 63), v)))
+    return rnd(v, 0)[0]

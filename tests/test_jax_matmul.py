@@ -59,7 +59,7 @@ def check(acc, rng, shape_a, shape_b, with_specials, seed=None):
 
 
 @settings(max_examples=20, deadline=None)
-@given(name=st.sampled_from(FUSED_PRESETS + ["fp32-sequential"]),
+@given(name=st.sampled_from(FUSED_PRESETS + ["fp32-sequential", "exact"]),
        K=st.integers(1, 200), batch=st.sampled_from([(), (2,)]), sp=st.booleans(),
        seed=st.integers(0, 2**32 - 1))
 def test_presets_equal_the_core(name, K, batch, sp, seed):
@@ -136,6 +136,39 @@ def test_any_order_and_rounded_products_equal_the_core(order, fmt, mode, product
     check(acc, rng, (2, 3, K), (K, 2), sp, seed if mode == "stochastic" else None)
 
 
+@settings(max_examples=12, deadline=None)
+@given(fmt=st.sampled_from(["float32", "bfloat16", "float16", "float8_e4m3fn", "tfloat32"]),
+       mode=st.sampled_from(["nearest_even", "down", "up", "toward_zero", "odd", "stochastic"]),
+       K=st.integers(1, 40), spread=st.sampled_from([2, 60, 120]), cancel=st.booleans(),
+       sp=st.booleans(), seed=st.integers(0, 2**32 - 1))
+def test_exact_order_equals_the_core(fmt, mode, K, spread, cancel, sp, seed):
+    """The long accumulator: exact sums over float32's whole range, cancellation to zero
+    (signs of zero), specials, every mode."""
+    rng = np.random.default_rng(seed)
+    A = values(rng, None, (2, 3, K), spread)
+    B = values(rng, None, (K, 4), spread)
+    if cancel and K > 1:                          # row 0 x column 0 sums to exactly zero
+        h = K // 2
+        A[:, 0, h:2 * h] = -A[:, 0, :h]
+        B[h:2 * h, 0] = B[:h, 0]
+        A[:, 0, 2 * h:] = 0.0
+    if sp:
+        specials(rng, A, B)
+    f = lp.format(fmt)
+    over = "saturate" if not f.has_inf else None
+    acc = lp.Accumulator(fmt, mode, order="exact", overflow=over,
+                         sr_bits=6 if mode == "stochastic" else None)
+    c = values(rng, f, (3, 4)) * np.float32(0 if cancel else 1)
+    kw = dict(seed=seed) if mode == "stochastic" else {}
+    try:
+        want = lp.matmul(A, B, acc, c, **kw)
+    except ValueError:                            # a NaN sum into a format without NaN
+        return
+    with jax.enable_x64(True):
+        got = jax.jit(lambda a, b, c: matmul(a, b, acc, c, **kw))(A, B, c)
+    assert same(got, want)
+
+
 @settings(max_examples=10, deadline=None)
 @given(bits=st.integers(4, 20), saturate=st.booleans(),
        order=st.sampled_from(["sequential", "pairwise", "blocked"]), K=st.integers(1, 30),
@@ -167,8 +200,10 @@ def test_vmap_and_batch_broadcasting():
 def test_what_is_left_to_the_core_is_said():
     A = np.ones((2, 4), np.float32)
     with jax.enable_x64(True):
-        with pytest.raises(NotImplementedError, match="lp.matmul"):
-            matmul(A, A.T, "exact")
+        for acc in (lp.Accumulator("float64"),
+                    lp.Accumulator(lp.FloatFormat(11, 40), order="exact")):
+            with pytest.raises(NotImplementedError, match="lp.matmul"):
+                matmul(A, A.T, acc)
         sr_unaligned = lp.Accumulator("float32", "stochastic", fused=lp.FusedAdder(4, 20, False),
                                       input_formats=("float16", "float16"))
         with pytest.raises(NotImplementedError, match="random bits"):
