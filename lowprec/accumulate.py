@@ -446,7 +446,8 @@ def _promoted(acc, ea, sa, eb, sb, c, seed):
     _check_values(outer, pro.fmt, "c")
     for k0 in range(0, K, k):
         a_s, b_s = sa[..., :, k0:k0 + k], sb[..., k0:k0 + k, :]
-        if not (np.all(a_s == a_s[..., :1]) and np.all(b_s == b_s[..., :1, :])):
+        same = lambda t, t0: np.all((t == t0) | (np.isnan(t) & np.isnan(t0)))  # noqa: E731
+        if not (same(a_s, a_s[..., :1]) and same(b_s, b_s[..., :1, :])):
             raise ValueError(f"block scales must be constant over each {k}-long promotion "
                              f"interval along K (interval at {k0} is not)")
         ones_a, ones_b = np.ones(a_s.shape), np.ones(b_s.shape)

@@ -14,9 +14,10 @@ words: rounding j of output element o (flat C order) takes Philox4x32-10(seed) a
 (o_lo, o_hi, j, 1).
 
 ``QuantizedArray`` operands (``lowprec_jax.quantize``) follow ``lp.matmul``'s BlockTensor
-rules: ``block_scales="product"`` (power-of-two scale exponents join each product's exponent)
-and ``"group"`` (exact float64 sums of 16 scaled products, then fused steps of group terms),
-NVFP4 tensor scales in the epilogue D = round(alpha * acc + c).
+rules: ``block_scales="product"`` (power-of-two scale exponents join each product's exponent),
+``"group"`` (exact float64 sums of 16 scaled products, then fused steps of group terms) and
+``"promotion"`` (scales applied when each partial sum is promoted), NVFP4 tensor scales in the
+epilogue D = round(alpha * acc + c).
 
 Other orders (pairwise, blocked, explicit trees) and rounded products run the core's postfix
 program level by level: all additions whose operands are ready are done together (one
@@ -26,8 +27,8 @@ saturate per addition) the same way in int64.
 The ``"exact"`` order sums every term exactly in 32-bit limbs held in int64 (the core's long
 accumulator) and rounds once.
 
-Not here yet (``lp.matmul`` has them): ``block_scales="promotion"``; the ``"exact"`` order
-into formats whose values leave float64's normal range (11 exponent bits).
+Not here yet (``lp.matmul`` has it): the ``"exact"`` order into formats whose values leave
+float64's normal range (11 exponent bits).
 """
 from __future__ import annotations
 
@@ -564,8 +565,6 @@ def _block_matmul(A, B, acc, c, seed, dtype):
         ta, tb, batch, M, K, N, mab = fused_operands(A, B, acc)
     else:
         ea, sa, eb, sb, batch, M, K, N = block_operands(A, B, acc)
-    if acc.block_scales == "promotion":
-        raise NotImplementedError("block_scales='promotion' needs lp.matmul")
     two_level = "nvfp4" in (A.fmt.scale_rule, B.fmt.scale_rule)
     if two_level and (acc.stochastic or not cast.holds(acc.fmt, np.float32)):
         raise NotImplementedError("the tensor-scale epilogue is modelled here for "
@@ -585,6 +584,8 @@ def _block_matmul(A, B, acc, c, seed, dtype):
                    n_out)
     if acc.block_scales == "product":
         out = _fused(acc, ta, tb, c_acc.reshape(n_out), rnd, acc.fused.n, mab)
+    elif acc.block_scales == "promotion":
+        out = _promoted(acc, A, B, ea, sa, eb, sb, batch, M, K, N, c_acc, rnd)
     else:
         out = _grouped(acc, A, B, ea, sa, eb, sb, batch, M, K, N, c_acc, rnd)
     if alpha is not None:
@@ -594,6 +595,42 @@ def _block_matmul(A, B, acc, c, seed, dtype):
         d = erb(_sum(_product(*va, *vr), cb.reshape(n_out), erb.down), 0)[0]
         out = jnp.where(alpha == U32(0x3F800000), out, d)
     return _finish(out, shape, acc.fmt, dtype)
+
+
+def _promoted(acc, A, B, ea, sa, eb, sb, batch, M, K, N, c_acc, rnd):
+    """``lowprec.accumulate._promoted``: each ``promote_every``-long interval's partial sum
+    from the unscaled elements (the inner fused steps, from 0), then outer = round(s * partial
+    + outer) with s = round(sA * sB), both in ``promote_to``'s format; outer starts at c."""
+    import dataclasses  # noqa: PLC0415
+    k, pro = acc.promote_every, acc.promote_to
+    if k is None:
+        raise ValueError("block_scales='promotion' needs promote_every=<k>")
+    for q, name, along_k in ((A, "A", 1), (B, "B", 0)):
+        run = q.fmt.k if q.fmt.tile is None else q.fmt.tile[along_k]
+        if run % k and K > k:
+            raise ValueError(f"block scales must be constant over each {k}-long promotion "
+                             f"interval along K ({name}'s blocks are {run} long)")
+    if pro.stochastic or not (cast.holds(pro.fmt, np.float32) and cast.holds(acc.fmt,
+                                                                                np.float32)):
+        raise NotImplementedError("promotion with block scales is modelled here for "
+                                  "non-stochastic float32-held formats; use lp.matmul")
+    inner = dataclasses.replace(acc, promote_every=None, promote_to=None,
+                                block_scales="product")
+    fa, fb = A.fmt.elem, B.fmt.elem
+    ta = _to3(_view(ea, fa), batch, M, K, False)
+    tb = _to3(_view(eb, fb), batch, K, N, True)
+    sa3 = _to3((sa,), batch, M, K, False)[0]                       # (nb, M, K) scale bits
+    sb3 = _to3((sb,), batch, K, N, True)[0]                        # (nb, N, K)
+    prnd = _Rounder(pro.fmt, pro.rounding, pro.overflow, None, "srff", None, 1)
+    outer = c_acc.reshape(-1)
+    for k0 in range(0, K, k):
+        part = _fused(inner, [t[..., k0:k0 + k] for t in ta], [t[..., k0:k0 + k] for t in tb],
+                      jnp.zeros_like(outer), rnd, acc.fused.n, fa.man_bits + fb.man_bits)
+        s1, s2 = _outer(sa3[..., k0:k0 + 1], sb3[..., k0:k0 + 1])
+        scale = prnd(_product(*_view(s1[:, 0], None), *_view(s2[:, 0], None)), 0)[0]
+        outer = prnd(_sum(_product(*_view(scale, None), *_view(part, None)), outer,
+                          prnd.down), 0)[0]
+    return outer
 
 
 def _grouped(acc, A, B, ea, sa, eb, sb, batch, M, K, N, c_acc, rnd):

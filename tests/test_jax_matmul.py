@@ -4,6 +4,7 @@ promotion, and sequential accumulators in every mode, with special values, batch
 under jit and vmap; and for block-scaled operands (QuantizedArray: MX product scales, NVFP4
 groups and tensor scales, the exact-per-block model, checked itself against exact rationals)."""
 import builtins
+import dataclasses
 import re
 from fractions import Fraction as Fr
 
@@ -298,4 +299,28 @@ def test_block_operands_equal_the_core(pair, model, batch, MKN, sp, seed):
         return
     with jax.enable_x64(True):
         got = jax.jit(lambda a, b, c: matmul(a, b, acc, c, **kw))(qa, qb, c)
+    assert same(got, want)
+
+
+@settings(max_examples=6, deadline=None)
+@given(K=st.sampled_from([128, 256, 300]), nan=st.booleans(), batch=st.sampled_from([(), (2,)]),
+       seed=st.integers(0, 2**32 - 1))
+def test_block_scales_at_promotion_equal_the_core(K, nan, batch, seed):
+    """DeepSeek-V3's recipe: 1 x 128 activation blocks, 128 x 128 weight tiles, h100-fp8 steps
+    from the unscaled elements, scales applied when each 128-product partial sum is promoted.
+    A NaN block gives NaN results (the core used to raise on its NaN scale)."""
+    rng = np.random.default_rng(seed)
+    acc = dataclasses.replace(lp.hardware.preset("deepseek-v3-fp8"), block_scales="promotion")
+    A = (rng.standard_normal(batch + (3, K)) * np.exp2(rng.integers(-10, 10, (3, 1)))).astype(
+        np.float32)
+    B = rng.standard_normal((K, 5)).astype(np.float32)
+    if nan:
+        A[..., 0, 5] = np.nan
+    qa = jb.quantize(A, lp.BlockFormat("float8_e4m3fn", k=128))
+    qb = jb.quantize(B, lp.BlockFormat("float8_e4m3fn", tile=(128, 128)))
+    c = rng.standard_normal(batch + (3, 5)).astype(np.float32)
+    want = lp.matmul(qa.to_core(), qb.to_core(), acc, c)
+    assert np.isnan(want[..., 0, :]).all() == nan
+    with jax.enable_x64(True):
+        got = jax.jit(lambda a, b, c: matmul(a, b, acc, c))(qa, qb, c)
     assert same(got, want)
