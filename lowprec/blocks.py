@@ -190,7 +190,7 @@ class BlockTensor:
 
     def dequantize(self, dtype=np.float32) -> np.ndarray:
         """Values element x block scale (x tensor scale), in the original shape. Each value is
-        computed exactly and rounded once to ``dtype``."""
+        computed exactly and rounded once to ``dtype``; NaNs are the positive quiet NaN."""
         bf = self.fmt
         elem = cast.decode(self.codes, bf.elem, dtype=np.float64)
         scale = cast.decode(self.scale_codes, bf.scale_fmt, dtype=np.float64)
@@ -200,6 +200,8 @@ class BlockTensor:
                 v = _times_exactly(v, np.float64(self.tensor_scale), dtype)
             else:
                 v = v.astype(dtype)
+        if np.isnan(v).any():              # the positive quiet NaN (x86's 0 x Inf is negative)
+            v = np.where(np.isnan(v), np.array(np.nan, v.dtype), v)
         return _unblock(v, self.shape, self.axis, bf)
 
     def element_and_scale_values(self):
@@ -388,12 +390,13 @@ def quantize(x, bf, axis=-1, rounding="nearest_even", *, sr_bits=None, sr_varian
             sr_bits, sr_variant = 32, "srff"    # exact SR of a <= 32-bit input: the 32-bit
                                                 # word, as lp.round uses it
     amax, nan, inf = _amax(blocks)
+    any_nan = bool(nan.any())                 # a NaN input (torch.max propagates it)
     if bf.nonfinite == "nan":
         nan = nan | inf
     kw = dict(sr_bits=sr_bits, sr_variant=sr_variant, rbits=rb)
     if bf.scale_rule in TWO_LEVEL:
         return _quantize_two_level(blocks, amax, nan, inf, arr.shape, axis, bf, rounding, kw,
-                                   tensor_amax)
+                                   tensor_amax, any_nan)
     scodes, exp, nan = _mx_scales(amax, nan, inf, bf, in_dtype)
     scaled = _ldexp_sticky(blocks.astype(np.float64), -exp[..., None])
     if bf.nonfinite == "saturate":
@@ -547,12 +550,13 @@ def _ldexp_sticky(v, e):
     return out
 
 
-def _quantize_two_level(blocks, amax, nan, inf, shape, axis, bf, rounding, kw, tensor_amax):
+def _quantize_two_level(blocks, amax, nan, inf, shape, axis, bf, rounding, kw, tensor_amax,
+                        any_nan):
     """E4M3 block scales under a float32 tensor scale (SPECS.md §3), in float32 and in the
     operation order of the implementation each rule reproduces."""
     f32 = np.float32
     amax32 = np.where(inf, np.inf, amax).astype(f32)
-    g = _global_amax(amax32, nan, tensor_amax, bf)
+    g = _global_amax(amax32, any_nan, tensor_amax, bf)
     with np.errstate(over="ignore", divide="ignore", invalid="ignore", under="ignore"):
         x32 = blocks.astype(f32)
         if bf.scale_rule == "nvfp4_torchao":
@@ -576,10 +580,10 @@ def _quantize_two_level(blocks, amax, nan, inf, shape, axis, bf, rounding, kw, t
     return BlockTensor(codes, s_codes, f32(t_scale), shape, axis, bf)
 
 
-def _global_amax(amax32, nan, tensor_amax, bf):
+def _global_amax(amax32, any_nan, tensor_amax, bf):
     if tensor_amax is not None:
         return np.float32(tensor_amax)
-    if bf.scale_rule == "nvfp4_torchao" and nan.any():
+    if bf.scale_rule == "nvfp4_torchao" and any_nan:
         return np.float32(np.nan)                       # torch.max propagates NaN
     return np.float32(amax32.max(initial=np.float32(0.0)))   # global amax (Inf if any)
 

@@ -6,7 +6,8 @@ torchao ``even``, TE/cuBLAS ``rceil``) and NVFP4 (Transformer Engine's two-level
 1 x k blocks along any axis or tiles over the last two. Integer operations on the float32 bits
 throughout (amax, scale exponents, exact scaling by 2^-e, and NVFP4's float32 products and
 quotients, IEEE-rounded in ``_f32``), so that no backend's subnormal flushing or NaN-dropping
-reduction can change a bit. (torchao's NVFP4 and 4over6 rules stay in the core.)
+reduction can change a bit. torchao 0.18's NVFP4 rule (``nvfp4_torchao``) too; the 4over6
+rule stays in the core.
 """
 from __future__ import annotations
 
@@ -29,7 +30,8 @@ __all__ = ["quantize", "dequantize", "fake_quantize", "QuantizedArray"]
 U32 = jnp.uint32
 I32 = jnp.int32
 POW2_RULES = ("floor", "ceil", "even", "rceil")
-RULES = POW2_RULES + ("nvfp4",)
+TWO_LEVEL = ("nvfp4", "nvfp4_torchao")
+RULES = POW2_RULES + TWO_LEVEL
 
 
 def _floor_log2_bits(a):
@@ -152,19 +154,31 @@ def _amax(xb):
     return a, nan, inf, amax
 
 
-def tensor_scales(xb, tensor_amax=None):
-    """NVFP4's float32 tensor scales from the global amax g (Transformer Engine's order,
-    ``lowprec.blocks._te_scale_inputs``): S_enc = min(2688 / g, FLT_MAX), 1 if g is 0 or Inf;
-    returns the bits of (S_enc * fl(1/6), S_dec = 1 / S_enc), two uint32 scalars."""
+def tensor_scales(xb, tensor_amax=None, rule="nvfp4"):
+    """The float32 tensor scales from the global amax g, two uint32 scalars. ``nvfp4``
+    (Transformer Engine's order, ``lowprec.blocks._te_scale_inputs``): S_enc = min(2688 / g,
+    FLT_MAX), 1 if g is 0 or Inf; returns (S_enc * fl(1/6), S_dec = 1 / S_enc).
+    ``nvfp4_torchao`` (``lowprec.blocks._torchao_nvfp4``): P = g / 2688, g NaN when any input
+    is NaN (torch.max); returns (P, 1 / P)."""
     if tensor_amax is None:
-        _, _, inf, amax = _amax(xb)
+        _, nan, inf, amax = _amax(xb)
         g = jnp.max(jnp.where(inf, F.INF, amax))
+        if rule == "nvfp4_torchao":
+            g = jnp.where(jnp.max(nan.astype(U32)) > 0, F.QNAN, g)
     else:
         g = lax.bitcast_convert_type(jnp.asarray(tensor_amax, jnp.float32), U32)
+    if rule == "nvfp4_torchao":
+        p = F.div(g, F.const(2688.0))
+        return p, F.div(F.const(1.0), p)
     s_enc = F.min_max_finite(F.div(F.const(2688.0), g))
     s_enc = jnp.where((g == 0) | (s_enc == 0), F.const(1.0), s_enc)
     return (F.mul(s_enc, F.const(np.float32(1.0) / np.float32(6.0))),
             F.div(F.const(1.0), s_enc))
+
+
+def tensor_scale(ts, bf):
+    """The bits of the stored tensor scale (what dequantization multiplies by)."""
+    return ts[0] if bf.scale_rule == "nvfp4_torchao" else ts[1]
 
 
 def quantize_bits(xb, Rh, Rl, bf, P, ts=None):
@@ -175,10 +189,14 @@ def quantize_bits(xb, Rh, Rl, bf, P, ts=None):
     a, nan, inf, amax = _amax(xb)
     if bf.nonfinite == "nan":
         nan = nan | inf
-    if bf.scale_rule == "nvfp4":
-        s_codes, mult, vscale = _nvfp4_scales(amax, nan, inf, bf, ts)
-        scaled = F.mul(xb, mult[..., None])
-        scale_value = lambda v: F.mul(F.mul(v, vscale[..., None]), ts[1])  # noqa: E731
+    if bf.scale_rule in TWO_LEVEL:
+        if bf.scale_rule == "nvfp4":
+            s_codes, mult, vscale = _nvfp4_scales(amax, nan, inf, bf, ts)
+            scaled = F.mul(xb, mult[..., None])
+        else:
+            s_codes, scaled, vscale, nan = _torchao_scales(xb, amax, nan, inf, bf, ts)
+        t = tensor_scale(ts, bf)
+        scale_value = lambda v: F.mul(F.mul(v, vscale[..., None]), t)  # noqa: E731
     else:
         s_codes, exp, nan = _pow2_scales(amax, nan, inf, bf)
         scaled = _times_pow2(xb, -exp[..., None])
@@ -224,6 +242,27 @@ def _nvfp4_scales(amax, nan, inf, bf, ts):
     return s_codes.astype(sf.code_dtype), mult, s_b
 
 
+def _torchao_scales(xb, amax, nan, inf, bf, ts):
+    """torchao 0.18's nvfp4_quantize (``lowprec.blocks._torchao_nvfp4``), IEEE float32 on the
+    bits: s = e4m3(clamp(amax_b / 6 / P, 2^-6, 448)), elements clamp(x * ((1 / P) / s), -6, 6),
+    NaN propagating. Returns (scale codes, scaled element bits, s, NaN blocks)."""
+    sf = bf.scale_fmt
+    sbs = F.div(F.div(jnp.where(inf, F.INF, amax), F.const(6.0)), ts[0])
+    s_nan = sbs > F.INF                                    # positive: NaN above +Inf's bits
+    sbs = jnp.clip(sbs, F.const(2.0**-6), F.const(448.0))   # order of positive floats' bits
+    Ps = tuple(int(v) for v in cast._params(sf, 32, "nearest_even", "saturate", False, 0, 0))
+    z = jnp.zeros_like(sbs)
+    code, s_b = round_bits_impl(jnp.where(s_nan, U32(0), sbs), z, z, Ps)
+    recip = F.div(ts[1], s_b)
+    prod = F.mul(xb, recip[..., None])
+    mag, sign = prod & U32(0x7FFFFFFF), prod & U32(0x80000000)
+    emax = F.const(bf.elem.max)
+    prod = jnp.where((mag > emax) & (mag <= F.INF), sign | emax, prod)
+    nan = nan | s_nan
+    s_codes = jnp.where(nan, sf.nan_code, code & U32((1 << sf.bits) - 1))
+    return s_codes.astype(sf.code_dtype), prod, s_b, nan
+
+
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
 class QuantizedArray:
@@ -252,8 +291,8 @@ def prepare(x, bf, axis, rounding, sr_bits, sr_variant, seed, rbits, key, tensor
         raise ValueError("give one of seed=, rbits=, key= for stochastic rounding")
     if sr_variant == "te":
         raise NotImplementedError("sr_variant='te' is not in lowprec_jax; use lp.quantize")
-    if tensor_amax is not None and bf.scale_rule != "nvfp4":
-        raise ValueError(f"tensor_amax is for the two-level rule 'nvfp4'; {bf.name} uses "
+    if tensor_amax is not None and bf.scale_rule not in TWO_LEVEL:
+        raise ValueError(f"tensor_amax is for the two-level rules {TWO_LEVEL}; {bf.name} uses "
                          f"scale_rule={bf.scale_rule!r}")
     mode, r, variant = cast._check_rounding_args(bf.elem, rounding, sr_bits, sr_variant,
                                                  0 if key is not None else seed, rbits,
@@ -262,7 +301,7 @@ def prepare(x, bf, axis, rounding, sr_bits, sr_variant, seed, rbits, key, tensor
     xb = _blocked(lax.bitcast_convert_type(x.astype(jnp.float32), U32), axis, bf)
     Rh, Rl = _random_words(x.shape, 32, r, seed, rbits, key)
     Rh, Rl = _blocked(Rh, axis, bf), _blocked(Rl, axis, bf)
-    ts = tensor_scales(xb, tensor_amax) if bf.scale_rule == "nvfp4" else None
+    ts = tensor_scales(xb, tensor_amax, bf.scale_rule) if bf.scale_rule in TWO_LEVEL else None
     return bf, x, axis, xb, Rh, Rl, P, ts
 
 
@@ -278,7 +317,8 @@ def quantize(x, bf, axis=-1, rounding="nearest_even", *, sr_bits=None, sr_varian
     bf, x, axis, xb, Rh, Rl, P, ts = prepare(x, bf, axis, rounding, sr_bits, sr_variant, seed,
                                              rbits, key, tensor_amax)
     codes, s_codes, _ = _quantize_bits_jit(xb, Rh, Rl, bf, P, ts)
-    t = jnp.float32(1.0) if ts is None else lax.bitcast_convert_type(ts[1], jnp.float32)
+    t = jnp.float32(1.0) if ts is None else lax.bitcast_convert_type(tensor_scale(ts, bf),
+                                                                    jnp.float32)
     return QuantizedArray(codes, s_codes, t, tuple(x.shape), axis, bf)
 
 
@@ -288,7 +328,7 @@ def dequantize(q: QuantizedArray, dtype=jnp.float32):
     bf = q.fmt
     ev = lax.bitcast_convert_type(_decode32(q.codes, bf.elem), U32)
     sv = lax.bitcast_convert_type(_decode32(q.scale_codes, bf.scale_fmt), U32)
-    if bf.scale_rule == "nvfp4":
+    if bf.scale_rule in TWO_LEVEL:
         t = lax.bitcast_convert_type(jnp.asarray(q.tensor_scale, jnp.float32), U32)
         vb = F.mul(F.mul(ev, sv[..., None]), t)     # the first product is exact
     else:

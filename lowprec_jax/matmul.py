@@ -46,7 +46,7 @@ from lowprec.rounding import check_seed
 
 from . import _philox
 from ._round import round_bits_impl
-from .blocks import QuantizedArray, _decode32, unblocked
+from .blocks import TWO_LEVEL, QuantizedArray, _decode32, unblocked
 
 __all__ = ["matmul"]
 _F64 = _acc._format("float64")
@@ -565,7 +565,7 @@ def _block_matmul(A, B, acc, c, seed, dtype):
         ta, tb, batch, M, K, N, mab = fused_operands(A, B, acc)
     else:
         ea, sa, eb, sb, batch, M, K, N = block_operands(A, B, acc)
-    two_level = "nvfp4" in (A.fmt.scale_rule, B.fmt.scale_rule)
+    two_level = A.fmt.scale_rule in TWO_LEVEL or B.fmt.scale_rule in TWO_LEVEL
     if two_level and (acc.stochastic or not cast.holds(acc.fmt, np.float32)):
         raise NotImplementedError("the tensor-scale epilogue is modelled here for "
                                   "non-stochastic accumulators float32 holds; use lp.matmul")

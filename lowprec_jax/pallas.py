@@ -27,7 +27,7 @@ from lowprec import accumulate as _acc
 from . import _check_x, _random_words
 from .matmul import _Rounder, _f64_bits, _finish, _fused_step, fused_operands
 from ._round import round_bits_impl
-from .blocks import QuantizedArray, prepare, quantize_bits, unblocked
+from .blocks import TWO_LEVEL, QuantizedArray, prepare, quantize_bits, unblocked
 
 __all__ = ["round", "encode", "fake_quantize", "matmul", "BLOCK", "ROWS", "TILE"]
 
@@ -150,8 +150,8 @@ def matmul(A, B, acc, c=None, *, dtype=None, interpret=True):
         raise NotImplementedError(f"the Pallas matmul models fused adders with power-of-two "
                                   f"block scales, no stochastic rounding and no promotion; "
                                   f"{acc} needs lowprec_jax.matmul or lp.matmul")
-    if isinstance(A, QuantizedArray) and "nvfp4" in (A.fmt.scale_rule, getattr(
-            B, "fmt", A.fmt).scale_rule):
+    if isinstance(A, QuantizedArray) and (A.fmt.scale_rule in TWO_LEVEL or getattr(
+            B, "fmt", A.fmt).scale_rule in TWO_LEVEL):
         raise NotImplementedError("NVFP4 operands (non-power-of-two scales, tensor scales) "
                                   "need lowprec_jax.matmul")
     ta, tb, batch, M, K, N, mab = fused_operands(A, B, acc)

@@ -100,3 +100,24 @@ def test_torchao_eager_quirks():
     assert d[0, 0] == 0x38 and bt.codes[0, 0, 0] == 0x40       # 1.0 vs 2.0 (x 2^-127)
     assert s[1, 0] == 247 and d[1, 0] == 0x7E                   # torchao eager
     assert bt.scale_codes[1, 0] == 0xFF and bt.codes[1, 0, 0] == 0x7F   # golden / lowprec
+
+
+def test_nvfp4_torchao_with_an_inf_input():
+    """An Inf makes torchao's tensor scale Inf (torch.max keeps it; only NaN poisons the amax):
+    every finite block then gets the clamped scale 2^-6 and zero elements, as torchao gives;
+    the Inf block's scale is NaN in both (torchao's NaN carries x86's sign, lowprec's code is
+    the format's positive NaN, and its elements are 0, as for every NaN block)."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((2, 32)).astype(np.float32)
+    x[1, 3] = np.inf
+    tx = torch.from_numpy(x)
+    scales, packed = nvfp4_quantize(tx, 16, per_tensor_amax_to_scale(tx.abs().max()))
+    s = scales.view(torch.uint8).numpy().reshape(-1)
+    bt = lp.quantize(x, "nvfp4_torchao")
+    finite = np.array([True, True, False, True])
+    assert np.array_equal(bt.scale_codes.reshape(-1)[finite], s[finite])
+    assert (s[~finite] & 0x7F) == 0x7F and bt.scale_codes.reshape(-1)[2] == 0x7F
+    ours = lp.pack(bt.codes.reshape(x.shape), 4).reshape(2, 2, 8)     # (row, block, bytes)
+    theirs = packed.view(torch.uint8).numpy().reshape(2, 2, 8)
+    assert np.array_equal(ours[0], theirs[0]) and np.array_equal(ours[1, 1], theirs[1, 1])
+    assert np.isinf(bt.tensor_scale)
