@@ -1,11 +1,11 @@
 """FP4 / FP8 training simulation in JAX: a tiny transformer language model trained on CPU with
 every linear layer's three products (forward, input gradient, weight gradient) fake-quantized
-by a lowprec_jax recipe: bf16 (baseline), mxfp8, mxfp4, nvfp4.
+by a lowprec_jax recipe: bf16 (baseline), mxfp8, mxfp8_ocp, mxfp4, nvfp4.
 
 The data is generated here: sequences from a fixed random order-2 Markov chain over 32 tokens,
 so the best possible loss (the chain's entropy rate) is known and printed. Usage:
 
-    python examples/fp4_training_jax.py [--steps 500] [--recipes bf16,mxfp8,mxfp4,nvfp4]
+    python examples/fp4_training_jax.py [--steps 500] [--recipes bf16,mxfp8,mxfp8_ocp,mxfp4,nvfp4]
                                         [--out examples/fp4_training_jax.png] [--smoke]
 
 nvfp4 keeps the last layer (the LM head) in bf16, as the NVFP4 recipe keeps its last layers in
@@ -122,7 +122,7 @@ def train(recipe, steps, batch, data, seed=0, bar=True):
         losses.append(float(loss))
         if bar and (t % 5 == 0 or t == steps):
             done = int(30 * t / steps)
-            sys.stdout.write(f"\r{recipe:>6} [{'#' * done}{'.' * (30 - done)}] {t}/{steps} "
+            sys.stdout.write(f"\r{recipe:>9} [{'#' * done}{'.' * (30 - done)}] {t}/{steps} "
                              f"loss {losses[-1]:.3f}  {time.time() - t0:5.1f}s")
             sys.stdout.flush()
     if bar:
@@ -136,7 +136,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--steps", type=int, default=500)
     ap.add_argument("--batch", type=int, default=32)
-    ap.add_argument("--recipes", default="bf16,mxfp8,mxfp4,nvfp4")
+    ap.add_argument("--recipes", default="bf16,mxfp8,mxfp8_ocp,mxfp4,nvfp4")
     ap.add_argument("--out", default="examples/fp4_training_jax.png")
     ap.add_argument("--layers", type=int, default=LAYERS)
     ap.add_argument("--smoke", action="store_true", help="a few steps, no plot")
@@ -154,9 +154,9 @@ def main(argv=None):
     results = {}
     for n in names:
         results[n] = train(n, steps, args.batch, data)
-    print(f"\n{'recipe':>8} | final train loss (mean of last 20) | held-out loss | time")
+    print(f"\n{'recipe':>9} | final train loss (mean of last 20) | held-out loss | time")
     for n, (losses, test, sec) in results.items():
-        print(f"{n:>8} | {losses[-20:].mean():34.4f} | {test:13.4f} | {sec:5.1f}s")
+        print(f"{n:>9} | {losses[-20:].mean():34.4f} | {test:13.4f} | {sec:5.1f}s")
     if not args.smoke and args.out:
         import matplotlib  # noqa: PLC0415
         matplotlib.use("Agg")

@@ -67,6 +67,7 @@ def _all(q):
 def _recipes():
     bf16 = Quant("bfloat16")
     e4, e5 = Quant("mxfp8_e4m3"), Quant("mxfp8_e5m2")
+    r4 = Quant("mxfp8_e4m3_rceil")
     fp4, fp4_sr = Quant("mxfp4"), Quant("mxfp4", "stochastic")
     fp4_sr_rht, fp4_rht = Quant("mxfp4", "stochastic", rht=True), Quant("mxfp4", rht=True)
     nv, nv2 = Quant("nvfp4"), Quant("nvfp4_2d")
@@ -74,7 +75,8 @@ def _recipes():
     nv_rht, nv_sr_rht = Quant("nvfp4", rht=True), Quant("nvfp4", "stochastic", rht=True)
     return {r.name: r for r in (
         Recipe(*_all(bf16), name="bf16"),
-        Recipe((e4, e4), (e5, e4), (e4, e5), name="mxfp8"),
+        Recipe(*_all(r4), name="mxfp8"),
+        Recipe((e4, e4), (e5, e4), (e4, e5), name="mxfp8_ocp"),
         Recipe((fp4, fp4), (fp4_sr, fp4), (fp4_rht, fp4_sr_rht), name="mxfp4"),
         Recipe((nv, nv2), (nv_sr, nv2), (nv_rht, nv_sr_rht), name="nvfp4"),
         Recipe(name="none"),
@@ -84,7 +86,10 @@ def _recipes():
 _RECIPES = _recipes()
 RECIPE_NOTES = {
     "bf16": "every operand rounded to bfloat16 (nearest even), float32 accumulation",
-    "mxfp8": "OCP MXFP8: E4M3 for X and W, E5M2 for gradients, 1 x 32 blocks, floor scales",
+    "mxfp8": "MXFP8 as NVIDIA pre-trains with it (arXiv:2506.08027): E4M3 everywhere, 1 x 32 "
+             "blocks, scales rounded up (rceil)",
+    "mxfp8_ocp": "OCP MXFP8: E4M3 for X and W, E5M2 for gradients, 1 x 32 blocks, the OCP "
+                 "spec's floor scales (diverges in the example, as arXiv:2506.08027 reports)",
     "mxfp4": "OCP MXFP4 everywhere; stochastic rounding on gradients, RHT on the wgrad "
              "operands (Tseng et al. 2025, arXiv:2502.20586)",
     "nvfp4": "NVFP4 (arXiv:2509.25149): 1 x 16 blocks for X and dY, 16 x 16 tiles for W, "

@@ -1,1 +1,370 @@
-"""PyTorch adapter (issue 6): not implemented yet; importing it says so."""
+"""PyTorch adapter: the core's ``round``, ``encode``, ``decode`` (and, in submodules, block
+quantization, ``matmul``, ``nn.QuantLinear``, Triton kernels) for torch tensors on any device,
+under autograd, bit-identical to ``lowprec``.
+
+Same arguments and rules as ``lp.round`` / ``lp.encode`` / ``lp.decode``; inputs are torch
+tensors of float16, bfloat16, float32 or float64. Two backends give the same bits:
+
+* ``backend="torch"``: torch integer operations on the bits (``lowprec_torch._round``), on any
+  device and under ``torch.compile``;
+* ``backend="core"``: the NumPy/Numba core on a CPU copy (the fastest path on CPU);
+* ``backend="auto"`` (default): the core for CPU tensors outside ``torch.compile``, the torch
+  operations otherwise.
+
+Stochastic rounding takes ``rbits=`` (an unsigned integer tensor or array broadcastable to x),
+``seed=`` (the core's Philox4x32-10 counter generator: the same bits as ``lp.round(...,
+seed=)``) or ``generator=`` (a ``torch.Generator``: one ``torch.randint(0, 2**32)`` word per
+element, a second one for the high half when more than 32 random bits are used).
+
+Torch's own float8 casts differ from ml_dtypes (and so from ``overflow=None``): float32 ->
+``torch.float8_e4m3fn`` saturates out-of-range values *and Inf* to +-448 where ml_dtypes gives
+NaN, i.e. torch's cast is ``overflow="saturate"``; float8_e5m2 and the fnuz types match
+ml_dtypes; ``torch.float8_e8m0fnu`` takes the magnitude of negative inputs (-1e6 -> 2^20) and maps 0 to
+2^-127 (code 0) where ml_dtypes gives NaN (code 0xFF), and rounds the float32 subnormals in
+(2^-127, 1.5 x 2^-127) up to 2^-126 where nearest-even gives 2^-127 (all 2,097,151 of them).
+``round(x, fmt, dtype=torch.float8_e4m3fn)`` returns the codes as torch's float8 dtype.
+"""
+from __future__ import annotations
+
+import ml_dtypes
+import numpy as np
+import torch
+
+import lowprec as lp
+from lowprec import cast
+from lowprec.formats import TableFormat, format as _format
+from lowprec.rounding import check_overflow, check_seed
+
+from . import _round
+
+__all__ = ["round", "encode", "decode", "random_bits", "TORCH_FORMATS"]
+
+_NP = {torch.float16: np.dtype(np.float16), torch.bfloat16: np.dtype(ml_dtypes.bfloat16),
+       torch.float32: np.dtype(np.float32), torch.float64: np.dtype(np.float64)}
+_TORCH = {v: k for k, v in _NP.items()}
+TORCH_FORMATS = {torch.float8_e4m3fn: "float8_e4m3fn", torch.float8_e5m2: "float8_e5m2",
+                 torch.float8_e4m3fnuz: "float8_e4m3fnuz",
+                 torch.float8_e5m2fnuz: "float8_e5m2fnuz",
+                 torch.float8_e8m0fnu: "float8_e8m0fnu"}
+_CODE = {8: torch.uint8, 16: torch.uint16, 32: torch.uint32, 64: torch.uint64}
+BACKENDS = ("auto", "torch", "core")
+GRADS = ("ste", "none")
+
+
+def _check_x(x, name="x"):
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__} (use lp.round "
+                        "for NumPy arrays)")
+    if x.dtype not in _NP:
+        raise TypeError(f"{name} must be a float16, bfloat16, float32 or float64 tensor, got "
+                        f"{x.dtype}")
+    return x
+
+
+def _check_backend(backend):
+    if backend not in BACKENDS:
+        raise ValueError(f"backend={backend!r} is not allowed; choose one of {BACKENDS}")
+
+
+def _use_core(x, fmt, backend):
+    if backend == "core" or isinstance(fmt, TableFormat):
+        return True
+    return backend == "auto" and x.device.type == "cpu" and not torch.compiler.is_compiling()
+
+
+def to_numpy(x):
+    """A float tensor as a NumPy array on the CPU (bfloat16 as ml_dtypes.bfloat16), sharing
+    memory where torch allows."""
+    x = x.detach().cpu()
+    if x.dtype == torch.bfloat16:
+        return x.view(torch.int16).numpy().view(ml_dtypes.bfloat16)
+    return x.numpy()
+
+
+def from_numpy(a, device):
+    """A NumPy float or unsigned array as a tensor on ``device`` (bit patterns kept)."""
+    a = np.ascontiguousarray(a)
+    if a.dtype == ml_dtypes.bfloat16:
+        return torch.from_numpy(a.view(np.int16)).view(torch.bfloat16).to(device)
+    if a.dtype.kind == "u" and a.dtype.itemsize > 1:
+        t = torch.from_numpy(a.view({2: np.int16, 4: np.int32, 8: np.int64}[a.dtype.itemsize]))
+        return t.view(_CODE[8 * a.dtype.itemsize]).to(device)
+    return torch.from_numpy(a).to(device)
+
+
+# ---- random bits ------------------------------------------------------------------------------
+
+def random_bits(seed, shape, wide=False, device=None):
+    """The core's seeded random words (``lp.random_bits``) as (hi, lo) int64 tensors of
+    32-bit halves; hi is 0 unless ``wide``. Element i (flat C order) uses Philox4x32-10 with
+    counter (i_lo, i_hi, 0, 0) and key (seed_lo, seed_hi)."""
+    seed = check_seed(seed)
+    n = 1
+    for d in shape:
+        n *= int(d)
+    i = torch.arange(n, dtype=torch.int64, device=device).reshape(shape)
+    z = torch.zeros_like(i)
+    w0, w1, _, _ = _round.philox(i & _round.M32, i >> 32, z, z, seed & _round.M32, seed >> 32)
+    return (w1 if wide else z), w0
+
+
+def _generator_words(generator, shape, r, device):
+    draw = lambda: torch.randint(0, 1 << 32, shape, generator=generator,  # noqa: E731
+                                 dtype=torch.int64, device=device)
+    lo = draw()
+    return (draw() if r > 32 else torch.zeros_like(lo)), lo
+
+
+def _rbits_words(rbits, shape, r, device):
+    """(hi, lo) int64 halves of user random bits (an unsigned tensor or NumPy array)."""
+    if isinstance(rbits, torch.Tensor):
+        if rbits.dtype not in _CODE.values():
+            raise TypeError(f"rbits must be an unsigned integer tensor (torch.uint8..uint64), "
+                            f"got {rbits.dtype}")
+        nbits = rbits.dtype.itemsize * 8
+        rb = rbits.to(device)
+        rb = rb.view(torch.int64) if nbits == 64 else rb.to(torch.int64)
+    else:
+        arr = np.asarray(rbits)
+        if arr.dtype.kind != "u":
+            raise TypeError(f"rbits must be an unsigned integer array, got dtype {arr.dtype}")
+        nbits = arr.dtype.itemsize * 8
+        rb = torch.from_numpy(np.ascontiguousarray(arr).astype(np.uint64).view(np.int64))
+        rb = rb.to(device)
+    if nbits < r:
+        raise ValueError(f"rbits has {nbits} bits per element but {r} random bits are used")
+    try:
+        rb = rb.broadcast_to(shape)
+    except RuntimeError:
+        raise ValueError(f"rbits with shape {tuple(rb.shape)} does not broadcast to x's shape "
+                         f"{tuple(shape)}") from None
+    return (rb >> 32) & _round.M32, rb & _round.M32
+
+
+def to_numpy_words(hi, lo):
+    """(hi, lo) int64 halves as one uint64 NumPy array."""
+    return ((hi.cpu() << 32) | lo.cpu()).numpy().view(np.uint64)
+
+
+# ---- the rounding step ------------------------------------------------------------------------
+
+def _sources(rounding, seed, rbits, generator):
+    given = sum(v is not None for v in (seed, rbits, generator))
+    if given > 1:
+        raise ValueError("give one of seed=, rbits=, generator= for stochastic rounding")
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
+
+
+@torch.compiler.assume_constant_result
+def _plan(fmt, rounding, overflow, sr_bits, sr_variant, seeded, has_rbits, dtype):
+    """(work bits W, mode, random bits r, kernel parameters P as a tuple of ints); computed
+    in Python, outside any torch.compile graph."""
+    npdt = _NP[dtype]
+    mode, r, variant = cast._check_rounding_args(fmt, rounding, sr_bits, sr_variant,
+                                                 0 if seeded else None,
+                                                 np.zeros(1, np.uint64) if has_rbits else None,
+                                                 npdt)
+    policy = check_overflow(overflow, fmt)
+    W = cast._work_bits(fmt, npdt)
+    P = tuple(int(v) for v in cast._params(fmt, W, mode, policy, overflow is None, r, variant))
+    return W, mode, r, P
+
+
+def _run(x, fmt, rounding, overflow, sr_bits, sr_variant, seed, rbits, generator, want_code,
+         backend):
+    """(W, codes or value bits) of x rounded to fmt: codes as fmt.code_dtype / value bits as
+    the work type's float, both as tensors on x's device."""
+    fmt = _format(fmt)
+    _check_backend(backend)
+    _sources(rounding, seed, rbits, generator)
+    W, mode, r, P = _plan(fmt, rounding, overflow, sr_bits, sr_variant,
+                          seed is not None or generator is not None, rbits is not None, x.dtype)
+    stoch = mode == "stochastic"
+    core = _use_core(x, fmt, backend)
+    words = None
+    if stoch and generator is not None:
+        words = _generator_words(generator, x.shape, r, generator.device)
+    elif stoch and rbits is not None and not core:
+        words = _rbits_words(rbits, x.shape, r, x.device)
+    if core:
+        kw = dict(sr_bits=sr_bits, sr_variant=sr_variant, seed=seed, rbits=rbits)
+        if words is not None:
+            kw.update(seed=None, rbits=to_numpy_words(*words).reshape(x.shape))
+        arr = to_numpy(x)
+        if want_code:
+            return W, from_numpy(lp.encode(arr, fmt, rounding, overflow, **kw), x.device)
+        ft = np.float32 if W == 32 else np.float64
+        return W, from_numpy(np.asarray(lp.round(arr, fmt, rounding, overflow, dtype=ft,
+                                                 **kw)), x.device)
+    ft, it = (torch.float32, torch.int32) if W == 32 else (torch.float64, torch.int64)
+    ub = x.to(ft).view(it).to(torch.int64)
+    if W == 32:
+        ub = ub & _round.M32
+    if not stoch:
+        Rh = Rl = None
+    elif words is not None:
+        Rh, Rl = (w.to(x.device) for w in words)
+    else:
+        Rh, Rl = random_bits(seed, x.shape, wide=r > 32, device=x.device)
+    code, vb = _round.round_bits(ub, Rh, Rl, P)
+    err = code == (_round.M32 if W == 32 else -1)
+    if not torch.compiler.is_compiling() and bool(err.any()):
+        i = int(torch.nonzero(err.reshape(-1))[0])
+        raise ValueError(f"x holds NaN (first at flat index {i}) but {fmt.name} has no NaN "
+                         "code")
+    if want_code:
+        return W, _codes(code, fmt)
+    if W == 32:
+        vb = torch.where(vb >= 1 << 31, vb - (1 << 32), vb).to(torch.int32)
+    return W, vb.view(ft)
+
+
+def _codes(code, fmt):
+    """int64 codes as the format's unsigned torch dtype."""
+    nb = np.dtype(fmt.code_dtype).itemsize * 8
+    code = code & ((1 << fmt.bits) - 1) if fmt.bits < 64 else code
+    if nb == 64:
+        return code.view(torch.uint64)
+    signed = {8: torch.int8, 16: torch.int16, 32: torch.int32}[nb]
+    code = torch.where(code >= 1 << (nb - 1), code - (1 << nb), code)
+    return code.to(signed).view(_CODE[nb])
+
+
+def _result_dtype(x, fmt, dtype):
+    if dtype is None:
+        return _TORCH[cast.result_dtype(_NP[x.dtype], fmt)]
+    if dtype in TORCH_FORMATS:
+        if _format(TORCH_FORMATS[dtype]) != fmt:
+            raise ValueError(f"dtype={dtype} holds {TORCH_FORMATS[dtype]}, not {fmt.name}")
+        return dtype
+    if dtype not in _NP:
+        raise TypeError(f"dtype must be torch.float16, bfloat16, float32, float64 or {fmt.name}'s "
+                        f"torch float8 dtype, got {dtype}")
+    if not cast.holds(fmt, _NP[dtype]):
+        raise ValueError(f"dtype={dtype} cannot hold every value of {fmt.name}")
+    return dtype
+
+
+def _round_values(x, fmt, rounding, overflow, sr_bits, sr_variant, seed, rbits, generator,
+                  dtype, backend):
+    fmt = _format(fmt)
+    rdt = _result_dtype(x, fmt, dtype)
+    if rdt in TORCH_FORMATS:
+        _, code = _run(x, fmt, rounding, overflow, sr_bits, sr_variant, seed, rbits, generator,
+                       True, backend)
+        return code.view(rdt)
+    _, v = _run(x, fmt, rounding, overflow, sr_bits, sr_variant, seed, rbits, generator, False,
+                backend)
+    return cast_keeping_nan_sign(v, rdt)
+
+
+_QNAN = {torch.float16: (torch.int16, 16, 0x7E00), torch.bfloat16: (torch.int16, 16, 0x7FC0),
+         torch.float32: (torch.int32, 32, 0x7FC00000),
+         torch.float64: (torch.int64, 64, 0x7FF8000000000000)}
+
+
+def cast_keeping_nan_sign(v, dtype):
+    """v.to(dtype) for values that dtype holds, with NaN as NumPy converts it: the quiet NaN
+    with v's sign (torch's bfloat16 conversion makes every NaN positive)."""
+    if v.dtype == dtype:
+        return v
+    y = v.to(dtype)
+    it, n, q = _QNAN[dtype]
+    nan = torch.isnan(v)
+    bits = torch.where(torch.signbit(v), q - (1 << (n - 1)), q)
+    return torch.where(nan, bits.to(it).view(dtype), y)
+
+
+class _Quantize(torch.autograd.Function):
+    """y = f(x) with a straight-through (or zero) gradient, the incoming gradient optionally
+    rounded by ``gfn`` first."""
+
+    @staticmethod
+    def forward(ctx, x, f, grad, gfn):
+        ctx.grad, ctx.gfn, ctx.xdtype = grad, gfn, x.dtype
+        return f(x)
+
+    @staticmethod
+    def backward(ctx, g):
+        if ctx.grad == "none":
+            return torch.zeros_like(g, dtype=ctx.xdtype), None, None, None
+        if ctx.gfn is not None:
+            g = ctx.gfn(g)
+        return g.to(ctx.xdtype), None, None, None
+
+
+def with_gradient(x, f, grad, grad_fmt, grad_rounding, grad_kw):
+    """f(x) with the gradient rule of ``round`` (straight-through / none, the incoming
+    gradient rounded to ``grad_fmt`` when given)."""
+    if grad not in GRADS:
+        raise ValueError(f"grad={grad!r} is not allowed; choose one of {GRADS}")
+    if not (x.requires_grad and torch.is_grad_enabled()):
+        return f(x)
+    gfn = None
+    if grad_fmt is not None:
+        gkw = dict(grad_kw or {})
+        gfn = lambda g: round(g, grad_fmt, grad_rounding, grad="none", **gkw)  # noqa: E731
+    return _Quantize.apply(x, f, grad, gfn)
+
+
+def round(x, fmt, rounding="nearest_even", overflow=None, *, sr_bits=None, sr_variant="srff",
+          seed=None, rbits=None, generator=None, dtype=None, grad="ste", grad_fmt=None,
+          grad_rounding="nearest_even", grad_kw=None, backend="auto"):
+    """``lp.round`` for torch tensors: x rounded once to ``fmt``, on x's device; the result
+    dtype follows the core's rule (``lowprec.cast``) or ``dtype`` (a torch float dtype, or the
+    format's torch float8 dtype for the codes as that dtype).
+
+    Gradient (autograd): ``grad="ste"`` (default) passes the incoming gradient straight
+    through (Bengio et al. 2013), ``"none"`` gives zero; ``grad_fmt``: the incoming gradient is
+    rounded to that format first (``grad_rounding``, stochastic arguments in ``grad_kw``, e.g.
+    ``dict(generator=g)``). ``backend``: see the module docstring."""
+    x = _check_x(x)
+    args = (fmt, rounding, overflow, sr_bits, sr_variant, seed, rbits, generator, dtype,
+            backend)
+    return with_gradient(x, lambda v: _round_values(v, *args), grad, grad_fmt, grad_rounding,
+                         grad_kw)
+
+
+def encode(x, fmt, rounding="nearest_even", overflow=None, *, sr_bits=None, sr_variant="srff",
+           seed=None, rbits=None, generator=None, backend="auto"):
+    """``lp.encode`` for torch tensors: the codes, in the smallest unsigned torch dtype holding
+    the format (torch.uint8 .. torch.uint64)."""
+    x = _check_x(x)
+    _, code = _run(x, fmt, rounding, overflow, sr_bits, sr_variant, seed, rbits, generator, True,
+                   backend)
+    return code
+
+
+def decode(codes, fmt=None, dtype=None):
+    """``lp.decode`` for torch tensors: ``codes`` an integer tensor (or a torch float8 tensor,
+    whose bits are the codes; ``fmt`` defaults to its format); formats of at most 16 bits
+    are a gather from the table of every code's value, wider ones go through the core."""
+    if not isinstance(codes, torch.Tensor):
+        raise TypeError(f"codes must be a torch.Tensor, got {type(codes).__name__}")
+    if codes.dtype in TORCH_FORMATS:
+        tf = _format(TORCH_FORMATS[codes.dtype])
+        if fmt is not None and _format(fmt) != tf:
+            raise ValueError(f"codes of dtype {codes.dtype} are {tf.name} codes, not "
+                             f"{_format(fmt).name}")
+        fmt, codes = tf, codes.view(torch.uint8)
+    if fmt is None:
+        raise TypeError("fmt is required for integer codes")
+    fmt = _format(fmt)
+    if codes.dtype not in (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64,
+                           *_CODE.values()):
+        raise TypeError(f"codes must be an integer tensor, got {codes.dtype}")
+    if dtype is not None and dtype not in _NP:
+        raise TypeError(f"dtype must be torch.float16, bfloat16, float32 or float64, got {dtype}")
+    ndt = None if dtype is None else _NP[dtype]
+    idx = codes.view(torch.int64) if codes.dtype == torch.uint64 else codes.to(torch.int64)
+    if not torch.compiler.is_compiling() and idx.numel() and bool(
+            ((idx < 0) | (idx >= (1 << fmt.bits) if fmt.bits < 64 else idx < 0)).any()):
+        raise ValueError(f"codes must lie in 0..2^{fmt.bits}-1 for {fmt.name}")
+    if fmt.bits > 16:
+        a = idx.cpu().numpy().astype(fmt.code_dtype)
+        return from_numpy(lp.decode(a, fmt, dtype=ndt), codes.device)
+    table = cast._decode_table(fmt) if getattr(fmt, "symmetric", False) else lp.decode(
+        np.arange(1 << fmt.bits).astype(fmt.code_dtype), fmt, dtype=ndt)
+    table = np.asarray(table, dtype=ndt) if ndt is not None else np.asarray(table)
+    return from_numpy(table, codes.device)[idx]
