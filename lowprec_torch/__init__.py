@@ -37,7 +37,8 @@ from lowprec.rounding import check_overflow, check_seed
 
 from . import _round
 
-__all__ = ["round", "encode", "decode", "random_bits", "TORCH_FORMATS"]
+__all__ = ["round", "encode", "decode", "random_bits", "TORCH_FORMATS", "quantize",
+           "dequantize", "fake_quantize", "QuantizedTensor"]
 
 _NP = {torch.float16: np.dtype(np.float16), torch.bfloat16: np.dtype(ml_dtypes.bfloat16),
        torch.float32: np.dtype(np.float32), torch.float64: np.dtype(np.float64)}
@@ -294,17 +295,13 @@ class _Quantize(torch.autograd.Function):
         return g.to(ctx.xdtype), None, None, None
 
 
-def with_gradient(x, f, grad, grad_fmt, grad_rounding, grad_kw):
-    """f(x) with the gradient rule of ``round`` (straight-through / none, the incoming
-    gradient rounded to ``grad_fmt`` when given)."""
+def with_gradient(x, f, grad, gfn=None):
+    """f(x) with a straight-through (``grad="ste"``) or zero (``"none"``) gradient; ``gfn``
+    (optional) transforms the incoming gradient first (gradient quantization)."""
     if grad not in GRADS:
         raise ValueError(f"grad={grad!r} is not allowed; choose one of {GRADS}")
     if not (x.requires_grad and torch.is_grad_enabled()):
         return f(x)
-    gfn = None
-    if grad_fmt is not None:
-        gkw = dict(grad_kw or {})
-        gfn = lambda g: round(g, grad_fmt, grad_rounding, grad="none", **gkw)  # noqa: E731
     return _Quantize.apply(x, f, grad, gfn)
 
 
@@ -322,8 +319,11 @@ def round(x, fmt, rounding="nearest_even", overflow=None, *, sr_bits=None, sr_va
     x = _check_x(x)
     args = (fmt, rounding, overflow, sr_bits, sr_variant, seed, rbits, generator, dtype,
             backend)
-    return with_gradient(x, lambda v: _round_values(v, *args), grad, grad_fmt, grad_rounding,
-                         grad_kw)
+    gfn = None
+    if grad_fmt is not None:
+        gkw = dict(grad_kw or {})
+        gfn = lambda g: round(g, grad_fmt, grad_rounding, grad="none", **gkw)  # noqa: E731
+    return with_gradient(x, lambda v: _round_values(v, *args), grad, gfn)
 
 
 def encode(x, fmt, rounding="nearest_even", overflow=None, *, sr_bits=None, sr_variant="srff",
@@ -368,3 +368,6 @@ def decode(codes, fmt=None, dtype=None):
         np.arange(1 << fmt.bits).astype(fmt.code_dtype), fmt, dtype=ndt)
     table = np.asarray(table, dtype=ndt) if ndt is not None else np.asarray(table)
     return from_numpy(table, codes.device)[idx]
+
+
+from .blocks import QuantizedTensor, dequantize, fake_quantize, quantize  # noqa: E402
