@@ -38,7 +38,7 @@ from lowprec.rounding import check_overflow, check_seed
 from . import _round
 
 __all__ = ["round", "encode", "decode", "random_bits", "TORCH_FORMATS", "quantize",
-           "dequantize", "fake_quantize", "QuantizedTensor"]
+           "dequantize", "fake_quantize", "QuantizedTensor", "matmul", "nn"]
 
 _NP = {torch.float16: np.dtype(np.float16), torch.bfloat16: np.dtype(ml_dtypes.bfloat16),
        torch.float32: np.dtype(np.float32), torch.float64: np.dtype(np.float64)}
@@ -371,3 +371,5 @@ def decode(codes, fmt=None, dtype=None):
 
 
 from .blocks import QuantizedTensor, dequantize, fake_quantize, quantize  # noqa: E402
+from .matmul import matmul  # noqa: E402
+from . import nn  # noqa: E402

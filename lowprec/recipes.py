@@ -1,0 +1,95 @@
+"""Training recipes: how each operand of the three products of a linear layer (forward X @ W,
+input gradient dY @ W^T, weight gradient X^T @ dY) is quantized, shared by
+``lowprec_jax.quantized_dot_general`` and ``lowprec_torch.nn.QuantLinear`` (SPECS.md §3).
+"""
+from __future__ import annotations
+
+import dataclasses
+
+from . import blocks as _B
+
+__all__ = ["Quant", "Recipe", "recipe", "recipes"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Quant:
+    """How one operand of one product is fake-quantized. fmt: None (left as it is), a scalar
+    format (``"bfloat16"``, ``"float8_e4m3fn"``, ...) or a block format (a preset name such as
+    ``"mxfp4"``, ``"nvfp4"``, ``"nvfp4_2d"``, or an ``lp.BlockFormat``), blocked along the
+    contracted axis (tiles: over the operand's two matrix axes). rounding: any mode of
+    ``lp.round``; stochastic draws its bits from the key (JAX) or generator (torch) the layer
+    is given.
+    rht: apply the 16-point random Hadamard transform along the contracted axis first."""
+    fmt: object = None
+    rounding: str = "nearest_even"
+    sr_bits: int | None = None
+    rht: bool = False
+
+    @property
+    def is_block(self):
+        return isinstance(self.fmt, _B.BlockFormat) or self.fmt in _B.block_formats()
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """Quantization of the two operands of each product: ``fwd`` (X, W), ``dgrad`` (dY, W),
+    ``wgrad`` (X, dY); ``acc``: None (the backend's float32 dot) or an accumulator model
+    (``lp.Accumulator`` or preset name) for the adapters' bit-exact ``matmul``."""
+    fwd: tuple = (Quant(), Quant())
+    dgrad: tuple = (Quant(), Quant())
+    wgrad: tuple = (Quant(), Quant())
+    acc: object = None
+    name: str = ""
+
+
+def _all(q):
+    return (q, q), (q, q), (q, q)
+
+
+def _recipes():
+    bf16 = Quant("bfloat16")
+    e4, e5 = Quant("mxfp8_e4m3"), Quant("mxfp8_e5m2")
+    r4 = Quant("mxfp8_e4m3_rceil")
+    fp4, fp4_sr = Quant("mxfp4"), Quant("mxfp4", "stochastic")
+    fp4_sr_rht, fp4_rht = Quant("mxfp4", "stochastic", rht=True), Quant("mxfp4", rht=True)
+    nv, nv2 = Quant("nvfp4"), Quant("nvfp4_2d")
+    nv_sr = Quant("nvfp4", "stochastic")
+    nv_rht, nv_sr_rht = Quant("nvfp4", rht=True), Quant("nvfp4", "stochastic", rht=True)
+    return {r.name: r for r in (
+        Recipe(*_all(bf16), name="bf16"),
+        Recipe(*_all(r4), name="mxfp8"),
+        Recipe((e4, e4), (e5, e4), (e4, e5), name="mxfp8_ocp"),
+        Recipe((fp4, fp4), (fp4_sr, fp4), (fp4_rht, fp4_sr_rht), name="mxfp4"),
+        Recipe((nv, nv2), (nv_sr, nv2), (nv_rht, nv_sr_rht), name="nvfp4"),
+        Recipe(name="none"),
+    )}
+
+
+_RECIPES = _recipes()
+RECIPE_NOTES = {
+    "bf16": "every operand rounded to bfloat16 (nearest even), float32 accumulation",
+    "mxfp8": "MXFP8 as NVIDIA pre-trains with it (arXiv:2506.08027): E4M3 everywhere, 1 x 32 "
+             "blocks, scales rounded up (rceil)",
+    "mxfp8_ocp": "OCP MXFP8: E4M3 for X and W, E5M2 for gradients, 1 x 32 blocks, the OCP "
+                 "spec's floor scales (diverges in the example, as arXiv:2506.08027 reports)",
+    "mxfp4": "OCP MXFP4 everywhere; stochastic rounding on gradients, RHT on the wgrad "
+             "operands (Tseng et al. 2025, arXiv:2502.20586)",
+    "nvfp4": "NVFP4 (arXiv:2509.25149): 1 x 16 blocks for X and dY, 16 x 16 tiles for W, "
+             "stochastic rounding on gradients, RHT on the wgrad operands",
+    "none": "no quantization (float32)",
+}
+
+
+def recipes() -> dict:
+    """Recipe name -> what it quantizes."""
+    return dict(RECIPE_NOTES)
+
+
+def recipe(name) -> Recipe:
+    """The named ``Recipe`` (``recipes()`` lists them), or a Recipe unchanged."""
+    if isinstance(name, Recipe):
+        return name
+    if name not in _RECIPES:
+        raise ValueError(f"unknown recipe {name!r}; choose one of {sorted(_RECIPES)} or pass "
+                         "a lowprec.recipes.Recipe")
+    return _RECIPES[name]
