@@ -10,49 +10,49 @@ import triton
 import triton.language as tl
 
 # indices into P and mode numbers (lowprec._kernels), as constexpr globals for Triton
-MW: tl.constexpr = 0
-BW: tl.constexpr = 1
-MT: tl.constexpr = 3
-EMIN: tl.constexpr = 4
-MB: tl.constexpr = 5
-CODE_BASE: tl.constexpr = 6
-MAXPOS: tl.constexpr = 7
-MAXNEG: tl.constexpr = 8
-KIND: tl.constexpr = 9
-SBIT: tl.constexpr = 10
-CMASK: tl.constexpr = 11
-NEGZ_OK: tl.constexpr = 12
-NAN_POS_C: tl.constexpr = 13
-NAN_NEG_C: tl.constexpr = 14
-NAN_POS_V: tl.constexpr = 15
-NAN_NEG_V: tl.constexpr = 16
-OVF_POS_C: tl.constexpr = 17
-OVF_NEG_C: tl.constexpr = 18
-OVF_POS_V: tl.constexpr = 19
-OVF_NEG_V: tl.constexpr = 20
-SAT_POS_C: tl.constexpr = 21
-SAT_NEG_C: tl.constexpr = 22
-SAT_POS_V: tl.constexpr = 23
-SAT_NEG_V: tl.constexpr = 24
-ZIN_C: tl.constexpr = 25
-ZIN_V: tl.constexpr = 26
-MIN_C: tl.constexpr = 27
-MIN_V: tl.constexpr = 28
-SUBQ_EXP: tl.constexpr = 29      # replaced by the subnormal quantum's exponent (see prepare)
-MODE: tl.constexpr = 30
-SRBITS: tl.constexpr = 31
-VARIANT: tl.constexpr = 32
-RNE: tl.constexpr = 0
-RNA: tl.constexpr = 1
-UP: tl.constexpr = 3
-DOWN: tl.constexpr = 4
-ODD: tl.constexpr = 5
-SR: tl.constexpr = 6
-SRFF: tl.constexpr = 0
-SRF: tl.constexpr = 1
-SRC: tl.constexpr = 2
-KIND_SIGNMAG: tl.constexpr = 0
-KIND_TWOS: tl.constexpr = 1
+MW = tl.constexpr(0)
+BW = tl.constexpr(1)
+MT = tl.constexpr(3)
+EMIN = tl.constexpr(4)
+MB = tl.constexpr(5)
+CODE_BASE = tl.constexpr(6)
+MAXPOS = tl.constexpr(7)
+MAXNEG = tl.constexpr(8)
+KIND = tl.constexpr(9)
+SBIT = tl.constexpr(10)
+CMASK = tl.constexpr(11)
+NEGZ_OK = tl.constexpr(12)
+NAN_POS_C = tl.constexpr(13)
+NAN_NEG_C = tl.constexpr(14)
+NAN_POS_V = tl.constexpr(15)
+NAN_NEG_V = tl.constexpr(16)
+OVF_POS_C = tl.constexpr(17)
+OVF_NEG_C = tl.constexpr(18)
+OVF_POS_V = tl.constexpr(19)
+OVF_NEG_V = tl.constexpr(20)
+SAT_POS_C = tl.constexpr(21)
+SAT_NEG_C = tl.constexpr(22)
+SAT_POS_V = tl.constexpr(23)
+SAT_NEG_V = tl.constexpr(24)
+ZIN_C = tl.constexpr(25)
+ZIN_V = tl.constexpr(26)
+MIN_C = tl.constexpr(27)
+MIN_V = tl.constexpr(28)
+SUBQ_EXP = tl.constexpr(29)      # replaced by the subnormal quantum's exponent (see prepare)
+MODE = tl.constexpr(30)
+SRBITS = tl.constexpr(31)
+VARIANT = tl.constexpr(32)
+RNE = tl.constexpr(0)
+RNA = tl.constexpr(1)
+UP = tl.constexpr(3)
+DOWN = tl.constexpr(4)
+ODD = tl.constexpr(5)
+SR = tl.constexpr(6)
+SRFF = tl.constexpr(0)
+SRF = tl.constexpr(1)
+SRC = tl.constexpr(2)
+KIND_SIGNMAG = tl.constexpr(0)
+KIND_TWOS = tl.constexpr(1)
 
 
 @triton.jit
@@ -150,15 +150,21 @@ def _sr_decide(Dh, Dl, Rh, Rl, r: tl.constexpr, variant: tl.constexpr):
 
 
 @triton.jit
+def _msb_step(q, m, s: tl.constexpr):
+    t = q >> s
+    c = t != _u(0)
+    return tl.where(c, t, q), m + c.to(tl.int32) * s
+
+
+@triton.jit
 def _msb(q):
-    """Index of the leading one of uint32 q > 0 (0 for q = 0), int32."""
+    """Index of the leading one of uint32 q > 0 (0 for q = 0), int32: binary search."""
     m = (q * 0).to(tl.int32)
-    for b in tl.static_range(5):
-        s: tl.constexpr = 16 >> b
-        t = q >> s
-        c = t != _u(0)
-        m = m + c.to(tl.int32) * s
-        q = tl.where(c, t, q)
+    q, m = _msb_step(q, m, 16)
+    q, m = _msb_step(q, m, 8)
+    q, m = _msb_step(q, m, 4)
+    q, m = _msb_step(q, m, 2)
+    q, m = _msb_step(q, m, 1)
     return m
 
 

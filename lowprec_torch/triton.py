@@ -324,3 +324,38 @@ def fake_quantize(x, bf, axis=-1, rounding="nearest_even", *, sr_bits=None,
     bf, x, axis, _, _, vals, _ = _blocks(x, bf, axis, rounding, sr_bits, sr_variant, seed,
                                          rbits, generator, tensor_amax)
     return cast_keeping_nan_sign(_B._unblock(vals, x.shape, axis, bf, xp=torch), x.dtype)
+
+
+def compile_kernels(arch=90, fmts=("float8_e4m3fn", "float4_e2m1fn"),
+                    block_formats=("mxfp8_e4m3", "mxfp4", "mxfp8_e4m3_rceil", "nvfp4")):
+    """Compile every kernel for ``GPUTarget("cuda", arch, 32)`` (no GPU needed) for the given
+    element and block formats, nearest-even and stochastic; returns {name: PTX size}. Run with
+    ``TRITON_INTERPRET`` unset: code that only the interpreter accepts fails here."""
+    from triton.backends.compiler import GPUTarget  # noqa: PLC0415
+    from triton.compiler import ASTSource  # noqa: PLC0415
+    if os.environ.get("TRITON_INTERPRET", "0") == "1":
+        raise RuntimeError("compile_kernels needs TRITON_INTERPRET unset (the kernels are "
+                           "interpreted functions now)")
+    target = GPUTarget("cuda", arch, 32)
+    out = {}
+    for fmt in fmts:
+        for mode, r in (("nearest_even", 0), ("stochastic", 32)):
+            P = triton_params(cast._params(_format(fmt), 32, mode, "saturate", False, r, 0))
+            sig = {"x_ptr": "*i32", "r_ptr": "*i32", "code_ptr": "*i32", "val_ptr": "*i32",
+                   "n": "i32", "P": "constexpr", "HAS_R": "constexpr", "BLOCK": "constexpr"}
+            src = ASTSource(_round_kernel, sig, dict(P=P, HAS_R=r > 0, BLOCK=BLOCK))
+            out[f"round {fmt} {mode}"] = len(triton.compile(src, target=target).asm["ptx"])
+    for name in block_formats:
+        bf = _B.block_format(name)
+        for mode, r in (("nearest_even", 0), ("stochastic", 32)):
+            P = triton_params(cast._params(bf.elem, 32, mode, "saturate", False, r, 0))
+            Ps = triton_params(cast._params(bf.scale_fmt, 32, "nearest_even", "saturate",
+                                            False, 0, 0)) if bf.scale_rule == "nvfp4" else P
+            sig = {"x_ptr": "*i32", "r_ptr": "*i32", "ts_ptr": "*fp32", "code_ptr": "*i32",
+                   "scode_ptr": "*i32", "val_ptr": "*i32", "nblocks": "i32",
+                   **{c: "constexpr" for c in ("P", "Ps", "S", "HAS_R", "ROWS", "K", "KP")}}
+            src = ASTSource(_block_kernel, sig, dict(
+                P=P, Ps=Ps, S=_block_constants(bf), HAS_R=r > 0, ROWS=ROWS, K=bf.k,
+                KP=triton.next_power_of_2(bf.k)))
+            out[f"block {name} {mode}"] = len(triton.compile(src, target=target).asm["ptx"])
+    return out

@@ -1,0 +1,137 @@
+"""lowprec_torch.triton kernels under the Triton interpreter (TRITON_INTERPRET=1, set in
+conftest.py) give the core's bits on random shapes, formats, modes and special values; and
+every kernel compiles for an H100 (sm_90) with the interpreter off, so code that only the
+interpreter accepts is caught."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings, strategies as st
+
+import lowprec as lp
+from lowprec import cast
+from lowprec.testing import float_formats
+from lowprec_torch import triton as tk
+
+MODES = ["nearest_even", "nearest_away", "toward_zero", "up", "down", "odd", "stochastic"]
+
+
+def data(rng, shape, specials=True):
+    x = (rng.standard_normal(shape) * np.exp2(rng.integers(-60, 60, shape))).astype(np.float32)
+    if specials and x.size >= 8:
+        flat = x.reshape(-1)
+        idx = rng.choice(flat.size, 8, replace=False)
+        flat[idx] = [np.nan, -np.nan, np.inf, -np.inf, -0.0, 0.0, 1e-45, -3.4e38]
+    return x
+
+
+def u(a):
+    a = a.numpy() if isinstance(a, torch.Tensor) else np.asarray(a)
+    return a.view({1: np.uint8, 2: np.uint16, 4: np.uint32}[a.itemsize])
+
+
+def float32_work(fmt):
+    return cast._work_bits(fmt, np.float32) == 32
+
+
+@settings(max_examples=30, deadline=None)
+@given(fmt=float_formats().filter(float32_work), mode=st.sampled_from(MODES),
+       shape=st.sampled_from([(7,), (33, 5), (1500,), (2, 3, 4)]), seed=st.integers(0, 2**32 - 1),
+       sr_bits=st.sampled_from([None, 3, 12]))
+def test_round_and_encode_kernels_equal_the_core(fmt, mode, shape, seed, sr_bits):
+    rng = np.random.default_rng(seed)
+    x = data(rng, shape)
+    if not fmt.has_nan:
+        x = np.nan_to_num(x)
+    kw = {}
+    if mode == "stochastic":
+        kw = dict(sr_bits=sr_bits)
+        kw.update(seed=seed) if seed % 2 else kw.update(
+            rbits=rng.integers(0, 2**32, shape, dtype=np.uint64).astype(np.uint32))
+    xt = torch.from_numpy(x)
+    assert np.array_equal(u(tk.encode(xt, fmt, mode, **kw)), u(lp.encode(x, fmt, mode, **kw)))
+    assert np.array_equal(u(tk.round(xt, fmt, mode, **kw)), u(lp.round(x, fmt, mode, **kw)))
+
+
+@pytest.mark.parametrize("fmt", ["float8_e4m3fn", "float8_e5m2", "float4_e2m1fn", "bfloat16",
+                                 "float6_e3m2fn", "int8", "float8_e4m3fnuz"])
+def test_named_formats_every_mode_and_half_inputs(fmt):
+    rng = np.random.default_rng(3)
+    x = data(rng, (4000,))
+    x = x if lp.format(fmt).has_nan else np.nan_to_num(x)
+    for mode in MODES[:-1]:
+        assert np.array_equal(u(tk.encode(torch.from_numpy(x), fmt, mode)),
+                              u(lp.encode(x, fmt, mode)))
+    h = x.astype(np.float16)
+    got = tk.round(torch.from_numpy(h), fmt)
+    assert got.dtype == torch.float16 or fmt == "bfloat16"
+    assert np.array_equal(u(got.to(torch.float32)), u(lp.round(h, fmt).astype(np.float32)))
+    g = torch.Generator().manual_seed(2)
+    words = torch.randint(0, 2**32, x.shape, generator=torch.Generator().manual_seed(2),
+                          dtype=torch.int64).numpy().astype(np.uint32)
+    assert np.array_equal(u(tk.round(torch.from_numpy(np.nan_to_num(x)), fmt, "stochastic",
+                                     generator=g)),
+                          u(lp.round(np.nan_to_num(x), fmt, "stochastic", rbits=words)))
+
+
+BLOCKS = ["mxfp8_e4m3", "mxfp8_e5m2", "mxfp6_e3m2", "mxfp6_e2m3", "mxfp4", "mxint8",
+          "mxfp8_e4m3_rceil", "mxfp8_e5m2_rceil", "bfp16", "nvfp4", "nvfp4_2d"]
+
+
+@settings(max_examples=30, deadline=None)
+@given(preset=st.sampled_from(BLOCKS), mode=st.sampled_from(["nearest_even", "toward_zero",
+                                                             "odd", "stochastic"]),
+       shape_axis=st.sampled_from([((4, 64), -1), ((64, 3), 0), ((2, 96, 2), 1), ((3, 40), -1),
+                                   ((32, 48), -1)]),
+       scale=st.sampled_from([1.0, 2.0**-120, 2.0**100]), seed=st.integers(0, 2**32 - 1),
+       specials=st.booleans())
+def test_block_kernel_equals_the_core(preset, mode, shape_axis, scale, seed, specials):
+    shape, axis = shape_axis
+    rng = np.random.default_rng(seed)
+    with np.errstate(over="ignore"):
+        x = (data(rng, shape, specials) * np.float32(scale)).astype(np.float32)
+    kw = dict(seed=seed) if mode == "stochastic" else {}
+    try:
+        want = lp.quantize(x, preset, axis, mode, **kw)
+    except ValueError:
+        with pytest.raises(ValueError):
+            tk.quantize(torch.from_numpy(x), preset, axis, mode, **kw)
+        return
+    q = tk.quantize(torch.from_numpy(x), preset, axis, mode, **kw)
+    assert np.array_equal(q.codes.numpy(), want.codes)
+    assert np.array_equal(q.scale_codes.numpy(), want.scale_codes)
+    assert np.float32(q.tensor_scale).view(np.uint32) == want.tensor_scale.view(np.uint32)
+    got = tk.fake_quantize(torch.from_numpy(x), preset, axis, mode, **kw)
+    assert np.array_equal(u(got), u(lp.fake_quantize(x, preset, axis, mode, **kw)))
+
+
+def test_errors_and_fallback():
+    x = torch.ones(4, 32)
+    with pytest.raises(ValueError, match="float32 work type"):
+        tk.round(x, "float8_e8m0fnu")
+    with pytest.raises(NotImplementedError, match="lowprec_torch.quantize"):
+        tk.quantize(x, "nvfp4_torchao")
+    with pytest.raises(ValueError, match="no NaN"):
+        tk.round(torch.tensor([float("nan")]), "float4_e2m1fn", overflow="saturate")
+    env = dict(os.environ, TRITON_INTERPRET="0")
+    code = ("import torch; from lowprec_torch import triton as t\n"
+            "try:\n    t.round(torch.ones(3), 'float8_e4m3fn')\n"
+            "except RuntimeError as e:\n    print('clear:', 'TRITON_INTERPRET' in str(e))\n")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert "clear: True" in out.stdout, out.stderr[-2000:]
+
+
+def test_every_kernel_compiles_for_sm90():
+    env = dict(os.environ, TRITON_INTERPRET="0")
+    code = ("from lowprec_torch import triton as t\n"
+            "sizes = t.compile_kernels(90)\n"
+            "print(len(sizes), min(sizes.values()))\n")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    n, smallest = map(int, out.stdout.split())
+    assert n == 12 and smallest > 10000           # 12 kernels, each real PTX
