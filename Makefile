@@ -28,6 +28,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_blocks.py
 	$(PY) benchmarks/bench_matmul.py
 	$(PY) benchmarks/bench_jax.py
+	$(PY) benchmarks/bench_torch.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

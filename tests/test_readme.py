@@ -78,3 +78,14 @@ def test_jax_block_and_matmul_comments_hold():
         a = np.asarray(lj.round(w.T, "float8_e4m3fn", dtype=np.float32))
         d = np.asarray(jax.jit(lambda a, b: lj.matmul(a, b, "h100-fp8"))(a, a.T))
     assert np.array_equal(d.view(np.uint32), lp.matmul(a, a.T, "h100-fp8").view(np.uint32))
+
+
+def test_torch_comments_hold():
+    import torch  # noqa: PLC0415
+    import lowprec_torch as lt  # noqa: PLC0415
+    x = torch.randn(64, 128)
+    y = lt.round(x, "float8_e4m3fn", "stochastic", seed=7)
+    want = lp.round(x.numpy(), "float8_e4m3fn", "stochastic", seed=7)
+    assert np.array_equal(y.numpy().view(np.uint32), want.view(np.uint32))
+    assert np.array_equal(lt.quantize(x, "nvfp4").codes.numpy(), lp.quantize(x.numpy(),
+                                                                               "nvfp4").codes)
