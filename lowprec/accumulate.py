@@ -412,22 +412,29 @@ def _fused_from_parts(acc, ea, sa, eb, sb, c, seed):
     C = np.zeros(shape) if c is None else np.broadcast_to(_floats(c, "c"), shape)
     _check_values(C, acc.addend_format or acc.fmt, "c")
 
-    def parts(e, s, fmt, bshape, swap):
-        e = np.broadcast_to(e, bshape)
-        s = np.broadcast_to(s, bshape)
-        if swap:
-            e, s = np.swapaxes(e, -1, -2), np.swapaxes(s, -1, -2)
-        SX, EX, FX = _sig_exp(np.ascontiguousarray(e).reshape((nb,) + e.shape[-2:]), fmt)
-        s = np.ascontiguousarray(s).reshape(SX.shape)
-        bad_scale = ~np.isfinite(s) | (s <= 0)
-        FX = np.where(bad_scale, 2, FX).astype(np.int8)
-        EX = EX + np.where(bad_scale, 0, np.frexp(np.where(bad_scale, 1.0, s))[1] - 1)
-        return SX, EX.astype(np.int64), FX
-    SA, EA, FA = parts(ea, sa, fa, batch + (M, K), False)
-    SB, EB, FB = parts(eb, sb, fb, batch + (K, N), True)
+    SA, EA, FA = scaled_parts(ea, sa, fa, batch + (M, K), False)
+    SB, EB, FB = scaled_parts(eb, sb, fb, batch + (K, N), True)
     return _run_fused(acc, SA, EA, FA, SB, EB, FB, fa.man_bits + fb.man_bits,
                       np.ascontiguousarray(C).reshape(nb, M, N), seed, acc.fused.n
                       ).reshape(shape)
+
+
+def scaled_parts(e, s, fmt, bshape, swap):
+    """(significands, exponents, flags) of block elements ``e`` (values of ``fmt``) with
+    power-of-two block scales ``s`` folded into the exponents, as (nb, rows, K) arrays (B
+    transposed with ``swap``); a non-finite or non-positive scale flags its elements NaN.
+    Shared with the adapters' fused-adder kernels."""
+    e = np.broadcast_to(e, bshape)
+    s = np.broadcast_to(s, bshape)
+    if swap:
+        e, s = np.swapaxes(e, -1, -2), np.swapaxes(s, -1, -2)
+    nb = int(np.prod(e.shape[:-2], dtype=np.int64))
+    SX, EX, FX = _sig_exp(np.ascontiguousarray(e).reshape((nb,) + e.shape[-2:]), fmt)
+    s = np.ascontiguousarray(s).reshape(SX.shape)
+    bad_scale = ~np.isfinite(s) | (s <= 0)
+    FX = np.where(bad_scale, 2, FX).astype(np.int8)
+    EX = EX + np.where(bad_scale, 0, np.frexp(np.where(bad_scale, 1.0, s))[1] - 1)
+    return SX, EX.astype(np.int64), FX
 
 
 def _promoted(acc, ea, sa, eb, sb, c, seed):

@@ -218,6 +218,18 @@ def round_bits(ub, Rh, Rl, P: tl.constexpr):
         tl.uint32)
     Dh = tl.where(sh >= 64, _u(0), hi)
     Dl = tl.where(sh >= 64, deep, lo)
+    return _finish(neg, a == _u(0), special, isnan, q, Dh, Dl, Et, below, meff, Rh, Rl, P)
+
+
+@triton.jit
+def _finish(neg, a_zero, special, isnan, q, Dh, Dl, Et, below, meff, Rh, Rl, P: tl.constexpr):
+    """``lowprec._kernels._finish`` and the special inputs: round |v| = (q + D) * 2^(Et -
+    meff) of sign ``neg``; (code, float32 value bits)."""
+    mw: tl.constexpr = 23
+    bw: tl.constexpr = P[BW]
+    mt: tl.constexpr = P[MT]
+    emin: tl.constexpr = P[EMIN]
+    mode: tl.constexpr = P[MODE]
     nz = (Dh | Dl) != _u(0)
     if mode == RNE:
         inc = _gt(Dh, Dl, _u(1 << 31), _u(0)) | ((Dh == _u(1 << 31)) & (Dl == _u(0)) & (
@@ -235,7 +247,7 @@ def round_bits(ub, Rh, Rl, P: tl.constexpr):
     else:
         inc = nz & (q < 0)                                 # toward zero: never
     q = q + inc.to(tl.int32)
-    cm = ((Et - emin) << mt) + (q << (mt - meff)) + P[CODE_BASE]
+    cm = ((Et - emin).to(tl.int64) << mt) + (q.to(tl.int64) << (mt - meff)) + P[CODE_BASE]
     maxm = tl.where(neg, P[MAXNEG], P[MAXPOS])
     ovf = (cm > maxm) | (neg & (maxm < 0))
     if mode == RNE or mode == RNA or mode == SR:
@@ -258,9 +270,9 @@ def round_bits(ub, Rh, Rl, P: tl.constexpr):
     zero = cm <= 0
     nozero = (cm < 0) | (P[CODE_BASE] < 0)
     negz = neg & (P[NEGZ_OK] == 1)
-    z_code = tl.where(nozero, tl.where(a == _u(0), _u(P[ZIN_C]), _u(P[MIN_C])),
+    z_code = tl.where(nozero, tl.where(a_zero, _u(P[ZIN_C]), _u(P[MIN_C])),
                       tl.where(negz, _u(1 << P[SBIT]), _u(0)))
-    z_val = tl.where(nozero, tl.where(a == _u(0), _u(P[ZIN_V]), _u(P[MIN_V])),
+    z_val = tl.where(nozero, tl.where(a_zero, _u(P[ZIN_V]), _u(P[MIN_V])),
                      tl.where(negz, _u(1 << 31), _u(0)))
     code = tl.where(zero, z_code, code)
     vb = tl.where(zero, z_val, vb)
@@ -273,3 +285,62 @@ def round_bits(ub, Rh, Rl, P: tl.constexpr):
     code = tl.where(special, tl.where(isnan, nc, sc), code)
     vb = tl.where(special, tl.where(isnan, nv, sv), vb)
     return code, vb
+
+
+@triton.jit
+def msb64(m):
+    """Index of the leading one of uint64 m > 0 (0 for m = 0), int32: binary search."""
+    r = (m * 0).to(tl.int32)
+    t = m >> 32
+    c = t != 0
+    m = tl.where(c, t, m)
+    r = r + c.to(tl.int32) * 32
+    t = m >> 16
+    c = t != 0
+    m = tl.where(c, t, m)
+    r = r + c.to(tl.int32) * 16
+    t = m >> 8
+    c = t != 0
+    m = tl.where(c, t, m)
+    r = r + c.to(tl.int32) * 8
+    t = m >> 4
+    c = t != 0
+    m = tl.where(c, t, m)
+    r = r + c.to(tl.int32) * 4
+    t = m >> 2
+    c = t != 0
+    m = tl.where(c, t, m)
+    r = r + c.to(tl.int32) * 2
+    t = m >> 1
+    c = t != 0
+    r = r + c.to(tl.int32)
+    return r
+
+
+@triton.jit
+def round_int(neg, mag, x, P: tl.constexpr):
+    """(code, float32 value bits) of +-mag * 2^x rounded once as P says (deterministic
+    modes), for integers 0 <= mag < 2^63 (uint64) and int32 exponents x."""
+    emin: tl.constexpr = P[EMIN]
+    mb: tl.constexpr = P[MB]
+    mt: tl.constexpr = P[MT]
+    msb = msb64(mag)
+    E = tl.where(mag == 0, -2000, tl.minimum(tl.maximum(msb + x, -2000), 1000))  # leading bit
+    below = E < emin
+    Et = tl.maximum(E, emin)
+    meff = tl.where(below, mb, mt)
+    sh = msb - meff + (Et - E)                                 # bits of mag to discard
+    shc = tl.minimum(tl.maximum(sh, 0), 63).to(tl.uint64)
+    q = tl.where(sh >= 0, tl.where(sh >= 64, mag * 0, mag >> shc),
+                 mag << tl.minimum(tl.maximum(-sh, 0), 63).to(tl.uint64))
+    one = mag * 0 + 1
+    low = mag & ((one << shc) - one)                           # the discarded bits (sh < 64)
+    D = tl.where(sh <= 0, mag * 0, tl.where(
+        sh < 64, low << (64 - tl.minimum(tl.maximum(sh, 1), 63)).to(tl.uint64),
+        (mag >> tl.minimum(sh - 64, 63).to(tl.uint64)) | (
+            (mag & ((one << tl.minimum(sh - 64, 63).to(tl.uint64)) - one)) != 0).to(tl.uint64)))
+    D = tl.where((sh > 0) & (sh < 64) & (low == 0), mag * 0, D)
+    Dh = (D >> 32).to(tl.uint32)
+    Dl = (D & 0xFFFFFFFF).to(tl.uint32)
+    f = neg & (~neg)
+    return _finish(neg, mag == 0, f, f, q.to(tl.int32), Dh, Dl, Et, below, meff, Dh, Dl, P)
