@@ -328,9 +328,11 @@ def fake_quantize(x, bf, axis=-1, rounding="nearest_even", *, sr_bits=None,
 
 
 def compile_kernels(arch=90, fmts=("float8_e4m3fn", "float4_e2m1fn"),
-                    block_formats=("mxfp8_e4m3", "mxfp4", "mxfp8_e4m3_rceil", "nvfp4")):
+                    block_formats=("mxfp8_e4m3", "mxfp4", "mxfp8_e4m3_rceil", "nvfp4"),
+                    matmul_models=("h100-fp8", "b200-fp8")):
     """Compile every kernel for ``GPUTarget("cuda", arch, 32)`` (no GPU needed) for the given
-    element and block formats, nearest-even and stochastic; returns {name: PTX size}. Run with
+    element and block formats (nearest-even and stochastic) and accumulator models (names,
+    or ``lp.Accumulator`` such as ``lp.exact_per_block(...)``); returns {name: PTX size}. Run with
     ``TRITON_INTERPRET`` unset: code that only the interpreter accepts fails here."""
     from triton.backends.compiler import GPUTarget  # noqa: PLC0415
     from triton.compiler import ASTSource  # noqa: PLC0415
@@ -359,6 +361,23 @@ def compile_kernels(arch=90, fmts=("float8_e4m3fn", "float4_e2m1fn"),
                 P=P, Ps=Ps, S=_block_constants(bf), HAS_R=r > 0, ROWS=ROWS, K=bf.k,
                 KP=triton.next_power_of_2(bf.k)))
             out[f"block {name} {mode}"] = len(triton.compile(src, target=target).asm["ptx"])
+    from lowprec import accumulate as _acc  # noqa: PLC0415
+    for acc in (_acc._resolve(p) for p in matmul_models):
+        fz = acc.fused
+        P = triton_params(cast._params(acc.fmt, 32, acc.rounding, cast.check_overflow(
+            acc.overflow, acc.fmt), acc.overflow is None, 0, 0))
+        fa, fb = acc.input_formats
+        sig = {"sa_ptr": "*i64", "ea_ptr": "*i32", "fa_ptr": "*i32", "sb_ptr": "*i64",
+               "eb_ptr": "*i32", "fb_ptr": "*i32", "c_ptr": "*i32", "out_ptr": "*i32",
+               "err_ptr": "*i32", "M": "i32", "N": "i32", "K": "i32", "Kp": "i32",
+               **{c: "constexpr" for c in ("P", "F", "NT", "ALIGN", "TERMS", "MAB", "CEMIN",
+                                           "DOWN_MODE", "TILE")}}
+        src = ASTSource(_matmul_kernel, sig, dict(
+            P=P, F=fz.frac_bits, NT=fz.n, ALIGN=bool(fz.align_addend),
+            TERMS=_acc.TERMS[fz.terms], MAB=fa.man_bits + fb.man_bits,
+            CEMIN=(acc.addend_format or acc.fmt).emin, DOWN_MODE=acc.rounding == "down",
+            TILE=TILE))
+        out[f"matmul {acc}"] = len(triton.compile(src, target=target).asm["ptx"])
     return out
 
 

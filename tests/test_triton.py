@@ -125,13 +125,78 @@ def test_errors_and_fallback():
     assert "clear: True" in out.stdout, out.stderr[-2000:]
 
 
+FUSED = ["h100-fp8", "b200-fp8", "b200-mxf8f6f4", "h100-fp16", "mi300-fp8", "ada-bf16",
+         "h100-fp16-out-fp16", "ada-tf32"]
+
+
+def fmt_values(rng, shape, fmt, specials):
+    with np.errstate(over="ignore"):
+        x = (rng.standard_normal(shape) * np.exp2(rng.integers(-12, 12, shape))).astype(
+            np.float32)
+    x = lp.round(x, fmt, overflow="saturate", dtype=np.float32)
+    if specials:
+        flat = x.reshape(-1)
+        picks = [-0.0, 0.0] + ([np.nan] if fmt.has_nan else []) + (
+            [np.inf, -np.inf] if fmt.inf else [])
+        picks = picks[:flat.size]
+        flat[rng.choice(flat.size, len(picks), replace=False)] = picks
+    return x
+
+
+@settings(max_examples=10, deadline=None)
+@given(preset=st.sampled_from(FUSED + ["epb"]), mkn=st.sampled_from(
+    [(1, 1, 1), (5, 33, 7), (16, 64, 16), (20, 70, 18), (3, 100, 2)]),
+       batch=st.sampled_from([(), (2,)]), seed=st.integers(0, 2**32 - 1),
+       specials=st.booleans(), with_c=st.booleans())
+def test_fused_matmul_kernel_equals_the_core(preset, mkn, batch, seed, specials, with_c):
+    acc = lp.exact_per_block("float8_e4m3fn", "float8_e4m3fn") if preset == "epb" else \
+        lp.hardware.preset(preset)
+    rng = np.random.default_rng(seed)
+    M, K, N = mkn
+    fa, fb = acc.input_formats
+    a = fmt_values(rng, batch + (M, K), fa, specials)
+    b = fmt_values(rng, batch + (K, N), fb, specials and seed % 2)
+    c = None
+    if with_c:
+        cf = acc.addend_format or acc.fmt
+        c = fmt_values(rng, batch + (M, N), cf, specials)
+    want = lp.matmul(a, b, acc, c)
+    got = tk.matmul(torch.from_numpy(a), torch.from_numpy(b), acc,
+                    None if c is None else torch.from_numpy(c))
+    assert np.array_equal(u(got), u(want))
+
+
+@pytest.mark.parametrize("bf", ["mxfp8_e4m3", "mxfp8_e5m2", "mxfp6_e2m3", "mxfp4"])
+def test_fused_matmul_kernel_on_mx_operands(bf):
+    import lowprec_torch as lt
+    rng = np.random.default_rng(4)
+    x = data(rng, (24, 96))
+    w = (rng.standard_normal((96, 20)) * 1e3).astype(np.float32)
+    x[3, :] = 0.0
+    acc = lp.hardware.preset("b200-mxf8f6f4")
+    want = lp.matmul(lp.quantize(x, bf), lp.quantize(w, bf, axis=-2), acc)
+    got = tk.matmul(lt.quantize(torch.from_numpy(x), bf),
+                    lt.quantize(torch.from_numpy(w), bf, axis=-2), acc)
+    assert np.array_equal(u(got), u(want))
+
+
+def test_fused_matmul_kernel_refuses_what_it_does_not_model():
+    a = torch.ones(4, 32)
+    for acc in ("fp32-sequential", "deepseek-v3-fp8"):
+        with pytest.raises(NotImplementedError, match="lowprec_torch.matmul"):
+            tk.matmul(a, a.T, acc)
+    with pytest.raises(ValueError, match="not one of the float8_e4m3fn values"):
+        tk.matmul(torch.full((4, 32), 1.1), a.T, "h100-fp8")
+
+
 def test_every_kernel_compiles_for_sm90():
     env = dict(os.environ, TRITON_INTERPRET="0")
-    code = ("from lowprec_torch import triton as t\n"
-            "sizes = t.compile_kernels(90)\n"
+    code = ("import lowprec as lp\nfrom lowprec_torch import triton as t\n"
+            "sizes = t.compile_kernels(90, matmul_models=('h100-fp8', 'b200-fp8', "
+            "lp.exact_per_block('float8_e4m3fn', 'float8_e4m3fn')))\n"
             "print(len(sizes), min(sizes.values()))\n")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                          timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     n, smallest = map(int, out.stdout.split())
-    assert n == 12 and smallest > 10000           # 12 kernels, each real PTX
+    assert n == 15 and smallest > 10000           # 15 kernels, each real PTX
