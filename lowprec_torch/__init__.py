@@ -22,7 +22,9 @@ NaN, i.e. torch's cast is ``overflow="saturate"``; float8_e5m2 and the fnuz type
 ml_dtypes; ``torch.float8_e8m0fnu`` takes the magnitude of negative inputs (-1e6 -> 2^20) and maps 0 to
 2^-127 (code 0) where ml_dtypes gives NaN (code 0xFF), and rounds the float32 subnormals in
 (2^-127, 1.5 x 2^-127) up to 2^-126 where nearest-even gives 2^-127 (all 2,097,151 of them).
-``round(x, fmt, dtype=torch.float8_e4m3fn)`` returns the codes as torch's float8 dtype.
+``round(x, fmt, dtype=torch.float8_e4m3fn)`` returns the codes as torch's float8 dtype, and
+``dtype=torch.float4_e2m1fn_x2`` E2M1 codes packed in pairs (``pack_fp4``); ``decode`` reads
+both.
 """
 from __future__ import annotations
 
@@ -37,7 +39,8 @@ from lowprec.rounding import check_overflow, check_seed
 
 from . import _round
 
-__all__ = ["round", "encode", "decode", "random_bits", "TORCH_FORMATS", "quantize",
+__all__ = ["round", "encode", "decode", "random_bits", "TORCH_FORMATS", "pack_fp4",
+           "unpack_fp4", "quantize",
            "dequantize", "fake_quantize", "QuantizedTensor", "matmul", "nn"]
 
 _NP = {torch.float16: np.dtype(np.float16), torch.bfloat16: np.dtype(ml_dtypes.bfloat16),
@@ -247,9 +250,35 @@ def _result_dtype(x, fmt, dtype):
     return dtype
 
 
+FP4_X2 = torch.float4_e2m1fn_x2
+
+
+def pack_fp4(codes):
+    """E2M1 codes (uint8, last axis even) packed two per byte as ``torch.float4_e2m1fn_x2``:
+    element 2j in the low nibble, 2j + 1 in the high one (PyTorch's
+    ``c10/util/Float4_e2m1fn_x2.h``: "val1 : val0" = bits 7654 : 3210; ``lp.pack``'s layout)."""
+    if codes.shape[-1] % 2:
+        raise ValueError(f"float4_e2m1fn_x2 packs pairs along the last axis; its length is "
+                         f"{codes.shape[-1]} (pad it to an even length first)")
+    c = codes.to(torch.int32)
+    return (c[..., 0::2] | (c[..., 1::2] << 4)).to(torch.uint8).view(FP4_X2)
+
+
+def unpack_fp4(packed):
+    """``pack_fp4`` undone: the E2M1 codes (uint8), the last axis twice as long."""
+    b = packed.view(torch.uint8).to(torch.int32)
+    return torch.stack([b & 0xF, b >> 4], dim=-1).reshape(*b.shape[:-1], -1).to(torch.uint8)
+
+
 def _round_values(x, fmt, rounding, overflow, sr_bits, sr_variant, seed, rbits, generator,
                   dtype, backend):
     fmt = _format(fmt)
+    if dtype == FP4_X2:
+        if fmt != _format("float4_e2m1fn"):
+            raise ValueError(f"dtype=torch.float4_e2m1fn_x2 holds float4_e2m1fn, not {fmt.name}")
+        _, code = _run(x, fmt, rounding, overflow, sr_bits, sr_variant, seed, rbits, generator,
+                       True, backend)
+        return pack_fp4(code)
     rdt = _result_dtype(x, fmt, dtype)
     if rdt in TORCH_FORMATS:
         _, code = _run(x, fmt, rounding, overflow, sr_bits, sr_variant, seed, rbits, generator,
@@ -342,6 +371,10 @@ def decode(codes, fmt=None, dtype=None):
     are a gather from the table of every code's value, wider ones go through the core."""
     if not isinstance(codes, torch.Tensor):
         raise TypeError(f"codes must be a torch.Tensor, got {type(codes).__name__}")
+    if codes.dtype == FP4_X2:
+        codes, fmt = unpack_fp4(codes), (fmt or "float4_e2m1fn")
+        if _format(fmt) != _format("float4_e2m1fn"):
+            raise ValueError("float4_e2m1fn_x2 codes are float4_e2m1fn codes")
     if codes.dtype in TORCH_FORMATS:
         tf = _format(TORCH_FORMATS[codes.dtype])
         if fmt is not None and _format(fmt) != tf:

@@ -236,3 +236,20 @@ def test_torch_compile():
     g = torch.compile(lambda v: lt.round(v, "float8_e4m3fn", "stochastic", seed=3),
                       backend="aot_eager")           # traced; inductor's C++ build is slow here
     same(g(x), lp.round(lt.to_numpy(x), "float8_e4m3fn", "stochastic", seed=3))
+
+
+def test_float4_e2m1fn_x2_packing():
+    """PyTorch's layout (c10/util/Float4_e2m1fn_x2.h: element 0 in bits 3..0, element 1 in
+    bits 7..4), checked against lp.pack and against nibbles assembled by hand."""
+    x = np.float32([[0.5, -6.0, 1.5, 0.0, 3.0, -0.25]])
+    p = lt.round(tensor(x), "float4_e2m1fn", dtype=torch.float4_e2m1fn_x2)
+    assert p.dtype == torch.float4_e2m1fn_x2 and p.shape == (1, 3)
+    # E2M1 codes: 0.5 = 0x1, -6 = 0xF, 1.5 = 0x3, 0 = 0x0, 3 = 0x5, -0.25 -> -0 = 0x8
+    assert p.view(torch.uint8).tolist() == [[0xF1, 0x03, 0x85]]
+    y = inputs(np.float32, 4000).reshape(40, 100)
+    q = lt.round(tensor(np.nan_to_num(y)), "float4_e2m1fn", dtype=torch.float4_e2m1fn_x2)
+    codes = lp.encode(np.nan_to_num(y), "float4_e2m1fn")
+    assert np.array_equal(q.view(torch.uint8).numpy(), lp.pack(codes, "float4_e2m1fn"))
+    same(lt.decode(q), lp.round(np.nan_to_num(y), "float4_e2m1fn"))
+    with pytest.raises(ValueError, match="even length"):
+        lt.round(torch.ones(3), "float4_e2m1fn", dtype=torch.float4_e2m1fn_x2)
