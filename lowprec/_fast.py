@@ -212,7 +212,12 @@ def run(xb, P, rsrc, rbits, seed, want_code, out, errs, specialise):
         work = lambda lo, hi: fn(xb, lo, hi, rbits, seed, out)  # noqa: E731
     else:
         work = lambda lo, hi: rows(xb, lo, hi, P, rsrc, rbits, seed, want_code, out, ft, ut)  # noqa: E731,E501
-    n = xb.shape[0]
+    parallel(xb.shape[0], work, errs)
+
+
+def parallel(n, work, errs):
+    """work(lo, hi) -> error count over [0, n), split over ``numba.get_num_threads()``
+    threads (kernels that release the GIL) when n is large; the total goes to errs[0]."""
     k = nb.get_num_threads() if n >= PARALLEL_MIN_SIZE else 1
     if k == 1:
         errs[0] = work(0, n)

@@ -12,7 +12,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from . import _fast, _kernels as K
+from . import _fast, _table8, _kernels as K
 from .formats import FloatFormat, IntFormat, TableFormat, format as _format, ml_dtype
 from .rounding import MODES, VARIANTS, check_overflow, check_seed, mode_name
 
@@ -285,11 +285,14 @@ def _run(arr, fmt, rounding, overflow, sr_bits, sr_variant, seed, rbits, want_co
     n = xb.shape[0]
     errs = np.zeros(1, dtype=np.int64)
     large = n >= SPECIALISE_MIN_SIZE
+    table = rsrc == 0 and n >= _table8.MIN_SIZE and _table8.applies(fmt, P)
     vectorised = isinstance(fmt, FloatFormat) and fmt.signed and fmt.zero
-    lut = not (want_code or vectorised) and fmt.bits <= 16   # codes, then a table lookup
+    lut = not (want_code or vectorised or table) and fmt.bits <= 16  # codes, then a lookup
     out = dest if dest is not None and not lut else np.empty(
         n, dtype=fmt.code_dtype if want_code or lut else ut)
-    if vectorised:
+    if table:
+        _table8.run(xb, P, want_code, out, errs, _fast.parallel)
+    elif vectorised:
         _fast.run(xb, P, rsrc, rb, np.uint64(sd), want_code, out, errs, large)
     elif isinstance(fmt, TableFormat):
         tv, tc = _table_arrays(fmt)

@@ -79,7 +79,12 @@ def test_pallas_fake_quantize_equals_the_core(preset, mode, shape_axis, seed):
     kw = dict(seed=seed) if mode == "stochastic" else {}
     if preset == "nvfp4_2d":
         axis = -1
-    want = lp.fake_quantize(x, preset, axis, mode, **kw)
+    try:
+        want = lp.fake_quantize(x, preset, axis, mode, **kw)
+    except ValueError as e:                     # torchao's rule does not pad: both refuse
+        with pytest.raises(ValueError, match=str(e)[:20]):
+            lpp.fake_quantize(x, preset, axis, mode, **kw)
+        return
     got = np.asarray(lpp.fake_quantize(x, preset, axis, mode, **kw))
     assert np.array_equal(got.view(np.uint32), want.view(np.uint32))
 
