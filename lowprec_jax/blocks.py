@@ -81,8 +81,7 @@ def _scale_exp(amax_bits, bf):
         return ((safe + U32(1 << (23 - m_elem - 1))) >> 23).astype(I32) - 127 - emax
     # rceil: round_up(amax * fl32(1 / max_elem)) as a power of two, in float32
     recip = np.float32(1.0) / np.float32(bf.elem.max)
-    p = lax.bitcast_convert_type(safe, jnp.float32) * recip
-    pb = lax.bitcast_convert_type(p, U32) & U32(0x7FFFFFFF)
+    pb = F.mul(safe, F.const(recip)) & U32(0x7FFFFFFF)     # IEEE: XLA's CPU flushes subnormals
     inf = pb == U32(0x7F800000)
     pfl = _floor_log2_bits(jnp.where(pb == 0, U32(1), pb))
     sub = (pb >> 23) == 0

@@ -152,7 +152,8 @@ def to_numpy_words(hi, lo):
 
 # ---- the rounding step ------------------------------------------------------------------------
 
-def _sources(rounding, seed, rbits, generator):
+def check_sources(seed, rbits, generator):
+    """At most one source of random bits, and a generator that is a torch.Generator."""
     given = sum(v is not None for v in (seed, rbits, generator))
     if given > 1:
         raise ValueError("give one of seed=, rbits=, generator= for stochastic rounding")
@@ -181,7 +182,7 @@ def _run(x, fmt, rounding, overflow, sr_bits, sr_variant, seed, rbits, generator
     the work type's float, both as tensors on x's device."""
     fmt = _format(fmt)
     _check_backend(backend)
-    _sources(rounding, seed, rbits, generator)
+    check_sources(seed, rbits, generator)
     W, mode, r, P = _plan(fmt, rounding, overflow, sr_bits, sr_variant,
                           seed is not None or generator is not None, rbits is not None, x.dtype)
     stoch = mode == "stochastic"

@@ -24,7 +24,8 @@ from lowprec import blocks as _B, cast
 import lowprec as lp
 
 from . import (_check_backend, _check_x, _generator_words, _rbits_words, _round, _use_core,
-               from_numpy, random_bits, to_numpy, to_numpy_words, with_gradient, round as _lt_round)
+               check_sources, from_numpy, random_bits, to_numpy, to_numpy_words, with_gradient,
+               round as _lt_round)
 
 __all__ = ["quantize", "dequantize", "fake_quantize", "QuantizedTensor"]
 
@@ -256,11 +257,6 @@ def _core_kw(x, rounding, sr_bits, sr_variant, seed, rbits, generator, tensor_am
     return kw
 
 
-def _sources(seed, rbits, generator):
-    if sum(v is not None for v in (seed, rbits, generator)) > 1:
-        raise ValueError("give one of seed=, rbits=, generator= for stochastic rounding")
-
-
 def quantize(x, bf, axis=-1, rounding="nearest_even", *, sr_bits=None, sr_variant="srff",
              seed=None, rbits=None, generator=None, tensor_amax=None,
              backend="auto") -> QuantizedTensor:
@@ -269,7 +265,7 @@ def quantize(x, bf, axis=-1, rounding="nearest_even", *, sr_bits=None, sr_varian
     ``torch.randint(0, 2**32)`` word per element of x); ``backend`` as ``lowprec_torch.round``."""
     bf, x, axis = _check(x, bf, axis)
     _check_backend(backend)
-    _sources(seed, rbits, generator)
+    check_sources(seed, rbits, generator)
     if _use_core(x, bf.elem, backend) or not _torch_path_ok(x, bf, sr_variant):
         bt = lp.quantize(to_numpy(x), bf, axis, rounding, **_core_kw(
             x, rounding, sr_bits, sr_variant, seed, rbits, generator, tensor_amax, bf))
@@ -316,7 +312,7 @@ def fake_quantize(x, bf, axis=-1, rounding="nearest_even", *, sr_bits=None,
     format along the same axis (``grad_rounding``, stochastic arguments in ``grad_kw``)."""
     bf_, x, ax = _check(x, bf, axis)
     _check_backend(backend)
-    _sources(seed, rbits, generator)
+    check_sources(seed, rbits, generator)
 
     def f(v):
         if _use_core(v, bf_.elem, backend) or not _torch_path_ok(v, bf_, sr_variant):

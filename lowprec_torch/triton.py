@@ -22,8 +22,8 @@ from lowprec import blocks as _B, cast
 from lowprec.formats import TableFormat, format as _format
 from lowprec.rounding import check_overflow
 
-from . import (_NP, _check_x, _codes, _generator_words, _rbits_words, _TORCH,
-               cast_keeping_nan_sign, random_bits)
+from . import (_NP, _TORCH, _check_x, _codes, _generator_words, _rbits_words,
+               cast_keeping_nan_sign, check_sources, random_bits)
 from ._triton_round import _mask, _msb, _shl, _shr, _u, msb64, round_bits, round_int
 
 __all__ = ["round", "encode", "fake_quantize", "quantize", "matmul", "compile_kernels", "BLOCK",
@@ -91,8 +91,7 @@ def _run(x, fmt, rounding, overflow, sr_bits, sr_variant, seed, rbits, generator
     if isinstance(fmt, TableFormat) or cast._work_bits(fmt, _NP[x.dtype]) != 32:
         raise ValueError(f"the Triton kernels use a float32 work type: {fmt.name} from "
                          f"{x.dtype} needs float64 (use lowprec_torch.round)")
-    if sum(v is not None for v in (seed, rbits, generator)) > 1:
-        raise ValueError("give one of seed=, rbits=, generator= for stochastic rounding")
+    check_sources(seed, rbits, generator)
     mode, r, variant = cast._check_rounding_args(
         fmt, rounding, sr_bits, sr_variant, 0 if generator is not None else seed, rbits,
         _NP[x.dtype])
@@ -273,8 +272,7 @@ def _blocks(x, bf, axis, rounding, sr_bits, sr_variant, seed, rbits, generator, 
         raise NotImplementedError(f"the Triton block kernel covers the rules {tuple(_RULE)} "
                                   f"with float32-held elements; {bf.name} needs "
                                   "lowprec_torch.quantize")
-    if sum(v is not None for v in (seed, rbits, generator)) > 1:
-        raise ValueError("give one of seed=, rbits=, generator= for stochastic rounding")
+    check_sources(seed, rbits, generator)
     if tensor_amax is not None and bf.scale_rule != "nvfp4":
         raise ValueError(f"tensor_amax is for the two-level rules; {bf.name} uses "
                          f"scale_rule={bf.scale_rule!r}")
@@ -327,6 +325,15 @@ def fake_quantize(x, bf, axis=-1, rounding="nearest_even", *, sr_bits=None,
     return cast_keeping_nan_sign(_B._unblock(vals, x.shape, axis, bf, xp=torch), x.dtype)
 
 
+def _ptx(compiled):
+    """The PTX size, after checking that no instruction flushes subnormals (``.ftz``): the
+    float32 products and quotients of the NVFP4 and rceil rules must be IEEE."""
+    ptx = compiled.asm["ptx"]
+    if ".ftz" in ptx:
+        raise RuntimeError("a kernel compiled to a flush-to-zero instruction")
+    return len(ptx)
+
+
 def compile_kernels(arch=90, fmts=("float8_e4m3fn", "float4_e2m1fn"),
                     block_formats=("mxfp8_e4m3", "mxfp4", "mxfp8_e4m3_rceil", "nvfp4"),
                     matmul_models=("h100-fp8", "b200-fp8")):
@@ -347,7 +354,7 @@ def compile_kernels(arch=90, fmts=("float8_e4m3fn", "float4_e2m1fn"),
             sig = {"x_ptr": "*i32", "r_ptr": "*i32", "code_ptr": "*i32", "val_ptr": "*i32",
                    "n": "i32", "P": "constexpr", "HAS_R": "constexpr", "BLOCK": "constexpr"}
             src = ASTSource(_round_kernel, sig, dict(P=P, HAS_R=r > 0, BLOCK=BLOCK))
-            out[f"round {fmt} {mode}"] = len(triton.compile(src, target=target).asm["ptx"])
+            out[f"round {fmt} {mode}"] = _ptx(triton.compile(src, target=target))
     for name in block_formats:
         bf = _B.block_format(name)
         for mode, r in (("nearest_even", 0), ("stochastic", 32)):
@@ -360,7 +367,7 @@ def compile_kernels(arch=90, fmts=("float8_e4m3fn", "float4_e2m1fn"),
             src = ASTSource(_block_kernel, sig, dict(
                 P=P, Ps=Ps, S=_block_constants(bf), HAS_R=r > 0, ROWS=ROWS, K=bf.k,
                 KP=triton.next_power_of_2(bf.k)))
-            out[f"block {name} {mode}"] = len(triton.compile(src, target=target).asm["ptx"])
+            out[f"block {name} {mode}"] = _ptx(triton.compile(src, target=target))
     from lowprec import accumulate as _acc  # noqa: PLC0415
     for acc in (_acc._resolve(p) for p in matmul_models):
         fz = acc.fused
@@ -377,7 +384,7 @@ def compile_kernels(arch=90, fmts=("float8_e4m3fn", "float4_e2m1fn"),
             TERMS=_acc.TERMS[fz.terms], MAB=fa.man_bits + fb.man_bits,
             CEMIN=(acc.addend_format or acc.fmt).emin, DOWN_MODE=acc.rounding == "down",
             TILE=TILE))
-        out[f"matmul {acc}"] = len(triton.compile(src, target=target).asm["ptx"])
+        out[f"matmul {acc}"] = _ptx(triton.compile(src, target=target))
     return out
 
 

@@ -21,11 +21,10 @@ def x():
 
 # Each case compiles one specialised kernel (tens of seconds on a cold cache), so the cases
 # cover each kernel kind once: the vectorised kernel (deterministic, seeded SR, rbits SR, codes
-# and values, a saturating policy) and the general one (no-zero and integer formats).
-CASES = [("float8_e4m3fn", "nearest_even", None, {}, False),
-         ("float8_e5m2", "toward_zero", "saturate", {}, True),
+# and values, a saturating policy) and the general one (a format without zero). Deterministic
+# rounding into small float formats takes the table path (test_table8.py).
+CASES = [("bfloat16", "nearest_even", None, {}, False),
          ("float8_e8m0fnu", "nearest_away", None, {}, True),
-         ("int8", "down", None, {}, False),
          ("float8_e3m4", "stochastic", "saturate", dict(sr_bits=5, sr_variant="src", seed=9),
           False),
          ("float6_e2m3fn", "stochastic", None,
