@@ -10,7 +10,7 @@ import jax  # noqa: E402
 
 import lowprec as lp  # noqa: E402
 import lowprec_jax as lj  # noqa: E402
-from bench_round import N, REPEAT, time_rows  # noqa: E402
+from bench_round import N, REPEAT, print_ratio_table, time_rows  # noqa: E402
 
 
 def main():
@@ -35,13 +35,9 @@ def main():
         rows.append((f"jit(lowprec_jax.fake_quantize) {bf}",
                      lambda f=f: f(xj2).block_until_ready()))
     res = dict(time_rows(rows))
-    base = res["np.copyto (memory bound)"]
     print(f"{N:,} float32 values, {os.cpu_count()} cores, JAX {jax.__version__} on CPU, median "
           f"of {REPEAT} interleaved runs\n")
-    print("| operation | time (ms) | x copy |")
-    print("|---|---:|---:|")
-    for name, _ in rows:
-        print(f"| {name} | {res[name] * 1e3:.1f} | {res[name] / base:.2f} |")
+    print_ratio_table(rows, res, 'np.copyto (memory bound)', 'x copy')
     pallas_interpret()
     matmuls()
     return 0

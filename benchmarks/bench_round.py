@@ -15,6 +15,14 @@ N = int(os.environ.get("LOWPREC_BENCH_N", 10_000_000))
 REPEAT = int(os.environ.get("LOWPREC_BENCH_REPEAT", 7))
 
 
+def print_ratio_table(rows, res, base, ratio_label):
+    """Markdown table of rows (name, fn) with their times res[name] and the ratio to base."""
+    print(f"| operation | time (ms) | {ratio_label} |")
+    print("|---|---:|---:|")
+    for name, _ in rows:
+        print(f"| {name} | {res[name] * 1e3:.1f} | {res[name] / res[base]:.2f} |")
+
+
 def time_rows(rows):
     """Median time of each row; repeats interleave the rows so that a slow moment of the
     machine does not fall on one row only. One untimed call first (compilation)."""

@@ -8,7 +8,7 @@ import torch
 
 import lowprec as lp
 import lowprec_torch as lt
-from bench_round import N, REPEAT, time_rows
+from bench_round import N, REPEAT, print_ratio_table, time_rows
 
 
 def main():
@@ -31,13 +31,9 @@ def main():
                  (f"lowprec_torch.fake_quantize {bf} (core)",
                   lambda bf=bf: lt.fake_quantize(tx2, bf))]
     res = dict(time_rows(rows))
-    base = res["torch .to(float8_e4m3fn)"]
     print(f"{N:,} float32 values, {os.cpu_count()} cores, torch {torch.__version__} on CPU, "
           f"median of {REPEAT} interleaved runs (ratios to torch's native float8 cast)\n")
-    print("| operation | time (ms) | x torch cast |")
-    print("|---|---:|---:|")
-    for name, _ in rows:
-        print(f"| {name} | {res[name] * 1e3:.1f} | {res[name] / base:.2f} |")
+    print_ratio_table(rows, res, 'torch .to(float8_e4m3fn)', 'x torch cast')
     torch_ops()
     triton_interpret()
     return 0
@@ -61,13 +57,9 @@ def torch_ops():
             ("lowprec_torch.fake_quantize mxfp8_e4m3 (torch ops, eager)",
              lambda: lt.fake_quantize(tx.reshape(-1, 500), "mxfp8_e4m3", backend="torch"))]
     res = dict(time_rows(rows))
-    base = res["torch .to(float8_e4m3fn)"]
     print(f"\nThe torch-operations path on this CPU (it is for GPUs and torch.compile), "
           f"{n:,} values:\n")
-    print("| operation | time (ms) | x torch cast |")
-    print("|---|---:|---:|")
-    for name, _ in rows:
-        print(f"| {name} | {res[name] * 1e3:.1f} | {res[name] / base:.2f} |")
+    print_ratio_table(rows, res, 'torch .to(float8_e4m3fn)', 'x torch cast')
 
 
 def triton_interpret():

@@ -151,8 +151,9 @@ def _sr_decide(Dh, Dl, Rh, Rl, r: tl.constexpr, variant: tl.constexpr):
 
 @triton.jit
 def _msb_step(q, m, s: tl.constexpr):
+    """One step of the leading-one binary search (any unsigned width)."""
     t = q >> s
-    c = t != _u(0)
+    c = t != 0
     return tl.where(c, t, q), m + c.to(tl.int32) * s
 
 
@@ -291,29 +292,12 @@ def _finish(neg, a_zero, special, isnan, q, Dh, Dl, Et, below, meff, Rh, Rl, P: 
 def msb64(m):
     """Index of the leading one of uint64 m > 0 (0 for m = 0), int32: binary search."""
     r = (m * 0).to(tl.int32)
-    t = m >> 32
-    c = t != 0
-    m = tl.where(c, t, m)
-    r = r + c.to(tl.int32) * 32
-    t = m >> 16
-    c = t != 0
-    m = tl.where(c, t, m)
-    r = r + c.to(tl.int32) * 16
-    t = m >> 8
-    c = t != 0
-    m = tl.where(c, t, m)
-    r = r + c.to(tl.int32) * 8
-    t = m >> 4
-    c = t != 0
-    m = tl.where(c, t, m)
-    r = r + c.to(tl.int32) * 4
-    t = m >> 2
-    c = t != 0
-    m = tl.where(c, t, m)
-    r = r + c.to(tl.int32) * 2
-    t = m >> 1
-    c = t != 0
-    r = r + c.to(tl.int32)
+    m, r = _msb_step(m, r, 32)
+    m, r = _msb_step(m, r, 16)
+    m, r = _msb_step(m, r, 8)
+    m, r = _msb_step(m, r, 4)
+    m, r = _msb_step(m, r, 2)
+    m, r = _msb_step(m, r, 1)
     return r
 
 

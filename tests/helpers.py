@@ -85,3 +85,28 @@ def all_f16():
 def all_bf16():
     import ml_dtypes
     return np.arange(65536, dtype=np.uint16).view(ml_dtypes.bfloat16)
+
+
+def round_inputs(dtype, n=4000, seed=0):
+    """Values over a wide exponent range with NaN, +-Inf, +-0, the smallest subnormal and
+    -max in front (float64: a quarter spread over the whole float64 range)."""
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal(n) * np.exp2(rng.integers(-40, 40, n))).astype(dtype)
+    if dtype == np.float64:
+        x[: n // 4] = np.exp2(rng.integers(-1074, 1020, n // 4)) * rng.standard_normal(n // 4)
+    x[:8] = [np.nan, -np.nan, -np.inf, np.inf, -0.0, 0.0, np.finfo(dtype).smallest_subnormal,
+             -np.finfo(dtype).max]
+    return x
+
+
+def block_inputs(rng, shape, specials):
+    """Block-test values: each row at its own scale; with ``specials`` NaN, +-Inf, -0, a
+    subnormal and 3e38 somewhere and a leading run of zeros."""
+    x = (rng.standard_normal(shape) * np.exp2(rng.integers(-40, 40, shape[:-1] + (1,)))
+         ).astype(np.float32)
+    if specials:
+        flat = x.reshape(-1)
+        for v in (np.nan, np.inf, -np.inf, -0.0, 1e-41, 3e38):
+            flat[rng.integers(0, flat.size)] = v
+        x.reshape(-1)[: min(32, x.size)] = 0.0
+    return x

@@ -10,21 +10,13 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 import lowprec as lp
+from helpers import block_inputs as data
 from lowprec_jax import blocks as jb
 
 PRESETS = ["mxfp8_e4m3", "mxfp8_e5m2", "mxfp6_e3m2", "mxfp6_e2m3", "mxfp4", "mxint8",
            "mxfp8_e4m3_rceil", "mxfp8_e5m2_rceil", "bfp16", "nvfp4", "nvfp4_2d", "nvfp4_torchao"]
 
 
-def data(rng, shape, specials):
-    x = (rng.standard_normal(shape) * np.exp2(rng.integers(-40, 40, shape[:-1] + (1,)))
-         ).astype(np.float32)
-    if specials:
-        flat = x.reshape(-1)
-        for v in (np.nan, np.inf, -np.inf, -0.0, 1e-41, 3e38):
-            flat[rng.integers(0, flat.size)] = v
-        x.reshape(-1)[: min(32, x.size)] = 0.0
-    return x
 
 
 @settings(max_examples=14, deadline=None)

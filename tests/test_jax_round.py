@@ -7,6 +7,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 import lowprec as lp
+from helpers import round_inputs as inputs
 import lowprec_jax as lj
 from lowprec.testing import float_formats
 
@@ -18,14 +19,6 @@ F32_FORMATS = ["float8_e4m3fn", "float8_e5m2", "float8_e4m3fnuz", "float8_e3m4",
 NO_NAN = ("int8", "uint4", "mxint8_element", "float6_e3m2fn", "float4_e2m1fn")
 
 
-def inputs(dtype, n=4000, seed=0):
-    rng = np.random.default_rng(seed)
-    x = (rng.standard_normal(n) * np.exp2(rng.integers(-40, 40, n))).astype(dtype)
-    if dtype == np.float64:
-        x[: n // 4] = np.exp2(rng.integers(-1074, 1020, n // 4)) * rng.standard_normal(n // 4)
-    x[:8] = [np.nan, -np.nan, -np.inf, np.inf, -0.0, 0.0, np.finfo(dtype).smallest_subnormal,
-             -np.finfo(dtype).max]
-    return x
 
 
 def same(got, want):

@@ -10,6 +10,7 @@ import torch
 from hypothesis import given, settings, strategies as st
 
 import lowprec as lp
+from helpers import block_inputs as data
 import lowprec_torch as lt
 
 PRESETS = ["mxfp8_e4m3", "mxfp8_e5m2", "mxfp6_e3m2", "mxfp6_e2m3", "mxfp4", "mxint8",
@@ -17,15 +18,6 @@ PRESETS = ["mxfp8_e4m3", "mxfp8_e5m2", "mxfp6_e3m2", "mxfp6_e2m3", "mxfp4", "mxi
            "nvfp4_4over6"]
 
 
-def data(rng, shape, specials):
-    x = (rng.standard_normal(shape) * np.exp2(rng.integers(-40, 40, shape[:-1] + (1,)))
-         ).astype(np.float32)
-    if specials:
-        flat = x.reshape(-1)
-        for v in (np.nan, np.inf, -np.inf, -0.0, 1e-41, 3e38):
-            flat[rng.integers(0, flat.size)] = v
-        x.reshape(-1)[: min(32, x.size)] = 0.0
-    return x
 
 
 def ubits(a):

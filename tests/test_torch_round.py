@@ -8,6 +8,7 @@ import torch
 from hypothesis import given, settings, strategies as st
 
 import lowprec as lp
+from helpers import round_inputs as inputs
 import lowprec_torch as lt
 from lowprec.testing import float_formats
 
@@ -21,14 +22,6 @@ TORCH_OF = {np.dtype(np.float16): torch.float16, np.dtype(ml_dtypes.bfloat16): t
             np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}
 
 
-def inputs(dtype, n=4000, seed=0):
-    rng = np.random.default_rng(seed)
-    x = (rng.standard_normal(n) * np.exp2(rng.integers(-40, 40, n))).astype(dtype)
-    if dtype == np.float64:
-        x[: n // 4] = np.exp2(rng.integers(-1074, 1020, n // 4)) * rng.standard_normal(n // 4)
-    x[:8] = [np.nan, -np.nan, -np.inf, np.inf, -0.0, 0.0, np.finfo(dtype).smallest_subnormal,
-             -np.finfo(dtype).max]
-    return x
 
 
 def tensor(a):
