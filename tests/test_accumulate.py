@@ -137,7 +137,24 @@ def test_ordered_sums_match_the_rational_model(seed, acc_name, mode, order, roun
                 prods = [om.round_ieee(q, 8, -126, 127, "nearest_even") for q in prods]
             want = om.ordered_sum(prods, Fr(float(c[i, j])), order, (p, emin, emax, mode),
                                   block=3, tree=tree)
+            if want == 0:                      # Fractions carry no sign: IEEE zero signs
+                zeros = [np.signbit(x) != np.signbit(y) if x * y == 0 else None
+                         for x, y in zip(a[i], b[:, j])] + [bool(np.signbit(c[i, j]))]
+                want = -0.0 if zero_sum_is_negative(prods + [Fr(float(c[i, j]))], zeros,
+                                                    mode) else 0.0
             assert same(got[i, j], want), (i, j, float(want), got[i, j])
+
+
+def zero_sum_is_negative(terms, zero_signs, mode):
+    """IEEE 754 §6.3 for a sum whose rounded result is zero: -0 when every term is a -0, or,
+    rounding toward -Inf, when any term is nonzero or the zeros differ in sign (an exact zero
+    from cancellation; a nonzero sum that rounds to zero keeps its sign)."""
+    if sum(terms) != 0:
+        return sum(terms) < 0
+    if all(t == 0 for t in terms):
+        signs = set(zero_signs)
+        return signs == {True} or (len(signs) > 1 and mode == "down")
+    return mode == "down"
 
 
 @settings(max_examples=40, deadline=None)
