@@ -1,10 +1,10 @@
-# make demo | make test | make bench | make train-jax -- each creates .venv and installs the pinned set if needed.
+# make demo | make test | make bench | make train-jax | make notebooks -- each creates .venv and installs the pinned set if needed.
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench train-jax venv clean
+.PHONY: demo test bench train-jax notebooks venv clean
 
 venv: $(STAMP)
 
@@ -18,7 +18,10 @@ demo: $(STAMP)
 	$(PY) examples/demo.py
 
 test: $(STAMP)
-	$(PY) -m pytest -q -n 2 tests
+	LOWPREC_NB_QUICK=1 $(PY) -m pytest -q -n 2 tests --nbmake notebooks
+
+notebooks: $(STAMP)
+	$(PY) notebooks/build.py
 
 train-jax: $(STAMP)
 	$(PY) examples/fp4_training_jax.py
