@@ -131,7 +131,8 @@ for _n, _e in [("mxfp8_e4m3", "float8_e4m3fn"), ("mxfp8_e5m2", "float8_e5m2"),
                ("mxfp6_e3m2", "float6_e3m2fn"), ("mxfp6_e2m3", "float6_e2m3fn"),
                ("mxfp4", "float4_e2m1fn"), ("mxint8", "mxint8_element")]:
     _preset(_n, elem=_e)                                         # OCP MX v1.0
-for _n, _e in [("mxfp8_e4m3_rceil", "float8_e4m3fn"), ("mxfp8_e5m2_rceil", "float8_e5m2")]:
+for _n, _e in [("mxfp8_e4m3_rceil", "float8_e4m3fn"), ("mxfp8_e5m2_rceil", "float8_e5m2"),
+               ("mxfp4_rceil", "float4_e2m1fn")]:
     _preset(_n, elem=_e, scale_rule="rceil", scale_overflow="saturate", nonfinite="saturate")
 _preset("nvfp4", elem="float4_e2m1fn", k=16, scale_fmt="ue4m3", scale_rule="nvfp4",
         nonfinite="saturate")

@@ -50,8 +50,10 @@ def _recipes():
     bf16 = Quant("bfloat16")
     e4, e5 = Quant("mxfp8_e4m3"), Quant("mxfp8_e5m2")
     r4 = Quant("mxfp8_e4m3_rceil")
-    fp4, fp4_sr = Quant("mxfp4"), Quant("mxfp4", "stochastic")
-    fp4_sr_rht, fp4_rht = Quant("mxfp4", "stochastic", rht=True), Quant("mxfp4", rht=True)
+    fp4, fp4_rht = Quant("mxfp4"), Quant("mxfp4", rht=True)
+    # SR operands get scales rounded up, so no value is clipped and SR stays unbiased
+    fp4_sr = Quant("mxfp4_rceil", "stochastic")
+    fp4_sr_rht = Quant("mxfp4_rceil", "stochastic", rht=True)
     nv, nv2 = Quant("nvfp4"), Quant("nvfp4_2d")
     nv_sr = Quant("nvfp4", "stochastic")
     nv_rht, nv_sr_rht = Quant("nvfp4", rht=True), Quant("nvfp4", "stochastic", rht=True)
@@ -72,8 +74,10 @@ RECIPE_NOTES = {
              "blocks, scales rounded up (rceil)",
     "mxfp8_ocp": "OCP MXFP8: E4M3 for X and W, E5M2 for gradients, 1 x 32 blocks, the OCP "
                  "spec's floor scales (diverges in the example, as arXiv:2506.08027 reports)",
-    "mxfp4": "OCP MXFP4 everywhere; stochastic rounding on gradients, RHT on the wgrad "
-             "operands (Tseng et al. 2025, arXiv:2502.20586)",
+    "mxfp4": "MXFP4 (E2M1, 1 x 32 blocks, E8M0 scales) everywhere; stochastic rounding on "
+             "gradients with scales rounded up (rceil: amax maps into (3, 6], nothing is "
+             "clipped, as Tseng et al.'s 3/4 prescale ensures), RHT on the wgrad operands "
+             "(arXiv:2502.20586); X and W keep the OCP floor scales",
     "nvfp4": "NVFP4 (arXiv:2509.25149): 1 x 16 blocks for X and dY, 16 x 16 tiles for W, "
              "stochastic rounding on gradients, RHT on the wgrad operands",
     "none": "no quantization (float32)",

@@ -14,7 +14,7 @@ from helpers import block_inputs as data
 import lowprec_torch as lt
 
 PRESETS = ["mxfp8_e4m3", "mxfp8_e5m2", "mxfp6_e3m2", "mxfp6_e2m3", "mxfp4", "mxint8",
-           "mxfp8_e4m3_rceil", "mxfp8_e5m2_rceil", "bfp16", "nvfp4", "nvfp4_2d", "nvfp4_torchao",
+           "mxfp8_e4m3_rceil", "mxfp8_e5m2_rceil", "mxfp4_rceil", "bfp16", "nvfp4", "nvfp4_2d", "nvfp4_torchao",
            "nvfp4_4over6"]
 
 

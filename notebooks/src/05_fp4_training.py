@@ -9,7 +9,8 @@
 # LM on sequences from a random order-2 Markov chain, whose entropy rate is the loss floor); each
 # product goes through `lowprec_jax.dot.quantized_dot_general` with a recipe from
 # `lowprec.recipes`. The recipes follow their papers: `mxfp8` is E4M3 everywhere with rceil
-# scales (arXiv:2506.08027); `mxfp4` quantizes gradients with SR and applies the RHT to the
+# scales (arXiv:2506.08027); `mxfp4` quantizes gradients with SR on scales rounded up, so that
+# nothing is clipped (what Tseng et al.'s 3/4 prescale achieves), and applies the RHT to the
 # weight-gradient operands (arXiv:2502.20586); `nvfp4` uses 16x16 weight tiles, SR on gradients
 # and the RHT (arXiv:2509.25149) and keeps the LM head in bf16.
 #
@@ -29,7 +30,6 @@ import jax.numpy as jnp  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-import lowprec as lp  # noqa: E402
 import lowprec_jax as lpj  # noqa: E402
 from lowprec.recipes import Quant, Recipe  # noqa: E402
 
@@ -49,28 +49,26 @@ print(f"one-layer transformer, d={ex.D}, vocab {ex.V}, context {ex.T}; {STEPS} s
 # %% [markdown]
 # ## 1. Loss curves per recipe
 #
-# `mxfp4 (RN gradients)` is the `mxfp4` recipe with nearest-even in place of SR on the two
-# gradient products, everything else equal; `mxfp4 (SR gradients, rceil scales)` keeps SR but
-# gives the gradient operands scales rounded up (rceil), so that no gradient value is clipped
-# (why that matters: section 2).
+# The `mxfp4` recipe rounds the gradient operands stochastically with scales rounded up
+# (`mxfp4_rceil`); the two variants beside it use the OCP floor scales on the gradients, with
+# SR and with nearest-even, everything else equal (why the scale rule matters: section 2).
 
 # %%
 fp4, fp4_rht = Quant("mxfp4"), Quant("mxfp4", rht=True)
+sr_floor, sr_floor_rht = Quant("mxfp4", "stochastic"), Quant("mxfp4", "stochastic", rht=True)
+mxfp4_floor = Recipe((fp4, fp4), (sr_floor, fp4), (fp4_rht, sr_floor_rht), name="mxfp4_floor")
 mxfp4_rn = Recipe((fp4, fp4), (fp4, fp4), (fp4_rht, fp4_rht), name="mxfp4_rn")
-rceil4 = lp.BlockFormat("float4_e2m1fn", scale_rule="rceil")          # scales rounded up
-sr_up, sr_up_rht = Quant(rceil4, "stochastic"), Quant(rceil4, "stochastic", rht=True)
-mxfp4_sr_rceil = Recipe((fp4, fp4), (sr_up, fp4), (fp4_rht, sr_up_rht), name="mxfp4_sr_rceil")
-runs = {"bf16": "bf16", "mxfp8": "mxfp8", "mxfp4 (SR gradients)": "mxfp4",
-        "mxfp4 (RN gradients)": mxfp4_rn,
-        "mxfp4 (SR gradients, rceil scales)": mxfp4_sr_rceil, "nvfp4": "nvfp4"}
+runs = {"bf16": "bf16", "mxfp8": "mxfp8", "mxfp4 (SR gradients, rceil scales)": "mxfp4",
+        "mxfp4 (SR gradients, OCP floor scales)": mxfp4_floor,
+        "mxfp4 (RN gradients, floor scales)": mxfp4_rn, "nvfp4": "nvfp4"}
 if QUICK:                  # CI: two recipes (nvfp4's XLA compile alone takes ~45 s)
-    runs = {k: runs[k] for k in ("bf16", "mxfp4 (SR gradients)")}
+    runs = {k: runs[k] for k in ("bf16", "mxfp4 (SR gradients, rceil scales)")}
 results = {}
 for label, rec in runs.items():
     t0 = time.time()
     losses, test, _ = ex.train(rec, STEPS, BATCH, data, bar=False)
     results[label] = (losses, test)
-    print(f"{label:34}: held-out loss {test:.3f}, last-50-step train mean "
+    print(f"{label:38}: held-out loss {test:.3f}, last-50-step train mean "
           f"{losses[-50:].mean():.3f}  ({time.time() - t0:.0f} s)")
 
 fig, ax = plt.subplots(figsize=(8, 4.5))
@@ -117,7 +115,7 @@ print(f"floor scales: {100 * np.mean(np.abs(blocks) > 6 * scale):.2f}% of the gr
       f"clipped; ‖clip(g) − g‖/‖g‖ = {clip_bias:.4f}")
 
 curves = {}
-for name, fmt in [("floor (OCP)", "mxfp4"), ("rceil", rceil4)]:
+for name, fmt in [("floor (OCP)", "mxfp4"), ("rceil", "mxfp4_rceil")]:
     sr = jax.jit(lambda g, key, fmt=fmt: lpj.fake_quantize(g, fmt, axis=0,
                                                           rounding="stochastic", key=key))
     acc = np.zeros_like(g, np.float64)
@@ -146,11 +144,10 @@ plt.show()
 # ## Finding
 #
 # Full run, 600 steps of 32 sequences, one seed: held-out loss bf16 2.249, mxfp8 2.264, nvfp4
-# 2.342, but mxfp4 3.333 with SR gradients and 3.454 with RN gradients (the uniform guess is
-# 3.466). What holds MXFP4 back is not SR but the OCP floor scale: it clips 2.2% of this
-# gradient's values, a bias of 5.1% of ‖g‖ that averaging SR draws cannot remove (the mean of
-# 256 draws stops at 5.2%, on the bias computed from the definition). With rceil scales on the
-# gradient operands the mean of SR draws falls like 1/sqrt(n) (1.1% after 256), and the same
-# MXFP4 training reaches 2.405. This is why Tseng et al. (arXiv:2502.20586) scale gradients by
-# 3/4 before MXFP4 stochastic rounding; the `mxfp4` recipe of `lowprec.recipes` keeps the OCP
-# floor rule and does not.
+# 2.342, mxfp4 2.405; the same MXFP4 training with the OCP floor scales on its stochastically
+# rounded gradients reaches only 3.333, and with nearest-even gradients 3.454 (the uniform guess
+# is 3.466). The floor scale clips 2.2% of this gradient's values, a bias of 5.1% of ‖g‖ that
+# averaging SR draws cannot remove (the mean of 256 draws stops at 5.2%, on the bias computed
+# from the definition). With scales rounded up (rceil) nothing is clipped and the mean of SR
+# draws falls like 1/sqrt(n) (1.1% after 256). Tseng et al. (arXiv:2502.20586) get the same
+# effect with a 3/4 prescale; lowprec's `mxfp4` recipe uses `mxfp4_rceil` on its SR operands.
