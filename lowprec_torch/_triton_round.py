@@ -158,15 +158,20 @@ def _msb_step(q, m, s: tl.constexpr):
 
 
 @triton.jit
-def _msb(q):
-    """Index of the leading one of uint32 q > 0 (0 for q = 0), int32: binary search."""
-    m = (q * 0).to(tl.int32)
+def _msb_below32(q, m):
+    """m + the index of the leading one of q < 2^32 (the steps 16, 8, 4, 2, 1)."""
     q, m = _msb_step(q, m, 16)
     q, m = _msb_step(q, m, 8)
     q, m = _msb_step(q, m, 4)
     q, m = _msb_step(q, m, 2)
     q, m = _msb_step(q, m, 1)
     return m
+
+
+@triton.jit
+def _msb(q):
+    """Index of the leading one of uint32 q > 0 (0 for q = 0), int32: binary search."""
+    return _msb_below32(q, (q * 0).to(tl.int32))
 
 
 @triton.jit
@@ -291,14 +296,8 @@ def _finish(neg, a_zero, special, isnan, q, Dh, Dl, Et, below, meff, Rh, Rl, P: 
 @triton.jit
 def msb64(m):
     """Index of the leading one of uint64 m > 0 (0 for m = 0), int32: binary search."""
-    r = (m * 0).to(tl.int32)
-    m, r = _msb_step(m, r, 32)
-    m, r = _msb_step(m, r, 16)
-    m, r = _msb_step(m, r, 8)
-    m, r = _msb_step(m, r, 4)
-    m, r = _msb_step(m, r, 2)
-    m, r = _msb_step(m, r, 1)
-    return r
+    m, r = _msb_step(m, (m * 0).to(tl.int32), 32)
+    return _msb_below32(m, r)
 
 
 @triton.jit

@@ -70,6 +70,10 @@ def build(src):
 if __name__ == "__main__":
     text_only = "--text" in sys.argv
     names = [a for a in sys.argv[1:] if a != "--text"]
-    for src in sorted((HERE / "src").glob("*.py")):
-        if not names or any(n in src.stem for n in names):
-            (refresh_text if text_only else build)(src)
+    chosen = [src for src in sorted((HERE / "src").glob("*.py"))
+              if not names or any(n in src.stem for n in names)]
+    if not chosen:
+        sys.exit(f"no notebook source matches {names}; the sources are "
+                 f"{[p.stem for p in sorted((HERE / 'src').glob('*.py'))]}")
+    for src in chosen:
+        (refresh_text if text_only else build)(src)
