@@ -12,7 +12,7 @@ computed without per-element variable shifts or branches, so that LLVM emits SIM
   IEEE addition rounds |x| to a multiple of Q (ties to even) and ``(|x| + C) - C`` is exact;
   the floor ``t`` follows by one comparison, the discarded part ``|x| - t`` is exact
   (Sterbenz), and ``t / Q`` is the fraction field of ``t + C``. Stochastic decisions there
-  are made on ``y = d * 2^r`` in float64, where every operation is exact.
+  take ``floor(d * 2^32)`` from ``(|x| - t) * 2^(32 - log2 Q)``, exact in float32.
 
 Inf and NaN inputs (and float64 inputs below 2^EMIN under stochastic rounding) go through
 the general kernel, one chunk of ``CHUNK`` elements at a time, only where a chunk holds any.
@@ -27,8 +27,8 @@ import numpy as np
 from numba.extending import intrinsic
 
 from ._kernels import (BW, EMIN, ERR, MB, MODE, MT, MW, NEGZ_OK, ODD, RNA, RNE, SBIT, SR, SRBITS,
-                       SRC, SRF, SRFF, UP, DOWN, VARIANT, WSH, SAT_POS_V, _overflow, _round_bits,
-                       _rounds_away, _seed_word, _sr_decide)
+                       SRFF, UP, DOWN, VARIANT, WSH, SAT_POS_V, _overflow, _round_bits,
+                       _rounds_away, _seed_word, _sr_decide, fill_words)
 
 U64 = np.uint64
 I64 = np.int64
@@ -91,16 +91,27 @@ def _fast(b, rw, P, ft, ut):
         inc = nz & ~odd
     elif mode == SR:
         r = P[SRBITS]
-        R = rw if r == 64 else rw & ((U64(1) << U64(r)) - U64(1))
-        D = U64(rem_i) << U64(64 - d) if d > 0 else U64(0)      # 0.64 fixed point
-        inc_i = _sr_decide(D, R, r, P[VARIANT])
-        if mw == 52:                          # float64 inputs: see ``general``
-            inc_f = False
-        else:                                 # y = d * 2^r, exact in float64
-            y = np.float64(rem_f) * (np.float64(2.0) ** (r - qexp))
-            Rf = np.float64(np.int32(U64(R) ^ U64(0x80000000))) + np.float64(2147483648.0)
-            inc_f = _sr_decide_float(y, Rf, r, P[VARIANT])
-        inc = nz & (inc_f if below else inc_i)
+        if mw != 52:
+            # |x| < 2^EMIN: y = d * 2^32 = rem_f * 2^(32 - qexp), exact (scaling by powers of
+            # two; y < 2^32), so floor(d * 2^32) = uint32(y), and y != that iff bits are left.
+            k = 32 - qexp
+            y = ft(rem_f * _as(ut((min(k, 100) + 127) << 23), ft(0)))
+            if k > 100:
+                y = ft(y * _as(ut((k - 100 + 127) << 23), ft(0)))
+            y32 = ut(y)
+            d32 = y32 if below else ut(rem_i << ut(32 - d)) if d > 0 else ut(0)  # 0.32 fixed
+        if mw != 52 and P[VARIANT] == SRFF:   # the default, in 32-bit lanes: floor(d 2^r) + R
+            R32 = ut(rw) if r == 32 else ut(ut(rw) & ut((1 << r) - 1))
+            if r == 32:
+                inc = nz & (ut(d32 + R32) < d32)             # carry out of 32 bits
+            else:
+                inc = nz & (ut(ut(d32 >> ut(32 - r)) + R32) >= ut(1 << r))
+        else:
+            R = rw if r == 64 else rw & ((U64(1) << U64(r)) - U64(1))
+            D = U64(rem_i) << U64(64 - d) if d > 0 else U64(0)      # 0.64 fixed point
+            if mw != 52 and below:            # bit 0 sticky
+                D = (U64(y32) << U64(32)) | U64(ft(y32) != y)
+            inc = nz & _sr_decide(D, R, r, P[VARIANT])
     if below:
         vb = _as(ft(t + q), ut(0)) if inc else _as(t, ut(0))
         cm = ut(ut(tq + ut(inc)) << ut(P[MT] - P[MB]))
@@ -129,26 +140,6 @@ def _general(b, P, ut):
 
 
 @nb.njit(nogil=True, cache=True, inline="always")
-def _sr_decide_float(y, R, r, variant):
-    """``_kernels._sr_decide`` for the discarded fraction given as ``y = d * 2^r`` (an exact
-    float64, 0 <= y < 2^r) and R (< 2^32) as a float64: every quantity below is an integer
-    or a half-integer under 2^34, so each operation is exact."""
-    two_r = np.float64(2.0) ** r
-    if variant == SRFF:                       # floor(y) + R >= 2^r  <=>  y >= 2^r - R
-        return y >= two_r - R
-    if variant == SRF:                        # floor(2y) + 2R + 1 >= 2^(r+1)
-        return np.float64(2.0) * y >= np.float64(2.0) * (two_r - R) - np.float64(1.0)
-    big = np.float64(4503599627370496.0)      # 2^52: y + 2^52 rounds y to an integer (RNE)
-    n = (y + big) - big
-    if variant == SRC:
-        return n + R >= two_r
-    fl = n - np.float64(1.0) if n > y else n  # SR-odd: floor, made odd if anything was cut
-    if fl != y and (_as(np.float64(fl + big), U64(0)) & U64(1)) == U64(0):
-        fl += np.float64(1.0)
-    return fl + R >= two_r
-
-
-@nb.njit(nogil=True, cache=True, inline="always")
 def _random_word(rsrc, rbits, seed, i, wide):
     if rsrc == 1:
         return U64(rbits[i])
@@ -161,19 +152,20 @@ def _random_word(rsrc, rbits, seed, i, wide):
 def _rows(xb, lo, hi, P, rsrc, rbits, seed, want_code, out, ft, ut):
     wide = P[MW] == 52
     nerr = 0
-    for c0 in range(lo, hi, CHUNK):
+    words = np.empty(CHUNK if rsrc == 2 else 0, ut)   # ut: the word type too (64-bit if wide)
+    for c0 in range(lo, hi, CHUNK):                  # lo: a multiple of CHUNK
         c1 = min(hi, c0 + CHUNK)
         missed = 0
-        if P[MODE] == SR:                            # two passes vectorise better here
+        if P[MODE] == SR and rsrc == 2:              # seeded: four words per Philox block
+            fill_words(seed, c0, c1 - c0, wide, words)
             for i in range(c0, c1):
                 missed += _general(xb[i], P, ut)
-            for i in range(c0, c1):
-                vb, c = _fast(xb[i], _random_word(rsrc, rbits, seed, i, wide), P, ft, ut)
+                vb, c = _fast(xb[i], U64(words[i - c0]), P, ft, ut)
                 out[i] = c if want_code else vb
-        else:                                        # one pass does both
+        else:
             for i in range(c0, c1):
                 missed += _general(xb[i], P, ut)
-                vb, c = _fast(xb[i], U64(0), P, ft, ut)
+                vb, c = _fast(xb[i], _random_word(rsrc, rbits, seed, i, wide), P, ft, ut)
                 out[i] = c if want_code else vb
         if missed:
             for i in range(c0, c1):

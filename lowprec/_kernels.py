@@ -198,14 +198,49 @@ def philox4x32(c0, c1, c2, c3, k0, k1):
 
 
 @nb.njit(cache=True, inline="always")
+def _philox_block(seed, q):
+    """The four words of Philox4x32-10 at counter (q_lo, q_hi, 0, 0), key (seed_lo, seed_hi):
+    stream words 4q .. 4q+3 of ``seed`` (Triton's ``tl.randint4x(seed, q)``)."""
+    return philox4x32(U32(q), U32(U64(q) >> U64(32)), U32(0), U32(0),
+                      U32(seed), U32(U64(seed) >> U64(32)))
+
+
+@nb.njit(cache=True, inline="always")
 def _seed_word(seed, index, wide):
-    """Random word of element ``index`` for ``seed``: Philox4x32-10 with key (seed_lo, seed_hi)
-    and counter (index_lo, index_hi, 0, 0); word 0 (| word 1 << 32 when ``wide``)."""
-    w0, w1, _, _ = philox4x32(U32(index), U32(U64(index) >> U64(32)), U32(0), U32(0),
-                              U32(seed), U32(U64(seed) >> U64(32)))
+    """Random word of element ``index`` for ``seed`` (``lowprec.rounding``): stream word
+    ``index`` (word index % 4 of the Philox block at counter index // 4); when ``wide``, stream
+    words 2 index (low half) and 2 index + 1 (high half), i.e. words 2j, 2j + 1 (j = index % 2)
+    of the block at counter index // 2. One element at a time (the vectorised paths fill four
+    words per block, ``fill_words``)."""
     if wide:
+        w0, w1, w2, w3 = _philox_block(seed, U64(index) >> U64(1))
+        if U64(index) & U64(1):
+            return U64(w2) | (U64(w3) << U64(32))
         return U64(w0) | (U64(w1) << U64(32))
-    return U64(w0)
+    w0, w1, w2, w3 = _philox_block(seed, U64(index) >> U64(2))
+    j = U64(index) & U64(3)
+    w = w0 if j == U64(0) else (w1 if j == U64(1) else (w2 if j == U64(2) else w3))
+    return U64(w)
+
+
+@nb.njit(cache=True, inline="always")
+def fill_words(seed, start, n, wide, buf):
+    """``buf[i] = _seed_word(seed, start + i, wide)`` for i < n, one Philox block per four
+    32-bit stream words (``start`` a multiple of 4)."""
+    per = 2 if wide else 4                        # elements per Philox block
+    q0 = U64(start // per)
+    for q in range(n // per):                     # whole blocks: no branches, vectorises
+        w0, w1, w2, w3 = _philox_block(seed, q0 + U64(q))
+        if wide:
+            buf[2 * q] = U64(w0) | (U64(w1) << U64(32))
+            buf[2 * q + 1] = U64(w2) | (U64(w3) << U64(32))
+        else:
+            buf[4 * q] = w0
+            buf[4 * q + 1] = w1
+            buf[4 * q + 2] = w2
+            buf[4 * q + 3] = w3
+    for i in range(n - n % per, n):               # the tail
+        buf[i] = _seed_word(seed, start + i, wide)
 
 
 @nb.njit(cache=True, parallel=True)

@@ -22,10 +22,13 @@ Modes (IEEE 754-2019 §4.3 plus round-to-odd and stochastic rounding):
   at least the format's smallest normal; deeper in the subnormal range d is truncated to r bits).
 
 Random words come from ``rbits=`` (unsigned integers broadcastable to x) or from ``seed=``:
-Philox4x32-10 keyed by (seed mod 2^32, seed >> 32) at counter (i mod 2^32, i >> 32, 0, 0) with i
-the element's flat C-order index; word 0 is the random word (word 1 supplies the high half of a
-64-bit word). This is exactly Triton's ``tl.randint(seed, i)``, and is a pure function of
-(seed, index), so results do not depend on shape, chunking or backend.
+the stream of 32-bit words S[k] = word (k mod 4) of Philox4x32-10 (Salmon et al., SC'11) with
+key (seed mod 2^32, seed >> 32) at counter (q mod 2^32, q >> 32, 0, 0), q = k // 4. The element
+with flat C-order index i takes S[i]; where 64-bit words are used (float64 inputs) it takes
+S[2i] | S[2i+1] << 32. Each Philox block thus serves four elements (two wide ones), the way
+Triton's ``tl.randint4x(seed, q)`` and cuRAND's ``curand()`` read it: element i is
+``tl.randint4x(seed, i // 4)[i % 4]``. The words are a pure function of (seed, index), so
+results do not depend on shape, chunking or backend.
 
 Overflow policies (what replaces a result whose magnitude exceeds ``fmt.max``):
 
@@ -99,9 +102,10 @@ def philox4x32(counter, key):
 
 
 def random_bits(seed, shape, wide=False, offset=0) -> np.ndarray:
-    """The random words ``seed=`` gives an array of ``shape``: uint32 (uint64 if ``wide``).
-    Element i (flat C order) gets Philox4x32-10(key=(seed_lo, seed_hi),
-    counter=(i_lo, i_hi, 0, 0)) word 0 (| word 1 << 32)."""
+    """The random words ``seed=`` gives an array of ``shape`` (elements ``offset`` onwards):
+    uint32, or uint64 if ``wide``. Element i (flat C order) gets stream word S[i] (``wide``:
+    S[2i] | S[2i+1] << 32), S[k] being word k % 4 of Philox4x32-10(key=(seed_lo, seed_hi),
+    counter=(q_lo, q_hi, 0, 0)), q = k // 4 (module docstring)."""
     seed = check_seed(seed)
     n = int(np.prod(shape, dtype=np.int64))
     out = np.empty(n, dtype=np.uint64 if wide else np.uint32)

@@ -61,16 +61,22 @@ def _philox(c0, c1, c2, c3, k0, k1):
 
 def random_bits(seed, shape, wide=False):
     """The core's seeded random words (``lp.random_bits``) as (hi, lo) uint32 arrays; hi is 0
-    unless ``wide``. Element i (flat C order) uses counter (i, 0, 0, 0) and key (seed_lo,
-    seed_hi)."""
+    unless ``wide``. Stream word k is word k % 4 of Philox4x32-10 at counter (k // 4, 0, 0, 0)
+    with key (seed_lo, seed_hi); element i takes word i (``wide``: 2i low, 2i + 1 high)."""
     seed = check_seed(seed)
     n = int(np.prod(shape, dtype=np.int64))
     if n >= 2**32:
         raise ValueError("seed= supports up to 2^32 elements per call in lowprec_jax")
-    i = jnp.arange(n, dtype=jnp.uint32).reshape(shape)
-    z = jnp.zeros_like(i)
-    w0, w1, _, _ = _philox(i, z, z, z, jnp.uint32(seed & 0xFFFFFFFF), jnp.uint32(seed >> 32))
-    return (w1 if wide else z), w0
+    per = 2 if wide else 4                             # elements per Philox block
+    q = jnp.arange(-(-n // per), dtype=jnp.uint32)
+    z = jnp.zeros_like(q)
+    w = _philox(q, z, z, z, jnp.uint32(seed & 0xFFFFFFFF), jnp.uint32(seed >> 32))
+    if wide:
+        lo = jnp.stack([w[0], w[2]], axis=1).reshape(-1)[:n].reshape(shape)
+        hi = jnp.stack([w[1], w[3]], axis=1).reshape(-1)[:n].reshape(shape)
+        return hi, lo
+    lo = jnp.stack(w, axis=1).reshape(-1)[:n].reshape(shape)
+    return jnp.zeros(shape, jnp.uint32), lo
 
 
 def _random_words(shape, W, r, seed, rbits, key):

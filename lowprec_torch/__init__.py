@@ -100,16 +100,23 @@ def from_numpy(a, device):
 
 def random_bits(seed, shape, wide=False, device=None):
     """The core's seeded random words (``lp.random_bits``) as (hi, lo) int64 tensors of
-    32-bit halves; hi is 0 unless ``wide``. Element i (flat C order) uses Philox4x32-10 with
-    counter (i_lo, i_hi, 0, 0) and key (seed_lo, seed_hi)."""
+    32-bit halves; hi is 0 unless ``wide``. Stream word k is word k % 4 of Philox4x32-10 at
+    counter (k // 4 as two 32-bit halves, 0, 0) with key (seed_lo, seed_hi); element i takes
+    word i (``wide``: 2i low, 2i + 1 high)."""
     seed = check_seed(seed)
     n = 1
     for d in shape:
         n *= int(d)
-    i = torch.arange(n, dtype=torch.int64, device=device).reshape(shape)
-    z = torch.zeros_like(i)
-    w0, w1, _, _ = _round.philox(i & _round.M32, i >> 32, z, z, seed & _round.M32, seed >> 32)
-    return (w1 if wide else z), w0
+    per = 2 if wide else 4                             # elements per Philox block
+    q = torch.arange(-(-n // per), dtype=torch.int64, device=device)
+    z = torch.zeros_like(q)
+    w = _round.philox(q & _round.M32, q >> 32, z, z, seed & _round.M32, seed >> 32)
+    if wide:
+        lo = torch.stack([w[0], w[2]], dim=1).reshape(-1)[:n].reshape(shape)
+        hi = torch.stack([w[1], w[3]], dim=1).reshape(-1)[:n].reshape(shape)
+        return hi, lo
+    lo = torch.stack(w, dim=1).reshape(-1)[:n].reshape(shape)
+    return torch.zeros_like(lo), lo
 
 
 def _generator_words(generator, shape, r, device):

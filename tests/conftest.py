@@ -1,8 +1,13 @@
-"""Test set-up: interpreter flags before any kernel import, hypothesis profile, shared helpers."""
+"""Test set-up: interpreter flags before any kernel import, hypothesis profile, shared helpers.
+
+``LOWPREC_TEST_DEVICE=cuda`` (``make test-gpu``, on a machine with an NVIDIA GPU) runs the
+Triton and Pallas kernel tests natively on the GPU instead of in their interpreters: the same
+tests, the same oracles (the core on the CPU), tensors and arrays on the GPU."""
 import os
 
-os.environ.setdefault("TRITON_INTERPRET", "1")
-os.environ.setdefault("JAX_PLATFORMS", "cpu")
+GPU = os.environ.get("LOWPREC_TEST_DEVICE", "cpu") == "cuda"
+os.environ.setdefault("TRITON_INTERPRET", "0" if GPU else "1")
+os.environ.setdefault("JAX_PLATFORMS", "cuda,cpu" if GPU else "cpu")
 os.environ.setdefault("XLA_FLAGS", "--xla_cpu_experimental_ynn_fusion_type=-LIBRARY_FUSION_TYPE_REDUCE "
                       "--xla_force_host_platform_device_count=4")   # 4 CPU devices: mesh tests
 

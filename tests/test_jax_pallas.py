@@ -1,6 +1,8 @@
 """lowprec_jax.pallas kernels: the core's bits in interpret mode on random shapes, formats,
 modes and special values; and each kernel lowers for a CUDA GPU (Pallas' Triton backend), so
 code only the interpreter accepts is caught here."""
+import os
+
 import jax
 import numpy as np
 import pytest
@@ -10,6 +12,8 @@ import lowprec as lp
 from lowprec_jax import blocks as jb
 from lowprec_jax import pallas as lpp
 
+# the interpreter on the CPU; natively on the GPU under LOWPREC_TEST_DEVICE=cuda (conftest.py)
+INTERPRET = os.environ.get("LOWPREC_TEST_DEVICE", "cpu") != "cuda"
 U = {1: np.uint8, 2: np.uint16, 4: np.uint32}
 FORMATS = ["float8_e4m3fn", "float8_e5m2", "float4_e2m1fn", "float6_e2m3fn", "bfloat16",
            "float16", "int8", "float8_e4m3fnuz"]
@@ -29,9 +33,9 @@ def test_pallas_round_and_encode_equal_the_core(fmt, mode, shape, seed, specials
     if not lp.format(fmt).has_nan:
         x = np.nan_to_num(x)
     kw = dict(seed=seed) if mode == "stochastic" else {}
-    got = np.asarray(lpp.encode(x, fmt, mode, **kw))
+    got = np.asarray(lpp.encode(x, fmt, mode, **kw, interpret=INTERPRET))
     assert np.array_equal(got, lp.encode(x, fmt, mode, **kw))
-    v = np.asarray(lpp.round(x, fmt, mode, **kw))
+    v = np.asarray(lpp.round(x, fmt, mode, **kw, interpret=INTERPRET))
     w = lp.round(x, fmt, mode, **kw)
     assert v.dtype == w.dtype and np.array_equal(v.view(U[v.itemsize]), w.view(U[w.itemsize]))
 
@@ -41,7 +45,7 @@ def test_pallas_rbits():
     rb = np.random.default_rng(2).integers(0, 2**32, x.shape, dtype=np.uint64).astype(np.uint32)
     for variant in ("srff", "srf", "src", "sr_odd"):
         kw = dict(sr_bits=6, sr_variant=variant, rbits=rb)
-        assert np.array_equal(np.asarray(lpp.encode(x, "float8_e4m3fn", "stochastic", **kw)),
+        assert np.array_equal(np.asarray(lpp.encode(x, "float8_e4m3fn", "stochastic", **kw, interpret=INTERPRET)),
                               lp.encode(x, "float8_e4m3fn", "stochastic", **kw))
 
 
@@ -83,9 +87,9 @@ def test_pallas_fake_quantize_equals_the_core(preset, mode, shape_axis, seed):
         want = lp.fake_quantize(x, preset, axis, mode, **kw)
     except ValueError as e:                     # torchao's rule does not pad: both refuse
         with pytest.raises(ValueError, match=str(e)[:20]):
-            lpp.fake_quantize(x, preset, axis, mode, **kw)
+            lpp.fake_quantize(x, preset, axis, mode, **kw, interpret=INTERPRET)
         return
-    got = np.asarray(lpp.fake_quantize(x, preset, axis, mode, **kw))
+    got = np.asarray(lpp.fake_quantize(x, preset, axis, mode, **kw, interpret=INTERPRET))
     assert np.array_equal(got.view(np.uint32), want.view(np.uint32))
 
 
@@ -143,7 +147,7 @@ def test_pallas_matmul_equals_the_core(pair, model, batch, MKN, specials, with_c
         if with_c else None
     want = lp.matmul(qa.to_core(), qb.to_core(), acc, c)
     with jax.enable_x64(True):
-        got = np.asarray(lpp.matmul(qa, qb, acc, c))
+        got = np.asarray(lpp.matmul(qa, qb, acc, c, interpret=INTERPRET))
     assert got.dtype == want.dtype and np.array_equal(got.view(np.uint32), want.view(np.uint32))
 
 
@@ -155,12 +159,12 @@ def test_pallas_matmul_on_float_operands_and_what_it_refuses():
         acc = lp.hardware.preset(name, inputs=("float8_e4m3fn", "float8_e5m2"))
         want = lp.matmul(A, B, acc)
         with jax.enable_x64(True):
-            got = np.asarray(lpp.matmul(A, B, acc))
+            got = np.asarray(lpp.matmul(A, B, acc, interpret=INTERPRET))
         assert np.array_equal(got.view(np.uint32), want.view(np.uint32)), name
     with jax.enable_x64(True):
         for acc in ("fp32-sequential", "deepseek-v3-fp8"):
             with pytest.raises(NotImplementedError, match="Pallas matmul"):
-                lpp.matmul(A, B, acc)
+                lpp.matmul(A, B, acc, interpret=INTERPRET)
         q = jb.quantize(A, "nvfp4")
         with pytest.raises(NotImplementedError, match="NVFP4"):
             lpp.matmul(q, q, "b200-mxf8f6f4")

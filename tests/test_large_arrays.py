@@ -28,7 +28,15 @@ CASES = [("bfloat16", "nearest_even", None, {}, False),
          ("float8_e3m4", "stochastic", "saturate", dict(sr_bits=5, sr_variant="src", seed=9),
           False),
          ("float6_e2m3fn", "stochastic", None,
-          dict(rbits=np.arange(N, dtype=np.uint64).astype(np.uint32)), True)]
+          dict(rbits=np.arange(N, dtype=np.uint64).astype(np.uint32)), True),
+         # stochastic rounding below 2^EMIN takes floor(d * 2^32) from a float32 product:
+         # every variant, exact and few bits (the inputs reach far below each format's EMIN)
+         ("float8_e4m3fn", "stochastic", None, dict(seed=3), False),
+         ("float8_e4m3fn", "stochastic", None, dict(sr_bits=7, seed=4), True),
+         ("bfloat16", "stochastic", None, dict(sr_variant="srf", seed=5), False),
+         ("float8_e5m2", "stochastic", None, dict(sr_bits=9, sr_variant="sr_odd", seed=6), True),
+         ("float4_e2m1fn", "stochastic", None, dict(sr_bits=31, sr_variant="src",
+                                                    seed=7), False)]
 
 
 @pytest.mark.parametrize("name,mode,policy,kw,codes", CASES)

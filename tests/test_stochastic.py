@@ -24,15 +24,56 @@ def test_philox_known_answers(counter, key, out):
     assert philox4x32(counter, key) == out
 
 
-def test_seeded_words_are_philox_at_the_flat_index():
-    from lowprec.rounding import philox4x32
-    seed = 0x1234_5678_9ABC_DEF0
-    w = lp.random_bits(seed, (3, 5))
-    w64 = lp.random_bits(seed, (15,), wide=True)
-    for i in range(15):
-        o = philox4x32((i, 0, 0, 0), (seed & 0xFFFFFFFF, seed >> 32))
-        assert int(w.reshape(-1)[i]) == o[0]
-        assert int(w64[i]) == o[0] | (o[1] << 32)
+def philox_py(counter, key):
+    """Philox4x32-10 from Salmon et al. (SC'11), in Python integers: the test's own copy."""
+    c, (k0, k1) = list(counter), key
+    m = 0xFFFFFFFF
+    for _ in range(10):
+        p0, p1 = 0xD2511F53 * c[0], 0xCD9E8D57 * c[2]
+        c = [(p1 >> 32) ^ c[1] ^ k0, p1 & m, (p0 >> 32) ^ c[3] ^ k1, p0 & m]
+        k0, k1 = (k0 + 0x9E3779B9) & m, (k1 + 0xBB67AE85) & m
+    return tuple(c)
+
+
+@pytest.mark.parametrize("counter,key,out", KAT)
+def test_the_tests_own_philox_known_answers(counter, key, out):
+    assert philox_py(counter, key) == out
+
+
+def stream(seed, k):
+    """Stream word k: word k % 4 of the Philox block at counter k // 4 (rounding.py)."""
+    q = k // 4
+    return philox_py((q & 0xFFFFFFFF, q >> 32, 0, 0), (seed & 0xFFFFFFFF, seed >> 32))[k % 4]
+
+
+@pytest.mark.parametrize("seed", [0, 0x1234_5678_9ABC_DEF0, 2**64 - 1])
+def test_seeded_words_are_the_philox_stream_at_the_flat_index(seed):
+    w = lp.random_bits(seed, (3, 7))
+    w64 = lp.random_bits(seed, (21,), wide=True)
+    for i in range(21):
+        assert int(w.reshape(-1)[i]) == stream(seed, i)
+        assert int(w64[i]) == stream(seed, 2 * i) | (stream(seed, 2 * i + 1) << 32)
+    far = 2**34 + 3                       # a counter with a non-zero high word
+    assert int(lp.random_bits(seed, (1,), offset=far)[0]) == stream(seed, far)
+    assert int(lp.random_bits(seed, (2,), True, offset=far)[1]) == \
+        stream(seed, 2 * far + 2) | (stream(seed, 2 * far + 3) << 32)
+
+
+@pytest.mark.parametrize("n", [1, 3, 4097, 70001, 200003])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_seeded_rounding_uses_the_stream_at_every_size(n, dtype):
+    """The vectorised path fills four words per Philox block a chunk at a time, in threads
+    for large arrays; the result must equal rounding with those words given as rbits."""
+    x = np.random.default_rng(n).standard_normal(n).astype(dtype)
+    wide = dtype == np.float64
+    rb = np.array([stream(5, i) if not wide else
+                   stream(5, 2 * i) | (stream(5, 2 * i + 1) << 32) for i in range(min(n, 64))],
+                  np.uint64 if wide else np.uint32)
+    for fmt in ("float8_e4m3fn", "bfloat16"):
+        got = lp.encode(x, fmt, "stochastic", seed=5)
+        assert np.array_equal(got, lp.encode(x, fmt, "stochastic",
+                                             rbits=lp.random_bits(5, x.shape, wide)))
+        assert np.array_equal(got[:64], lp.encode(x[:64], fmt, "stochastic", rbits=rb))
 
 
 SR_CASES = ["float8_e4m3fn", "float4_e2m1fn", "float8_e5m2", "bfloat16", "int8",

@@ -16,6 +16,8 @@ from lowprec import cast
 from lowprec.testing import float_formats
 from lowprec_torch import triton as tk
 
+DEVICE = os.environ.get("LOWPREC_TEST_DEVICE", "cpu")
+
 MODES = ["nearest_even", "nearest_away", "toward_zero", "up", "down", "odd", "stochastic"]
 
 
@@ -28,8 +30,13 @@ def data(rng, shape, specials=True):
     return x
 
 
+def T(a):
+    """A torch tensor of numpy array ``a`` on the device under test (CPU: the interpreter)."""
+    return torch.from_numpy(a).to(DEVICE)
+
+
 def u(a):
-    a = a.numpy() if isinstance(a, torch.Tensor) else np.asarray(a)
+    a = a.cpu().numpy() if isinstance(a, torch.Tensor) else np.asarray(a)
     return a.view({1: np.uint8, 2: np.uint16, 4: np.uint32}[a.itemsize])
 
 
@@ -51,7 +58,7 @@ def test_round_and_encode_kernels_equal_the_core(fmt, mode, shape, seed, sr_bits
         kw = dict(sr_bits=sr_bits)
         kw.update(seed=seed) if seed % 2 else kw.update(
             rbits=rng.integers(0, 2**32, shape, dtype=np.uint64).astype(np.uint32))
-    xt = torch.from_numpy(x)
+    xt = T(x)
     assert np.array_equal(u(tk.encode(xt, fmt, mode, **kw)), u(lp.encode(x, fmt, mode, **kw)))
     assert np.array_equal(u(tk.round(xt, fmt, mode, **kw)), u(lp.round(x, fmt, mode, **kw)))
 
@@ -63,16 +70,16 @@ def test_named_formats_every_mode_and_half_inputs(fmt):
     x = data(rng, (4000,))
     x = x if lp.format(fmt).has_nan else np.nan_to_num(x)
     for mode in MODES[:-1]:
-        assert np.array_equal(u(tk.encode(torch.from_numpy(x), fmt, mode)),
+        assert np.array_equal(u(tk.encode(T(x), fmt, mode)),
                               u(lp.encode(x, fmt, mode)))
     h = x.astype(np.float16)
-    got = tk.round(torch.from_numpy(h), fmt)
+    got = tk.round(T(h), fmt)
     assert got.dtype == torch.float16 or fmt == "bfloat16"
     assert np.array_equal(u(got.to(torch.float32)), u(lp.round(h, fmt).astype(np.float32)))
     g = torch.Generator().manual_seed(2)
     words = torch.randint(0, 2**32, x.shape, generator=torch.Generator().manual_seed(2),
                           dtype=torch.int64).numpy().astype(np.uint32)
-    assert np.array_equal(u(tk.round(torch.from_numpy(np.nan_to_num(x)), fmt, "stochastic",
+    assert np.array_equal(u(tk.round(T(np.nan_to_num(x)), fmt, "stochastic",
                                      generator=g)),
                           u(lp.round(np.nan_to_num(x), fmt, "stochastic", rbits=words)))
 
@@ -98,24 +105,24 @@ def test_block_kernel_equals_the_core(preset, mode, shape_axis, scale, seed, spe
         want = lp.quantize(x, preset, axis, mode, **kw)
     except ValueError:
         with pytest.raises(ValueError):
-            tk.quantize(torch.from_numpy(x), preset, axis, mode, **kw)
+            tk.quantize(T(x), preset, axis, mode, **kw)
         return
-    q = tk.quantize(torch.from_numpy(x), preset, axis, mode, **kw)
-    assert np.array_equal(q.codes.numpy(), want.codes)
-    assert np.array_equal(q.scale_codes.numpy(), want.scale_codes)
+    q = tk.quantize(T(x), preset, axis, mode, **kw)
+    assert np.array_equal(q.codes.cpu().numpy(), want.codes)
+    assert np.array_equal(q.scale_codes.cpu().numpy(), want.scale_codes)
     assert np.float32(q.tensor_scale).view(np.uint32) == want.tensor_scale.view(np.uint32)
-    got = tk.fake_quantize(torch.from_numpy(x), preset, axis, mode, **kw)
+    got = tk.fake_quantize(T(x), preset, axis, mode, **kw)
     assert np.array_equal(u(got), u(lp.fake_quantize(x, preset, axis, mode, **kw)))
 
 
 def test_errors_and_fallback():
-    x = torch.ones(4, 32)
+    x = torch.ones(4, 32, device=DEVICE)
     with pytest.raises(ValueError, match="float32 work type"):
         tk.round(x, "float8_e8m0fnu")
     with pytest.raises(NotImplementedError, match="lowprec_torch.quantize"):
         tk.quantize(x, "nvfp4_torchao")
     with pytest.raises(ValueError, match="no NaN"):
-        tk.round(torch.tensor([float("nan")]), "float4_e2m1fn", overflow="saturate")
+        tk.round(torch.tensor([float("nan")], device=DEVICE), "float4_e2m1fn", overflow="saturate")
     env = dict(os.environ, TRITON_INTERPRET="0")
     code = ("import torch; from lowprec_torch import triton as t\n"
             "try:\n    t.round(torch.ones(3), 'float8_e4m3fn')\n"
@@ -161,8 +168,8 @@ def test_fused_matmul_kernel_equals_the_core(preset, mkn, batch, seed, specials,
         cf = acc.addend_format or acc.fmt
         c = fmt_values(rng, batch + (M, N), cf, specials)
     want = lp.matmul(a, b, acc, c)
-    got = tk.matmul(torch.from_numpy(a), torch.from_numpy(b), acc,
-                    None if c is None else torch.from_numpy(c))
+    got = tk.matmul(T(a), T(b), acc,
+                    None if c is None else T(c))
     assert np.array_equal(u(got), u(want))
 
 
@@ -175,18 +182,18 @@ def test_fused_matmul_kernel_on_mx_operands(bf):
     x[3, :] = 0.0
     acc = lp.hardware.preset("b200-mxf8f6f4")
     want = lp.matmul(lp.quantize(x, bf), lp.quantize(w, bf, axis=-2), acc)
-    got = tk.matmul(lt.quantize(torch.from_numpy(x), bf),
-                    lt.quantize(torch.from_numpy(w), bf, axis=-2), acc)
+    got = tk.matmul(lt.quantize(T(x), bf),
+                    lt.quantize(T(w), bf, axis=-2), acc)
     assert np.array_equal(u(got), u(want))
 
 
 def test_fused_matmul_kernel_refuses_what_it_does_not_model():
-    a = torch.ones(4, 32)
+    a = torch.ones(4, 32, device=DEVICE)
     for acc in ("fp32-sequential", "deepseek-v3-fp8"):
         with pytest.raises(NotImplementedError, match="lowprec_torch.matmul"):
             tk.matmul(a, a.T, acc)
     with pytest.raises(ValueError, match="not one of the float8_e4m3fn values"):
-        tk.matmul(torch.full((4, 32), 1.1), a.T, "h100-fp8")
+        tk.matmul(torch.full((4, 32), 1.1, device=DEVICE), a.T, "h100-fp8")
 
 
 def test_every_kernel_compiles_for_sm90():
