@@ -17,7 +17,7 @@ from lowprec_torch import triton as tk  # noqa: E402
 def main(n=1 << 26):
     x = torch.randn(n, device="cuda") * 4
     out = torch.empty_like(x)
-    words = torch.randint(0, 2**31, (n,), device="cuda", dtype=torch.int32)
+    words = torch.randint(0, 2**31, (n,), device="cuda", dtype=torch.int32).view(torch.uint32)
     gen = torch.Generator(device="cuda").manual_seed(0)
     rows = [
         ("copy (out.copy_(x))", lambda: out.copy_(x)),

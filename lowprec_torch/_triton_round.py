@@ -327,3 +327,25 @@ def round_int(neg, mag, x, P: tl.constexpr):
     Dl = (D & 0xFFFFFFFF).to(tl.uint32)
     f = neg & (~neg)
     return _finish(neg, mag == 0, f, f, q.to(tl.int32), Dh, Dl, Et, below, meff, Dh, Dl, P)
+
+
+@triton.jit
+def seed_words(i, seed_lo, seed_hi):
+    """The core's seeded word of flat index ``i`` (< 2^32; ``lowprec.rounding``): word i % 4 of
+    Philox4x32-10 at counter (i // 4, 0, 0, 0), key (seed_lo, seed_hi), computed in the
+    kernel (each lane runs the block of its four; ``tl.umulhi`` for the high products)."""
+    q = (i // 4).to(tl.uint32)
+    z = q & _u(0)
+    c0, c1, c2, c3 = q, z, z, z
+    k0 = z + seed_lo.to(tl.uint32)
+    k1 = z + seed_hi.to(tl.uint32)
+    for _ in tl.static_range(10):
+        h0 = tl.umulhi(c0, _u(0xD2511F53))
+        l0 = c0 * _u(0xD2511F53)
+        h1 = tl.umulhi(c2, _u(0xCD9E8D57))
+        l1 = c2 * _u(0xCD9E8D57)
+        c0, c1, c2, c3 = h1 ^ c1 ^ k0, l1, h0 ^ c3 ^ k1, l0
+        k0 = k0 + _u(0x9E3779B9)
+        k1 = k1 + _u(0xBB67AE85)
+    j = i % 4
+    return tl.where(j == 0, c0, tl.where(j == 1, c1, tl.where(j == 2, c2, c3)))

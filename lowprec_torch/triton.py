@@ -5,9 +5,10 @@ Transformer Engine's NVFP4), ``ROWS`` blocks per program, bit-identical to the c
 The rounding step is ``lowprec_torch._triton_round.round_bits`` (uint32 lanes, float32 work
 type: formats that float32 holds, inputs of at most 32 bits). They run on CUDA tensors, or on
 CPU tensors under the Triton interpreter (``TRITON_INTERPRET=1`` set before this module is
-imported); otherwise they raise. Random bits come in as arrays (``rbits``, or the core's
-Philox words for ``seed=`` / a generator's words computed by torch first), never from
-``tl.rand``. NVFP4's float32 scale arithmetic uses ``*`` and ``tl.math.div_rn`` (IEEE).
+imported); otherwise they raise. Random bits come in as arrays (``rbits``, a generator's
+words computed by torch first), or for ``seed=`` in ``round`` / ``encode`` from the core's
+Philox stream computed in the kernel (``_triton_round.seed_words``), never from ``tl.rand``.
+NVFP4's float32 scale arithmetic uses ``*`` and ``tl.math.div_rn`` (IEEE).
 """
 from __future__ import annotations
 
@@ -24,7 +25,8 @@ from lowprec.rounding import check_overflow
 
 from . import (_NP, _TORCH, _check_x, _codes, _generator_words, _rbits_words,
                cast_keeping_nan_sign, check_sources, random_bits)
-from ._triton_round import _mask, _msb, _shl, _shr, _u, msb64, round_bits, round_int
+from ._triton_round import (_mask, _msb, _shl, _shr, _u, msb64, round_bits, round_int,
+                            seed_words)
 
 __all__ = ["round", "encode", "fake_quantize", "quantize", "matmul", "compile_kernels", "BLOCK",
            "ROWS", "TILE", "available"]
@@ -54,12 +56,14 @@ def triton_params(P):
 
 
 @triton.jit
-def _round_kernel(x_ptr, r_ptr, code_ptr, val_ptr, n, P: tl.constexpr, HAS_R: tl.constexpr,
-                  BLOCK: tl.constexpr):
+def _round_kernel(x_ptr, r_ptr, code_ptr, val_ptr, n, seed_lo, seed_hi, P: tl.constexpr,
+                  HAS_R: tl.constexpr, SEEDED: tl.constexpr, BLOCK: tl.constexpr):
     i = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     m = i < n
     ub = tl.load(x_ptr + i, mask=m, other=0).to(tl.uint32, bitcast=True)
-    if HAS_R:
+    if SEEDED:
+        Rl = seed_words(i, seed_lo, seed_hi)
+    elif HAS_R:
         Rl = tl.load(r_ptr + i, mask=m, other=0).to(tl.uint32, bitcast=True)
     else:
         Rl = ub & _u(0)
@@ -98,11 +102,14 @@ def _run(x, fmt, rounding, overflow, sr_bits, sr_variant, seed, rbits, generator
     P = triton_params(cast._params(fmt, 32, mode, check_overflow(overflow, fmt),
                                    overflow is None, r, variant))
     xb = x.to(torch.float32).contiguous().view(torch.int32).reshape(-1)
-    w = _words(x, r, seed, rbits, generator) if mode == "stochastic" else None
     n = xb.numel()
+    seeded = mode == "stochastic" and seed is not None and n < 2**32
+    w = _words(x, r, seed, rbits, generator) if mode == "stochastic" and not seeded else None
     code, val = torch.empty_like(xb), torch.empty_like(xb)
     rw = xb if w is None else w.contiguous().reshape(-1)
-    _round_kernel[(triton.cdiv(n, BLOCK),)](xb, rw, code, val, n, P=P, HAS_R=w is not None,
+    sd = int(seed) if seeded else 0
+    _round_kernel[(triton.cdiv(n, BLOCK),)](xb, rw, code, val, n, sd & 0xFFFFFFFF, sd >> 32,
+                                            P=P, HAS_R=w is not None, SEEDED=seeded,
                                             BLOCK=BLOCK)
     err = code == -1
     if bool(err.any()):
@@ -349,11 +356,15 @@ def compile_kernels(arch=90, fmts=("float8_e4m3fn", "float4_e2m1fn"),
     target = GPUTarget("cuda", arch, 32)
     out = {}
     for fmt in fmts:
-        for mode, r in (("nearest_even", 0), ("stochastic", 32)):
-            P = triton_params(cast._params(_format(fmt), 32, mode, "saturate", False, r, 0))
+        for mode, r, seeded in (("nearest_even", 0, False), ("stochastic", 32, False),
+                                ("stochastic seed", 32, True)):
+            P = triton_params(cast._params(_format(fmt), 32, mode.split()[0], "saturate",
+                                           False, r, 0))
             sig = {"x_ptr": "*i32", "r_ptr": "*i32", "code_ptr": "*i32", "val_ptr": "*i32",
-                   "n": "i32", "P": "constexpr", "HAS_R": "constexpr", "BLOCK": "constexpr"}
-            src = ASTSource(_round_kernel, sig, dict(P=P, HAS_R=r > 0, BLOCK=BLOCK))
+                   "n": "i32", "seed_lo": "i64", "seed_hi": "i64",
+                   **{c: "constexpr" for c in ("P", "HAS_R", "SEEDED", "BLOCK")}}
+            src = ASTSource(_round_kernel, sig, dict(P=P, HAS_R=r > 0 and not seeded,
+                                                     SEEDED=seeded, BLOCK=BLOCK))
             out[f"round {fmt} {mode}"] = _ptx(triton.compile(src, target=target))
     for name in block_formats:
         bf = _B.block_format(name)

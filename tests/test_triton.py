@@ -9,6 +9,8 @@ import sys
 import numpy as np
 import pytest
 import torch
+import triton
+import triton.language as tl
 from hypothesis import given, settings, strategies as st
 
 import lowprec as lp
@@ -207,3 +209,24 @@ def test_every_kernel_compiles_for_sm90():
     assert out.returncode == 0, out.stderr[-3000:]
     n, smallest = map(int, out.stdout.split())
     assert n == 15 and smallest > 10000           # 15 kernels, each real PTX
+
+
+@triton.jit
+def _randint4x_kernel(out_ptr, seed, nq, BLOCK: tl.constexpr):
+    q = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    m = q < nq
+    w0, w1, w2, w3 = tl.randint4x(seed, q)
+    tl.store(out_ptr + 4 * q, w0.to(tl.int32, bitcast=True), mask=m)
+    tl.store(out_ptr + 4 * q + 1, w1.to(tl.int32, bitcast=True), mask=m)
+    tl.store(out_ptr + 4 * q + 2, w2.to(tl.int32, bitcast=True), mask=m)
+    tl.store(out_ptr + 4 * q + 3, w3.to(tl.int32, bitcast=True), mask=m)
+
+
+@pytest.mark.parametrize("seed", [0, 12345, 2**31 + 5, 2**44 + 2**32 + 9])
+def test_seeded_stream_is_tritons_randint4x(seed):
+    """Triton's own Philox (``tl.randint4x(seed, q)``, q < 2^32) gives stream words 4q..4q+3:
+    element i of ``seed=`` is ``tl.randint4x(seed, i // 4)[i % 4]`` (lowprec.rounding)."""
+    nq = 3000
+    out = torch.empty(4 * nq, dtype=torch.int32, device=DEVICE)
+    _randint4x_kernel[(triton.cdiv(nq, 256),)](out, seed, nq, BLOCK=256)
+    assert np.array_equal(u(out), lp.random_bits(seed, (4 * nq,)))
