@@ -12,6 +12,7 @@ import numpy as np
 from jax import lax
 
 from ._round import _gt, _low64, _shr64
+from ._clz import clz
 
 U32 = jnp.uint32
 I32 = jnp.int32
@@ -27,7 +28,7 @@ def _unpack(b):
     a = b & U32(0x7FFFFFFF)
     ef = (a >> 23).astype(I32)
     mant = a & U32(0x7FFFFF)
-    lz = lax.clz(jnp.where(mant == 0, U32(1), mant)).astype(I32) - 8
+    lz = clz(jnp.where(mant == 0, U32(1), mant)).astype(I32) - 8
     sig = jnp.where(ef > 0, mant | U32(1 << 23), mant << jnp.clip(lz, 0, 31).astype(U32))
     E = jnp.where(ef > 0, ef - 127, -126 - lz)
     return a, sig, E
@@ -36,8 +37,8 @@ def _unpack(b):
 def _pack(sign, hi, lo, e):
     """float32 bits of sign * (hi * 2^32 + lo) * 2^e, rounded to nearest even once, with
     subnormals and overflow to Inf; (hi, lo) non-zero, below 2^63."""
-    lzh = lax.clz(hi).astype(I32)
-    lzl = lax.clz(lo).astype(I32)
+    lzh = clz(hi).astype(I32)
+    lzl = clz(lo).astype(I32)
     msb = jnp.where(hi != 0, 63 - lzh, 31 - lzl)
     Er = msb + e                                           # exponent of the leading bit
     sh = msb - 23 + jnp.maximum(0, -126 - Er)              # bits to drop (>= 0 here)

@@ -12,9 +12,9 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax import lax
 
 from lowprec import _kernels as K
+from ._clz import clz
 
 U32 = jnp.uint32
 
@@ -216,7 +216,7 @@ def int_times_pow2_bits(q, s, W):
     it = jnp.int32 if W == 32 else jnp.int64
     mw, bias = (23, 127) if W == 32 else (52, 1023)
     qu = q.astype(ut)
-    msb = (W - 1) - lax.clz(jnp.where(qu == 0, ut(1), qu)).astype(it)
+    msb = (W - 1) - clz(jnp.where(qu == 0, ut(1), qu)).astype(it)
     e = msb + s                                         # exponent of the leading bit
     norm = ((e + bias).astype(ut) << mw) | (_shl(qu, mw - msb, W) & ut((1 << mw) - 1))
     sub = _shl(qu, jnp.full_like(msb, s + bias - 1 + mw), W)

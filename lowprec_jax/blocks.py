@@ -24,6 +24,7 @@ from lowprec.rounding import check_overflow  # noqa: F401  (same validation as t
 from . import _check_x, _random_words
 from . import _f32 as F
 from ._round import round_bits_impl
+from ._clz import clz
 
 __all__ = ["quantize", "dequantize", "fake_quantize", "QuantizedArray"]
 
@@ -38,7 +39,7 @@ def _floor_log2_bits(a):
     """floor(log2 v) of positive float32 values given as their bits (subnormals included)."""
     ef = (a >> 23).astype(I32)
     mant = a & U32(0x7FFFFF)
-    sub = 31 - lax.clz(mant).astype(I32) - 149
+    sub = 31 - clz(mant).astype(I32) - 149
     return jnp.where(ef > 0, ef - 127, sub)
 
 
@@ -51,7 +52,7 @@ def _times_pow2(b, k):
     a = b & U32(0x7FFFFFFF)
     ef = (a >> 23).astype(I32)
     mant = a & U32(0x7FFFFF)
-    lz = lax.clz(mant).astype(I32) - 8                      # subnormal: bring msb to bit 23
+    lz = clz(mant).astype(I32) - 8                      # subnormal: bring msb to bit 23
     sig = jnp.where(ef > 0, mant | U32(1 << 23), mant << jnp.maximum(lz, 0).astype(U32))
     E = jnp.where(ef > 0, ef - 127, -126 - lz) + k
     normal = sign | ((E + 127).astype(U32) << 23) | (sig & U32(0x7FFFFF))

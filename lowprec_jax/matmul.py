@@ -47,6 +47,7 @@ from lowprec.rounding import check_seed
 from . import _philox
 from ._round import round_bits_impl
 from .blocks import TWO_LEVEL, QuantizedArray, _decode32, unblocked
+from ._clz import clz
 
 __all__ = ["matmul"]
 _F64 = _acc._format("float64")
@@ -70,7 +71,7 @@ def _f64_bits(x):
     neg = b >> 31
     ef = ((b >> 23) & 0xFF).astype(I64)
     mant = b & U64(0x7FFFFF)
-    lz = lax.clz(jnp.where(mant == 0, U64(1), mant)).astype(I64) - 40   # msb to bit 23
+    lz = clz(jnp.where(mant == 0, U64(1), mant)).astype(I64) - 40   # msb to bit 23
     norm = ((ef - 127 + 1023).astype(U64) << 52) | (mant << 29)
     sub_e = (-126 - lz + 1023).astype(U64)
     sub = (sub_e << 52) | ((mant << jnp.clip(lz, 0, 63).astype(U64)) & U64(0x7FFFFF)) << 29
@@ -112,7 +113,7 @@ def _bits_odd(neg, mag, x):
     """float64 bits of +-mag * 2^x (0 < mag < 2^63), rounded to odd to 53 bits when it has
     more (exact otherwise). The exponent stays in float64's normal range here."""
     magu = mag.astype(U64)
-    msb = 63 - lax.clz(magu).astype(I64)
+    msb = 63 - clz(magu).astype(I64)
     sh = jnp.maximum(msb - 52, 0)
     q = magu >> sh.astype(U64)
     lost = (magu & ((U64(1) << sh.astype(U64)) - U64(1))) != 0
@@ -247,7 +248,7 @@ def _fused_step(ta, tb, acc, fz, mab, c_emin, rnd, j, valid):
     am, ae, af = _parts(acc)
     acc_nz = am != 0
     if fz.align_addend:
-        accE = jnp.maximum(63 - lax.clz(jnp.abs(am).astype(U64)).astype(I64) + ae, c_emin)
+        accE = jnp.maximum(63 - clz(jnp.abs(am).astype(U64)).astype(I64) + ae, c_emin)
         E = jnp.where(acc_nz, jnp.maximum(E, accE), E)
     nz = _any(nzp) | (acc_nz if fz.align_addend else False)
     S = jnp.sum(jnp.where(nzp, _align(p, F + pe - E[..., None] - mab, mode), I64(0)), axis=-1)
@@ -282,7 +283,7 @@ def _view(b, fmt):
     (24-bit significands) when fmt is None."""
     m, e, flag = _parts(b)
     a = jnp.abs(m)
-    msb = 63 - lax.clz(jnp.where(a == 0, U64(1), a.astype(U64))).astype(I64)
+    msb = 63 - clz(jnp.where(a == 0, U64(1), a.astype(U64))).astype(I64)
     E = msb + e                                           # floor(log2 |x|)
     man, emin = (23, -126) if fmt is None else (fmt.man_bits, fmt.emin)
     ex = jnp.maximum(E, emin)
@@ -787,7 +788,7 @@ def _exact(ab, bb, cb, rnd):
     limb = lambda j: jnp.where(j >= 0, jnp.take_along_axis(  # noqa: E731
         Ln, jnp.clip(j, 0, NLIMB + 1)[:, None], axis=1)[:, 0], I64(0)).astype(U64)
     hi64, lo32 = (limb(t) << U64(32)) | limb(t - 1), limb(t - 2)
-    p = 63 - lax.clz(jnp.where(limb(t) == 0, U64(1), limb(t))).astype(I64)   # msb of limb t
+    p = 63 - clz(jnp.where(limb(t) == 0, U64(1), limb(t))).astype(I64)   # msb of limb t
     sh = jnp.clip(p - 29, 0, 2).astype(U64)
     sl = jnp.clip(29 - p, 0, 29).astype(U64)
     w = jnp.where(p >= 29, hi64 >> sh, (hi64 << sl) | (lo32 >> (U64(32) - sl)))

@@ -142,3 +142,18 @@ def test_straight_through_gradient_and_gradient_quantisation():
     assert gb.dtype == jnp.bfloat16
     with pytest.raises(ValueError, match="grad="):
         lj.round(x, "float16", grad="stochastic")
+
+
+def test_portable_clz_equals_lax_clz():
+    """lowprec_jax counts leading zeros with shifts (Pallas' Triton backend cannot lower
+    math.ctlz for a real GPU); the counts must be lax.clz's, 0 and all-ones included."""
+    from jax import lax
+    from lowprec_jax._clz import clz
+    rng = np.random.default_rng(0)
+    with jax.enable_x64(True):
+        for dt, W in ((np.uint32, 32), (np.uint64, 64)):
+            x = (rng.integers(0, 2**63, 5000, dtype=np.uint64).astype(dt)
+                 >> rng.integers(0, W, 5000).astype(dt))
+            x[:3] = [0, 1, np.iinfo(dt).max]
+            got, want = np.asarray(clz(jnp.asarray(x))), np.asarray(lax.clz(jnp.asarray(x)))
+            assert got.dtype == want.dtype and np.array_equal(got, want)
