@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench train-jax notebooks venv clean
+.PHONY: demo test bench train-jax notebooks venv clean test-gpu tensor-cores
 
 venv: $(STAMP)
 
@@ -19,6 +19,15 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	LOWPREC_NB_QUICK=1 $(PY) -m pytest -q -n 2 tests --nbmake notebooks
+
+# on a machine with an NVIDIA GPU and CUDA builds of torch, Triton and JAX already installed
+# (the pinned set here is CPU-only): the kernel tests natively, and the tensor-core measurement
+test-gpu:
+	LOWPREC_TEST_DEVICE=cuda PYTHONPATH=. $(PYTHON) -m pytest -q tests/test_triton.py tests/test_jax_pallas.py
+
+tensor-cores:
+	PYTHONPATH=. $(PYTHON) gpu/tensor_cores.py --out tensor_core_data
+	PYTHONPATH=. $(PYTHON) gpu/streams.py
 
 notebooks: $(STAMP)
 	$(PY) notebooks/build.py

@@ -20,7 +20,7 @@ import numpy as np
 from numba.cpython.unsafe.numbers import leading_zeros
 
 from ._fast import _random_word
-from ._kernels import DOWN, ERR, MODE, I64, U64, _finish, _grid, _round_bits
+from ._kernels import DOWN, ERR, MODE, I64, SRBITS, U64, _finish, _grid, _round_bits
 
 _OPTS = dict(nogil=True, cache=True, inline="always")
 _CALL = dict(nogil=True, cache=True)          # kept as calls: inlining every path explodes compile time
@@ -284,7 +284,7 @@ def arith_array(op, xb, yb, zb, P, rsrc, rbits, seed, out, errs):
     ``_kernels.round_array``. Counts results the format cannot represent into ``errs[0]``."""
     nerr = 0
     for i in nb.prange(xb.shape[0]):
-        rw = _random_word(rsrc, rbits, seed, i, True)
+        rw = _random_word(rsrc, rbits, seed, i, P[SRBITS] > 32)
         x = I64(xb[i])
         if op == SQRT:
             r = _sqrt(x)

@@ -150,7 +150,7 @@ def _random_word(rsrc, rbits, seed, i, wide):
 
 @nb.njit(nogil=True, cache=True, inline="always")
 def _rows(xb, lo, hi, P, rsrc, rbits, seed, want_code, out, ft, ut):
-    wide = P[MW] == 52
+    wide = P[SRBITS] > 32                          # 64-bit random words
     nerr = 0
     words = np.empty(CHUNK if rsrc == 2 else 0, ut)   # ut: the word type too (64-bit if wide)
     for c0 in range(lo, hi, CHUNK):                  # lo: a multiple of CHUNK

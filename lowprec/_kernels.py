@@ -249,7 +249,7 @@ def round_array(xb, P, rsrc, rbits, seed, offset, want_code, out, errs):
     (same length), 2 Philox from ``seed`` at flat index ``offset + i``. Writes codes
     (``want_code``) or W bits into ``out``; counts unrepresentable inputs into ``errs[0]``."""
     n = xb.shape[0]
-    wide = P[MW] == 52
+    wide = P[SRBITS] > 32                  # 64-bit random words
     nerr = 0
     for i in nb.prange(n):
         rw = U64(0)
@@ -335,7 +335,7 @@ def round_table_array(xb, TV, TC, P, rsrc, rbits, seed, offset, want_code, out, 
         if rsrc == 1:
             rw = U64(rbits[i])
         elif rsrc == 2:
-            rw = _seed_word(seed, offset + i, True)
+            rw = _seed_word(seed, offset + i, P[SRBITS] > 32)
         code, vb = _round_table(I64(xb[i]), rw, TV, TC, P)
         if code == ERR:
             nerr += 1
@@ -368,7 +368,7 @@ def specialised(P, rsrc, want_code):
 
 
 def _build_specialised(PT, rsrc, want_code):
-    wide = PT[MW] == 52
+    wide = PT[SRBITS] > 32
 
     @nb.njit(cache=True, parallel=True)
     def kernel(xb, rbits, seed, out, errs):

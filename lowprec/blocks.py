@@ -384,7 +384,8 @@ def quantize(x, bf, axis=-1, rounding="nearest_even", *, sr_bits=None, sr_varian
     rb = None
     if mode_name(rounding) == "stochastic":
         if seed is not None:
-            rbits = random_bits(seed, arr.shape, wide=in_dtype.itemsize > 4)
+            r = sr_bits if sr_bits is not None else 64 if in_dtype.itemsize > 4 else 32
+            rbits = random_bits(seed, arr.shape, wide=r > 32)     # as lp.round reads them
             seed = None
         rb = _block(np.asarray(rbits), axis, bf)
         if sr_bits is None and in_dtype.itemsize <= 4 and sr_variant != "te":

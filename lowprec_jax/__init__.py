@@ -97,7 +97,7 @@ def _random_words(shape, W, r, seed, rbits, key):
             jnp.zeros(shape, jnp.uint32)
         return hi, lo
     if seed is not None:
-        return random_bits(seed, shape, wide=W == 64)
+        return random_bits(seed, shape, wide=r > 32)
     z = jnp.zeros(shape, jnp.uint32)
     return z, z
 

@@ -32,9 +32,8 @@ CASES = [("bfloat16", "nearest_even", None, {}, False),
          # stochastic rounding below 2^EMIN takes floor(d * 2^32) from a float32 product:
          # every variant, exact and few bits (the inputs reach far below each format's EMIN)
          ("float8_e4m3fn", "stochastic", None, dict(seed=3), False),
-         ("float8_e4m3fn", "stochastic", None, dict(sr_bits=7, seed=4), True),
          ("bfloat16", "stochastic", None, dict(sr_variant="srf", seed=5), False),
-         ("float8_e5m2", "stochastic", None, dict(sr_bits=9, sr_variant="sr_odd", seed=6), True),
+         ("float8_e5m2", "stochastic", None, dict(sr_bits=7, sr_variant="sr_odd", seed=6), True),
          ("float4_e2m1fn", "stochastic", None, dict(sr_bits=31, sr_variant="src",
                                                     seed=7), False)]
 
