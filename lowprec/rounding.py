@@ -25,8 +25,9 @@ Random words come from ``rbits=`` (unsigned integers broadcastable to x) or from
 the stream of 32-bit words S[k] = word (k mod 4) of Philox4x32-10 (Salmon et al., SC'11) with
 key (seed mod 2^32, seed >> 32) at counter (q mod 2^32, q >> 32, 0, 0), q = k // 4. The element
 with flat C-order index i takes S[i]; where more than 32 random bits are used (r > 32: exact
-SR of float64 inputs, or sr_bits > 32) it takes the 64-bit word S[2i] | S[2i+1] << 32. Each Philox block thus serves four elements (two wide ones), the way
-Triton's ``tl.randint4x(seed, q)`` and cuRAND's ``curand()`` read it: element i is
+SR of float64 inputs, or sr_bits > 32) it takes the 64-bit word S[2i] | S[2i+1] << 32. Each
+Philox block thus serves four elements (two wide ones), the way Triton's
+``tl.randint4x(seed, q)`` and cuRAND's ``curand()`` read it: element i is
 ``tl.randint4x(seed, i // 4)[i % 4]``. The words are a pure function of (seed, index), so
 results do not depend on shape, chunking or backend.
 

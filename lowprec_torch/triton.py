@@ -103,7 +103,7 @@ def _run(x, fmt, rounding, overflow, sr_bits, sr_variant, seed, rbits, generator
                                    overflow is None, r, variant))
     xb = x.to(torch.float32).contiguous().view(torch.int32).reshape(-1)
     n = xb.numel()
-    seeded = mode == "stochastic" and seed is not None and n < 2**32
+    seeded = mode == "stochastic" and seed is not None and n < 2**31   # int32 offsets
     w = _words(x, r, seed, rbits, generator) if mode == "stochastic" and not seeded else None
     code, val = torch.empty_like(xb), torch.empty_like(xb)
     rw = xb if w is None else w.contiguous().reshape(-1)
