@@ -331,8 +331,8 @@ def round_int(neg, mag, x, P: tl.constexpr):
 
 @triton.jit
 def seed_words(i, seed_lo, seed_hi):
-    """The core's seeded word of flat index ``i`` (int32, < 2^31; ``lowprec.rounding``): word i % 4 of
-    Philox4x32-10 at counter (i // 4, 0, 0, 0), key (seed_lo, seed_hi), computed in the
+    """The core's seeded word of flat index ``i`` (int32, < 2^31; ``lowprec.rounding``):
+    word i % 4 of Philox4x32-10 at counter (i // 4, 0, 0, 0), key (seed_lo, seed_hi), in the
     kernel (each lane runs the block of its four; ``tl.umulhi`` for the high products)."""
     q = (i // 4).to(tl.uint32)
     z = q & _u(0)
