@@ -2,6 +2,8 @@
 operands fake-quantized as the recipe says give the core's bits (lp.fake_quantize along the
 contracted axis, then lp.matmul with the same accumulator); any dimension_numbers; and the
 quantized matmul under jit on a mesh of 4 CPU devices gives the single-device bits."""
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -102,6 +104,11 @@ def test_recipes_by_name():
 
 
 def test_sharded_quantized_matmul_gives_the_single_device_bits():
+    """What lowprec defines does not depend on the sharding: the quantized operands (scalar and
+    block) are bit-identical sharded or not and equal the core's, and so is every product
+    computed through the bit-exact accumulator path (``acc=``). A recipe with ``acc=None``
+    multiplies with XLA's float32 dot, whose summation order XLA does not promise to keep
+    across shardings, so its product is not compared here."""
     devs = np.array(jax.devices()[:4])
     assert len(devs) == 4, "tests/conftest.py asks XLA for 4 CPU devices"
     mesh = Mesh(devs.reshape(2, 2), ("rows", "cols"))
@@ -111,18 +118,27 @@ def test_sharded_quantized_matmul_gives_the_single_device_bits():
     xs = jax.device_put(x, NamedSharding(mesh, P("rows", None)))
     ws = jax.device_put(w, NamedSharding(mesh, P(None, "cols")))
     acc = lp.hardware.preset("h100-fp8")
+    mx = recipe("mxfp8").fwd[0].fmt                 # the mxfp8 recipe's block format
+    exact = dataclasses.replace(recipe("mxfp8"), acc="fp32-sequential")
 
     def f(x, w):
         xq = lj.round(x, "float8_e4m3fn", dtype=np.float32)
         wq = lj.round(w, "float8_e4m3fn", dtype=np.float32)
-        return lj.matmul(xq, wq, acc), quantized_dot_general(x, w, DN, "mxfp8")
+        xb = lj.fake_quantize(x, lp.block_format(mx), -1)
+        wb = lj.fake_quantize(w, lp.block_format(mx), 0)
+        return xq, wq, xb, wb, lj.matmul(xq, wq, acc), quantized_dot_general(x, w, DN, exact)
 
     with jax.enable_x64(True):
         sharded = jax.jit(f)(xs, ws)
         single = jax.jit(f)(x, w)
-    assert len(sharded[0].sharding.device_set) == 4
+    assert len(sharded[-1].sharding.device_set) == 4
     for a, b in zip(sharded, single):
         assert same(a, b)
     xq = lp.round(x, "float8_e4m3fn", dtype=np.float32)
     wq = lp.round(w, "float8_e4m3fn", dtype=np.float32)
-    assert same(sharded[0], lp.matmul(xq, wq, acc))
+    xb = lp.fake_quantize(x, lp.block_format(mx), -1)
+    wb = lp.fake_quantize(w, lp.block_format(mx), 0)
+    want = (xq, wq, xb, wb, lp.matmul(xq, wq, acc),
+            lp.matmul(xb, wb, lp.hardware.preset("fp32-sequential")))
+    for got, ref in zip(sharded, want):
+        assert same(got, ref)
