@@ -5,7 +5,7 @@ every product a*b is exact in float64), plus the addend c.
 * ``program_matmul``: a floating-point accumulator that adds in a fixed order, given as a
   postfix program (leaf k = product k, -1 = c, -2 = add the top two); every addition is the
   exact sum rounded once into the accumulator format (``_round_sum``).
-* ``fused_matmul``: a fused multi-term adder (SPECS.md §4) chained along K, with optional
+* ``fused_matmul``: a fused multi-term adder (docs/matrix-units.md) chained along K, with optional
   promotion of each k-product partial sum into a wider accumulator.
 * ``exact_matmul``: the exact sum of all products and c (a long fixed-point accumulator),
   rounded once.

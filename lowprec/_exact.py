@@ -16,7 +16,6 @@ Zeros, infinities and NaN follow IEEE 754-2019 §6 and go through ``_kernels._ro
 from __future__ import annotations
 
 import numba as nb
-import numpy as np
 from numba.cpython.unsafe.numbers import leading_zeros
 
 from ._fast import _random_word

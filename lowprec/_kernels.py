@@ -9,10 +9,14 @@ the whole rounding; the result's code magnitude is ``((Et - EMIN) << MT) + (q <<
 CODE_BASE``, monotone in |x|, so overflow is one comparison. Integer arithmetic only: no float
 operation can round twice.
 
-Parameters travel as one int64 array ``P`` (indices below) so that one compiled kernel serves
-every format; ``_specialise`` bakes them in as constants for large arrays.
+The kernels read a ``lowprec.Plan``, packed by ``params(plan)`` into one int64 array ``P``
+(indices below; it never leaves the core's kernel modules) so that one compiled kernel serves
+every format; ``specialised`` bakes it in as constants for large arrays.
 """
 from __future__ import annotations
+
+import math
+from functools import lru_cache
 
 import numba as nb
 import numpy as np
@@ -33,12 +37,45 @@ SRFF, SRF, SRC, SRODD = 0, 1, 2, 3
 KIND_SIGNMAG, KIND_TWOS, KIND_UNSIGNED = 0, 1, 2
 ERR = -1          # a special code of -1 means "this input cannot be represented": count it
 
+MODE_IDS = {"nearest_even": RNE, "nearest_away": RNA, "toward_zero": RZ, "up": UP,
+            "down": DOWN, "odd": ODD, "stochastic": SR}
+VARIANT_IDS = {"srff": SRFF, "srf": SRF, "src": SRC, "sr_odd": SRODD}
+KIND_IDS = {"sign_magnitude": KIND_SIGNMAG, "twos_complement": KIND_TWOS,
+            "unsigned": KIND_UNSIGNED}
+_FIELDS = {  # parameter slot <- Plan field
+    MW: "work_man_bits", BW: "work_bias", MT: "man_bits", EMIN: "emin", MB: "sub_man_bits",
+    CODE_BASE: "code_base", MAXPOS: "max_code_pos", MAXNEG: "max_code_neg", SBIT: "sign_bit",
+    NAN_POS_C: "nan_pos_code", NAN_NEG_C: "nan_neg_code", NAN_POS_V: "nan_pos_bits",
+    NAN_NEG_V: "nan_neg_bits", OVF_POS_C: "overflow_pos_code", OVF_NEG_C: "overflow_neg_code",
+    OVF_POS_V: "overflow_pos_bits", OVF_NEG_V: "overflow_neg_bits", SAT_POS_C: "max_pos_code",
+    SAT_NEG_C: "max_neg_code", SAT_POS_V: "max_pos_bits", SAT_NEG_V: "max_neg_bits",
+    ZIN_C: "zero_in_code", ZIN_V: "zero_in_bits", MIN_C: "min_code", MIN_V: "min_bits",
+    SRBITS: "sr_bits"}
+
+
+@lru_cache(maxsize=4096)
+def params(plan) -> np.ndarray:
+    """``plan`` (a ``lowprec.Plan``) packed into the int64 parameter array these kernels read;
+    64-bit patterns are stored as the int64 with the same bits."""
+    P = np.zeros(NPARAM, dtype=np.int64)
+    for slot, name in _FIELDS.items():
+        v = int(getattr(plan, name))
+        P[slot] = v - (1 << 64) if v >= 1 << 63 else v
+    P[WSH] = plan.work_bits - 1
+    P[CMASK] = plan.code_mask if plan.code_mask < 1 << 63 else -1
+    P[NEGZ_OK] = int(plan.neg_zero)
+    P[KIND] = KIND_IDS[plan.kind]
+    P[MODE], P[VARIANT] = MODE_IDS[plan.mode], VARIANT_IDS[plan.sr_variant]
+    P[SUBQ_BITS] = np.array([math.ldexp(1.0, plan.subnormal_step_exp)]).view(np.int64)[0]
+    P.setflags(write=False)
+    return P
+
 _OPTS = dict(nogil=True, cache=True, inline="always")
 
 
 @nb.njit(**_OPTS)
 def _sr_decide(D, R, r, variant):
-    """Stochastic rounding decision (SPECS.md §2). ``D``: the discarded fraction d as 0.64
+    """Stochastic rounding decision (docs/rounding.md). ``D``: the discarded fraction d as 0.64
     fixed point (bit 0 sticky), ``R``: r uniform random bits. True = round away from zero."""
     if variant == SRFF:
         if r == 64:

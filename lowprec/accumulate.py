@@ -1,6 +1,6 @@
 """Accumulator models and ``sum`` / ``dot`` / ``matmul`` that apply them, bit for bit.
 
-An ``Accumulator`` says how a sum of products is formed (SPECS.md §4):
+An ``Accumulator`` says how a sum of products is formed (docs/matrix-units.md):
 
 * ``fmt``, ``rounding`` (any mode of ``lp.round``; stochastic takes ``seed=`` at the call),
   ``overflow``: every addition is the exact sum of its two operands rounded once into ``fmt``.
@@ -41,129 +41,24 @@ values are checked to belong to them. Without it, any values float32 can hold ar
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-
 import numpy as np
 
-from . import _accumulate as _A
+from . import _accumulate as _A, hardware
+from .accumulator import Accumulator, FusedAdder
 from .blocks import BlockTensor
+from ._fused_small import fused_small
 from .cast import _check_rounding_args, _params, holds
+from .plan import _build
 from .formats import FloatFormat, IntFormat, format as _format
-from .rounding import check_overflow, check_seed, mode_name
+from .rounding import check_overflow, check_seed
 
-__all__ = ["Accumulator", "FusedAdder", "matmul", "dot", "sum", "a2q_bits", "exact_per_block"]
+__all__ = ["Accumulator", "FusedAdder", "matmul", "dot", "sum", "a2q_bits", "exact_per_block",
+           "program", "check_values", "sig_exp", "LEAF_C", "ADD"]
+
+LEAF_C, ADD = _A.LEAF_C, _A.ADD   # the postfix program's leaf for c and its addition
 
 TERMS = {"truncate": _A.TRUNC, "floor": _A.FLOOR, "nearest": _A.NEAREST}
-ORDERS = ("sequential", "pairwise", "blocked", "exact")
-BLOCK_SCALES = ("product", "group", "promotion")
-
-
-@dataclass(frozen=True)
-class FusedAdder:
-    """A multi-term fused adder (Fasi et al. 2021; SPECS.md §4): ``n`` products per step,
-    aligned to the largest exponent (the running sum's too if ``align_addend``), each kept to
-    ``frac_bits`` bits below it by ``terms`` ("truncate" toward zero, "floor", "nearest" even),
-    summed exactly, normalised and rounded once."""
-    n: int
-    frac_bits: int
-    align_addend: bool = True
-    terms: str = "truncate"
-
-    def __post_init__(self):
-        for name, lo, hi in (("n", 1, 4096), ("frac_bits", 0, 40)):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not lo <= v <= hi:
-                raise ValueError(f"FusedAdder {name}={v!r} is not allowed: an int in {lo}..{hi}")
-        if self.terms not in TERMS:
-            raise ValueError(f"FusedAdder terms={self.terms!r} is not allowed; choose one of "
-                             f"{list(TERMS)}")
-
-
-@dataclass(frozen=True)
-class Accumulator:
-    """How a sum of products is formed; see the module docstring for every field."""
-    fmt: object = "float32"
-    rounding: str = "nearest_even"
-    order: object = "sequential"
-    block: int | None = None
-    products: object = None
-    product_rounding: str = "nearest_even"
-    fused: FusedAdder | None = None
-    promote_every: int | None = None
-    promote_to: object = None
-    overflow: str | None = None
-    sr_bits: int | None = None
-    sr_variant: str = "srff"
-    input_formats: tuple = (None, None)
-    addend_format: object = None
-    block_scales: str = "product"
-    group: int = 16
-    name: str = field(default="", compare=False)
-
-    def __post_init__(self):
-        fmt = _format(self.fmt)
-        object.__setattr__(self, "fmt", fmt)
-        if isinstance(fmt, IntFormat):
-            if self.overflow not in (None, "wrap", "saturate"):
-                raise ValueError(f"overflow={self.overflow!r} is not allowed for an integer "
-                                 "accumulator; choose 'wrap' (default) or 'saturate'")
-            if fmt.frac_bits or self.fused or self.products is not None or self.order == "exact":
-                raise ValueError("an integer accumulator adds exact integer products: "
-                                 "frac_bits=0, no fused adder, no product format, no 'exact'")
-        else:
-            if not isinstance(fmt, FloatFormat) or not holds(fmt, np.float64):
-                raise ValueError(f"fmt={fmt.name} is not allowed: an accumulator format is a "
-                                 "FloatFormat float64 holds, or an IntFormat")
-            check_overflow(self.overflow, fmt)
-            _check_rounding_args(fmt, self.rounding, self.sr_bits, self.sr_variant,
-                                 0 if self.stochastic else None, None, np.float64)
-        if self.products is not None:
-            object.__setattr__(self, "products", _format(self.products))
-        if self.addend_format is not None:
-            object.__setattr__(self, "addend_format", _format(self.addend_format))
-        ins = tuple(None if f is None else _format(f) for f in self.input_formats)
-        if len(ins) != 2:
-            raise ValueError("input_formats must be a pair (format of A, format of B)")
-        object.__setattr__(self, "input_formats", ins)
-        if isinstance(self.order, str):
-            if self.order not in ORDERS:
-                raise ValueError(f"order={self.order!r} is not allowed; choose one of {ORDERS} "
-                                 "or a nested tuple of product indices")
-            if self.order == "blocked" and not (isinstance(self.block, int) and self.block >= 1):
-                raise ValueError("order='blocked' needs block=<int >= 1> (products per chunk)")
-        elif isinstance(self.order, (int, np.integer)) and not isinstance(self.order, bool):
-            object.__setattr__(self, "order", (int(self.order),))      # a one-product tree
-        elif not isinstance(self.order, tuple):
-            raise TypeError(f"order must be a string or a nested tuple, got {self.order!r}")
-        if self.fused is not None:
-            if not isinstance(self.fused, FusedAdder):
-                raise TypeError("fused must be a FusedAdder(n, frac_bits, ...)")
-            if None in ins or not all(isinstance(f, FloatFormat) for f in ins):
-                raise ValueError("a fused adder needs input_formats=(fmt_A, fmt_B): the float "
-                                 "formats whose exponents it aligns")
-            if self.order != "sequential" or self.products is not None:
-                raise ValueError("a fused adder sets its own order and keeps products exact: "
-                                 "leave order='sequential' and products=None")
-        if self.block_scales not in BLOCK_SCALES:
-            raise ValueError(f"block_scales={self.block_scales!r} is not allowed; choose one of "
-                             f"{BLOCK_SCALES}")
-        if self.promote_every is not None:
-            if self.fused is None or self.promote_every % self.fused.n:
-                raise ValueError("promote_every needs a fused adder and must be a multiple of "
-                                 "its n (promotion happens between steps)")
-            pro = self.promote_to
-            if pro is None:
-                pro = Accumulator("float32")
-            elif not isinstance(pro, Accumulator):
-                pro = Accumulator(pro)
-            object.__setattr__(self, "promote_to", pro)
-
-    @property
-    def stochastic(self) -> bool:
-        return mode_name(self.rounding) == "stochastic"
-
-    def __str__(self):
-        return self.name or repr(self)
+SMALL_PRODUCTS = 1 << 20   # fused adders below this many products run in NumPy (no compile)
 
 
 # ---- input preparation ----------------------------------------------------------------------
@@ -176,7 +71,7 @@ def _floats(x, name):
     return arr.astype(np.float64)
 
 
-def _check_values(x, fmt, name):
+def check_values(x, fmt, name):
     """x's values must belong to fmt (or, with no fmt, be float32 values)."""
     finite = np.isfinite(x)
     if fmt is None:
@@ -193,7 +88,7 @@ def _check_values(x, fmt, name):
                          f"input first, e.g. lp.round({name}, ...)")
 
 
-def _sig_exp(x, fmt):
+def sig_exp(x, fmt):
     """Signed integer significands and exponents of x as ``fmt`` sees them (value =
     sig * 2^(exp - man_bits), exp >= emin), and flags 0 finite, 1 Inf, 2 NaN, 3 -0."""
     flag = np.where(np.isnan(x), 2, np.where(np.isinf(x), 1, 0)).astype(np.int8)
@@ -207,7 +102,7 @@ def _sig_exp(x, fmt):
     return sig.astype(np.int64), e.astype(np.int64), flag
 
 
-def _program(order, K, block):
+def program(order, K, block):
     """Postfix program (leaf k >= 0, -1 = c, -2 = add) and its stack depth."""
     C, ADD = _A.LEAF_C, _A.ADD
     if order == "sequential":
@@ -249,14 +144,11 @@ def _program(order, K, block):
     return np.array(prog, dtype=np.int64), depth
 
 
-def _resolve(acc):
-    if isinstance(acc, Accumulator):
-        return acc
-    if isinstance(acc, str):
-        from . import hardware  # noqa: PLC0415
-        return hardware.preset(acc)
-    raise TypeError(f"acc must be an lp.Accumulator or a preset name (lp.hardware.presets()), "
-                    f"got {acc!r}")
+def _rplan(fmt, rounding, overflow, sr_bits, sr_variant, sr):
+    """The rounding plan of an accumulator's additions (float64 work type)."""
+    mode, r, variant = _check_rounding_args(fmt, rounding, sr_bits, sr_variant,
+                                            0 if sr else None, None, np.float64)
+    return _build(fmt, mode, check_overflow(overflow, fmt), overflow is None, r, variant, 64)
 
 
 def _rparams(fmt, rounding, overflow, sr_bits, sr_variant, sr):
@@ -279,7 +171,7 @@ def matmul(A, B, acc="fp32-sequential", c=None, *, seed=None, dtype=None):
     output bits (float64 if the format needs it; int64 for integer accumulators), or
     ``dtype``.
     """
-    acc = _resolve(acc)
+    acc = hardware.resolve(acc)
     if isinstance(A, BlockTensor) or isinstance(B, BlockTensor):
         return _block_matmul(A, B, acc, c, seed, dtype)
     A, B = _floats(A, "A"), _floats(B, "B")
@@ -298,10 +190,10 @@ def matmul(A, B, acc="fp32-sequential", c=None, *, seed=None, dtype=None):
         raise ValueError(f"shapes do not broadcast: A {A.shape}, B {B.shape}, c "
                          f"{np.shape(c)}") from None
     fa, fb = acc.input_formats
-    _check_values(A, fa, "A")
-    _check_values(B, fb, "B")
+    check_values(A, fa, "A")
+    check_values(B, fb, "B")
     if not isinstance(acc.fmt, IntFormat):
-        _check_values(C, acc.addend_format or acc.fmt, "c")
+        check_values(C, acc.addend_format or acc.fmt, "c")
     nb = int(np.prod(batch, dtype=np.int64))
     A3 = np.ascontiguousarray(np.broadcast_to(A, batch + (M, K))).reshape(nb, M, K)
     B3 = np.ascontiguousarray(np.swapaxes(np.broadcast_to(B, batch + (K, N)), -1, -2)
@@ -321,8 +213,8 @@ def matmul(A, B, acc="fp32-sequential", c=None, *, seed=None, dtype=None):
         return res.reshape(shape) if dtype is None else res.reshape(shape).astype(dtype)
     mode, P = _rparams(fmt, acc.rounding, acc.overflow, acc.sr_bits, acc.sr_variant, sr)
     if acc.fused is not None:
-        SA, EA, FA = _sig_exp(A3, fa)
-        SB, EB, FB = _sig_exp(B3, fb)
+        SA, EA, FA = sig_exp(A3, fa)
+        SB, EB, FB = sig_exp(B3, fb)
         out = _run_fused(acc, SA, EA, FA, SB, EB, FB, fa.man_bits + fb.man_bits, C3, seed,
                          acc.fused.n)
         res_fmt = acc.promote_to.fmt if acc.promote_to is not None else fmt
@@ -336,7 +228,7 @@ def matmul(A, B, acc="fp32-sequential", c=None, *, seed=None, dtype=None):
                              out, errs)
         res_fmt = fmt
     else:
-        prog, depth = _program(acc.order, K, acc.block)
+        prog, depth = program(acc.order, K, acc.block)
         round_prod = acc.products is not None
         Pprod = _rparams(acc.products, acc.product_rounding, None, None, "srff", False)[1] \
             if round_prod else P
@@ -410,7 +302,7 @@ def _fused_from_parts(acc, ea, sa, eb, sb, c, seed):
     nb = int(np.prod(batch, dtype=np.int64))
     shape = batch + (M, N)
     C = np.zeros(shape) if c is None else np.broadcast_to(_floats(c, "c"), shape)
-    _check_values(C, acc.addend_format or acc.fmt, "c")
+    check_values(C, acc.addend_format or acc.fmt, "c")
 
     SA, EA, FA = scaled_parts(ea, sa, fa, batch + (M, K), False)
     SB, EB, FB = scaled_parts(eb, sb, fb, batch + (K, N), True)
@@ -429,7 +321,7 @@ def scaled_parts(e, s, fmt, bshape, swap):
     if swap:
         e, s = np.swapaxes(e, -1, -2), np.swapaxes(s, -1, -2)
     nb = int(np.prod(e.shape[:-2], dtype=np.int64))
-    SX, EX, FX = _sig_exp(np.ascontiguousarray(e).reshape((nb,) + e.shape[-2:]), fmt)
+    SX, EX, FX = sig_exp(np.ascontiguousarray(e).reshape((nb,) + e.shape[-2:]), fmt)
     s = np.ascontiguousarray(s).reshape(SX.shape)
     bad_scale = ~np.isfinite(s) | (s <= 0)
     FX = np.where(bad_scale, 2, FX).astype(np.int8)
@@ -450,7 +342,7 @@ def _promoted(acc, ea, sa, eb, sb, c, seed):
                                 block_scales="product")
     shape = np.broadcast_shapes(ea.shape[:-2], eb.shape[:-2]) + (ea.shape[-2], eb.shape[-1])
     outer = np.zeros(shape) if c is None else np.broadcast_to(_floats(c, "c"), shape)
-    _check_values(outer, pro.fmt, "c")
+    check_values(outer, pro.fmt, "c")
     for k0 in range(0, K, k):
         a_s, b_s = sa[..., :, k0:k0 + k], sb[..., k0:k0 + k, :]
         same = lambda t, t0: np.all((t == t0) | (np.isnan(t) & np.isnan(t0)))  # noqa: E731
@@ -507,9 +399,9 @@ def _grouped(acc, va, vb, sa, sb, c, seed):
     nb = int(np.prod(batch, dtype=np.int64))
     shape = batch + (M, N)
     C = np.zeros(shape) if c is None else np.broadcast_to(_floats(c, "c"), shape)
-    _check_values(C, acc.addend_format or acc.fmt, "c")
+    check_values(C, acc.addend_format or acc.fmt, "c")
     f64 = _format("float64")
-    ST, ET, FT = _sig_exp(np.ascontiguousarray(T).reshape(nb, M * N, K // g), f64)
+    ST, ET, FT = sig_exp(np.ascontiguousarray(T).reshape(nb, M * N, K // g), f64)
     ones = np.ones((nb, 1, K // g), np.int64)
     zeros = np.zeros((nb, 1, K // g), np.int64)
     res = _run_fused(acc, ST, ET, FT, ones, zeros, np.zeros(ones.shape, np.int8), 52,
@@ -530,6 +422,18 @@ def _run_fused(acc, SA, EA, FA, SB, EB, FB, mab, C3, seed, n_terms):
     pro = acc.promote_to
     Ppro = P if pro is None else _rparams(pro.fmt, pro.rounding, pro.overflow, pro.sr_bits,
                                           pro.sr_variant, pro.stochastic)[1]
+    if SA.size * SB.shape[1] < SMALL_PRODUCTS:     # NumPy, no compiled kernel
+        plan = _rplan(acc.fmt, acc.rounding, acc.overflow, acc.sr_bits, acc.sr_variant, sr)
+        plan_pro = None if pro is None else _rplan(pro.fmt, pro.rounding, pro.overflow,
+                                                   pro.sr_bits, pro.sr_variant, pro.stochastic)
+        small = fused_small(SA, EA, FA, SB, EB, FB, C3, n_terms, fz.frac_bits,
+                            bool(fz.align_addend), TERMS[fz.terms], mab, cf.emin, plan,
+                            acc.promote_every or 0, plan_pro or plan,
+                            check_seed(seed) if sr else 0)
+        if small is not None:
+            if small[1]:
+                raise ValueError(f"a sum is NaN but {acc.fmt.name} has no NaN")
+            return small[0]
     out = np.empty(C3.shape)
     errs = np.zeros(1, dtype=np.int64)
     bada = np.any((FA == 1) | (FA == 2), axis=-1)
@@ -549,7 +453,7 @@ def _int(acc, A3, B3, C3, K):
                 np.any(np.abs(arr) >= 2**31):
             raise ValueError(f"{name} must hold integers below 2^31 in magnitude for an "
                              "integer accumulator")
-    prog, depth = _program(acc.order, K, acc.block)
+    prog, depth = program(acc.order, K, acc.block)
     out = np.empty(C3.shape, dtype=np.int64)
     _A.int_matmul(A3.astype(np.int64), B3.astype(np.int64), C3.astype(np.int64), prog, depth,
                   int(fmt.min_int), int(fmt.max_int), acc.overflow == "saturate", out)
@@ -599,7 +503,7 @@ def exact_per_block(fmt_a, fmt_b, block=32, fmt="float32"):
 
 def a2q_bits(K, n_bits, m_bits, signed_x=True):
     """Accumulator bits P that no order of K products of an n_bits-bit input and an
-    m_bits-bit weight can overflow (A2Q, Colbert et al. 2023, SPECS.md §4):
+    m_bits-bit weight can overflow (A2Q, Colbert et al. 2023, docs/matrix-units.md):
     P = ceil(alpha + log2(1 + 2^-alpha) + 1), alpha = log2(K) + n_bits + m_bits - 1 - signed_x."""
     for name, v in (("K", K), ("n_bits", n_bits), ("m_bits", m_bits)):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:

@@ -3,7 +3,8 @@
 Each result is the exact real result of the operation on the input values, rounded **once** to
 ``fmt`` with any rounding mode of ``lp.round`` (stochastic included: the discarded fraction is
 the exact one, to 64 bits plus a sticky bit). The exact result is formed with integer arithmetic
-on the significands (``lowprec._exact``), never by rounding in float64 first.
+on the significands (``lowprec._exact``, Numba, for large arrays; ``lowprec._exact_int``,
+Python integers, below ``lp.cast.SMALL`` elements), never by rounding in float64 first.
 
 Inputs are float arrays (float16, bfloat16, float32, float64) or Python numbers, broadcast
 together as NumPy does; their values are used as they are (round them to an input format first
@@ -18,8 +19,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _exact
-from .cast import (_as_float_array, _check_rounding_args, _params, _prepare_rbits, holds,
+from ._exact_int import ADD, DIV, FMA, MUL, SQRT, SUB, arith_small
+from .plan import NO_CODE, _build
+from .xstep import random_words
+from .cast import (SMALL, _as_float_array, _check_rounding_args, _params, _prepare_rbits, holds,
                    result_dtype)
 from .formats import FloatFormat, IntFormat, format as _format
 from .rounding import check_overflow, check_seed
@@ -44,7 +47,6 @@ def _apply(op, operands, fmt, rounding, overflow, sr_bits, sr_variant, seed, rbi
     mode, r, variant = _check_rounding_args(fmt, rounding, sr_bits, sr_variant, seed, rbits,
                                             np.float64)
     policy = check_overflow(overflow, fmt)
-    P = _params(fmt, 64, mode, policy, overflow is None, r, variant)
     flat = [np.ascontiguousarray(np.broadcast_to(a, shape), dtype=np.float64).reshape(-1)
             .view(np.uint64) for a, _ in arrs]
     while len(flat) < 3:
@@ -56,10 +58,25 @@ def _apply(op, operands, fmt, rounding, overflow, sr_bits, sr_variant, seed, rbi
         else:
             rsrc, sd = 2, check_seed(seed)
     n = flat[0].shape[0]
-    out = np.empty(n, dtype=np.uint64)
-    errs = np.zeros(1, dtype=np.int64)
-    _exact.arith_array(op, flat[0], flat[1], flat[2], P, rsrc, rb, np.uint64(sd), out, errs)
-    if errs[0]:
+    if n < SMALL:                                 # Python integers, no compiled kernel
+        plan = _build(fmt, mode, policy, overflow is None, r, variant, 64)
+        Rh = Rl = None
+        if rsrc == 1:
+            Rh, Rl = (rb >> np.uint64(32)).astype(np.int64), (rb & np.uint64(0xFFFFFFFF)).astype(
+                np.int64)
+        elif rsrc == 2:
+            Rh, Rl = random_words(np, sd, n, plan.wide_words)
+        code, vb = arith_small(op, *flat, plan, Rh, Rl)
+        out, nerr = vb.view(np.uint64), int(np.sum(code == NO_CODE))
+    else:
+        from . import _exact  # noqa: PLC0415  (compiled on first use)
+        P = _params(fmt, 64, mode, policy, overflow is None, r, variant)
+        out = np.empty(n, dtype=np.uint64)
+        errs = np.zeros(1, dtype=np.int64)
+        _exact.arith_array(op, flat[0], flat[1], flat[2], P, rsrc, rb, np.uint64(sd), out,
+                           errs)
+        nerr = errs[0]
+    if nerr:
         raise ValueError(f"a result is NaN (a NaN operand or an invalid operation) but "
                          f"{fmt.name} has no NaN code")
     rdt = result_dtype(in_dtype, fmt)
@@ -82,42 +99,42 @@ _DOC_ARGS = """
 def add(x, y, fmt, rounding="nearest_even", overflow=None, *, sr_bits=None, sr_variant="srff",
         seed=None, rbits=None, dtype=None):
     """x + y rounded once to ``fmt`` (IEEE 754-2019 §5.4.1 addition, any format and mode)."""
-    return _apply(_exact.ADD, (x, y), fmt, rounding, overflow, sr_bits, sr_variant, seed, rbits,
+    return _apply(ADD, (x, y), fmt, rounding, overflow, sr_bits, sr_variant, seed, rbits,
                   dtype)
 
 
 def sub(x, y, fmt, rounding="nearest_even", overflow=None, *, sr_bits=None, sr_variant="srff",
         seed=None, rbits=None, dtype=None):
     """x - y rounded once to ``fmt`` (IEEE 754-2019 §5.4.1 subtraction: x + (-y))."""
-    return _apply(_exact.SUB, (x, y), fmt, rounding, overflow, sr_bits, sr_variant, seed, rbits,
+    return _apply(SUB, (x, y), fmt, rounding, overflow, sr_bits, sr_variant, seed, rbits,
                   dtype)
 
 
 def mul(x, y, fmt, rounding="nearest_even", overflow=None, *, sr_bits=None, sr_variant="srff",
         seed=None, rbits=None, dtype=None):
     """x * y rounded once to ``fmt`` (IEEE 754-2019 §5.4.1 multiplication)."""
-    return _apply(_exact.MUL, (x, y), fmt, rounding, overflow, sr_bits, sr_variant, seed, rbits,
+    return _apply(MUL, (x, y), fmt, rounding, overflow, sr_bits, sr_variant, seed, rbits,
                   dtype)
 
 
 def div(x, y, fmt, rounding="nearest_even", overflow=None, *, sr_bits=None, sr_variant="srff",
         seed=None, rbits=None, dtype=None):
     """x / y rounded once to ``fmt`` (IEEE 754-2019 §5.4.1 division)."""
-    return _apply(_exact.DIV, (x, y), fmt, rounding, overflow, sr_bits, sr_variant, seed, rbits,
+    return _apply(DIV, (x, y), fmt, rounding, overflow, sr_bits, sr_variant, seed, rbits,
                   dtype)
 
 
 def fma(x, y, z, fmt, rounding="nearest_even", overflow=None, *, sr_bits=None,
         sr_variant="srff", seed=None, rbits=None, dtype=None):
     """x * y + z with one rounding to ``fmt`` (IEEE 754-2019 §5.4.1 fusedMultiplyAdd)."""
-    return _apply(_exact.FMA, (x, y, z), fmt, rounding, overflow, sr_bits, sr_variant, seed,
+    return _apply(FMA, (x, y, z), fmt, rounding, overflow, sr_bits, sr_variant, seed,
                   rbits, dtype)
 
 
 def sqrt(x, fmt, rounding="nearest_even", overflow=None, *, sr_bits=None, sr_variant="srff",
          seed=None, rbits=None, dtype=None):
     """sqrt(x) rounded once to ``fmt`` (IEEE 754-2019 §5.4.1 squareRoot; sqrt(-0) = -0)."""
-    return _apply(_exact.SQRT, (x,), fmt, rounding, overflow, sr_bits, sr_variant, seed, rbits,
+    return _apply(SQRT, (x,), fmt, rounding, overflow, sr_bits, sr_variant, seed, rbits,
                   dtype)
 
 

@@ -1,4 +1,4 @@
-"""Block-scaled formats: OCP MX, NVIDIA NVFP4, block floating point (SPECS.md §3).
+"""Block-scaled formats: OCP MX, NVIDIA NVFP4, block floating point (docs/blocks.md).
 
 A ``BlockFormat`` says how a tensor is cut into blocks (``k`` consecutive elements along one
 axis, or ``tile = (rows, cols)`` tiles over the last two axes), how each block's scale is chosen
@@ -8,7 +8,7 @@ and the tensor scale; ``dequantize`` and ``fake_quantize`` give values back.
 
 Power-of-two scales (MX, block floating point) divide exactly, so every element is rounded
 once. NVFP4 follows Transformer Engine's float32 operation order literally (that order *is* the
-format's definition, SPECS.md §3), so its element inputs are float32 products, rounded once
+format's definition, docs/blocks.md), so its element inputs are float32 products, rounded once
 into E2M1.
 """
 from __future__ import annotations
@@ -203,7 +203,7 @@ class BlockTensor:
                 v = v.astype(dtype)
         if np.isnan(v).any():              # the positive quiet NaN (x86's 0 x Inf is negative)
             v = np.where(np.isnan(v), np.array(np.nan, v.dtype), v)
-        return _unblock(v, self.shape, self.axis, bf)
+        return unblock(v, self.shape, self.axis, bf)
 
     def element_and_scale_values(self):
         """(element values, block-scale values), float64, each in the original shape: every
@@ -212,8 +212,8 @@ class BlockTensor:
         elem = cast.decode(self.codes, bf.elem, dtype=np.float64)
         scale = cast.decode(self.scale_codes, bf.scale_fmt, dtype=np.float64)
         scale = np.broadcast_to(scale[..., None], elem.shape)
-        return (_unblock(elem, self.shape, self.axis, bf),
-                _unblock(np.ascontiguousarray(scale), self.shape, self.axis, bf))
+        return (unblock(elem, self.shape, self.axis, bf),
+                unblock(np.ascontiguousarray(scale), self.shape, self.axis, bf))
 
 
 def _times_exactly(v, s, dtype):
@@ -253,7 +253,7 @@ def _block(x, axis, bf):
     return x.reshape(x.shape[:-2] + (r * c,))
 
 
-def _unblock(v, shape, axis, bf, xp=np):
+def unblock(v, shape, axis, bf, xp=np):
     """Blocked values (..., blocks, k) back to ``shape`` (padding dropped, axis restored);
     ``xp``: the array module (NumPy, or ``jax.numpy`` for ``lowprec_jax``)."""
     moved = list(shape)
@@ -269,7 +269,7 @@ def _unblock(v, shape, axis, bf, xp=np):
     return xp.moveaxis(v, -1, axis)
 
 
-def _check_axis(x, axis, bf):
+def check_axis(x, axis, bf):
     if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):
         raise TypeError(f"axis must be an int, got {axis!r}")
     if not -x.ndim <= axis < x.ndim:
@@ -342,12 +342,12 @@ def quantize(x, bf, axis=-1, rounding="nearest_even", *, sr_bits=None, sr_varian
              seed=None, rbits=None, tensor_amax=None, _want_values=False) -> BlockTensor:
     """Quantize ``x`` to the block format ``bf`` (a BlockFormat or preset name) along ``axis``.
 
-    Scale per block by ``bf.scale_rule`` (SPECS.md §3); elements x / scale rounded once to
+    Scale per block by ``bf.scale_rule`` (docs/blocks.md); elements x / scale rounded once to
     ``bf.elem`` with ``rounding`` (all modes of ``lp.round``; stochastic takes ``seed`` / ``rbits``
     as there, with ``rbits`` shaped like x and the seeded counter the flat index in x) and
     saturated to the element range. ``sr_variant="te"``: Transformer Engine's emulation of
     Blackwell's FP4 stochastic rounding, t = fma(R/256, step(|v|), |v|) in float32 with R the
-    low 8 bits of the element's random word, then t truncated to the element grid (SPECS.md §2).
+    low 8 bits of the element's random word, then t truncated to the element grid (docs/rounding.md).
     ``tensor_amax``: for the two-level rules, the amax the tensor scale is computed from
     (calibrated or delayed scaling); default: this tensor's. Returns a ``BlockTensor``.
     """
@@ -355,7 +355,7 @@ def quantize(x, bf, axis=-1, rounding="nearest_even", *, sr_bits=None, sr_varian
     arr, _ = cast._as_float_array(x)
     if arr.ndim == 0:
         raise ValueError("x must have at least one dimension to cut into blocks")
-    axis = _check_axis(arr, axis, bf)
+    axis = check_axis(arr, axis, bf)
     in_dtype = arr.dtype
     if sr_variant == "te" and (mode_name(rounding) != "stochastic" or in_dtype.itemsize > 4
                                or sr_bits not in (None, 8)):
@@ -470,7 +470,7 @@ def _fast_quantize(arr, axis, bf, rounding, sr_bits, sr_variant, seed, rbits, te
         t_scale = s_dec
         s_codes = np.empty(nbk, bf.scale_fmt.code_dtype)
         s_enc_b, s_val, nanv = np.empty(nbk, np.float32), np.empty(nbk), np.empty(nbk, bool)
-        Ps = cast._params(bf.scale_fmt, 32, "nearest_even", "saturate", False, 0, 0)
+        Ps = cast._params(bf.scale_fmt, 32, "nearest_even", "saturate", False, 0, "srff")
         BK.te_scales(amax_bits, flags, bf.nonfinite == "nan", np.float32(sb_mult), s_dec,
                      np.float64(t_scale), Ps, bf.scale_fmt.nan_code, s_codes, s_enc_b, s_val,
                      nanv)
@@ -554,7 +554,7 @@ def _ldexp_sticky(v, e):
 
 def _quantize_two_level(blocks, amax, nan, inf, shape, axis, bf, rounding, kw, tensor_amax,
                         any_nan):
-    """E4M3 block scales under a float32 tensor scale (SPECS.md §3), in float32 and in the
+    """E4M3 block scales under a float32 tensor scale (docs/blocks.md), in float32 and in the
     operation order of the implementation each rule reproduces."""
     f32 = np.float32
     amax32 = np.where(inf, np.inf, amax).astype(f32)

@@ -7,56 +7,18 @@ holds the format, or the format's own ml_dtypes type (the result is then that ml
 """
 from __future__ import annotations
 
-import math
 from functools import lru_cache
 
 import numpy as np
 
-from . import _fast, _table8, _kernels as K
 from .formats import FloatFormat, IntFormat, TableFormat, format as _format, ml_dtype
-from .rounding import MODES, VARIANTS, check_overflow, check_seed, mode_name
+from .plan import _WORK as _W, _build, check_sr_bits, holds, plan, \
+    work_bits as _work_bits
+from .rounding import VARIANT_NAMES, check_overflow, check_random_source, check_seed, mode_name
 
-__all__ = ["round", "encode", "decode", "result_dtype"]
+__all__ = ["round", "encode", "decode", "result_dtype", "holds", "plan", "SMALL"]
 
-_W = {32: (23, 127, np.float32, np.uint32), 64: (52, 1023, np.float64, np.uint64)}
-
-
-# ---- format geometry ----------------------------------------------------------------------
-
-def _geometry(fmt):
-    """(MT, EMIN, emax, finest quantum exponent) of a FloatFormat / IntFormat."""
-    if isinstance(fmt, IntFormat):
-        mt = fmt.bits - 1 if fmt.signed else fmt.bits
-        emin = mt - fmt.frac_bits
-        return mt, emin, emin, emin - mt
-    return fmt.man_bits, fmt.emin, fmt.emax, fmt.emin - fmt.man_bits
-
-
-def _float_info(dt):
-    dt = np.dtype(dt)
-    import ml_dtypes  # noqa: PLC0415
-    fi = ml_dtypes.finfo(dt) if dt.kind == "V" or dt.name == "bfloat16" else np.finfo(dt)
-    return int(fi.nmant), int(fi.minexp), int(fi.maxexp) - 1
-
-
-def holds(fmt, dtype) -> bool:
-    """True if every value of ``fmt`` is exactly representable in the float ``dtype``."""
-    dt = np.dtype(dtype)
-    if isinstance(fmt, TableFormat):
-        v = fmt.values()
-        with np.errstate(over="ignore"):
-            return bool(np.all(v.astype(dt).astype(np.float64) == v))
-    md, emin_d, emax_d = _float_info(dt)
-    mt, emin, emax, finest = _geometry(fmt)
-    return finest >= emin_d - md and emax <= emax_d and (mt <= md or emax < emin_d)
-
-
-def _work_bits(fmt, in_dtype) -> int:
-    if np.dtype(in_dtype).itemsize > 4 or isinstance(fmt, TableFormat):
-        return 64
-    mt, emin, _, _ = _geometry(fmt)
-    return 32 if holds(fmt, np.float32) and emin >= -126 and mt <= 23 else 64
-
+SMALL = 1 << 12   # arrays below this many elements round with NumPy (lowprec.xstep): no compile
 
 _FLOAT_IN = ("float16", "bfloat16", "float32", "float64")
 
@@ -92,28 +54,19 @@ def _as_float_array(x, name="x"):
 
 
 def _check_rounding_args(fmt, rounding, sr_bits, sr_variant, seed, rbits, in_dtype):
+    """(mode, random bits r, variant name) after checking the stochastic arguments."""
     mode = mode_name(rounding)
-    if sr_variant not in VARIANTS:
+    if sr_variant not in VARIANT_NAMES:
         raise ValueError(f"sr_variant={sr_variant!r} is not allowed; choose one of "
-                         f"{list(VARIANTS)}")
+                         f"{list(VARIANT_NAMES)}")
+    if mode != "stochastic" and sr_bits is not None:
+        raise ValueError(f"seed, rbits and sr_bits apply to rounding='stochastic' only "
+                         f"(rounding={rounding!r})")
+    check_random_source(mode, seed, rbits)
     if mode != "stochastic":
-        if seed is not None or rbits is not None or sr_bits is not None:
-            raise ValueError(f"seed, rbits and sr_bits apply to rounding='stochastic' only "
-                             f"(rounding={rounding!r})")
-        return mode, 0, K.SRFF
-    if (seed is None) == (rbits is None):
-        raise ValueError("rounding='stochastic' needs exactly one source of random bits: "
-                         "seed=<int> (counter-based Philox) or rbits=<unsigned int array>")
-    wide = np.dtype(in_dtype).itemsize > 4
-    if sr_bits is None:
-        r, variant = (64 if wide else 32), K.SRFF
-    else:
-        if isinstance(sr_bits, bool) or not isinstance(sr_bits, (int, np.integer)):
-            raise TypeError(f"sr_bits must be an int in 1..32 or None, got {sr_bits!r}")
-        if not 1 <= sr_bits <= 32:
-            raise ValueError(f"sr_bits={sr_bits} is out of range: allowed 1..32 (None = exact)")
-        r, variant = int(sr_bits), VARIANTS[sr_variant]
-    return mode, r, variant
+        return mode, 0, "srff"
+    r = check_sr_bits(sr_bits, np.dtype(in_dtype).itemsize > 4)
+    return mode, r, ("srff" if sr_bits is None else sr_variant)
 
 
 def _prepare_rbits(rbits, shape, r):
@@ -135,60 +88,6 @@ def _prepare_rbits(rbits, shape, r):
 
 
 # ---- kernel parameters ----------------------------------------------------------------------
-
-def _vbits(v, W, negative=False):
-    """Work-type bits (as Python int) of a float value; 'nan' gives the quiet NaN."""
-    mw, bw, ft, ut = _W[W]
-    if v == "nan":
-        f = ft(np.nan)
-    else:
-        f = ft(float(v))
-    b = int(np.array([f], dtype=ft).view(ut)[0])
-    b &= ~(1 << (W - 1))
-    if negative:
-        b |= 1 << (W - 1)
-    return b
-
-
-def _specials(fmt, policy, natural, W):
-    """Codes and work-type bits for NaN, overflow, saturation, and the E8M0 corner cases."""
-    sign = 1 << (fmt.bits - 1) if fmt.signed else 0
-
-    def nan_out(neg):
-        if fmt.has_nan:
-            code = fmt.nan_code | (sign if neg and fmt.signed_nan else 0)
-            return code, _vbits("nan", W, bool(code & sign))
-        if natural and fmt.has_neg_zero:          # ml_dtypes: NaN -> zero of the other sign
-            return (0 if neg else sign), _vbits(0.0, W, not neg)
-        return K.ERR, 0
-
-    def max_out(neg):
-        if neg and not fmt.signed:                # the largest value below zero is 0, if any
-            return nan_out(neg) if fmt.lowest > 0 else (0, 0)
-        if isinstance(fmt, IntFormat):
-            mag = -fmt.min_int if neg else fmt.max_int
-            code = (-mag) & ((1 << fmt.bits) - 1) if neg else mag
-            return code, _vbits(math.ldexp(mag, -fmt.frac_bits), W, neg)
-        return fmt.max_code | (sign if neg else 0), _vbits(fmt.max, W, neg)
-
-    def inf_out(neg):
-        if neg and not fmt.signed:
-            return nan_out(neg)
-        return fmt.inf_code | (sign if neg else 0), _vbits(np.inf, W, neg)
-
-    ovf = {"saturate": max_out, "inf": inf_out, "nan": nan_out}[policy]
-    d = {}
-    d["NAN_POS_C"], d["NAN_POS_V"] = nan_out(False)
-    d["NAN_NEG_C"], d["NAN_NEG_V"] = nan_out(True)
-    d["OVF_POS_C"], d["OVF_POS_V"] = ovf(False)
-    d["OVF_NEG_C"], d["OVF_NEG_V"] = ovf(True)
-    d["SAT_POS_C"], d["SAT_POS_V"] = max_out(False)
-    d["SAT_NEG_C"], d["SAT_NEG_V"] = max_out(True)
-    if isinstance(fmt, FloatFormat) and not fmt.zero:
-        d["ZIN_C"], d["ZIN_V"] = nan_out(False)
-        d["MIN_C"], d["MIN_V"] = 0, _vbits(math.ldexp(1.0, fmt.emin), W)
-    return d
-
 
 @lru_cache(maxsize=None)
 def _table_arrays(fmt):
@@ -214,34 +113,10 @@ def _check_table_sr(fmt):
                          "neighbouring values")
 
 
-@lru_cache(maxsize=4096)
 def _params(fmt, W, mode, policy, natural, r, variant) -> np.ndarray:
-    P = np.zeros(K.NPARAM, dtype=np.int64)
-    mw, bw = _W[W][:2]
-    P[K.MW], P[K.BW], P[K.WSH] = mw, bw, W - 1
-    P[K.MODE], P[K.SRBITS], P[K.VARIANT] = MODES[mode], r, variant
-    P[K.SBIT] = max(fmt.bits - 1, 0)
-    P[K.CMASK] = (1 << fmt.bits) - 1 if fmt.bits < 64 else -1
-    P[K.NEGZ_OK] = int(fmt.has_neg_zero)
-    if isinstance(fmt, IntFormat):
-        mt, emin, _, _ = _geometry(fmt)
-        P[K.MT], P[K.EMIN], P[K.MB] = mt, emin, mt
-        P[K.MAXPOS], P[K.MAXNEG] = fmt.max_int, -fmt.min_int
-        P[K.KIND] = K.KIND_TWOS if fmt.signed else K.KIND_UNSIGNED
-        P[K.SUBQ_BITS] = np.array([math.ldexp(1.0, -fmt.frac_bits)]).view(np.int64)[0]
-    elif isinstance(fmt, FloatFormat):
-        mt = fmt.man_bits
-        mb = mt if fmt.subnormals else 0
-        P[K.MT], P[K.EMIN], P[K.MB] = mt, fmt.emin, mb
-        P[K.CODE_BASE] = 0 if fmt.zero else -(1 << mt)
-        P[K.MAXPOS] = fmt.max_code
-        P[K.MAXNEG] = fmt.max_code if fmt.signed else (0 if fmt.zero else -1)
-        P[K.KIND] = K.KIND_SIGNMAG if fmt.signed else K.KIND_UNSIGNED
-        P[K.SUBQ_BITS] = np.array([math.ldexp(1.0, fmt.emin - mb)]).view(np.int64)[0]
-    for k, v in _specials(fmt, policy, natural, W).items():
-        P[getattr(K, k)] = v if v < 2**63 else v - 2**64
-    P.setflags(write=False)
-    return P
+    """The Numba kernels' parameter array of the plan (fmt, mode, policy, r, variant, W)."""
+    from . import _kernels as K  # noqa: PLC0415
+    return K.params(_build(fmt, mode, policy, natural, r, variant, W))
 
 
 # ---- the public functions -------------------------------------------------------------------
@@ -258,6 +133,33 @@ def _value_lut(fmt, W):
     ft, ut = _W[W][2:]
     with np.errstate(invalid="ignore"):
         return _decode64(codes, fmt).astype(ft).view(ut)
+
+
+def _run_small(xb, p, rsrc, rb, seed, want_code, code_dtype):
+    """(codes or work-type bits, any unrepresentable input?) of the work-type bits ``xb``
+    rounded by the array-API step on NumPy (``lowprec.xstep``): no compiled kernel."""
+    from . import xstep  # noqa: PLC0415
+    ub = xb.astype(np.int64) if p.work_bits == 32 else xb.view(np.int64)
+    Rh = Rl = None
+    if rsrc == 1:
+        Rh, Rl = (rb >> np.uint64(32)).astype(np.int64), (rb & np.uint64(xstep.M32)).astype(
+            np.int64)
+    elif rsrc == 2:
+        Rh, Rl = xstep.random_words(np, seed, xb.shape[0], p.wide_words)
+    code, vb = xstep.round_bits(np, ub, Rh, Rl, p)
+    err = bool(np.any(code == xstep.NO_CODE))
+    if want_code:
+        return code.astype(code_dtype), err
+    return (vb.astype(np.uint32) if p.work_bits == 32 else vb.view(np.uint64)), err
+
+
+def _raise_nan(flat, fmt):
+    bad = np.flatnonzero(np.isnan(flat))
+    raise ValueError(
+        f"x holds NaN (first at flat index {int(bad[0]) if bad.size else -1}) but "
+        f"{fmt.name} has no NaN code"
+        + ("" if isinstance(fmt, IntFormat) else
+           "; overflow=None follows ml_dtypes (NaN -> zero of the opposite sign)"))
 
 
 def _run(arr, fmt, rounding, overflow, sr_bits, sr_variant, seed, rbits, want_code, dest=None):
@@ -281,8 +183,18 @@ def _run(arr, fmt, rounding, overflow, sr_bits, sr_variant, seed, rbits, want_co
             rsrc, rb = 1, _prepare_rbits(rbits, arr.shape, r)
         else:
             rsrc, sd = 2, check_seed(seed)
-    P = _params(fmt, W, mode, policy, overflow is None, r, variant)
     n = xb.shape[0]
+    if n < SMALL and not isinstance(fmt, TableFormat):
+        p = _build(fmt, mode, policy, overflow is None, r, variant, W)
+        out, err = _run_small(xb, p, rsrc, rb, sd, want_code, fmt.code_dtype)
+        if err:
+            _raise_nan(flat, fmt)
+        if dest is not None:
+            dest[...] = out
+            return W, dest
+        return W, out
+    from . import _fast, _kernels as K, _table8  # noqa: PLC0415  (compiled on first use)
+    P = _params(fmt, W, mode, policy, overflow is None, r, variant)
     errs = np.zeros(1, dtype=np.int64)
     large = n >= SPECIALISE_MIN_SIZE
     table = rsrc == 0 and n >= _table8.MIN_SIZE and _table8.applies(fmt, P)
@@ -303,12 +215,7 @@ def _run(arr, fmt, rounding, overflow, sr_bits, sr_variant, seed, rbits, want_co
     else:
         K.round_array(xb, P, rsrc, rb, np.uint64(sd), 0, want_code or lut, out, errs)
     if errs[0]:
-        bad = np.flatnonzero(np.isnan(flat))
-        raise ValueError(
-            f"x holds NaN (first at flat index {int(bad[0]) if bad.size else -1}) but "
-            f"{fmt.name} has no NaN code"
-            + ("" if isinstance(fmt, IntFormat) else
-               "; overflow=None follows ml_dtypes (NaN -> zero of the opposite sign)"))
+        _raise_nan(flat, fmt)
     if lut:
         values = dest if dest is not None else np.empty(n, dtype=ut)
         K.decode_array(out, _value_lut(fmt, W), values)

@@ -1,7 +1,7 @@
 """Number formats: one frozen dataclass per kind, finfo-style properties, a named registry.
 
 A ``FloatFormat`` is sign (optional) + ``exp_bits`` exponent + ``man_bits`` mantissa with a bias;
-normal value ``2^(e-bias) * (1 + m/2^M)``, subnormal ``2^(1-bias) * m/2^M`` (SPECS.md §1).
+normal value ``2^(e-bias) * (1 + m/2^M)``, subnormal ``2^(1-bias) * m/2^M`` (docs/formats.md).
 Special values are placed by two switches:
 
 * ``inf``: ``True`` (IEEE: exponent all ones, mantissa 0), ``"max_code"`` (the largest magnitude
@@ -84,14 +84,18 @@ class _FormatBase:
     def is_representable(self, x) -> np.ndarray:
         """True where ``x`` (array-like of floats) is exactly a value of the format, or a NaN or
         Inf the format can hold. -0 counts only where the format has -0."""
-        from .cast import round as _round  # noqa: PLC0415
         x = np.array(x, dtype=np.float64)
         finite = np.isfinite(x)
-        r = _round(np.where(finite, x, 0.0), self, rounding="toward_zero", overflow="saturate")
-        out = finite & (r.view(np.uint64) == x.view(np.uint64))
+        v = np.where(finite, x, 1.0)
+        on = self._on_grid(v) if self.bits > 16 else np.isin(v, self.values())
+        out = finite & on & (~((v == 0) & np.signbit(v)) | self.has_neg_zero)
         out |= np.isnan(x) & self.has_nan
         out |= np.isinf(x) & self.has_inf & (~np.signbit(x) | self.signed)
         return out
+
+    def _on_grid(self, v):
+        """Finite float64 ``v`` that are values of a format wider than 16 bits."""
+        raise NotImplementedError
 
     def __str__(self):
         return self.name
@@ -296,6 +300,15 @@ class FloatFormat(_FormatBase):
         """Smallest positive value (2^-127 for E8M0, which has no zero)."""
         return math.ldexp(1.0, self.min_exponent_quantum if self.zero else self.emin)
 
+    def _on_grid(self, v):
+        a = np.abs(v)
+        e = np.maximum(np.frexp(a)[1].astype(np.int64) - 1, self.emin)
+        steps = np.ldexp(a, (self.man_bits - e).astype(np.int32))     # exact: a power of two
+        ok = (steps == np.floor(steps)) & (a <= self.max) & ((v >= 0) | self.signed)
+        if not self.subnormals:
+            ok &= (a == 0) | (a >= self.min_normal)
+        return ok & ((a != 0) | self.zero)
+
 
 @dataclasses.dataclass(frozen=True)
 class IntFormat(_FormatBase):
@@ -351,6 +364,10 @@ class IntFormat(_FormatBase):
     def lowest(self) -> float:
         """Most negative value, ``min_int * 2^-frac_bits``."""
         return math.ldexp(float(self.min_int), -self.frac_bits)
+
+    def _on_grid(self, v):
+        n = np.ldexp(v, self.frac_bits)
+        return (n == np.floor(n)) & (n >= self.min_int) & (n <= self.max_int)
 
     @property
     def eps(self) -> float:

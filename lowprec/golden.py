@@ -77,10 +77,11 @@ def make(op, fmt, shape, seed, *, rounding="nearest_even", overflow=None, scale=
 
 
 def _matmul(acc, shape, seed, scale, specials):
-    from .accumulate import _resolve, matmul  # noqa: PLC0415
+    from .accumulate import matmul  # noqa: PLC0415
+    from .hardware import resolve  # noqa: PLC0415
     if len(shape) != 3:
         raise ValueError(f"matmul golden files take shape=(M, K, N), got {shape}")
-    acc = _resolve(acc)
+    acc = resolve(acc)
     M, K, N = shape
     rng = np.random.default_rng(seed)
 

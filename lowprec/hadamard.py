@@ -1,4 +1,4 @@
-"""The 16 x 16 random Hadamard transform of NVFP4 training (SPECS.md §3).
+"""The 16 x 16 random Hadamard transform of NVFP4 training (docs/blocks.md).
 
 Transformer Engine rotates each run of 16 consecutive values by M = diag(s) H16 / 4, with H16
 the Sylvester Hadamard matrix (H[i, j] = (-1)^popcount(i & j)) and s its fixed "wgrad" sign
@@ -91,7 +91,7 @@ def rht16(x, axis=-1, *, inverse=False, signs=TE_SIGNS) -> np.ndarray:
     """The random Hadamard transform of ``x`` along ``axis`` (length a multiple of 16): each
     run of 16 values v becomes v @ M (``inverse=True``: v @ M.T), M = ``rht16_matrix(signs)``,
     each output the exact value rounded once to x's float dtype (float16, bfloat16, float32
-    or float64). Source: Transformer Engine's NVFP4 recipe (arXiv:2509.25149, SPECS.md §3)."""
+    or float64). Source: Transformer Engine's NVFP4 recipe (arXiv:2509.25149, docs/blocks.md)."""
     from . import cast  # noqa: PLC0415
     arr, _ = cast._as_float_array(x)
     if isinstance(axis, bool) or not isinstance(axis, (int, np.integer)):

@@ -2,7 +2,7 @@
 
 * 4-bit codes (FP4 E2M1, INT4): two per byte, element 2j in the low nibble and 2j+1 in the high
   nibble (the layout of PTX ``cvt.rn.satfinite.e2m1x2.f32``'s packed pair, Transformer Engine,
-  torchao and cuBLAS; SPECS.md §3).
+  torchao and cuBLAS; docs/blocks.md).
 * 6-bit codes (FP6 E3M2/E2M3): four per three bytes, little-endian: element 4j+i occupies bits
   6i .. 6i+5 of the 24-bit little-endian word made of bytes 3j, 3j+1, 3j+2 (the FP4 rule
   extended: lower elements in lower bits).

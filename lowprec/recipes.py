@@ -1,6 +1,6 @@
 """Training recipes: how each operand of the three products of a linear layer (forward X @ W,
 input gradient dY @ W^T, weight gradient X^T @ dY) is quantized, shared by
-``lowprec_jax.quantized_dot_general`` and ``lowprec_torch.nn.QuantLinear`` (SPECS.md §3).
+``lowprec_jax.quantized_dot_general`` and ``lowprec_torch.nn.QuantLinear`` (docs/blocks.md).
 """
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ Modes (IEEE 754-2019 §4.3 plus round-to-odd and stochastic rounding):
 * ``toward_zero``, ``up`` (toward +inf), ``down`` (toward -inf).
 * ``odd``: if inexact, the neighbour whose last code bit is 1 (round-to-odd).
 * ``stochastic``: between neighbours lo < |x| < hi with discarded fraction d = (|x|-lo)/ulp,
-  round away from zero iff (SPECS.md §2, definitions as in gfloat's round.py):
+  round away from zero iff (docs/rounding.md, definitions as in gfloat's round.py):
 
   ==========  ==========================================================
   ``srff``    floor(d 2^r) + R >= 2^r       (truncate d to r bits; the default: what
@@ -44,21 +44,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _kernels as K
-
-MODES = {
-    "nearest_even": K.RNE, "nearest_away": K.RNA, "toward_zero": K.RZ, "up": K.UP,
-    "down": K.DOWN, "odd": K.ODD, "stochastic": K.SR,
-}
+MODES = ("nearest_even", "nearest_away", "toward_zero", "up", "down", "odd", "stochastic")
 MODE_ALIASES = {
     "rne": "nearest_even", "rn": "nearest_even", "nearest": "nearest_even",
     "rna": "nearest_away", "rz": "toward_zero", "rtz": "toward_zero", "trunc": "toward_zero",
     "ru": "up", "ceil": "up", "rd": "down", "floor": "down", "rto": "odd", "sr": "stochastic",
 }
-VARIANTS = {"srff": K.SRFF, "srf": K.SRF, "src": K.SRC, "sr_odd": K.SRODD}
+VARIANT_NAMES = ("srff", "srf", "src", "sr_odd")
 OVERFLOWS = (None, "saturate", "inf", "nan")
 
-__all__ = ["MODES", "VARIANTS", "OVERFLOWS", "random_bits", "philox4x32"]
+__all__ = ["MODES", "VARIANT_NAMES", "OVERFLOWS", "random_bits", "philox4x32",
+           "check_random_source"]
 
 
 def mode_name(rounding) -> str:
@@ -96,10 +92,30 @@ def check_seed(seed) -> int:
     return int(seed)
 
 
+def check_random_source(mode, seed, rbits):
+    """Stochastic rounding takes exactly one source of random bits; other modes take none."""
+    if mode != "stochastic":
+        if seed is not None or rbits is not None:
+            raise ValueError(f"seed and rbits apply to rounding='stochastic' only "
+                             f"(rounding={mode!r})")
+        return
+    if (seed is None) == (rbits is None):
+        raise ValueError("rounding='stochastic' needs exactly one source of random bits: "
+                         "seed=<int> (counter-based Philox) or rbits=<unsigned int array>")
+    if seed is not None:
+        check_seed(seed)
+
+
 def philox4x32(counter, key):
-    """Philox4x32-10 of one 4-word ``counter`` and 2-word ``key``; returns 4 uint32 words."""
-    words = K.philox4x32(*[np.uint32(c) for c in counter], *[np.uint32(k) for k in key])
-    return tuple(int(w) for w in words)
+    """Philox4x32-10 of one 4-word ``counter`` and 2-word ``key``; returns 4 ints (the stream's
+    one rule, ``lowprec.xstep.philox``, on NumPy)."""
+    from .xstep import philox  # noqa: PLC0415
+    words = philox(*[np.array([int(c) & 0xFFFFFFFF]) for c in counter],
+                   *[int(k) & 0xFFFFFFFF for k in key])
+    return tuple(int(w[0]) for w in words)
+
+
+SMALL = 1 << 14     # below this many words, the NumPy stream (no compiled kernel)
 
 
 def random_bits(seed, shape, wide=False, offset=0) -> np.ndarray:
@@ -108,7 +124,16 @@ def random_bits(seed, shape, wide=False, offset=0) -> np.ndarray:
     S[2i] | S[2i+1] << 32), S[k] being word k % 4 of Philox4x32-10(key=(seed_lo, seed_hi),
     counter=(q_lo, q_hi, 0, 0)), q = k // 4 (module docstring)."""
     seed = check_seed(seed)
+    if isinstance(offset, bool) or not isinstance(offset, (int, np.integer)) or offset < 0:
+        raise ValueError(f"offset must be an int >= 0, got {offset!r}")
     n = int(np.prod(shape, dtype=np.int64))
+    if n < SMALL:
+        from .xstep import random_words  # noqa: PLC0415
+        hi, lo = random_words(np, seed, n, wide, int(offset))
+        out = (hi.astype(np.uint64) << np.uint64(32)) | lo.astype(np.uint64) if wide else \
+            lo.astype(np.uint32)
+        return out.reshape(shape)
+    from . import _kernels as K  # noqa: PLC0415
     out = np.empty(n, dtype=np.uint64 if wide else np.uint32)
     K.random_words(np.uint64(seed), np.int64(offset), n, bool(wide), out)
     return out.reshape(shape)

@@ -1,11 +1,13 @@
-"""The core's rounding step (``lowprec._kernels._round_bits`` / ``_finish`` / ``_sr_decide``)
+"""The core's rounding step (``_round_bits`` (lowprec/_kernels.py) / ``_finish`` / ``_sr_decide``)
 written in ``jax.numpy`` integer operations, element-wise and branch-free, so that it runs under
 ``jax.jit`` / ``jax.vmap`` on any backend and gives the core's bits.
 
 Float32 inputs work in uint32 lanes (no 64-bit integers needed: JAX's default ``x64`` off);
 float64 inputs (``jax_enable_x64``) in uint64 lanes. The 0.64 discarded fraction D and 64-bit
 random words are carried as two uint32 halves in both cases. Parameters come from
-``lowprec.cast._params`` (the same array the Numba kernels read) as Python ints at trace time.
+the rounding plan (``lowprec.Plan``, the object every backend reads) by field name, as Python
+ints at trace time. The same steps under the same names as the array-API step
+``lowprec.xstep``, in 32-bit lanes: JAX without ``jax_enable_x64`` has no 64-bit integers.
 """
 from __future__ import annotations
 
@@ -13,7 +15,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lowprec import _kernels as K
 from ._clz import clz
 
 U32 = jnp.uint32
@@ -66,7 +67,7 @@ def _sr_decide(Dh, Dl, Rh, Rl, r, variant):
     low random bits. True = round away from zero."""
     if r < 64:
         Rh, Rl = _low64(Rh, Rl, jnp.full_like(Rh, r, dtype=jnp.int32))
-    if variant == K.SRFF:
+    if variant == "srff":
         if r == 64:                                    # carry out of D + R
             lo = Dl + Rl
             c = (lo < Dl).astype(U32)
@@ -76,7 +77,7 @@ def _sr_decide(Dh, Dl, Rh, Rl, r, variant):
             return c1 | (hi2 < hi)
         th, tl = _shr64(Dh, Dl, jnp.full_like(Dh, 64 - r, dtype=jnp.int32))
         return _sum_reaches(th, tl, Rh, Rl, r)
-    if variant == K.SRF:                               # t2 + 2R + 1 >= 2^(r+1)
+    if variant == "srf":                               # t2 + 2R + 1 >= 2^(r+1)
         th, tl = _shr64(Dh, Dl, jnp.full_like(Dh, 63 - r, dtype=jnp.int32))
         R2h = (Rh << 1) | (Rl >> 31)
         R2l = (Rl << 1) | U32(1)
@@ -85,13 +86,13 @@ def _sr_decide(Dh, Dl, Rh, Rl, r, variant):
     kk = jnp.full_like(Dh, k, dtype=jnp.int32)
     th, tl = _shr64(Dh, Dl, kk)
     rh, rl = _low64(Dh, Dl, kk)
-    if variant == K.SRC:
+    if variant == "src":
         hh, hl = (U32(1 << (k - 33)), U32(0)) if k - 1 >= 32 else (U32(0), U32(1 << (k - 1)))
         up = _gt(rh, rl, hh, hl) | ((rh == hh) & (rl == hl) & ((tl & 1) == 1))
     else:                                              # SR-odd: round d to r bits, to odd
         up = jnp.zeros_like(Dh, dtype=bool)
         tl = tl | ((rh | rl) != 0).astype(U32)
-    if variant == K.SRC:
+    if variant == "src":
         tl2 = tl + up.astype(U32)
         th = th + (tl2 < tl).astype(U32)
         tl = tl2
@@ -114,14 +115,14 @@ def _sum_reaches(th, tl, Rh, Rl, r):
 
 def round_bits_impl(ub, Rh, Rl, P):
     """(code, value bits) of every element of the work-type bits ``ub`` (uint32 for W = 32,
-    uint64 for W = 64) rounded as ``P`` (a tuple of ints: ``cast._params``) says, both
+    uint64 for W = 64) rounded as the plan ``P`` (a ``lowprec.Plan``) says, both
     unsigned of that width; the code is all ones where the core would raise (a NaN the format
     cannot hold). Compiled once per parameter tuple and input shape."""
-    W = P[K.WSH] + 1
+    W = P.work_bits
     ut = ub.dtype.type
     it = jnp.int32 if W == 32 else jnp.int64
-    mw, bw, mt, emin, mb = P[K.MW], P[K.BW], P[K.MT], P[K.EMIN], P[K.MB]
-    mode = P[K.MODE]
+    mw, bw, mt, emin, mb = P.work_man_bits, P.work_bias, P.man_bits, P.emin, P.sub_man_bits
+    mode = P.mode
     s = (ub >> (W - 1)).astype(it)
     top = (s.astype(ut) | ut(1)) << ut(W - 1)          # 2^(W-1), staged (see _u)
     a = ub & ut((1 << (W - 1)) - 1)
@@ -153,45 +154,45 @@ def round_bits_impl(ub, Rh, Rl, P):
         D = jnp.where(sh >= 64, deep, jnp.where(rem == 0, ut(0), D))
         Dh, Dl = (D >> 32).astype(U32), (D & ut(0xFFFFFFFF)).astype(U32)
     nz = (Dh | Dl) != 0
-    if mode == K.RNE:
+    if mode == "nearest_even":
         inc = _gt(Dh, Dl, U32(1 << 31), U32(0)) | ((Dh == U32(1 << 31)) & (Dl == 0) & (
             (q & 1) == 1))
-    elif mode == K.RNA:
+    elif mode == "nearest_away":
         inc = Dh >= U32(1 << 31)
-    elif mode == K.UP:
+    elif mode == "up":
         inc = nz & (s == 0)
-    elif mode == K.DOWN:
+    elif mode == "down":
         inc = nz & (s == 1)
-    elif mode == K.ODD:
+    elif mode == "odd":
         inc = nz & ((q & 1) == 0)
-    elif mode == K.SR:
-        inc = nz & _sr_decide(Dh, Dl, Rh, Rl, P[K.SRBITS], P[K.VARIANT])
+    elif mode == "stochastic":
+        inc = nz & _sr_decide(Dh, Dl, Rh, Rl, P.sr_bits, P.sr_variant)
     else:
         inc = jnp.zeros_like(nz)
     q = q + inc.astype(it)
-    cm = ((Et - emin) << mt) + (q << (mt - meff)) + P[K.CODE_BASE]
-    maxm = jnp.where(s == 1, P[K.MAXNEG], P[K.MAXPOS])
+    cm = ((Et - emin) << mt) + (q << (mt - meff)) + P.code_base
+    maxm = jnp.where(s == 1, P.max_code_neg, P.max_code_pos)
     ovf = (cm > maxm) | ((s == 1) & (maxm < 0))
     away = _rounds_away(s, mode)
     # value bits of a finite result (subnormal results built from integers)
-    subq = float(np.int64(P[K.SUBQ_BITS]).view(np.float64))
-    vb_sub = int_times_pow2_bits(q, int(np.frexp(subq)[1]) - 1, W)
+    vb_sub = int_times_pow2_bits(q, P.subnormal_step_exp, W)
     vb_norm = (((Et + bw - 1) << mw) + (q << (mw - mt))).astype(ut)
     vb = jnp.where(below, vb_sub, vb_norm) | (s.astype(ut) << (W - 1))
-    kind = P[K.KIND]
-    if kind == K.KIND_TWOS:
-        code = jnp.where(s == 1, (-cm) & P[K.CMASK], cm).astype(ut)
-    elif kind == K.KIND_SIGNMAG:
-        code = cm.astype(ut) | (s.astype(ut) << P[K.SBIT])
+    kind = P.kind
+    if kind == "twos_complement":
+        cmask = P.code_mask if P.code_mask < 1 << 63 else -1
+        code = jnp.where(s == 1, (-cm) & cmask, cm).astype(ut)
+    elif kind == "sign_magnitude":
+        code = cm.astype(ut) | (s.astype(ut) << P.sign_bit)
     else:
         code = cm.astype(ut)
     # zero results
     zero = cm <= 0
-    nozero = (cm < 0) | (P[K.CODE_BASE] < 0)
-    negz = (s == 1) & (P[K.NEGZ_OK] == 1)
-    z_code = jnp.where(nozero, jnp.where(a == 0, _u(P[K.ZIN_C], ut, top), _u(P[K.MIN_C], ut, top)),
-                       jnp.where(negz, _u(1 << P[K.SBIT], ut, top), _u(0, ut, top)))
-    z_val = jnp.where(nozero, jnp.where(a == 0, _u(P[K.ZIN_V], ut, top), _u(P[K.MIN_V], ut, top)),
+    nozero = (cm < 0) | (P.code_base < 0)
+    negz = (s == 1) & P.neg_zero
+    z_code = jnp.where(nozero, jnp.where(a == 0, _u(P.zero_in_code, ut, top), _u(P.min_code, ut, top)),
+                       jnp.where(negz, _u(1 << P.sign_bit, ut, top), _u(0, ut, top)))
+    z_val = jnp.where(nozero, jnp.where(a == 0, _u(P.zero_in_bits, ut, top), _u(P.min_bits, ut, top)),
                       jnp.where(negz, _u(1 << (W - 1), ut, top), _u(0, ut, top)))
     code = jnp.where(zero, z_code, code)
     vb = jnp.where(zero, z_val, vb)
@@ -200,8 +201,8 @@ def round_bits_impl(ub, Rh, Rl, P):
     code = jnp.where(ovf, oc, code)
     vb = jnp.where(ovf, ov, vb)
     sc, sv = _overflow(s, jnp.ones_like(ovf), P, ut, top)
-    nc = jnp.where(s == 1, _u(P[K.NAN_NEG_C], ut, top), _u(P[K.NAN_POS_C], ut, top))
-    nv = jnp.where(s == 1, _u(P[K.NAN_NEG_V], ut, top), _u(P[K.NAN_POS_V], ut, top))
+    nc = jnp.where(s == 1, _u(P.nan_neg_code, ut, top), _u(P.nan_pos_code, ut, top))
+    nv = jnp.where(s == 1, _u(P.nan_neg_bits, ut, top), _u(P.nan_pos_bits, ut, top))
     code = jnp.where(special, jnp.where(isnan, nc, sc), code)
     vb = jnp.where(special, jnp.where(isnan, nv, sv), vb)
     return code, vb
@@ -234,21 +235,21 @@ def _u(v, ut, top):
 
 
 def _rounds_away(s, mode):
-    if mode in (K.RNE, K.RNA, K.SR):
+    if mode in ("nearest_even", "nearest_away", "stochastic"):
         return jnp.ones_like(s, dtype=bool)
-    if mode == K.UP:
+    if mode == "up":
         return s == 0
-    if mode == K.DOWN:
+    if mode == "down":
         return s == 1
     return jnp.zeros_like(s, dtype=bool)
 
 
 def _overflow(s, away, P, ut, top):
     neg = s == 1
-    code = jnp.where(away, jnp.where(neg, _u(P[K.OVF_NEG_C], ut, top), _u(P[K.OVF_POS_C], ut, top)),
-                     jnp.where(neg, _u(P[K.SAT_NEG_C], ut, top), _u(P[K.SAT_POS_C], ut, top)))
-    val = jnp.where(away, jnp.where(neg, _u(P[K.OVF_NEG_V], ut, top), _u(P[K.OVF_POS_V], ut, top)),
-                    jnp.where(neg, _u(P[K.SAT_NEG_V], ut, top), _u(P[K.SAT_POS_V], ut, top)))
+    code = jnp.where(away, jnp.where(neg, _u(P.overflow_neg_code, ut, top), _u(P.overflow_pos_code, ut, top)),
+                     jnp.where(neg, _u(P.max_neg_code, ut, top), _u(P.max_pos_code, ut, top)))
+    val = jnp.where(away, jnp.where(neg, _u(P.overflow_neg_bits, ut, top), _u(P.overflow_pos_bits, ut, top)),
+                    jnp.where(neg, _u(P.max_neg_bits, ut, top), _u(P.max_pos_bits, ut, top)))
     return code, val
 
 

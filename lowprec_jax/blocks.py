@@ -18,10 +18,13 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from lowprec import blocks as _B, cast
+import lowprec as lp
+from lowprec import blocks as _B
+from lowprec.rounding import check_random_source
 from lowprec.rounding import check_overflow  # noqa: F401  (same validation as the core)
 
-from . import _check_x, _random_words
+from .cast import check_x as _check_x
+from .stream import random_words as _random_words
 from . import _f32 as F
 from ._round import round_bits_impl
 from ._clz import clz
@@ -66,7 +69,7 @@ def _times_pow2(b, k):
 
 
 def _scale_exp(amax_bits, bf):
-    """Unclipped scale exponent per block for the rule (``lowprec.blocks._pow2_scale_exp``)."""
+    """Unclipped scale exponent per block for the rule (``_pow2_scale_exp`` (lowprec/blocks.py))."""
     emax = bf.emax_elem
     safe = jnp.where(amax_bits > 0, amax_bits, U32(0x3F800000))
     fl = _floor_log2_bits(safe)
@@ -99,7 +102,7 @@ def _check(x, bf, axis):
                                   f"{bf.name} ({bf.scale_rule}) needs lp.quantize")
     if x.dtype.itemsize > 4:
         raise ValueError("lowprec_jax block quantization takes float32, float16 or bfloat16")
-    if bf.flush_subnormal_inputs or bf.elem.min_subnormal < 2.0**-80 or not cast.holds(
+    if bf.flush_subnormal_inputs or bf.elem.min_subnormal < 2.0**-80 or not lp.holds(
             bf.elem, np.float32):
         raise NotImplementedError(f"{bf.name}'s element format or policies need the core's "
                                   "float64 path (use lp.quantize)")
@@ -117,7 +120,7 @@ def _check(x, bf, axis):
 
 
 def _blocked(a, axis, bf):
-    """``lowprec.blocks._block``: ``a`` with the blocked axes last, padded, cut into blocks
+    """``_block`` (lowprec/blocks.py): ``a`` with the blocked axes last, padded, cut into blocks
     (..., blocks, k); tiles (r, c) in row-major tile order."""
     a = jnp.moveaxis(a, axis, -1)
     if bf.tile is None:
@@ -140,8 +143,8 @@ def _blocked(a, axis, bf):
 
 
 def unblocked(v, shape, axis, bf):
-    """Blocked values (..., blocks, k) back to ``shape`` (``lowprec.blocks._unblock``)."""
-    return _B._unblock(v, shape, axis, bf, xp=jnp)
+    """Blocked values (..., blocks, k) back to ``shape`` (``lowprec.blocks.unblock``)."""
+    return _B.unblock(v, shape, axis, bf, xp=jnp)
 
 
 def _amax(xb):
@@ -156,9 +159,9 @@ def _amax(xb):
 
 def tensor_scales(xb, tensor_amax=None, rule="nvfp4"):
     """The float32 tensor scales from the global amax g, two uint32 scalars. ``nvfp4``
-    (Transformer Engine's order, ``lowprec.blocks._te_scale_inputs``): S_enc = min(2688 / g,
+    (Transformer Engine's order, ``_te_scale_inputs`` (lowprec/blocks.py)): S_enc = min(2688 / g,
     FLT_MAX), 1 if g is 0 or Inf; returns (S_enc * fl(1/6), S_dec = 1 / S_enc).
-    ``nvfp4_torchao`` (``lowprec.blocks._torchao_nvfp4``): P = g / 2688, g NaN when any input
+    ``nvfp4_torchao`` (``_torchao_nvfp4`` (lowprec/blocks.py)): P = g / 2688, g NaN when any input
     is NaN (torch.max); returns (P, 1 / P)."""
     if tensor_amax is None:
         _, nan, inf, amax = _amax(xb)
@@ -234,7 +237,7 @@ def _nvfp4_scales(amax, nan, inf, bf, ts):
     IEEE float32 on the bits. Returns (scale codes, multipliers, s_b)."""
     sf = bf.scale_fmt
     sb_in = F.mul(jnp.where(inf, F.INF, amax), ts[0])
-    Ps = tuple(int(v) for v in cast._params(sf, 32, "nearest_even", "saturate", False, 0, 0))
+    Ps = lp.plan(sf, "nearest_even", "saturate")
     z = jnp.zeros_like(sb_in)
     code, s_b = round_bits_impl(sb_in, z, z, Ps)
     mult = F.min_max_finite(F.div(F.const(1.0), F.mul(s_b, ts[1])))
@@ -243,14 +246,14 @@ def _nvfp4_scales(amax, nan, inf, bf, ts):
 
 
 def _torchao_scales(xb, amax, nan, inf, bf, ts):
-    """torchao 0.18's nvfp4_quantize (``lowprec.blocks._torchao_nvfp4``), IEEE float32 on the
+    """torchao 0.18's nvfp4_quantize (``_torchao_nvfp4`` (lowprec/blocks.py)), IEEE float32 on the
     bits: s = e4m3(clamp(amax_b / 6 / P, 2^-6, 448)), elements clamp(x * ((1 / P) / s), -6, 6),
     NaN propagating. Returns (scale codes, scaled element bits, s, NaN blocks)."""
     sf = bf.scale_fmt
     sbs = F.div(F.div(jnp.where(inf, F.INF, amax), F.const(6.0)), ts[0])
     s_nan = sbs > F.INF                                    # positive: NaN above +Inf's bits
     sbs = jnp.clip(sbs, F.const(2.0**-6), F.const(448.0))   # order of positive floats' bits
-    Ps = tuple(int(v) for v in cast._params(sf, 32, "nearest_even", "saturate", False, 0, 0))
+    Ps = lp.plan(sf, "nearest_even", "saturate")
     z = jnp.zeros_like(sbs)
     code, s_b = round_bits_impl(jnp.where(s_nan, U32(0), sbs), z, z, Ps)
     recip = F.div(ts[1], s_b)
@@ -294,10 +297,9 @@ def prepare(x, bf, axis, rounding, sr_bits, sr_variant, seed, rbits, key, tensor
     if tensor_amax is not None and bf.scale_rule not in TWO_LEVEL:
         raise ValueError(f"tensor_amax is for the two-level rules {TWO_LEVEL}; {bf.name} uses "
                          f"scale_rule={bf.scale_rule!r}")
-    mode, r, variant = cast._check_rounding_args(bf.elem, rounding, sr_bits, sr_variant,
-                                                 0 if key is not None else seed, rbits,
-                                                 np.float32)
-    P = tuple(int(v) for v in cast._params(bf.elem, 32, mode, "saturate", False, r, variant))
+    P = lp.plan(bf.elem, rounding, "saturate", sr_bits=sr_bits, sr_variant=sr_variant)
+    check_random_source(P.mode, 0 if key is not None else seed, rbits)
+    r = P.sr_bits
     xb = _blocked(lax.bitcast_convert_type(x.astype(jnp.float32), U32), axis, bf)
     Rh, Rl = _random_words(x.shape, 32, r, seed, rbits, key)
     Rh, Rl = _blocked(Rh, axis, bf), _blocked(Rl, axis, bf)
@@ -338,7 +340,7 @@ def dequantize(q: QuantizedArray, dtype=jnp.float32):
 
 
 def _decode32(codes, fmt):
-    from . import decode  # noqa: PLC0415
+    from .cast import decode  # noqa: PLC0415
     return decode(codes, fmt, dtype=np.float32)
 
 

@@ -1,6 +1,6 @@
 """``quantized_dot_general``: a drop-in for ``jax.lax.dot_general`` whose three products (the
 forward one, the input gradient and the weight gradient) each fake-quantize their two operands
-along the contracted axis, as low-precision training recipes do (SPECS.md §3).
+along the contracted axis, as low-precision training recipes do (docs/blocks.md).
 
 Canonical form: the operands are transposed to (batch, M, K) @ (batch, K, N). Forward
 Y = q(X) @ q(W), X blocked along K, W along K (or tiled); input gradient dX = q(dY) @ q(W)^T,
@@ -43,7 +43,8 @@ def _rht(x, axis):
 
 def _apply(q, x, axis, key):
     """x fake-quantized as ``q`` says, blocks along ``axis``; float32."""
-    from . import blocks, round as _round  # noqa: PLC0415
+    from . import blocks  # noqa: PLC0415
+    from .cast import round as _round  # noqa: PLC0415
     x = x.astype(jnp.float32)
     if q.fmt is None:
         return x

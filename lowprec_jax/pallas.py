@@ -18,14 +18,16 @@ from jax import lax
 from jax.experimental import pallas as pl
 from jax.experimental.pallas import triton as pltriton
 
-from lowprec import cast
+import lowprec as lp
+from lowprec.rounding import check_random_source
 from lowprec.formats import TableFormat, format as _format
-from lowprec.rounding import check_overflow
 
-from lowprec import accumulate as _acc
 
-from . import _check_x, _random_words
-from .matmul import _Rounder, _f64_bits, _finish, _fused_step, fused_operands
+from .cast import check_x as _check_x
+from .stream import random_words as _random_words
+from .block_matmul import fused_operands
+from .fused import _finish, _fused_step
+from .sums import _Rounder, _f64_bits
 from ._round import round_bits_impl
 from .blocks import TWO_LEVEL, QuantizedArray, prepare, quantize_bits, unblocked
 
@@ -45,16 +47,15 @@ def _kernel(x_ref, rh_ref, rl_ref, v_ref, c_ref, *, P):
 def _call(x, fmt, rounding, overflow, sr_bits, sr_variant, seed, rbits, key, interpret):
     fmt = _format(fmt)
     x = _check_x(x)
-    if isinstance(fmt, TableFormat) or cast._work_bits(fmt, x.dtype) != 32:
+    if isinstance(fmt, TableFormat) or lp.plan(fmt, dtype=x.dtype).work_bits != 32:
         raise ValueError(f"the Pallas kernels use a float32 work type: {fmt.name} from "
                          f"{x.dtype} needs float64 (use lowprec_jax.round)")
     if sum(v is not None for v in (seed, rbits, key)) > 1:
         raise ValueError("give one of seed=, rbits=, key= for stochastic rounding")
-    mode, r, variant = cast._check_rounding_args(fmt, rounding, sr_bits, sr_variant,
-                                                 0 if key is not None else seed, rbits,
-                                                 x.dtype)
-    P = tuple(int(v) for v in cast._params(fmt, 32, mode, check_overflow(overflow, fmt),
-                                           overflow is None, r, variant))
+    P = lp.plan(fmt, rounding, overflow, sr_bits=sr_bits, sr_variant=sr_variant,
+                dtype=x.dtype)
+    check_random_source(P.mode, 0 if key is not None else seed, rbits)
+    r = P.sr_bits
     Rh, Rl = _random_words(x.shape, 32, r, seed, rbits, key)
     n = x.size
     pad = -n % BLOCK
@@ -76,7 +77,7 @@ def round(x, fmt, rounding="nearest_even", overflow=None, *, sr_bits=None, sr_va
                              interpret)
     err = code == jnp.uint32(0xFFFFFFFF)
     v = jnp.where(err, jnp.float32(jnp.nan), lax.bitcast_convert_type(vb, jnp.float32))
-    return v.astype(cast.result_dtype(x.dtype, fmt))
+    return v.astype(lp.result_dtype(x.dtype, fmt))
 
 
 def encode(x, fmt, rounding="nearest_even", overflow=None, *, sr_bits=None, sr_variant="srff",
@@ -141,7 +142,7 @@ def matmul(A, B, acc, c=None, *, dtype=None, interpret=True):
     (its last axis) and B along K (axis -2); c: values of the addend format. Needs
     ``jax_enable_x64``. The grid is (batch, M / TILE, N / TILE); each instance reads its rows
     of A and columns of B as significand / exponent / flag views prepared outside it."""
-    acc = _acc._resolve(acc)
+    acc = lp.hardware.resolve(acc)
     if not jax.config.jax_enable_x64:
         raise ValueError("lowprec_jax.pallas.matmul works in 64-bit integers: enable "
                          "jax_enable_x64")

@@ -20,10 +20,12 @@ import numpy as np
 import torch
 import torch.nn.functional as Fn
 
-from lowprec import blocks as _B, cast
+from lowprec import blocks as _B
+from lowprec.rounding import check_random_source
 import lowprec as lp
 
-from . import (_check_backend, _check_x, _generator_words, _rbits_words, _round, _use_core,
+from lowprec import xstep
+from .cast import (_check_backend, _check_x, _generator_words, _rbits_words, _use_core,
                check_sources, from_numpy, random_bits, to_numpy, to_numpy_words, with_gradient,
                round as _lt_round)
 
@@ -37,7 +39,7 @@ TORCH_RULES = POW2_RULES + ("nvfp4",)
 
 def _bits(x):
     """float32 tensor -> int64 bits (zero-extended)."""
-    return x.view(torch.int32).to(I64) & _round.M32
+    return x.view(torch.int32).to(I64) & xstep.M32
 
 
 def _f32(b):
@@ -48,7 +50,7 @@ def _f32(b):
 def _floor_log2_bits(a):
     """floor(log2 v) of positive float32 values given as bits (subnormals included)."""
     ef = a >> 23
-    return torch.where(ef > 0, ef - 127, _round._msb(a & 0x7FFFFF) - 149)
+    return torch.where(ef > 0, ef - 127, xstep.msb(torch, a & 0x7FFFFF) - 149)
 
 
 def _times_pow2(b, k):
@@ -59,7 +61,7 @@ def _times_pow2(b, k):
     (``lowprec_jax.blocks._times_pow2``)."""
     sign, a = b & SIGN, b & MAG
     ef, mant = a >> 23, a & 0x7FFFFF
-    lz = 23 - _round._msb(mant)
+    lz = 23 - xstep.msb(torch, mant)
     sig = torch.where(ef > 0, mant | (1 << 23), mant << lz.clamp(0, 31))
     E = torch.where(ef > 0, ef - 127, -126 - lz) + k
     normal = sign | ((E + 127).clamp(0, 255) << 23) | (sig & 0x7FFFFF)
@@ -72,7 +74,7 @@ def _times_pow2(b, k):
 
 
 def _scale_exp(amax, bf):
-    """Unclipped scale exponent per block (``lowprec.blocks._pow2_scale_exp``)."""
+    """Unclipped scale exponent per block (``_pow2_scale_exp`` (lowprec/blocks.py))."""
     emax = bf.emax_elem
     safe = torch.where(amax > 0, amax, 0x3F800000)
     fl = _floor_log2_bits(safe)
@@ -93,7 +95,7 @@ def _scale_exp(amax, bf):
 
 
 def _blocked(a, axis, bf):
-    """``lowprec.blocks._block`` for tensors: blocked axes last, padded, (..., blocks, k)."""
+    """``_block`` (lowprec/blocks.py) for tensors: blocked axes last, padded, (..., blocks, k)."""
     a = torch.movedim(a, axis, -1)
     if bf.tile is None:
         padn = -a.shape[-1] % bf.k
@@ -121,7 +123,7 @@ def _amax(xb):
 
 
 def _tensor_scales(xb, tensor_amax):
-    """TE's float32 tensor scales (``lowprec.blocks._te_scale_inputs``): S_enc = min(2688 / g,
+    """TE's float32 tensor scales (``_te_scale_inputs`` (lowprec/blocks.py)): S_enc = min(2688 / g,
     FLT_MAX), 1 if g is 0 or S_enc is 0; returns (S_enc * fl(1/6), S_dec = 1 / S_enc) as
     float32 tensors."""
     if tensor_amax is None:
@@ -146,8 +148,8 @@ def _quantize_blocks(xb, Rh, Rl, bf, P, ts):
     sf = bf.scale_fmt
     if bf.scale_rule == "nvfp4":
         sb_in = _f32(torch.where(inf, INF, amax)) * ts[0]
-        Ps = tuple(int(v) for v in cast._params(sf, 32, "nearest_even", "saturate", False, 0, 0))
-        code, s_b = _round.round_bits(_bits(sb_in), None, None, Ps)
+        Ps = lp.plan(sf, "nearest_even", "saturate")
+        code, s_b = xstep.round_bits(torch, _bits(sb_in), None, None, Ps)
         s_b = _f32(s_b)
         mult = torch.clamp(1.0 / (s_b * ts[1]), max=float(np.finfo(np.float32).max))
         s_codes = torch.where(nan, sf.nan_code, code & ((1 << sf.bits) - 1))
@@ -168,7 +170,7 @@ def _quantize_blocks(xb, Rh, Rl, bf, P, ts):
             scaled = torch.where(a == INF, (xb & SIGN) | emax_bits, scaled)
         scale = torch.ldexp(torch.ones_like(exp, dtype=torch.float64), exp)
     scaled = torch.where(nan[..., None], 0, scaled)
-    codes, vb = _round.round_bits(scaled, Rh, Rl, P)
+    codes, vb = xstep.round_bits(torch, scaled, Rh, Rl, P)
     elem = bf.elem
     codes = codes & ((1 << elem.bits) - 1)
     if elem.has_nan:
@@ -207,14 +209,14 @@ def _check(x, bf, axis):
     x = _check_x(x)
     if x.ndim == 0:
         raise ValueError("x must have at least one dimension to cut into blocks")
-    axis = _B._check_axis(x, axis, bf)
+    axis = _B.check_axis(x, axis, bf)
     return bf, x, axis
 
 
 def _torch_path_ok(x, bf, sr_variant):
     return (bf.scale_rule in TORCH_RULES and x.dtype != torch.float64 and sr_variant != "te"
             and not bf.flush_subnormal_inputs and bf.elem.min_subnormal >= 2.0**-80
-            and cast.holds(bf.elem, np.float32))
+            and lp.holds(bf.elem, np.float32))
 
 
 def _prepare(x, bf, axis, rounding, sr_bits, sr_variant, seed, rbits, generator,
@@ -224,10 +226,9 @@ def _prepare(x, bf, axis, rounding, sr_bits, sr_variant, seed, rbits, generator,
     if tensor_amax is not None and bf.scale_rule not in _B.TWO_LEVEL:
         raise ValueError(f"tensor_amax is for the two-level rules {_B.TWO_LEVEL}; {bf.name} "
                          f"uses scale_rule={bf.scale_rule!r}")
-    mode, r, variant = cast._check_rounding_args(
-        bf.elem, rounding, sr_bits, sr_variant, 0 if generator is not None else seed, rbits,
-        np.float32)
-    P = tuple(int(v) for v in cast._params(bf.elem, 32, mode, "saturate", False, r, variant))
+    P = lp.plan(bf.elem, rounding, "saturate", sr_bits=sr_bits, sr_variant=sr_variant)
+    check_random_source(P.mode, 0 if generator is not None else seed, rbits)
+    mode, r = P.mode, P.sr_bits
     xb = _blocked(_bits(x.to(torch.float32)), axis, bf)
     Rh = Rl = None
     if mode == "stochastic":
@@ -244,9 +245,9 @@ def _prepare(x, bf, axis, rounding, sr_bits, sr_variant, seed, rbits, generator,
 
 
 def _core_kw(x, rounding, sr_bits, sr_variant, seed, rbits, generator, tensor_amax, bf):
-    mode, r, _ = cast._check_rounding_args(bf.elem, rounding, sr_bits, sr_variant,
-                                           0 if generator is not None else seed, rbits,
-                                           np.float32)
+    P = lp.plan(bf.elem, rounding, "saturate", sr_bits=sr_bits, sr_variant=sr_variant)
+    check_random_source(P.mode, 0 if generator is not None else seed, rbits)
+    mode, r = P.mode, P.sr_bits
     kw = dict(sr_bits=sr_bits, sr_variant=sr_variant, seed=seed, rbits=rbits,
               tensor_amax=tensor_amax)
     if generator is not None and mode == "stochastic":
@@ -291,7 +292,7 @@ def dequantize(q: QuantizedTensor, dtype=torch.float32):
     """``lp.BlockTensor.dequantize`` for a ``QuantizedTensor``: element x block scale
     (x tensor scale), exact, rounded once to ``dtype``, in the original shape; NaN blocks are
     the positive quiet NaN."""
-    from . import decode  # noqa: PLC0415
+    from .cast import decode  # noqa: PLC0415
     bf = q.fmt
     ev = decode(q.codes, bf.elem, dtype=torch.float64)
     sv = decode(q.scale_codes, bf.scale_fmt, dtype=torch.float64)
@@ -299,7 +300,7 @@ def dequantize(q: QuantizedTensor, dtype=torch.float32):
     if bf.scale_rule in _B.TWO_LEVEL:
         v = v * float(np.float32(q.tensor_scale))
     v = torch.where(torch.isnan(v), float("nan"), v)
-    return _B._unblock(_round_once(v, dtype), q.shape, q.axis, bf, xp=torch)
+    return _B.unblock(_round_once(v, dtype), q.shape, q.axis, bf, xp=torch)
 
 
 def fake_quantize(x, bf, axis=-1, rounding="nearest_even", *, sr_bits=None,
@@ -322,7 +323,7 @@ def fake_quantize(x, bf, axis=-1, rounding="nearest_even", *, sr_bits=None,
         xb, Rh, Rl, P, ts = _prepare(v, bf_, ax, rounding, sr_bits, sr_variant, seed, rbits,
                                      generator, tensor_amax)
         vals = _quantize_blocks(xb, Rh, Rl, bf_, P, ts)[2]
-        return _round_once(_B._unblock(vals, v.shape, ax, bf_, xp=torch), v.dtype)
+        return _round_once(_B.unblock(vals, v.shape, ax, bf_, xp=torch), v.dtype)
 
     gfn = None
     if grad_fmt is not None:

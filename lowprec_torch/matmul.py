@@ -12,7 +12,7 @@ import torch
 
 import lowprec as lp
 
-from . import from_numpy, to_numpy
+from .cast import from_numpy, to_numpy
 from .blocks import QuantizedTensor
 
 __all__ = ["matmul"]
@@ -68,7 +68,7 @@ def matmul(A, B, acc="fp32-sequential", c=None, *, seed=None, dtype=None):
     device = _device(A, B)
     ndt = None
     if dtype is not None:
-        from . import _NP  # noqa: PLC0415
+        from .cast import _NP  # noqa: PLC0415
         if dtype not in _NP:
             raise TypeError(f"dtype must be a torch float dtype, got {dtype}")
         ndt = _NP[dtype]

@@ -19,7 +19,7 @@ from lowprec import blocks as _B
 from lowprec.hadamard import rht16_matrix
 from lowprec.recipes import Quant, Recipe, recipe as _recipe, recipes  # noqa: F401
 
-from . import round as _round
+from .cast import round as _round
 from .blocks import fake_quantize
 from .matmul import matmul
 

@@ -5,7 +5,7 @@ import numpy as np
 
 import oracle
 
-# name -> oracle table, from the parameters in SPECS.md §1
+# name -> oracle table, from the parameters in docs/formats.md
 SPEC_TABLES = {
     "float8_e5m2": lambda: oracle.float_table(5, 2, 15),
     "float8_e4m3fn": lambda: oracle.float_table(4, 3, 7, inf=None, nan="max_code"),

@@ -1,4 +1,4 @@
-"""Independent oracle, written from the definitions (SPECS.md §1-2). Shares no code with lowprec.
+"""Independent oracle, written from the definitions (docs/formats.md and docs/rounding.md). Shares no code with lowprec.
 
 * ``float_table`` enumerates (sign, exponent field, mantissa) of a binary format and gives every
   code its exact value (``Fraction``) or 'nan' / 'inf' / '-inf', applying each special-value
@@ -60,7 +60,7 @@ class Table:
 
 
 def float_table(e, m, bias, *, signed=True, subnormals=True, inf="ieee", nan="ieee", zero=True):
-    """Codes of a binary float format, from the definitions of SPECS.md §1."""
+    """Codes of a binary float format, from the definitions of docs/formats.md."""
     vals = {}
     ebits_all = (1 << e) - 1
     magbits = e + m

@@ -1,4 +1,4 @@
-"""Block-quantization oracle, written from SPECS.md §3 with exact rationals (Fractions) and the
+"""Block-quantization oracle, written from docs/blocks.md with exact rationals (Fractions) and the
 scalar oracle's tables; the only float arithmetic is where the definition itself is float32
 arithmetic (rceil's product, NVFP4), done with NumPy float32 (IEEE 754). Shares no code with
 lowprec. One block at a time, one element at a time."""
@@ -83,7 +83,7 @@ def mx_block(block, rule, t_elem, m_elem, mode="nearest_even", scale_overflow="n
 
 
 def nvfp4(blocks, t_e2m1, t_e4m3):
-    """TE's NVFP4 (SPECS.md §3) for a list of 16-element float32 blocks: (tensor S_dec as
+    """TE's NVFP4 (docs/blocks.md) for a list of 16-element float32 blocks: (tensor S_dec as
     float32, [(scale code, element codes)]), float32 arithmetic in TE's order, each rounding to
     E4M3 / E2M1 done by the scalar oracle (nearest-even, saturating)."""
     f32 = np.float32
@@ -128,7 +128,7 @@ def _code_of_float(p, t):
 
 
 def nvfp4_torchao(blocks, t_e2m1, t_e4m3fn):
-    """torchao 0.18's nvfp4_quantize with the per-tensor scale P = amax / 2688 (SPECS.md §3):
+    """torchao 0.18's nvfp4_quantize with the per-tensor scale P = amax / 2688 (docs/blocks.md):
     s = e4m3(clamp(amax_b / 6 / P, 2^-6, 448)), q = e2m1(clamp(x * ((1 / P) / s), -6, 6)), one
     float32 operation at a time, roundings by the scalar oracle: (P, [(scale code, codes)])."""
     f32 = np.float32
@@ -155,7 +155,7 @@ def nvfp4_torchao(blocks, t_e2m1, t_e4m3fn):
 
 
 def nvfp4_4over6(blocks, t_e2m1, t_e4m3):
-    """Four Over Six in TE's float32 order (SPECS.md §3): tensor bound 256, per block the
+    """Four Over Six in TE's float32 order (docs/blocks.md): tensor bound 256, per block the
     map-to-6 scale e4m3(amax_b * (S_enc * fl(1/6))) and the map-to-4 scale e4m3(that product
     * 1.5); keep map-to-4 iff its exact sum of squared errors is smaller."""
     f32 = np.float32
@@ -191,7 +191,7 @@ def round_f32(v: Fr) -> Fr:
 
 
 def te_stochastic(v, r, t_elem):
-    """TE's FP4 stochastic-rounding emulation (SPECS.md §2) of one float32 value v with random
+    """TE's FP4 stochastic-rounding emulation (docs/rounding.md) of one float32 value v with random
     byte r: t = |v| + (r/256) step(|v|) rounded once to float32 (step: the element grid's
     spacing at |v|), then the largest grid value <= t, capped at max; the code carries v's
     sign."""

@@ -1,4 +1,4 @@
-"""Exact-rational oracle for accumulator models (SPECS.md §4), written from the definitions.
+"""Exact-rational oracle for accumulator models (docs/matrix-units.md), written from the definitions.
 Shares no code with lowprec. Formats are IEEE-style (p bits of precision, normal exponents
 emin..emax, subnormals, Inf on overflow)."""
 from __future__ import annotations

@@ -12,7 +12,7 @@ import oracle
 import oracle_mma as om
 import lowprec as lp
 
-# format name -> (ml_dtypes / numpy type, precision p, emin, emax), from SPECS.md §1
+# format name -> (ml_dtypes / numpy type, precision p, emin, emax), from docs/formats.md
 IN = {"float16": (np.float16, 11, -14, 15), "bfloat16": (ml_dtypes.bfloat16, 8, -126, 127),
       "float8_e4m3fn": (ml_dtypes.float8_e4m3fn, 4, -6, 8),
       "float8_e5m2": (ml_dtypes.float8_e5m2, 3, -14, 15)}

@@ -5,9 +5,9 @@ Two oracles, neither sharing code with lowprec:
   format's precision, exponent range and subnormals (specials included: NaN, Inf, signed zeros).
 * Every format and mode (nearest_away, odd, stochastic too): MPFR gives the two neighbours of
   the exact result (directed roundings with an unbounded exponent above), and the mode's
-  definition (SPECS.md §2) picks one using the exact result as a Fraction (for sqrt, a rational
+  definition (docs/rounding.md) picks one using the exact result as a Fraction (for sqrt, a rational
   inside the same 300-bit MPFR interval, which no rounding boundary can split).
-The format constants below are written from SPECS.md §1, not read from lowprec.
+The format constants below are written from docs/formats.md, not read from lowprec.
 """
 import zlib
 from fractions import Fraction as Fr
@@ -139,7 +139,7 @@ def exact_value(op, args):
 
 
 def sr_up(d, R, r, variant):
-    """SPECS.md §2: round away from zero? d = discarded fraction in (0, 1)."""
+    """docs/rounding.md: round away from zero? d = discarded fraction in (0, 1)."""
     R &= (1 << r) - 1
     t = d * 2**r
     if variant == "srff":

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import lowprec as lp
-from lowprec import _kernels as K, _table8, cast
+from lowprec import _kernels as K, _table8
 
 MODES = ["nearest_even", "nearest_away", "toward_zero", "up", "down", "odd"]
 
@@ -30,8 +30,7 @@ def test_table_path_equals_the_general_kernel(x, name, overflow):
     xs = x if fmt.has_nan or overflow is None else np.where(np.isnan(x), np.float32(1), x)
     xb = xs.view(np.uint32)
     for mode in MODES:
-        P = cast._params(fmt, 32, mode, cast.check_overflow(overflow, fmt), overflow is None,
-                         0, 0)
+        P = K.params(lp.plan(fmt, mode, overflow))
         assert _table8.applies(fmt, P)
         ref_c = np.empty(xb.size, np.int64)
         ref_v = np.empty(xb.size, np.int64)
@@ -49,7 +48,7 @@ def test_formats_outside_the_claim_are_not_tabled():
         fmt = lp.format(name)
         if not isinstance(fmt, lp.FloatFormat):
             continue
-        P = cast._params(fmt, 32, "nearest_even", cast.check_overflow(None, fmt), True, 0, 0)
+        P = K.params(lp.plan(fmt, "nearest_even", None))
         assert not _table8.applies(fmt, P)
 
 

@@ -44,7 +44,7 @@ def test_every_fp16_output_row(name):
 
 
 def test_the_data_decides_b200_fp8_rounds_to_nearest():
-    """The SPECS.md table's toward-zero B200 fp8 model misses many rows; nearest-even with c
+    """The published table's toward-zero B200 fp8 model misses many rows; nearest-even with c
     outside the alignment matches all (recorded in lp.hardware's docstring)."""
     z, a, b, c = load("B200_E4M3")
     rz = lp.Accumulator("float32", "toward_zero", fused=lp.FusedAdder(32, 25),

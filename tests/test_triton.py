@@ -14,7 +14,6 @@ import triton.language as tl
 from hypothesis import given, settings, strategies as st
 
 import lowprec as lp
-from lowprec import cast
 from lowprec.testing import float_formats
 from lowprec_torch import triton as tk
 
@@ -43,7 +42,7 @@ def u(a):
 
 
 def float32_work(fmt):
-    return cast._work_bits(fmt, np.float32) == 32
+    return lp.plan(fmt).work_bits == 32
 
 
 @settings(max_examples=30, deadline=None)

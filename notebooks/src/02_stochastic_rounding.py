@@ -96,7 +96,7 @@ for name, v in runs.items():
           f"{b.mean():16.2e} | {b.std() / np.sqrt(TRIALS):9.1e}")
 
 # %% [markdown]
-# Read with the definitions (SPECS.md §2): SRF rounds away iff floor(2^(r+1)·d) + 2R + 1 ≥
+# Read with the definitions (docs/rounding.md): SRF rounds away iff floor(2^(r+1)·d) + 2R + 1 ≥
 # 2^(r+1), i.e. R ≥ 2^r − round_half_up(2^r·d), so it differs from SRC (round_half_even) only
 # when 2^r·d is exactly a half-integer; on these random terms the two never differed. SRFF
 # (truncate 2^r·d) is biased toward zero: −8.1% ± 0.4% at n = 2^10 with r = 4 and −7.2% ± 0.6% at

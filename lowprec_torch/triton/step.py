@@ -1,7 +1,7 @@
 """The core's rounding step as a Triton device function on uint32 lanes (float32 work type):
-``lowprec_jax._round.round_bits_impl`` line for line, with the kernel parameters ``P``
-(``lowprec.cast._params``) a constexpr tuple, so each format and mode compiles to its own
-branch-free code. Integer bit operations only (the Triton interpreter's float8/bfloat16
+``lowprec_jax._round.round_bits_impl`` (and ``lowprec.xstep``) line for line, reading the
+rounding plan (``lowprec.Plan``) as a constexpr tuple that ``kernel_params`` fills by field
+name, so each format and mode compiles to its own branch-free code. Integer bit operations only (the Triton interpreter's float8/bfloat16
 casts are wrong), every constant typed, every shift amount kept below 32.
 """
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
-# indices into P and mode numbers (lowprec._kernels), as constexpr globals for Triton
+# the slots of kernel_params' tuple and the mode numbers, as constexpr globals for Triton
 MW = tl.constexpr(0)
 BW = tl.constexpr(1)
 MT = tl.constexpr(3)
@@ -53,6 +53,31 @@ SRF = tl.constexpr(1)
 SRC = tl.constexpr(2)
 KIND_SIGNMAG = tl.constexpr(0)
 KIND_TWOS = tl.constexpr(1)
+
+
+_SLOTS = (  # slot -> Plan field (slots 2 and 11 unused: the work type is float32)
+    "work_man_bits", "work_bias", None, "man_bits", "emin", "sub_man_bits", "code_base",
+    "max_code_pos", "max_code_neg", "kind", "sign_bit", "code_mask", "neg_zero",
+    "nan_pos_code", "nan_neg_code", "nan_pos_bits", "nan_neg_bits", "overflow_pos_code",
+    "overflow_neg_code", "overflow_pos_bits", "overflow_neg_bits", "max_pos_code",
+    "max_neg_code", "max_pos_bits", "max_neg_bits", "zero_in_code", "zero_in_bits",
+    "min_code", "min_bits", "subnormal_step_exp", "mode", "sr_bits", "sr_variant")
+_IDS = {"nearest_even": 0, "nearest_away": 1, "toward_zero": 2, "up": 3, "down": 4, "odd": 5,
+        "stochastic": 6, "srff": 0, "srf": 1, "src": 2, "sr_odd": 3, "sign_magnitude": 0,
+        "twos_complement": 1, "unsigned": 2}
+
+
+def kernel_params(plan):
+    """The rounding plan (float32 work type) as the constexpr tuple the kernels here read
+    through the named slots above."""
+    if plan.work_bits != 32:
+        raise ValueError(f"the Triton kernels use a float32 work type; {plan.format} needs "
+                         "float64")
+    out = []
+    for name in _SLOTS:
+        v = 0 if name is None else getattr(plan, name)
+        out.append(_IDS[v] if isinstance(v, str) else int(v))
+    return tuple(out)
 
 
 @triton.jit
@@ -117,7 +142,7 @@ def _sum_reaches(th, tl_, Rh, Rl, r: tl.constexpr):
 
 @triton.jit
 def _sr_decide(Dh, Dl, Rh, Rl, r: tl.constexpr, variant: tl.constexpr):
-    """``lowprec._kernels._sr_decide`` for r <= 32 random bits on (hi, lo) pairs."""
+    """``_sr_decide`` (lowprec/_kernels.py) for r <= 32 random bits on (hi, lo) pairs."""
     zero = (Dh * 0).to(tl.int32)
     Rh, Rl = _low64(Rh, Rl, zero + r)
     if variant == SRFF:
@@ -229,7 +254,7 @@ def round_bits(ub, Rh, Rl, P: tl.constexpr):
 
 @triton.jit
 def _finish(neg, a_zero, special, isnan, q, Dh, Dl, Et, below, meff, Rh, Rl, P: tl.constexpr):
-    """``lowprec._kernels._finish`` and the special inputs: round |v| = (q + D) * 2^(Et -
+    """``_finish`` (lowprec/_kernels.py) and the special inputs: round |v| = (q + D) * 2^(Et -
     meff) of sign ``neg``; (code, float32 value bits)."""
     mw: tl.constexpr = 23
     bw: tl.constexpr = P[BW]

@@ -1,0 +1,92 @@
+"""Time to the first result: each call in a fresh Python process with an empty Numba cache
+(``NUMBA_CACHE_DIR`` set to a new empty folder), as on a fresh install, CI job or new notebook
+kernel. Prints the import time and each first call's time, in seconds.
+
+``python benchmarks/bench_cold.py [--src DIR]``: ``--src`` puts another checkout of lowprec
+first on ``sys.path`` (to measure a baseline in the same run, on the same machine).
+"""
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+
+SETUP = """
+import time
+t0 = time.perf_counter()
+import numpy as np
+import lowprec as lp
+t_import = time.perf_counter() - t0
+x = np.array([1.1, -2.7], np.float32)
+y = np.linspace(-3, 3, 64, dtype=np.float32)
+rng = np.random.default_rng(0)
+a = rng.standard_normal((16, 64)).astype(np.float32)
+b = rng.standard_normal((64, 16)).astype(np.float32)
+a8 = lp.round(a, 'float8_e4m3fn', dtype=np.float32) if {prep} else a
+b8 = lp.round(b, 'float8_e4m3fn', dtype=np.float32) if {prep} else b
+t1 = time.perf_counter()
+{call}
+print(f"{{t_import:.2f}} {{time.perf_counter() - t1:.2f}}")
+"""
+
+CALLS = {
+    "lp.round e4m3 (2 floats)": "lp.round(x, 'float8_e4m3fn')",
+    "lp.round every deterministic mode": "[lp.round(x, 'e5m2', m) for m in ('nearest_even', "
+                                         "'nearest_away', 'toward_zero', 'up', 'down', 'odd')]",
+    "lp.round stochastic seed=": "lp.round(x, 'float8_e4m3fn', 'stochastic', seed=1)",
+    "lp.round stochastic sr_bits=4 rbits=": "lp.round(x, 'bf16', 'stochastic', sr_bits=4, "
+                                            "rbits=np.uint8([3, 9]))",
+    "lp.encode e2m1": "lp.encode(x, 'float4_e2m1fn')",
+    "lp.decode e2m1": "lp.decode(np.arange(16, dtype=np.uint8), 'float4_e2m1fn')",
+    "lp.quantize mxfp8_e4m3": "lp.quantize(y, 'mxfp8_e4m3')",
+    "lp.fake_quantize mxfp8_e4m3": "lp.fake_quantize(y, 'mxfp8_e4m3')",
+    "lp.quantize mxfp4": "lp.quantize(y, 'mxfp4')",
+    "lp.fake_quantize mxfp4": "lp.fake_quantize(y, 'mxfp4')",
+    "lp.fake_quantize nvfp4": "lp.fake_quantize(y, 'nvfp4')",
+    "lp.add bfloat16": "lp.add(x, x, 'bfloat16')",
+    "lp.fma bfloat16": "lp.fma(x, x, x, 'bfloat16')",
+    "lp.compare": "lp.compare(x, x)",
+    "lp.matmul h100-fp8 16x64x16": "lp.matmul(a8, b8, 'h100-fp8')",
+}
+
+
+def first_call(call, src=None, prep=True):
+    env = dict(os.environ, NUMBA_CACHE_DIR=tempfile.mkdtemp(prefix="numba-cold-"))
+    if src:
+        env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
+    code = SETUP.format(call=call, prep=prep)
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                       timeout=900)
+    if r.returncode:
+        return None, r.stderr.strip().splitlines()[-1]
+    imp, t = r.stdout.split()
+    return float(imp), float(t)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--src", help="another lowprec checkout to time as the baseline")
+    args = ap.parse_args()
+    print("compiling nothing, timing fresh processes with empty Numba caches (about a minute; "
+          "longer with --src)...", file=sys.stderr)
+    cols = ["this checkout"] + (["--src"] if args.src else [])
+    print("\n| first call, fresh process, empty Numba cache | " + " | ".join(
+        f"{c} (s)" for c in cols) + " |")
+    print("|---|" + "---:|" * len(cols))
+    imports = []
+    for name, call in CALLS.items():
+        row = []
+        for src in [None] + ([args.src] if args.src else []):
+            # the setup rounds the matmul operands with lp.round first: time it outside the call
+            imp, t = first_call(call, src, prep=True)
+            if imp is None:
+                row.append(f"error: {t}")
+                continue
+            imports.append(imp)
+            row.append(f"{t:.2f}")
+        print(f"| {name} | " + " | ".join(row) + " |", flush=True)
+    print(f"\n`import lowprec`: {min(imports):.2f}-{max(imports):.2f} s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,128 @@
+"""The accumulator model: ``Accumulator`` and ``FusedAdder`` say how a sum of products is
+formed (docs/matrix-units.md); ``lowprec.accumulate`` applies them, ``lowprec.hardware`` names
+the models of real matrix units."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .cast import _check_rounding_args, holds
+from .formats import FloatFormat, IntFormat, format as _format
+from .rounding import check_overflow, mode_name
+
+__all__ = ["Accumulator", "FusedAdder", "ORDERS", "BLOCK_SCALES", "TERM_RULES"]
+
+ORDERS = ("sequential", "pairwise", "blocked", "exact")
+BLOCK_SCALES = ("product", "group", "promotion")
+TERM_RULES = ("truncate", "floor", "nearest")
+
+
+@dataclass(frozen=True)
+class FusedAdder:
+    """A multi-term fused adder (Fasi et al. 2021; docs/matrix-units.md): ``n`` products per step,
+    aligned to the largest exponent (the running sum's too if ``align_addend``), each kept to
+    ``frac_bits`` bits below it by ``terms`` ("truncate" toward zero, "floor", "nearest" even),
+    summed exactly, normalised and rounded once."""
+    n: int
+    frac_bits: int
+    align_addend: bool = True
+    terms: str = "truncate"
+
+    def __post_init__(self):
+        for name, lo, hi in (("n", 1, 4096), ("frac_bits", 0, 40)):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not lo <= v <= hi:
+                raise ValueError(f"FusedAdder {name}={v!r} is not allowed: an int in {lo}..{hi}")
+        if self.terms not in TERM_RULES:
+            raise ValueError(f"FusedAdder terms={self.terms!r} is not allowed; choose one of "
+                             f"{list(TERM_RULES)}")
+
+
+@dataclass(frozen=True)
+class Accumulator:
+    """How a sum of products is formed; see the module docstring for every field."""
+    fmt: object = "float32"
+    rounding: str = "nearest_even"
+    order: object = "sequential"
+    block: int | None = None
+    products: object = None
+    product_rounding: str = "nearest_even"
+    fused: FusedAdder | None = None
+    promote_every: int | None = None
+    promote_to: object = None
+    overflow: str | None = None
+    sr_bits: int | None = None
+    sr_variant: str = "srff"
+    input_formats: tuple = (None, None)
+    addend_format: object = None
+    block_scales: str = "product"
+    group: int = 16
+    name: str = field(default="", compare=False)
+
+    def __post_init__(self):
+        fmt = _format(self.fmt)
+        object.__setattr__(self, "fmt", fmt)
+        if isinstance(fmt, IntFormat):
+            if self.overflow not in (None, "wrap", "saturate"):
+                raise ValueError(f"overflow={self.overflow!r} is not allowed for an integer "
+                                 "accumulator; choose 'wrap' (default) or 'saturate'")
+            if fmt.frac_bits or self.fused or self.products is not None or self.order == "exact":
+                raise ValueError("an integer accumulator adds exact integer products: "
+                                 "frac_bits=0, no fused adder, no product format, no 'exact'")
+        else:
+            if not isinstance(fmt, FloatFormat) or not holds(fmt, np.float64):
+                raise ValueError(f"fmt={fmt.name} is not allowed: an accumulator format is a "
+                                 "FloatFormat float64 holds, or an IntFormat")
+            check_overflow(self.overflow, fmt)
+            _check_rounding_args(fmt, self.rounding, self.sr_bits, self.sr_variant,
+                                 0 if self.stochastic else None, None, np.float64)
+        if self.products is not None:
+            object.__setattr__(self, "products", _format(self.products))
+        if self.addend_format is not None:
+            object.__setattr__(self, "addend_format", _format(self.addend_format))
+        ins = tuple(None if f is None else _format(f) for f in self.input_formats)
+        if len(ins) != 2:
+            raise ValueError("input_formats must be a pair (format of A, format of B)")
+        object.__setattr__(self, "input_formats", ins)
+        if isinstance(self.order, str):
+            if self.order not in ORDERS:
+                raise ValueError(f"order={self.order!r} is not allowed; choose one of {ORDERS} "
+                                 "or a nested tuple of product indices")
+            if self.order == "blocked" and not (isinstance(self.block, int) and self.block >= 1):
+                raise ValueError("order='blocked' needs block=<int >= 1> (products per chunk)")
+        elif isinstance(self.order, (int, np.integer)) and not isinstance(self.order, bool):
+            object.__setattr__(self, "order", (int(self.order),))      # a one-product tree
+        elif not isinstance(self.order, tuple):
+            raise TypeError(f"order must be a string or a nested tuple, got {self.order!r}")
+        if self.fused is not None:
+            if not isinstance(self.fused, FusedAdder):
+                raise TypeError("fused must be a FusedAdder(n, frac_bits, ...)")
+            if None in ins or not all(isinstance(f, FloatFormat) for f in ins):
+                raise ValueError("a fused adder needs input_formats=(fmt_A, fmt_B): the float "
+                                 "formats whose exponents it aligns")
+            if self.order != "sequential" or self.products is not None:
+                raise ValueError("a fused adder sets its own order and keeps products exact: "
+                                 "leave order='sequential' and products=None")
+        if self.block_scales not in BLOCK_SCALES:
+            raise ValueError(f"block_scales={self.block_scales!r} is not allowed; choose one of "
+                             f"{BLOCK_SCALES}")
+        if self.promote_every is not None:
+            if self.fused is None or self.promote_every % self.fused.n:
+                raise ValueError("promote_every needs a fused adder and must be a multiple of "
+                                 "its n (promotion happens between steps)")
+            pro = self.promote_to
+            if pro is None:
+                pro = Accumulator("float32")
+            elif not isinstance(pro, Accumulator):
+                pro = Accumulator(pro)
+            object.__setattr__(self, "promote_to", pro)
+
+    @property
+    def stochastic(self) -> bool:
+        return mode_name(self.rounding) == "stochastic"
+
+    def __str__(self):
+        return self.name or repr(self)
+
+

@@ -1,0 +1,78 @@
+"""The core's seeded random stream (``lp.random_bits``: Philox4x32-10, four words per block) and
+the random words of stochastic rounding, in ``jax.numpy`` uint32 lanes (JAX's default has no
+64-bit integers). The same rule and names as ``lowprec.xstep.philox`` / ``random_words``, which
+runs in int64 lanes; the products here are built from 16-bit limbs."""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from lowprec.rounding import check_seed
+
+__all__ = ["random_bits", "philox"]
+
+
+def _mulhilo(a, b):
+    """(hi, lo) words of the 64-bit product of uint32 arrays (16-bit limbs: no uint64)."""
+    m = jnp.uint32(0xFFFF)
+    a0, a1, b0, b1 = a & m, a >> 16, b & m, b >> 16
+    p00, p01, p10, p11 = a0 * b0, a0 * b1, a1 * b0, a1 * b1
+    mid = (p00 >> 16) + (p01 & m) + (p10 & m)
+    return p11 + (p01 >> 16) + (p10 >> 16) + (mid >> 16), (p00 & m) | (mid << 16)
+
+
+def philox(c0, c1, c2, c3, k0, k1):
+    """Philox4x32-10, as ``lowprec._kernels.philox4x32``."""
+    for _ in range(10):
+        h0, l0 = _mulhilo(jnp.uint32(0xD2511F53), c0)
+        h1, l1 = _mulhilo(jnp.uint32(0xCD9E8D57), c2)
+        c0, c1, c2, c3 = h1 ^ c1 ^ k0, l1, h0 ^ c3 ^ k1, l0
+        k0 = k0 + jnp.uint32(0x9E3779B9)
+        k1 = k1 + jnp.uint32(0xBB67AE85)
+    return c0, c1, c2, c3
+
+
+def random_bits(seed, shape, wide=False):
+    """The core's seeded random words (``lp.random_bits``) as (hi, lo) uint32 arrays; hi is 0
+    unless ``wide``. Stream word k is word k % 4 of Philox4x32-10 at counter (k // 4, 0, 0, 0)
+    with key (seed_lo, seed_hi); element i takes word i (``wide``: 2i low, 2i + 1 high)."""
+    seed = check_seed(seed)
+    n = int(np.prod(shape, dtype=np.int64))
+    if n >= 2**32:
+        raise ValueError("seed= supports up to 2^32 elements per call in lowprec_jax")
+    per = 2 if wide else 4                             # elements per Philox block
+    q = jnp.arange(-(-n // per), dtype=jnp.uint32)
+    z = jnp.zeros_like(q)
+    w = philox(q, z, z, z, jnp.uint32(seed & 0xFFFFFFFF), jnp.uint32(seed >> 32))
+    if wide:
+        lo = jnp.stack([w[0], w[2]], axis=1).reshape(-1)[:n].reshape(shape)
+        hi = jnp.stack([w[1], w[3]], axis=1).reshape(-1)[:n].reshape(shape)
+        return hi, lo
+    lo = jnp.stack(w, axis=1).reshape(-1)[:n].reshape(shape)
+    return jnp.zeros(shape, jnp.uint32), lo
+
+
+def random_words(shape, W, r, seed, rbits, key):
+    if rbits is not None:
+        rb = jnp.asarray(rbits)
+        if not jnp.issubdtype(rb.dtype, jnp.unsignedinteger):
+            raise TypeError(f"rbits must be an unsigned integer array, got dtype {rb.dtype}")
+        if rb.dtype.itemsize * 8 < r:
+            raise ValueError(f"rbits has {rb.dtype.itemsize * 8} bits per element but {r} "
+                             "random bits are used")
+        rb = jnp.broadcast_to(rb, shape)
+        if rb.dtype.itemsize == 8:
+            return (rb >> 32).astype(jnp.uint32), (rb & 0xFFFFFFFF).astype(jnp.uint32)
+        return jnp.zeros(shape, jnp.uint32), rb.astype(jnp.uint32)
+    if key is not None:
+        lo = jax.random.bits(key, shape, jnp.uint32)
+        hi = jax.random.bits(jax.random.fold_in(key, 1), shape, jnp.uint32) if r > 32 else \
+            jnp.zeros(shape, jnp.uint32)
+        return hi, lo
+    if seed is not None:
+        return random_bits(seed, shape, wide=r > 32)
+    z = jnp.zeros(shape, jnp.uint32)
+    return z, z
+
+
