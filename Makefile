@@ -9,15 +9,17 @@ STAMP  := $(VENV)/.installed
 venv: $(STAMP)
 
 $(STAMP): requirements-lock.txt pyproject.toml
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q -r requirements-lock.txt
-	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
-	touch $(STAMP)
+	@echo "installing the pinned set into $(VENV) (first time only, about 2 minutes)..."
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install -q --disable-pip-version-check -r requirements-lock.txt
+	@$(PY) -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+	@touch $(STAMP)
 
 demo: $(STAMP)
-	$(PY) examples/demo.py
+	@$(PY) examples/demo.py
 
 test: $(STAMP)
+	@echo "running the tests on 2 workers (compiling kernels on first use; about 10 minutes from cold)..."
 	LOWPREC_NB_QUICK=1 $(PY) -m pytest -q -n 2 tests --nbmake notebooks
 
 # on a machine with an NVIDIA GPU and CUDA builds of torch, Triton and JAX already installed
@@ -36,6 +38,7 @@ train-jax: $(STAMP)
 	$(PY) examples/fp4_training_jax.py
 
 bench: $(STAMP)
+	$(PY) benchmarks/bench_cold.py
 	$(PY) benchmarks/bench_round.py
 	$(PY) benchmarks/bench_blocks.py
 	$(PY) benchmarks/bench_matmul.py

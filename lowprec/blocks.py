@@ -419,7 +419,7 @@ def _mx_scales(amax, nan, inf, bf, in_dtype):
     return scodes, np.clip(exp, bf.scale_fmt.emin, bf.scale_fmt.emax), nan
 
 
-FAST_MIN_SIZE = 1 << 12         # smaller inputs take the NumPy path (tests lower this)
+FAST_MIN_SIZE = cast.SMALL      # smaller inputs take the NumPy path, no compile (tests lower this)
 
 
 def _fast_quantize(arr, axis, bf, rounding, sr_bits, sr_variant, seed, rbits, tensor_amax,

@@ -18,7 +18,7 @@ from .rounding import VARIANT_NAMES, check_overflow, check_random_source, check_
 
 __all__ = ["round", "encode", "decode", "result_dtype", "holds", "plan", "SMALL"]
 
-SMALL = 1 << 12   # arrays below this many elements round with NumPy (lowprec.xstep): no compile
+SMALL = 1 << 14   # arrays below this many elements round with NumPy (lowprec.xstep): no compile
 
 _FLOAT_IN = ("float16", "bfloat16", "float32", "float64")
 
