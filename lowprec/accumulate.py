@@ -47,7 +47,7 @@ from . import _accumulate as _A, hardware
 from .accumulator import Accumulator, FusedAdder
 from .blocks import BlockTensor
 from ._fused_small import fused_small
-from .cast import _check_rounding_args, _params, holds
+from .cast import _check_rounding_args, holds
 from .plan import _build
 from .formats import FloatFormat, IntFormat, format as _format
 from .rounding import check_overflow, check_seed
@@ -152,10 +152,10 @@ def _rplan(fmt, rounding, overflow, sr_bits, sr_variant, sr):
 
 
 def _rparams(fmt, rounding, overflow, sr_bits, sr_variant, sr):
-    mode, r, variant = _check_rounding_args(fmt, rounding, sr_bits, sr_variant,
-                                            0 if sr else None, None, np.float64)
-    policy = check_overflow(overflow, fmt)
-    return mode, _params(fmt, 64, mode, policy, overflow is None, r, variant)
+    """(mode, the Numba kernels' parameters) of the same plan as ``_rplan``."""
+    plan = _rplan(fmt, rounding, overflow, sr_bits, sr_variant, sr)
+    from ._kernels import params  # noqa: PLC0415
+    return plan.mode, params(plan)
 
 
 # ---- the public functions -------------------------------------------------------------------

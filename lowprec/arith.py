@@ -21,8 +21,7 @@ import numpy as np
 
 from ._exact_int import ADD, DIV, FMA, MUL, SQRT, SUB, arith_small
 from .plan import NO_CODE, _build
-from .xstep import random_words
-from .cast import (SMALL, _as_float_array, _check_rounding_args, _params, _prepare_rbits, holds,
+from .cast import (SMALL, _as_float_array, _word_halves, _check_rounding_args, _params, _prepare_rbits, holds,
                    result_dtype)
 from .formats import FloatFormat, IntFormat, format as _format
 from .rounding import check_overflow, check_seed
@@ -60,13 +59,7 @@ def _apply(op, operands, fmt, rounding, overflow, sr_bits, sr_variant, seed, rbi
     n = flat[0].shape[0]
     if n < SMALL:                                 # Python integers, no compiled kernel
         plan = _build(fmt, mode, policy, overflow is None, r, variant, 64)
-        Rh = Rl = None
-        if rsrc == 1:
-            Rh, Rl = (rb >> np.uint64(32)).astype(np.int64), (rb & np.uint64(0xFFFFFFFF)).astype(
-                np.int64)
-        elif rsrc == 2:
-            Rh, Rl = random_words(np, sd, n, plan.wide_words)
-        code, vb = arith_small(op, *flat, plan, Rh, Rl)
+        code, vb = arith_small(op, *flat, plan, *_word_halves(rsrc, rb, sd, n, plan))
         out, nerr = vb.view(np.uint64), int(np.sum(code == NO_CODE))
     else:
         from . import _exact  # noqa: PLC0415  (compiled on first use)

@@ -12,9 +12,8 @@ from functools import lru_cache
 import numpy as np
 
 from .formats import FloatFormat, IntFormat, TableFormat, format as _format, ml_dtype
-from .plan import _WORK as _W, _build, check_sr_bits, holds, plan, \
-    work_bits as _work_bits
-from .rounding import VARIANT_NAMES, check_overflow, check_random_source, check_seed, mode_name
+from .plan import _WORK as _W, _build, holds, plan, rounding_args, work_bits as _work_bits
+from .rounding import check_overflow, check_random_source, check_seed
 
 __all__ = ["round", "encode", "decode", "result_dtype", "holds", "plan", "SMALL"]
 
@@ -55,18 +54,10 @@ def _as_float_array(x, name="x"):
 
 def _check_rounding_args(fmt, rounding, sr_bits, sr_variant, seed, rbits, in_dtype):
     """(mode, random bits r, variant name) after checking the stochastic arguments."""
-    mode = mode_name(rounding)
-    if sr_variant not in VARIANT_NAMES:
-        raise ValueError(f"sr_variant={sr_variant!r} is not allowed; choose one of "
-                         f"{list(VARIANT_NAMES)}")
-    if mode != "stochastic" and sr_bits is not None:
-        raise ValueError(f"seed, rbits and sr_bits apply to rounding='stochastic' only "
-                         f"(rounding={rounding!r})")
+    mode, r, variant = rounding_args(rounding, sr_bits, sr_variant,
+                                     np.dtype(in_dtype).itemsize > 4)
     check_random_source(mode, seed, rbits)
-    if mode != "stochastic":
-        return mode, 0, "srff"
-    r = check_sr_bits(sr_bits, np.dtype(in_dtype).itemsize > 4)
-    return mode, r, ("srff" if sr_bits is None else sr_variant)
+    return mode, r, variant
 
 
 def _prepare_rbits(rbits, shape, r):
@@ -135,18 +126,24 @@ def _value_lut(fmt, W):
         return _decode64(codes, fmt).astype(ft).view(ut)
 
 
+def _word_halves(rsrc, rb, seed, n, p):
+    """(hi, lo) int64 halves of the random words the array-API step reads: from ``rbits``
+    (``rsrc`` 1, uint64 ``rb``), from the seeded stream (2), or none (0)."""
+    from . import xstep  # noqa: PLC0415
+    if rsrc == 1:
+        return (rb >> np.uint64(32)).astype(np.int64), (rb & np.uint64(xstep.M32)).astype(
+            np.int64)
+    if rsrc == 2:
+        return xstep.random_words(np, seed, n, p.wide_words)
+    return None, None
+
+
 def _run_small(xb, p, rsrc, rb, seed, want_code, code_dtype):
     """(codes or work-type bits, any unrepresentable input?) of the work-type bits ``xb``
     rounded by the array-API step on NumPy (``lowprec.xstep``): no compiled kernel."""
     from . import xstep  # noqa: PLC0415
     ub = xb.astype(np.int64) if p.work_bits == 32 else xb.view(np.int64)
-    Rh = Rl = None
-    if rsrc == 1:
-        Rh, Rl = (rb >> np.uint64(32)).astype(np.int64), (rb & np.uint64(xstep.M32)).astype(
-            np.int64)
-    elif rsrc == 2:
-        Rh, Rl = xstep.random_words(np, seed, xb.shape[0], p.wide_words)
-    code, vb = xstep.round_bits(np, ub, Rh, Rl, p)
+    code, vb = xstep.round_bits(np, ub, *_word_halves(rsrc, rb, seed, xb.shape[0], p), p)
     err = bool(np.any(code == xstep.NO_CODE))
     if want_code:
         return code.astype(code_dtype), err

@@ -174,16 +174,26 @@ def _specials(fmt, policy, natural, W):
     return d
 
 
-def check_sr_bits(sr_bits, wide_input):
-    """r, the random bits one stochastic decision reads: ``sr_bits`` (1..32) or, for None
-    (exact stochastic rounding), 32, or 64 for float64 inputs."""
+def rounding_args(rounding, sr_bits, sr_variant, wide_input):
+    """(mode, r, variant) of a rounding request: the canonical mode, the random bits r one
+    stochastic decision reads (``sr_bits`` 1..32, or for None, exact SR: 32, or 64 for float64
+    inputs; 0 unless stochastic) and the variant (srff for exact SR and deterministic modes)."""
+    mode = mode_name(rounding)
+    if sr_variant not in VARIANT_NAMES:
+        raise ValueError(f"sr_variant={sr_variant!r} is not allowed; choose one of "
+                         f"{list(VARIANT_NAMES)}")
+    if mode != "stochastic":
+        if sr_bits is not None:
+            raise ValueError(f"seed, rbits and sr_bits apply to rounding='stochastic' only "
+                             f"(rounding={rounding!r})")
+        return mode, 0, "srff"
     if sr_bits is None:
-        return 64 if wide_input else 32
+        return mode, (64 if wide_input else 32), "srff"
     if isinstance(sr_bits, bool) or not isinstance(sr_bits, (int, np.integer)):
         raise TypeError(f"sr_bits must be an int in 1..32 or None, got {sr_bits!r}")
     if not 1 <= sr_bits <= 32:
         raise ValueError(f"sr_bits={sr_bits} is out of range: allowed 1..32 (None = exact)")
-    return int(sr_bits)
+    return mode, int(sr_bits), sr_variant
 
 
 def plan(fmt, rounding="nearest_even", overflow=None, *, sr_bits=None, sr_variant="srff",
@@ -199,22 +209,11 @@ def plan(fmt, rounding="nearest_even", overflow=None, *, sr_bits=None, sr_varian
     (3, -6, True)
     """
     fmt = _format(fmt)
-    mode = mode_name(rounding)
-    if sr_variant not in VARIANT_NAMES:
-        raise ValueError(f"sr_variant={sr_variant!r} is not allowed; choose one of "
-                         f"{list(VARIANT_NAMES)}")
     dt = np.dtype(dtype)
     if dt.name not in _FLOAT_IN:
         raise TypeError(f"dtype must be float16, bfloat16, float32 or float64 (the input's "
                         f"dtype), got {dt}")
-    if mode != "stochastic":
-        if sr_bits is not None:
-            raise ValueError(f"sr_bits applies to rounding='stochastic' only "
-                             f"(rounding={rounding!r})")
-        r, variant = 0, "srff"
-    else:
-        r = check_sr_bits(sr_bits, dt.itemsize > 4)
-        variant = "srff" if sr_bits is None else sr_variant
+    mode, r, variant = rounding_args(rounding, sr_bits, sr_variant, dt.itemsize > 4)
     policy = check_overflow(overflow, fmt)
     return _build(fmt, mode, policy, overflow is None, r, variant, work_bits(fmt, dt))
 
