@@ -45,8 +45,8 @@ def block_amax(xb, amax, flags):
 @nb.njit(cache=True, parallel=True)
 def te_scales(amax_bits, flags, nan_if_inf, mult, s_dec, t_scale, Ps, nan_code, s_codes,
               s_enc_b, s_val, nanb):
-    """TE's NVFP4 block scales, float32 in TE's order (``blocks._te_scale_inputs`` and
-    ``_te_block_scales`` do the same in NumPy): s_b = e4m3(amax_b * mult) (nearest-even,
+    """TE's NVFP4 block scales, float32 in TE's order (``xscale.te_tensor_scales`` and
+    ``te_block_scales`` do the same for every array library): s_b = e4m3(amax_b * mult) (nearest-even,
     saturating; an Inf block's amax is Inf), s_enc_b = min(1 / (s_b * s_dec), FLT_MAX),
     s_val = s_b * t_scale in float64; NaN blocks (``nan_if_inf``: Inf blocks too) get the
     scale code ``nan_code``."""

@@ -19,7 +19,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from . import cast
+from . import cast, xscale
 from .formats import FloatFormat, IntFormat, format as _format
 from .rounding import check_seed, mode_name, random_bits
 
@@ -28,7 +28,6 @@ __all__ = ["BlockFormat", "BlockTensor", "quantize", "fake_quantize", "block_for
 
 SCALE_RULES = ("floor", "ceil", "even", "rceil", "nvfp4", "nvfp4_torchao", "4over6")
 TWO_LEVEL = ("nvfp4", "nvfp4_torchao", "4over6")           # E4M3 block scales x a tensor scale
-_F32_MAX = np.float32(np.finfo(np.float32).max)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -291,49 +290,20 @@ def _amax(blocks):
     return fin.max(axis=-1, initial=0.0), nan, inf
 
 
-def _floor_log2(v):
-    """floor(log2(v)) for v > 0 from the exponent (frexp is exact, no log2)."""
-    return np.frexp(v)[1].astype(np.int64) - 1
+def _float_bits(v, w):
+    """Magnitude bits of the float values ``v`` (exact in float``w``) as int64."""
+    ft, ut = (np.float32, np.uint32) if w == 32 else (np.float64, np.uint64)
+    return (np.abs(np.asarray(v, ft)).view(ut) & ut((1 << (w - 1)) - 1)).astype(np.int64)
 
 
-def _pow2_scale_exp(amax, bf, in_dtype):
-    """Scale exponent per block for the power-of-two rules; amax > 0 where used."""
-    emax = bf.emax_elem
-    safe = np.where(amax > 0, amax, 1.0)
-    if bf.scale_rule == "floor":
-        return _floor_log2(safe) - emax
-    if bf.scale_rule == "ceil":
-        m = np.frexp(safe)[0]
-        return _floor_log2(safe) - emax + (m != 0.5)
-    if bf.scale_rule == "even":
-        # torchao: add half an ulp of emax_elem's precision to amax's bits, clear the mantissa
-        mw, ut = (52, np.uint64) if np.dtype(in_dtype).itemsize > 4 else (23, np.uint32)
-        ft = np.float64 if mw == 52 else np.float32
-        m_elem = bf.elem.man_bits if isinstance(bf.elem, FloatFormat) else bf.elem.bits - 2
-        b = safe.astype(ft).view(ut)
-        b = (b + ut(1 << (mw - m_elem - 1))) >> ut(mw)     # the exponent field after rounding
-        return b.astype(np.int64) - (1023 if mw == 52 else 127) - emax
-    # rceil: e8m0 = round_up(amax * fl(1/max_elem)) in the input's float type (float32 for
-    # float32 and narrower inputs, as TE and cuBLAS compute)
-    ft = np.float64 if np.dtype(in_dtype).itemsize > 4 else np.float32
-    with np.errstate(over="ignore"):
-        p = (safe.astype(ft) * (ft(1.0) / ft(bf.elem.max))).astype(np.float64)
-    m, e = np.frexp(np.where(np.isinf(p), 2.0**1023, p))
-    e = e.astype(np.int64)
-    e = np.where(m == 0.5, e - 1, e)
-    return np.where(p == 0, -(1 << 20), e)               # underflow: the smallest scale
+def _mul_bits(w):
+    """The float``w`` product's bits of magnitude bits ``a`` and a constant (rceil)."""
+    ft, ut = (np.float32, np.uint32) if w == 32 else (np.float64, np.uint64)
 
-
-def _e8m0_codes(exp, nan, fmt, bf):
-    """Codes of 2^exp in an E8M0-like format; exponents below its range clamp to the smallest
-    scale (OCP), above it follow ``scale_overflow``."""
-    lo, hi = fmt.emin, fmt.emax
-    over = exp > hi
-    if bf.scale_overflow == "nan" and over.any():
-        nan = nan | over
-    codes = np.clip(exp, lo, hi) + fmt.bias             # code = exponent + bias
-    codes = np.where(nan, fmt.nan_code if fmt.has_nan else fmt.max_code, codes)
-    return codes.astype(fmt.code_dtype), nan
+    def mul(a, c):
+        with np.errstate(over="ignore", under="ignore"):
+            return (a.astype(ut).view(ft) * ft(c)).view(ut).astype(np.int64)
+    return mul
 
 
 # ---- quantize -------------------------------------------------------------------------------
@@ -410,13 +380,12 @@ def quantize(x, bf, axis=-1, rounding="nearest_even", *, sr_bits=None, sr_varian
 
 
 def _mx_scales(amax, nan, inf, bf, in_dtype):
-    """(scale codes, clipped scale exponents, NaN-block flags) of the power-of-two rules."""
-    exp = _pow2_scale_exp(amax, bf, in_dtype)
-    exp = np.where(amax > 0, exp, bf.scale_fmt.emin)     # all-zero block: smallest scale
-    if bf.nonfinite == "saturate":
-        exp = np.where(inf, bf.scale_fmt.emax, exp)      # Inf: the largest scale (TE)
-    scodes, nan = _e8m0_codes(exp, nan, bf.scale_fmt, bf)
-    return scodes, np.clip(exp, bf.scale_fmt.emin, bf.scale_fmt.emax), nan
+    """(scale codes, clipped scale exponents, NaN-block flags) of the power-of-two rules
+    (``xscale.pow2_scales``), on the bits of amax in the input's float type."""
+    w = 64 if np.dtype(in_dtype).itemsize > 4 else 32
+    codes, exp, nan = xscale.pow2_scales(np, _float_bits(amax, w), nan, inf, bf, w,
+                                         _mul_bits(w))
+    return codes.astype(bf.scale_fmt.code_dtype), exp, nan
 
 
 FAST_MIN_SIZE = cast.SMALL      # smaller inputs take the NumPy path, no compile (tests lower this)
@@ -466,7 +435,7 @@ def _fast_quantize(arr, axis, bf, rounding, sr_bits, sr_variant, seed, rbits, te
         g = np.float32(np.inf) if (flags & 2).any() else amax32.max(initial=np.float32(0.0))
         if tensor_amax is not None:
             g = np.float32(tensor_amax)
-        sb_mult, s_dec = _te_scale_inputs(np.float32(1.0), g, bf)
+        sb_mult, s_dec = _te_scale_inputs(g, bf)
         t_scale = s_dec
         s_codes = np.empty(nbk, bf.scale_fmt.code_dtype)
         s_enc_b, s_val, nanv = np.empty(nbk, np.float32), np.empty(nbk), np.empty(nbk, bool)
@@ -552,29 +521,47 @@ def _ldexp_sticky(v, e):
     return out
 
 
+_F = xscale.NativeF32(np)
+
+
+def _round_scale(sf):
+    """NumPy's ``round_scale`` for ``xscale``: values -> (codes, float32 values) of the scale
+    format, nearest even, saturating."""
+    def round_scale(v):
+        codes = cast.encode(v, sf, "nearest_even", "saturate")
+        return codes, cast.decode(codes, sf, dtype=np.float32)
+    return round_scale
+
+
 def _quantize_two_level(blocks, amax, nan, inf, shape, axis, bf, rounding, kw, tensor_amax,
                         any_nan):
-    """E4M3 block scales under a float32 tensor scale (docs/blocks.md), in float32 and in the
-    operation order of the implementation each rule reproduces."""
+    """E4M3 block scales under a float32 tensor scale (``xscale``'s two-level rules, in
+    float32 and in the operation order of the implementation each reproduces)."""
     f32 = np.float32
     amax32 = np.where(inf, np.inf, amax).astype(f32)
     g = _global_amax(amax32, any_nan, tensor_amax, bf)
+    rs = _round_scale(bf.scale_fmt)
     with np.errstate(over="ignore", divide="ignore", invalid="ignore", under="ignore"):
         x32 = blocks.astype(f32)
         if bf.scale_rule == "nvfp4_torchao":
-            s_codes, prod, t_scale = _torchao_nvfp4(x32, amax32, g, bf)
-            nan = nan | np.isnan(cast.decode(s_codes, bf.scale_fmt, dtype=np.float32))
+            p, p_inv = xscale.torchao_tensor_scales(_F, g)
+            s_codes, _, mult, s_nan = xscale.torchao_block_scales(_F, amax32, p, p_inv, rs)
+            prod = _F.clamp_abs(x32 * mult[..., None], f32(bf.elem.max))
+            nan, t_scale = nan | s_nan, p
         else:
-            sb_in, t_scale = _te_scale_inputs(amax32, g, bf)
-            s_codes, prod = _te_candidate(x32, sb_in, t_scale, bf)
+            sb_mult, t_scale = _te_scale_inputs(g, bf)
+            sb_in = amax32 * sb_mult
+            s_codes, _, mult = xscale.te_block_scales(_F, sb_in, t_scale, rs)
+            prod = x32 * mult[..., None]
     if nan.any():
         s_codes = np.where(nan, bf.scale_fmt.nan_code, s_codes).astype(s_codes.dtype)
         prod = np.where(nan[..., None], f32(0.0), prod)
     codes = _encode_elements(prod, bf.elem, rounding, kw)
-    if bf.scale_rule == "4over6":
+    if bf.scale_rule == "4over6":           # the same rule with 1.5x the block scale input
         with np.errstate(over="ignore", invalid="ignore", under="ignore", divide="ignore"):
-            s4, prod4 = _te_candidate(x32, (sb_in * f32(1.5)).astype(f32), t_scale, bf)
-        prod4 = np.where(nan[..., None], f32(0.0), prod4)
+            s4, _, mult4 = xscale.te_block_scales(_F, (sb_in * f32(1.5)).astype(f32),
+                                                  t_scale, rs)
+            prod4 = np.where(nan[..., None], f32(0.0), x32 * mult4[..., None])
         codes4 = _encode_elements(prod4, bf.elem, rounding, kw)
         use4 = _smaller_error(codes4, s4, codes, s_codes, t_scale, x32, bf) & ~nan
         codes = np.where(use4[..., None], codes4, codes)
@@ -590,49 +577,12 @@ def _global_amax(amax32, any_nan, tensor_amax, bf):
     return np.float32(amax32.max(initial=np.float32(0.0)))   # global amax (Inf if any)
 
 
-def _te_scale_inputs(amax32, g, bf):
-    """TE: S_enc = min(bound * 6 / g, FLT_MAX) (1 if g is 0 or Inf), S_dec = 1 / S_enc, block
-    scale inputs amax_b * (S_enc * fl(1/6)); bound 448 (E4M3 max), 256 for 4over6."""
-    f32 = np.float32
+def _te_scale_inputs(g, bf):
+    """TE's (block scale multiplier S_enc * fl(1/6), S_dec) from the global amax ``g``
+    (``xscale.te_tensor_scales``; bound 448, 256 for 4over6), as float32 scalars."""
+    bound = 448.0 if bf.scale_rule == "nvfp4" else 256.0
     with np.errstate(over="ignore", divide="ignore", invalid="ignore", under="ignore"):
-        bound = f32(448.0 if bf.scale_rule == "nvfp4" else 256.0)
-        s_enc = f32(np.minimum(bound * f32(6.0) / g, _F32_MAX)) if g > 0 else f32(1.0)
-        s_enc = f32(1.0) if s_enc == 0 or np.isnan(s_enc) else s_enc
-        return amax32 * (s_enc * (f32(1.0) / f32(6.0))), f32(1.0) / s_enc
-
-
-def _te_block_scales(sb_in, s_dec, bf):
-    """TE: s_b = e4m3(sb_in) (nearest-even, saturating) and the element multiplier
-    min(1 / (s_b * S_dec), FLT_MAX), float32: (scale codes, s_b, multiplier)."""
-    s_codes = cast.encode(sb_in, bf.scale_fmt, "nearest_even", "saturate")
-    s_b = cast.decode(s_codes, bf.scale_fmt, dtype=np.float32)
-    with np.errstate(over="ignore", divide="ignore", invalid="ignore", under="ignore"):
-        s_enc_b = np.minimum(np.float32(1.0) / (s_b * s_dec), _F32_MAX).astype(np.float32)
-    return s_codes, s_b, s_enc_b
-
-
-def _te_candidate(x32, sb_in, s_dec, bf):
-    """TE's codes of the block scales and the float32 products x * multiplier."""
-    s_codes, _, s_enc_b = _te_block_scales(sb_in, s_dec, bf)
-    return s_codes, x32 * s_enc_b[..., None]
-
-
-def _torchao_nvfp4(x32, amax32, g, bf):
-    """torchao 0.18's nvfp4_quantize with a per-tensor scale (nvfp4_tensor.py): P = amax / 2688;
-    s = e4m3(clamp(amax_b / 6 / P, 2^-6, 448)); elements clamp(x * ((1 / P) / s), -6, 6); all
-    float32, NaN propagating as in torch."""
-    f32 = np.float32
-    p = f32(g / f32(448.0 * 6.0))
-    sbs = (amax32 / f32(6.0)) / p
-    sbs = np.where(np.isnan(sbs), sbs, np.clip(sbs, f32(2.0**-6), f32(448.0))).astype(f32)
-    s_codes = cast.encode(np.where(np.isnan(sbs), f32(0.0), sbs), bf.scale_fmt, "nearest_even",
-                          "saturate")
-    s_codes = np.where(np.isnan(sbs), bf.scale_fmt.nan_code, s_codes).astype(s_codes.dtype)
-    recip = (f32(1.0) / p) / cast.decode(s_codes, bf.scale_fmt, dtype=np.float32)
-    emax = f32(bf.elem.max)
-    prod = x32 * recip[..., None]
-    prod = np.where(np.isnan(prod), prod, np.clip(prod, -emax, emax)).astype(f32)
-    return s_codes, prod, p
+        return tuple(np.float32(v) for v in xscale.te_tensor_scales(_F, np.float32(g), bound))
 
 
 def _smaller_error(codes_a, s_a, codes_b, s_b, s_dec, x32, bf):

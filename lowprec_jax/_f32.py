@@ -103,3 +103,36 @@ def min_max_finite(a):
 def const(v):
     """The float32 bits of a Python number, as a NumPy uint32 scalar."""
     return np.float32(v).view(np.uint32)
+
+
+class BitsF32:
+    """``lowprec.xscale``'s float32 namespace on uint32 bits (the two-level block scale rules),
+    IEEE in every backend: ``mul`` and ``div`` above, comparisons on the bits."""
+    const = staticmethod(const)
+    mul = staticmethod(mul)
+    div = staticmethod(div)
+    where = staticmethod(jnp.where)
+
+    @staticmethod
+    def min_finite(a):
+        """min(a, FLT_MAX) for non-negative a, NaN kept."""
+        return jnp.where(BitsF32.isnan(a), a, jnp.minimum(a, MAX))
+
+    @staticmethod
+    def clip(a, lo, hi):
+        """a clipped to [lo, hi] for non-negative a, not NaN (bits order as values)."""
+        return jnp.clip(a, lo, hi)
+
+    @staticmethod
+    def clamp_abs(a, m):
+        """a clipped to [-m, m] (m >= 0), NaN kept."""
+        mag, sign = a & U32(0x7FFFFFFF), a & SIGN
+        return jnp.where((mag > m) & (mag <= INF), sign | m, a)
+
+    @staticmethod
+    def isnan(a):
+        return (a & U32(0x7FFFFFFF)) > INF
+
+    @staticmethod
+    def iszero(a):
+        return (a & U32(0x7FFFFFFF)) == 0

@@ -20,6 +20,7 @@ from jax import lax
 
 import lowprec as lp
 from lowprec import blocks as _B
+from lowprec import xscale
 from lowprec.rounding import check_random_source
 from lowprec.rounding import check_overflow  # noqa: F401  (same validation as the core)
 
@@ -27,7 +28,6 @@ from .cast import check_x as _check_x
 from .stream import random_words as _random_words
 from . import _f32 as F
 from ._round import round_bits_impl
-from ._clz import clz
 
 __all__ = ["quantize", "dequantize", "fake_quantize", "QuantizedArray"]
 
@@ -38,60 +38,19 @@ TWO_LEVEL = ("nvfp4", "nvfp4_torchao")
 RULES = POW2_RULES + TWO_LEVEL
 
 
-def _floor_log2_bits(a):
-    """floor(log2 v) of positive float32 values given as their bits (subnormals included)."""
-    ef = (a >> 23).astype(I32)
-    mant = a & U32(0x7FFFFF)
-    sub = 31 - clz(mant).astype(I32) - 149
-    return jnp.where(ef > 0, ef - 127, sub)
+def _i32(b):
+    return b.astype(I32)
 
 
-def _times_pow2(b, k):
-    """Float32 bits ``b`` times 2^k (per-element int32 k), exact where the result is a normal
-    float32 or exactly a subnormal, Inf beyond float32's range; results below 2^-126 that would lose bits become the
-    smallest float32 of the same sign, which every rounding into an element format whose
-    smallest step is at least 2^-80 treats as the exact value (see ``lowprec.blocks``)."""
-    sign = b & U32(0x80000000)
-    a = b & U32(0x7FFFFFFF)
-    ef = (a >> 23).astype(I32)
-    mant = a & U32(0x7FFFFF)
-    lz = clz(mant).astype(I32) - 8                      # subnormal: bring msb to bit 23
-    sig = jnp.where(ef > 0, mant | U32(1 << 23), mant << jnp.maximum(lz, 0).astype(U32))
-    E = jnp.where(ef > 0, ef - 127, -126 - lz) + k
-    normal = sign | ((E + 127).astype(U32) << 23) | (sig & U32(0x7FFFFF))
-    sh = (-126 - E).astype(I32)                              # subnormal result: shift right
-    shc = jnp.clip(sh, 0, 31).astype(U32)
-    exact = (sh <= 24) & ((sig & ((U32(1) << shc) - U32(1))) == 0)
-    subn = sign | (sig >> shc)
-    out = jnp.where(E >= -126, normal, jnp.where(exact, subn, sign | U32(1)))
-    out = jnp.where(E > 127, sign | U32(0x7F800000), out)      # beyond float32: Inf
-    return jnp.where(a == 0, b, out)
+def _scaled_by_pow2(b, k):
+    """Float32 bits ``b`` times 2^k (``xscale.times_pow2`` on the magnitude, sign kept)."""
+    mag = xscale.times_pow2(jnp, _i32(b & U32(0x7FFFFFFF)), k)
+    return (b & U32(0x80000000)) | mag.astype(U32)
 
 
-def _scale_exp(amax_bits, bf):
-    """Unclipped scale exponent per block for the rule (``_pow2_scale_exp`` (lowprec/blocks.py))."""
-    emax = bf.emax_elem
-    safe = jnp.where(amax_bits > 0, amax_bits, U32(0x3F800000))
-    fl = _floor_log2_bits(safe)
-    if bf.scale_rule == "floor":
-        return fl - emax
-    if bf.scale_rule == "ceil":
-        pow2 = (safe & U32(0x7FFFFF)) == 0
-        sub = (safe >> 23) == 0
-        pow2 = jnp.where(sub, (safe & (safe - U32(1))) == 0, pow2)
-        return fl - emax + (~pow2).astype(I32)
-    if bf.scale_rule == "even":
-        m_elem = bf.elem.man_bits if hasattr(bf.elem, "man_bits") else bf.elem.bits - 2
-        return ((safe + U32(1 << (23 - m_elem - 1))) >> 23).astype(I32) - 127 - emax
-    # rceil: round_up(amax * fl32(1 / max_elem)) as a power of two, in float32
-    recip = np.float32(1.0) / np.float32(bf.elem.max)
-    pb = F.mul(safe, F.const(recip)) & U32(0x7FFFFFFF)     # IEEE: XLA's CPU flushes subnormals
-    inf = pb == U32(0x7F800000)
-    pfl = _floor_log2_bits(jnp.where(pb == 0, U32(1), pb))
-    sub = (pb >> 23) == 0
-    pow2 = jnp.where(sub, (pb & (pb - U32(1))) == 0, (pb & U32(0x7FFFFF)) == 0)
-    e = pfl + (~pow2).astype(I32)
-    return jnp.where(inf, 1023, jnp.where(pb == 0, -(1 << 20), e))
+def _mul_bits(a, c):
+    """rceil's float32 product (``xscale.scale_exp``), IEEE on the bits."""
+    return _i32(F.mul(a.astype(U32), F.const(c)))
 
 
 def _check(x, bf, axis):
@@ -158,11 +117,9 @@ def _amax(xb):
 
 
 def tensor_scales(xb, tensor_amax=None, rule="nvfp4"):
-    """The float32 tensor scales from the global amax g, two uint32 scalars. ``nvfp4``
-    (Transformer Engine's order, ``_te_scale_inputs`` (lowprec/blocks.py)): S_enc = min(2688 / g,
-    FLT_MAX), 1 if g is 0 or Inf; returns (S_enc * fl(1/6), S_dec = 1 / S_enc).
-    ``nvfp4_torchao`` (``_torchao_nvfp4`` (lowprec/blocks.py)): P = g / 2688, g NaN when any input
-    is NaN (torch.max); returns (P, 1 / P)."""
+    """The float32 tensor scales (two uint32 scalars) from the global amax g:
+    ``xscale.te_tensor_scales`` for ``nvfp4``, ``xscale.torchao_tensor_scales`` for
+    ``nvfp4_torchao`` (g NaN when any input is NaN, as torch.max)."""
     if tensor_amax is None:
         _, nan, inf, amax = _amax(xb)
         g = jnp.max(jnp.where(inf, F.INF, amax))
@@ -171,12 +128,8 @@ def tensor_scales(xb, tensor_amax=None, rule="nvfp4"):
     else:
         g = lax.bitcast_convert_type(jnp.asarray(tensor_amax, jnp.float32), U32)
     if rule == "nvfp4_torchao":
-        p = F.div(g, F.const(2688.0))
-        return p, F.div(F.const(1.0), p)
-    s_enc = F.min_max_finite(F.div(F.const(2688.0), g))
-    s_enc = jnp.where((g == 0) | (s_enc == 0), F.const(1.0), s_enc)
-    return (F.mul(s_enc, F.const(np.float32(1.0) / np.float32(6.0))),
-            F.div(F.const(1.0), s_enc))
+        return xscale.torchao_tensor_scales(F.BitsF32, g)
+    return xscale.te_tensor_scales(F.BitsF32, g)
 
 
 def tensor_scale(ts, bf):
@@ -201,13 +154,13 @@ def quantize_bits(xb, Rh, Rl, bf, P, ts=None):
         t = tensor_scale(ts, bf)
         scale_value = lambda v: F.mul(F.mul(v, vscale[..., None]), t)  # noqa: E731
     else:
-        s_codes, exp, nan = _pow2_scales(amax, nan, inf, bf)
-        scaled = _times_pow2(xb, -exp[..., None])
+        s_codes, exp, nan = _pow2_scale_codes(amax, nan, inf, bf)
+        scaled = _scaled_by_pow2(xb, -exp[..., None])
         if bf.nonfinite == "saturate":
             emax_bits = F.const(bf.elem.max)
             scaled = jnp.where(a == U32(0x7F800000), (xb & U32(0x80000000)) | emax_bits,
                                scaled)
-        scale_value = lambda v: _times_pow2(v, exp[..., None])  # noqa: E731  exact
+        scale_value = lambda v: _scaled_by_pow2(v, exp[..., None])  # noqa: E731  exact
     scaled = jnp.where(nan[..., None], U32(0), scaled)
     codes, vb = round_bits_impl(scaled, Rh, Rl, P)
     elem = bf.elem
@@ -218,51 +171,43 @@ def quantize_bits(xb, Rh, Rl, bf, P, ts=None):
     return codes.astype(elem.code_dtype), s_codes, vb
 
 
-def _pow2_scales(amax, nan, inf, bf):
-    """(scale codes, clipped exponents, NaN flags) of the power-of-two rules."""
-    sf = bf.scale_fmt
-    exp = jnp.where(amax > 0, _scale_exp(amax, bf), sf.emin)
-    if bf.nonfinite == "saturate":
-        exp = jnp.where(inf, sf.emax, exp)
-    if bf.scale_overflow == "nan":
-        nan = nan | (exp > sf.emax)
-    exp = jnp.clip(exp, sf.emin, sf.emax)
-    s_nan = sf.nan_code if sf.has_nan else sf.max_code
-    return jnp.where(nan, s_nan, exp + sf.bias).astype(sf.code_dtype), exp, nan
+def _pow2_scale_codes(amax, nan, inf, bf):
+    """(scale codes, clipped exponents, NaN flags): ``xscale.pow2_scales`` on int32 lanes."""
+    codes, exp, nan = xscale.pow2_scales(jnp, _i32(amax), nan, inf, bf, 32, _mul_bits)
+    return codes.astype(bf.scale_fmt.code_dtype), exp, nan
+
+
+def _round_scale(sf):
+    """``xscale``'s round_scale: float32 bits -> (codes, value bits) of the scale format,
+    nearest even, saturating, through the same rounding step as the elements."""
+    Ps = lp.plan(sf, "nearest_even", "saturate")
+
+    def round_scale(v):
+        z = jnp.zeros_like(v)
+        code, vb = round_bits_impl(v, z, z, Ps)
+        return code & U32((1 << sf.bits) - 1), vb
+    return round_scale
 
 
 def _nvfp4_scales(amax, nan, inf, bf, ts):
-    """TE's block scales (``lowprec._blockfast.te_scales``): s_b = e4m3(amax_b * mult),
-    nearest even, saturating; the element multiplier min(1 / (s_b * S_dec), FLT_MAX); all in
-    IEEE float32 on the bits. Returns (scale codes, multipliers, s_b)."""
+    """TE's block scales (``xscale.te_block_scales``). Returns (scale codes, multipliers,
+    s_b)."""
     sf = bf.scale_fmt
     sb_in = F.mul(jnp.where(inf, F.INF, amax), ts[0])
-    Ps = lp.plan(sf, "nearest_even", "saturate")
-    z = jnp.zeros_like(sb_in)
-    code, s_b = round_bits_impl(sb_in, z, z, Ps)
-    mult = F.min_max_finite(F.div(F.const(1.0), F.mul(s_b, ts[1])))
-    s_codes = jnp.where(nan, sf.nan_code, code & U32((1 << sf.bits) - 1))
+    code, s_b, mult = xscale.te_block_scales(F.BitsF32, sb_in, ts[1], _round_scale(sf))
+    s_codes = jnp.where(nan, sf.nan_code, code)
     return s_codes.astype(sf.code_dtype), mult, s_b
 
 
 def _torchao_scales(xb, amax, nan, inf, bf, ts):
-    """torchao 0.18's nvfp4_quantize (``_torchao_nvfp4`` (lowprec/blocks.py)), IEEE float32 on the
-    bits: s = e4m3(clamp(amax_b / 6 / P, 2^-6, 448)), elements clamp(x * ((1 / P) / s), -6, 6),
-    NaN propagating. Returns (scale codes, scaled element bits, s, NaN blocks)."""
+    """torchao 0.18's nvfp4_quantize (``xscale.torchao_block_scales``). Returns (scale codes,
+    scaled element bits, s, NaN blocks)."""
     sf = bf.scale_fmt
-    sbs = F.div(F.div(jnp.where(inf, F.INF, amax), F.const(6.0)), ts[0])
-    s_nan = sbs > F.INF                                    # positive: NaN above +Inf's bits
-    sbs = jnp.clip(sbs, F.const(2.0**-6), F.const(448.0))   # order of positive floats' bits
-    Ps = lp.plan(sf, "nearest_even", "saturate")
-    z = jnp.zeros_like(sbs)
-    code, s_b = round_bits_impl(jnp.where(s_nan, U32(0), sbs), z, z, Ps)
-    recip = F.div(ts[1], s_b)
-    prod = F.mul(xb, recip[..., None])
-    mag, sign = prod & U32(0x7FFFFFFF), prod & U32(0x80000000)
-    emax = F.const(bf.elem.max)
-    prod = jnp.where((mag > emax) & (mag <= F.INF), sign | emax, prod)
+    code, s_b, mult, s_nan = xscale.torchao_block_scales(
+        F.BitsF32, jnp.where(inf, F.INF, amax), ts[0], ts[1], _round_scale(sf))
+    prod = F.BitsF32.clamp_abs(F.mul(xb, mult[..., None]), F.const(bf.elem.max))
     nan = nan | s_nan
-    s_codes = jnp.where(nan, sf.nan_code, code & U32((1 << sf.bits) - 1))
+    s_codes = jnp.where(nan, sf.nan_code, code)
     return s_codes.astype(sf.code_dtype), prod, s_b, nan
 
 

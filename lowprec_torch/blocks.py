@@ -24,7 +24,7 @@ from lowprec import blocks as _B
 from lowprec.rounding import check_random_source
 import lowprec as lp
 
-from lowprec import xstep
+from lowprec import xscale, xstep
 from .cast import (_check_backend, _check_x, _generator_words, _rbits_words, _use_core,
                check_sources, from_numpy, random_bits, to_numpy, to_numpy_words, with_gradient,
                round as _lt_round)
@@ -47,51 +47,28 @@ def _f32(b):
     return torch.where(b >= 1 << 31, b - (1 << 32), b).to(torch.int32).view(torch.float32)
 
 
-def _floor_log2_bits(a):
-    """floor(log2 v) of positive float32 values given as bits (subnormals included)."""
-    ef = a >> 23
-    return torch.where(ef > 0, ef - 127, xstep.msb(torch, a & 0x7FFFFF) - 149)
+def _scaled_by_pow2(b, k):
+    """Float32 bits ``b`` times 2^k (``xscale.times_pow2`` on the magnitude, sign kept)."""
+    return (b & SIGN) | xscale.times_pow2(torch, b & MAG, k)
 
 
-def _times_pow2(b, k):
-    """float32 bits ``b`` times 2^k (per-element k), exact where the result is a normal
-    float32 or exactly a subnormal, Inf beyond float32's range; a result below 2^-126 that
-    would lose bits becomes the smallest float32 of its sign, which rounding into an element
-    format whose smallest step is at least 2^-80 treats as the exact value
-    (``lowprec_jax.blocks._times_pow2``)."""
-    sign, a = b & SIGN, b & MAG
-    ef, mant = a >> 23, a & 0x7FFFFF
-    lz = 23 - xstep.msb(torch, mant)
-    sig = torch.where(ef > 0, mant | (1 << 23), mant << lz.clamp(0, 31))
-    E = torch.where(ef > 0, ef - 127, -126 - lz) + k
-    normal = sign | ((E + 127).clamp(0, 255) << 23) | (sig & 0x7FFFFF)
-    sh = -126 - E
-    shc = sh.clamp(0, 31)
-    exact = (sh <= 24) & ((sig & ((torch.ones_like(shc) << shc) - 1)) == 0)
-    out = torch.where(E >= -126, normal, torch.where(exact, sign | (sig >> shc), sign | 1))
-    out = torch.where(E > 127, sign | INF, out)
-    return torch.where(a == 0, b, out)
+def _mul_bits(a, c):
+    """rceil's float32 product (``xscale.scale_exp``): torch's float32 ``*`` is IEEE."""
+    return _bits(_f32(a) * torch.tensor(float(c), dtype=torch.float32, device=a.device))
 
 
-def _scale_exp(amax, bf):
-    """Unclipped scale exponent per block (``_pow2_scale_exp`` (lowprec/blocks.py))."""
-    emax = bf.emax_elem
-    safe = torch.where(amax > 0, amax, 0x3F800000)
-    fl = _floor_log2_bits(safe)
-    if bf.scale_rule == "floor":
-        return fl - emax
-    if bf.scale_rule == "ceil":
-        pow2 = torch.where((safe >> 23) == 0, (safe & (safe - 1)) == 0, (safe & 0x7FFFFF) == 0)
-        return fl - emax + (~pow2).to(I64)
-    if bf.scale_rule == "even":
-        m = bf.elem.man_bits if hasattr(bf.elem, "man_bits") else bf.elem.bits - 2
-        return ((safe + (1 << (23 - m - 1))) >> 23) - 127 - emax
-    recip = torch.tensor(np.float32(1.0) / np.float32(bf.elem.max), device=amax.device)
-    pb = _bits(_f32(safe) * recip) & MAG                   # rceil: float32 product
-    pfl = _floor_log2_bits(torch.where(pb == 0, 1, pb))
-    pow2 = torch.where((pb >> 23) == 0, (pb & (pb - 1)) == 0, (pb & 0x7FFFFF) == 0)
-    e = pfl + (~pow2).to(I64)
-    return torch.where(pb == INF, 1023, torch.where(pb == 0, -(1 << 20), e))
+_F = xscale.NativeF32(torch)
+
+
+def _round_scale(sf):
+    """``xscale``'s round_scale: float32 values -> (codes, float32 values) of the scale format,
+    nearest even, saturating, through ``xstep.round_bits``."""
+    Ps = lp.plan(sf, "nearest_even", "saturate")
+
+    def round_scale(v):
+        code, vb = xstep.round_bits(torch, _bits(v), None, None, Ps)
+        return code & ((1 << sf.bits) - 1), _f32(vb)
+    return round_scale
 
 
 def _blocked(a, axis, bf):
@@ -123,20 +100,14 @@ def _amax(xb):
 
 
 def _tensor_scales(xb, tensor_amax):
-    """TE's float32 tensor scales (``_te_scale_inputs`` (lowprec/blocks.py)): S_enc = min(2688 / g,
-    FLT_MAX), 1 if g is 0 or S_enc is 0; returns (S_enc * fl(1/6), S_dec = 1 / S_enc) as
-    float32 tensors."""
+    """TE's float32 tensor scales (``xscale.te_tensor_scales``) as float32 tensors."""
     if tensor_amax is None:
         _, _, inf, amax = _amax(xb)
         g = _f32(torch.where(inf, INF, amax).amax() if amax.numel() else torch.zeros(
             (), dtype=I64, device=xb.device))
     else:
         g = torch.as_tensor(tensor_amax, dtype=torch.float32, device=xb.device)
-    one = torch.ones((), dtype=torch.float32, device=xb.device)
-    s_enc = torch.clamp(torch.tensor(2688.0, device=xb.device) / g,
-                        max=float(np.finfo(np.float32).max))
-    s_enc = torch.where((g == 0) | (s_enc == 0), one, s_enc)
-    return s_enc * torch.tensor(np.float32(1.0) / np.float32(6.0), device=xb.device), one / s_enc
+    return tuple(t.to(xb.device) for t in xscale.te_tensor_scales(_F, g))
 
 
 def _quantize_blocks(xb, Rh, Rl, bf, P, ts):
@@ -148,23 +119,13 @@ def _quantize_blocks(xb, Rh, Rl, bf, P, ts):
     sf = bf.scale_fmt
     if bf.scale_rule == "nvfp4":
         sb_in = _f32(torch.where(inf, INF, amax)) * ts[0]
-        Ps = lp.plan(sf, "nearest_even", "saturate")
-        code, s_b = xstep.round_bits(torch, _bits(sb_in), None, None, Ps)
-        s_b = _f32(s_b)
-        mult = torch.clamp(1.0 / (s_b * ts[1]), max=float(np.finfo(np.float32).max))
-        s_codes = torch.where(nan, sf.nan_code, code & ((1 << sf.bits) - 1))
+        code, s_b, mult = xscale.te_block_scales(_F, sb_in, ts[1], _round_scale(sf))
+        s_codes = torch.where(nan, sf.nan_code, code)
         scaled = _bits(_f32(xb) * mult[..., None])
         scale = s_b.to(torch.float64) * ts[1].to(torch.float64)          # exact
     else:
-        exp = torch.where(amax > 0, _scale_exp(amax, bf), sf.emin)
-        if bf.nonfinite == "saturate":
-            exp = torch.where(inf, sf.emax, exp)
-        if bf.scale_overflow == "nan":
-            nan = nan | (exp > sf.emax)
-        exp = exp.clamp(sf.emin, sf.emax)
-        s_nan = sf.nan_code if sf.has_nan else sf.max_code
-        s_codes = torch.where(nan, s_nan, exp + sf.bias)
-        scaled = _times_pow2(xb, -exp[..., None])
+        s_codes, exp, nan = xscale.pow2_scales(torch, amax, nan, inf, bf, 32, _mul_bits)
+        scaled = _scaled_by_pow2(xb, -exp[..., None])
         if bf.nonfinite == "saturate":
             emax_bits = int(np.float32(bf.elem.max).view(np.uint32))
             scaled = torch.where(a == INF, (xb & SIGN) | emax_bits, scaled)

@@ -78,7 +78,7 @@ def test_adapters_use_only_the_public_core():
     text = re.compile(r"lowprec\.[a-z_]*\._[a-z]|from lowprec\._")
     bad = []
     for pkg in ("lowprec_jax", "lowprec_torch"):
-        for p in sorted((ROOT / pkg).glob("*.py")):
+        for p in sorted((ROOT / pkg).rglob("*.py")):
             src = p.read_text()
             bad += [f"{p.name}:{i}: {line.strip()}" for i, line in
                     enumerate(src.splitlines(), 1) if text.search(line)]
@@ -98,6 +98,29 @@ def test_adapters_use_only_the_public_core():
                         not node.attr.startswith("__"):
                     bad.append(f"{p.name}:{node.lineno}: {node.value.id}.{node.attr}")
     assert not bad, "private core names used by an adapter:\n" + "\n".join(bad)
+
+
+# The rules written once (lowprec/xstep.py, lowprec/xscale.py): no NumPy, JAX or torch module
+# defines them again (the Numba, JAX-lane and Triton kernels mirror the names by design).
+ONCE = {"lowprec/xscale.py": ("scale_exp", "pow2_scales", "times_pow2", "floor_log2",
+                              "is_pow2", "te_tensor_scales", "te_block_scales",
+                              "torchao_tensor_scales", "torchao_block_scales"),
+        "lowprec/xstep.py": ("round_bits", "round_parts", "philox")}
+KERNELS = ("lowprec/_kernels.py", "lowprec/_fast.py", "lowprec/_blockfast.py",
+           "lowprec_jax/_round.py", "lowprec_jax/stream.py", "lowprec_torch/triton/")
+
+
+def test_each_rule_is_defined_once():
+    bad = []
+    for home, names in ONCE.items():
+        for p in sorted(ROOT.glob("lowprec*/**/*.py")):
+            rel = p.relative_to(ROOT).as_posix()
+            if rel == home or rel.startswith(KERNELS):
+                continue
+            for node in ast.walk(ast.parse(p.read_text())):
+                if isinstance(node, ast.FunctionDef) and node.name.lstrip("_") in names:
+                    bad.append(f"{rel}:{node.lineno}: {node.name} (written in {home})")
+    assert not bad, "\n".join(bad)
 
 
 def test_every_cited_document_exists():

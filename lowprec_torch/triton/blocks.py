@@ -23,20 +23,20 @@ ROWS = 16             # blocks per program (fake_quantize, quantize)
 # ---- block quantization -----------------------------------------------------------------------
 
 @triton.jit
-def _floor_log2(a):
+def floor_log2(a):
     """floor(log2 v) of positive float32 bits a (subnormals included), int32."""
     ef = (a >> 23).to(tl.int32)
     return tl.where(ef > 0, ef - 127, _msb(a & _u(0x7FFFFF)) - 149)
 
 
 @triton.jit
-def _is_pow2(a):
+def is_pow2(a):
     return tl.where((a >> 23) == _u(0), (a & (a - _u(1))) == _u(0), (a & _u(0x7FFFFF)) == _u(0))
 
 
 @triton.jit
-def _times_pow2(b, k):
-    """float32 bits b times 2^k (``lowprec_torch.blocks._times_pow2``)."""
+def times_pow2(b, k):
+    """float32 bits b times 2^k, sign kept (``lowprec.xscale.times_pow2`` on the magnitude)."""
     sign = b & _u(0x80000000)
     a = b & _u(0x7FFFFFFF)
     ef = (a >> 23).to(tl.int32)
@@ -54,25 +54,51 @@ def _times_pow2(b, k):
 
 
 @triton.jit
-def _scale_exp(amax, RULE: tl.constexpr, EMAX: tl.constexpr, MELEM: tl.constexpr,
+def scale_exp(amax, RULE: tl.constexpr, EMAX: tl.constexpr, MELEM: tl.constexpr,
                RECIP: tl.constexpr):
-    """Unclipped scale exponent per block (``_pow2_scale_exp`` (lowprec/blocks.py)); RULE 0 floor,
+    """Unclipped scale exponent per block (``lowprec.xscale.scale_exp``); RULE 0 floor,
     1 ceil, 2 even, 3 rceil (RECIP: the bits of fl32(1 / element max))."""
     safe = tl.where(amax > _u(0), amax, _u(0x3F800000))
-    fl = _floor_log2(safe)
+    fl = floor_log2(safe)
     if RULE == 0:
         e = fl - EMAX
     elif RULE == 1:
-        e = fl - EMAX + (~_is_pow2(safe)).to(tl.int32)
+        e = fl - EMAX + (~is_pow2(safe)).to(tl.int32)
     elif RULE == 2:
         e = ((safe + _u(1 << (23 - MELEM - 1))) >> 23).to(tl.int32) - 127 - EMAX
     else:
         p = safe.to(tl.float32, bitcast=True) * _u(RECIP).to(tl.float32, bitcast=True)
         pb = p.to(tl.uint32, bitcast=True) & _u(0x7FFFFFFF)
-        pfl = _floor_log2(tl.where(pb == _u(0), _u(1), pb))
-        e = pfl + (~_is_pow2(pb)).to(tl.int32)
+        pfl = floor_log2(tl.where(pb == _u(0), _u(1), pb))
+        e = pfl + (~is_pow2(pb)).to(tl.int32)
         e = tl.where(pb == _u(0x7F800000), 1023, tl.where(pb == _u(0), -(1 << 20), e))
     return e
+
+
+@triton.jit
+def pow2_scales(amax, nan, inf, S: tl.constexpr):
+    """(scale codes, clipped exponents, NaN blocks) of a power-of-two rule
+    (``lowprec.xscale.pow2_scales``); S: ``_block_constants``."""
+    exp = tl.where(amax > _u(0), scale_exp(amax, S[1], S[2], S[3], S[4]), S[5])
+    if S[0] == 0:                                         # nonfinite == "saturate"
+        exp = tl.where(inf, S[6], exp)
+    if S[9] == 1:                                         # scale_overflow == "nan"
+        nan = nan | (exp > S[6])
+    exp = tl.minimum(tl.maximum(exp, S[5]), S[6])
+    return tl.where(nan, S[7], exp + S[10]), exp, nan
+
+
+@triton.jit
+def te_block_scales(sb_in, s_dec, Ps: tl.constexpr, ROWS: tl.constexpr):
+    """TE's block scales (``lowprec.xscale.te_block_scales``): s_b = e4m3(sb_in) nearest even,
+    saturating, and the multiplier min(1 / (s_b * S_dec), FLT_MAX), float32. Returns (scale
+    codes, s_b, multipliers)."""
+    zero = sb_in.to(tl.uint32, bitcast=True) & _u(0)
+    sc, s_b = round_bits(sb_in.to(tl.uint32, bitcast=True), zero, zero, Ps)
+    s_bf = s_b.to(tl.float32, bitcast=True)
+    mult = tl.minimum(tl.math.div_rn(tl.full((ROWS,), 1.0, tl.float32), s_bf * s_dec),
+                      _u(0x7F7FFFFF).to(tl.float32, bitcast=True))
+    return sc, s_bf, mult
 
 
 @triton.jit
@@ -102,21 +128,12 @@ def _block_kernel(x_ptr, r_ptr, ts_ptr, code_ptr, scode_ptr, val_ptr, nblocks,
         t0 = tl.load(ts_ptr)
         t1 = tl.load(ts_ptr + 1)
         sb_in = tl.where(inf, INF, amax).to(tl.float32, bitcast=True) * t0
-        sc, s_b = round_bits(sb_in.to(tl.uint32, bitcast=True), amax & _u(0), amax & _u(0), Ps)
-        s_bf = s_b.to(tl.float32, bitcast=True)
-        mult = tl.minimum(tl.math.div_rn(tl.full((ROWS,), 1.0, tl.float32), s_bf * t1),
-                          _u(0x7F7FFFFF).to(tl.float32, bitcast=True))
+        sc, s_bf, mult = te_block_scales(sb_in, t1, Ps, ROWS)
         s_codes = tl.where(nan, S[7], (sc & _u((1 << S[8]) - 1)).to(tl.int32))
         scaled = (xb.to(tl.float32, bitcast=True) * mult[:, None]).to(tl.uint32, bitcast=True)
     else:
-        exp = tl.where(amax > _u(0), _scale_exp(amax, S[1], S[2], S[3], S[4]), S[5])
-        if S[0] == 0:                                     # nonfinite == "saturate"
-            exp = tl.where(inf, S[6], exp)
-        if S[9] == 1:                                     # scale_overflow == "nan"
-            nan = nan | (exp > S[6])
-        exp = tl.minimum(tl.maximum(exp, S[5]), S[6])
-        s_codes = tl.where(nan, S[7], exp + S[10])
-        scaled = _times_pow2(xb, -exp[:, None])
+        s_codes, exp, nan = pow2_scales(amax, nan, inf, S)
+        scaled = times_pow2(xb, -exp[:, None])
         if S[0] == 0:
             scaled = tl.where(a == INF, (xb & _u(0x80000000)) | _u(S[11]), scaled)
     scaled = tl.where(nan[:, None], _u(0), scaled)
@@ -128,7 +145,7 @@ def _block_kernel(x_ptr, r_ptr, ts_ptr, code_ptr, scode_ptr, val_ptr, nblocks,
         v = (vb.to(tl.float32, bitcast=True) * s_bf[:, None]) * t1
         vb = v.to(tl.uint32, bitcast=True)
     else:
-        vb = _times_pow2(vb, exp[:, None])
+        vb = times_pow2(vb, exp[:, None])
     vb = tl.where(nan[:, None], _u(0x7FC00000), vb)
     tl.store(code_ptr + off, codes.to(tl.int32, bitcast=True), mask=m)
     tl.store(val_ptr + off, vb.to(tl.int32, bitcast=True), mask=m)
