@@ -12,8 +12,8 @@ import numba as nb
 import numpy as np
 
 from .cast import SPECIALISE_MIN_SIZE          # inputs this large: parameters baked in
-from ._fast import _as, _fast, _general, _random_word
-from ._kernels import I64, MODE, SR, U64, _round_bits
+from ._fast import _as, _fast, _general
+from ._kernels import I64, MODE, SR, U64, _random_word, _round_bits, round_one
 
 U32 = np.uint32
 _KERNELS = {}
@@ -74,14 +74,6 @@ def te_scales(amax_bits, flags, nan_if_inf, mult, s_dec, t_scale, Ps, nan_code, 
 ROWS = 256                       # blocks per parallel work item
 
 
-@nb.njit(nogil=True, cache=True)
-def _round_one(b, rw, P):
-    """``_round_bits`` behind a call (not inlined): one compiled copy serves every kernel's
-    general path, which keeps compile times down."""
-    return _round_bits(b, rw, P)
-
-
-
 @nb.njit(nogil=True, cache=True, inline="always")
 def _nan_block(base, K, code, codes, values, want_values):
     """A NaN block: its values NaN, its element codes ``code``."""
@@ -117,7 +109,7 @@ def _pow2_rows(ch, xf, exps, nanb, sat_inf, elem_max, nan_code, rbits, seed, cod
                 vb, c = _fast(_as(w, U32(0)), U64(0), P, np.float32, np.uint32)
             else:
                 rw = _random_word(rsrc, rbits, seed, base + j, False)
-                c, vi = _round_one(I64(_as(w, U32(0))), rw, Pa)
+                c, vi = round_one(I64(_as(w, U32(0))), rw, Pa)
                 vb = U32(vi)
             if want_values:
                 values[base + j] = np.float32(np.float64(_as(vb, np.float32(0))) * up)
@@ -151,7 +143,7 @@ def _scaled_rows(ch, xf, s_enc_b, s_val, nanb, rbits, seed, codes, values, P, Pa
                 b = _as(xf[base + j] * se, U32(0))
                 if not fast or _general(b, P, U32):
                     rw = _random_word(rsrc, rbits, seed, base + j, False)
-                    c, v = _round_one(I64(b), rw, Pa)
+                    c, v = round_one(I64(b), rw, Pa)
                     if want_values:
                         values[base + j] = np.float32(
                             np.float64(_as(U32(v), np.float32(0))) * sv)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import numba as nb
 from numba.cpython.unsafe.numbers import leading_zeros
 
-from ._fast import _random_word
+from ._kernels import _random_word
 from ._kernels import DOWN, ERR, MODE, I64, SRBITS, U64, _finish, _grid, _round_bits
 
 _OPTS = dict(nogil=True, cache=True, inline="always")

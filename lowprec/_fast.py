@@ -27,8 +27,8 @@ import numpy as np
 from numba.extending import intrinsic
 
 from ._kernels import (BW, EMIN, ERR, MB, MODE, MT, MW, NEGZ_OK, ODD, RNA, RNE, SBIT, SR, SRBITS,
-                       SRFF, UP, DOWN, VARIANT, WSH, SAT_POS_V, _overflow, _round_bits,
-                       _rounds_away, _seed_word, _sr_decide, fill_words)
+                       SRFF, UP, DOWN, VARIANT, WSH, SAT_POS_V, _overflow, _rounds_away,
+                       _sr_decide, fill_words, round_one)
 
 U64 = np.uint64
 I64 = np.int64
@@ -140,11 +140,13 @@ def _general(b, P, ut):
 
 
 @nb.njit(nogil=True, cache=True, inline="always")
-def _random_word(rsrc, rbits, seed, i, wide):
+def _word(rsrc, rbits, words, i, c0):
+    """Element i's random word: from ``rbits`` (rsrc 1), from the chunk's seeded ``words``
+    (rsrc 2, filled from c0), or 0."""
     if rsrc == 1:
         return U64(rbits[i])
     if rsrc == 2:
-        return _seed_word(seed, i, wide)
+        return U64(words[i - c0])
     return U64(0)
 
 
@@ -152,26 +154,21 @@ def _random_word(rsrc, rbits, seed, i, wide):
 def _rows(xb, lo, hi, P, rsrc, rbits, seed, want_code, out, ft, ut):
     wide = P[SRBITS] > 32                          # 64-bit random words
     nerr = 0
-    words = np.empty(CHUNK if rsrc == 2 else 0, ut)   # ut: the word type too (64-bit if wide)
+    src = rsrc if P[MODE] == SR else 0             # words only where they are used
+    words = np.empty(CHUNK if src == 2 else 0, ut)   # ut: the word type too (64-bit if wide)
     for c0 in range(lo, hi, CHUNK):                  # lo: a multiple of CHUNK
         c1 = min(hi, c0 + CHUNK)
         missed = 0
-        if P[MODE] == SR and rsrc == 2:              # seeded: four words per Philox block
+        if src == 2:                                 # seeded: four words per Philox block
             fill_words(seed, c0, c1 - c0, wide, words)
-            for i in range(c0, c1):
-                missed += _general(xb[i], P, ut)
-                vb, c = _fast(xb[i], U64(words[i - c0]), P, ft, ut)
-                out[i] = c if want_code else vb
-        else:
-            for i in range(c0, c1):
-                missed += _general(xb[i], P, ut)
-                vb, c = _fast(xb[i], _random_word(rsrc, rbits, seed, i, wide), P, ft, ut)
-                out[i] = c if want_code else vb
+        for i in range(c0, c1):                      # one _fast: one copy to compile
+            missed += _general(xb[i], P, ut)
+            vb, c = _fast(xb[i], _word(src, rbits, words, i, c0), P, ft, ut)
+            out[i] = c if want_code else vb
         if missed:
             for i in range(c0, c1):
                 if _general(xb[i], P, ut):
-                    rw = _random_word(rsrc, rbits, seed, i, wide)
-                    c, v = _round_bits(I64(xb[i]), rw, P)
+                    c, v = round_one(I64(xb[i]), _word(src, rbits, words, i, c0), P)
                     nerr += c == ERR
                     out[i] = c if want_code else v
     return nerr

@@ -301,6 +301,24 @@ def round_array(xb, P, rsrc, rbits, seed, offset, want_code, out, errs):
     errs[0] = nerr
 
 
+@nb.njit(nogil=True, cache=True, inline="always")
+def _random_word(rsrc, rbits, seed, i, wide):
+    """Element i's random word: ``rbits[i]`` (rsrc 1), the seeded stream's (rsrc 2), or 0."""
+    if rsrc == 1:
+        return U64(rbits[i])
+    if rsrc == 2:
+        return _seed_word(seed, i, wide)
+    return U64(0)
+
+
+@nb.njit(nogil=True, cache=True)
+def round_one(b, rw, P):
+    """``_round_bits`` behind a call (not inlined): one compiled copy serves every kernel's
+    general path (Inf, NaN, the rare inputs the vectorised kernels leave), which keeps their
+    compile times down."""
+    return _round_bits(b, rw, P)
+
+
 @nb.njit(cache=True, parallel=True)
 def random_words(seed, offset, n, wide, out):
     """The random words the seeded generator gives elements ``offset .. offset+n-1``."""
