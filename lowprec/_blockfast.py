@@ -13,7 +13,7 @@ import numpy as np
 
 from .cast import SPECIALISE_MIN_SIZE          # inputs this large: parameters baked in
 from ._fast import _as, _fast, _general
-from ._kernels import I64, MODE, SR, U64, _random_word, _round_bits, round_one
+from ._kernels import I64, MODE, SR, U64, _random_word, round_one
 
 U32 = np.uint32
 _KERNELS = {}
@@ -46,8 +46,8 @@ def block_amax(xb, amax, flags):
 def te_scales(amax_bits, flags, nan_if_inf, mult, s_dec, t_scale, Ps, nan_code, s_codes,
               s_enc_b, s_val, nanb):
     """TE's NVFP4 block scales, float32 in TE's order (``xscale.te_tensor_scales`` and
-    ``te_block_scales`` do the same for every array library): s_b = e4m3(amax_b * mult) (nearest-even,
-    saturating; an Inf block's amax is Inf), s_enc_b = min(1 / (s_b * s_dec), FLT_MAX),
+    ``te_block_scales`` do the same for every array library): s_b = e4m3(amax_b * mult)
+    (nearest-even, saturating; an Inf block's amax is Inf), s_enc_b = min(1 / (s_b * s_dec), FLT_MAX),
     s_val = s_b * t_scale in float64; NaN blocks (``nan_if_inf``: Inf blocks too) get the
     scale code ``nan_code``."""
     f32max = np.float32(3.4028234663852886e38)
@@ -58,11 +58,8 @@ def te_scales(amax_bits, flags, nan_if_inf, mult, s_dec, t_scale, Ps, nan_code, 
             a = np.float32(np.inf)
         sb_in = np.float32(a * mult)
         b = _as(sb_in, U32(0))
-        if _general(b, Ps, U32):
-            c, v = _round_bits(I64(b), U64(0), Ps)
-            vb, code = U32(v), c
-        else:
-            vb, code = _fast(b, U64(0), Ps, np.float32, U32)
+        c, v = round_one(I64(b), U64(0), Ps)          # the scales: not a hot loop
+        vb, code = U32(v), c
         s_b = _as(U32(vb), np.float32(0))
         s_enc_b[i] = min(np.float32(np.float32(1.0) / np.float32(s_b * s_dec)), f32max)
         s_val[i] = np.float64(s_b) * t_scale
