@@ -25,6 +25,8 @@ y = np.linspace(-3, 3, 64, dtype=np.float32)
 rng = np.random.default_rng(0)
 a = rng.standard_normal((16, 64)).astype(np.float32)
 b = rng.standard_normal((64, 16)).astype(np.float32)
+big = rng.standard_normal(1 << 20).astype(np.float32)    # specialised kernels (>= 2^20)
+mid = big[:1 << 17]                                      # the general compiled kernels
 {prep}
 t1 = time.perf_counter()
 {call}
@@ -50,6 +52,14 @@ CALLS = {
     "lp.fma bfloat16": "lp.fma(x, x, x, 'bfloat16')",
     "lp.compare": "lp.compare(x, x)",
     "lp.matmul h100-fp8 16x64x16": "lp.matmul(a8, b8, 'h100-fp8')",
+    "2^17: lp.round e4m3 float32": "lp.round(mid, 'float8_e4m3fn')",
+    "2^17: lp.round bf16 float32": "lp.round(mid, 'bfloat16')",
+    "2^17: lp.encode e4m3 float32, stochastic seed=": "lp.encode(mid, 'float8_e4m3fn', "
+                                                     "'stochastic', seed=1)",
+    "2^17: lp.round bf16 float64": "lp.round(mid.astype(np.float64), 'bfloat16')",
+    "2^17: lp.quantize mxfp8_e4m3": "lp.quantize(mid, 'mxfp8_e4m3')",
+    "2^17: lp.quantize nvfp4": "lp.quantize(mid, 'nvfp4')",
+    "2^20: lp.round e4m3 float32 (specialised)": "lp.round(big, 'float8_e4m3fn')",
 }
 
 
@@ -72,8 +82,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--src", help="another lowprec checkout to time as the baseline")
     args = ap.parse_args()
-    print("compiling nothing, timing fresh processes with empty Numba caches (about a minute; "
-          "longer with --src)...", file=sys.stderr)
+    print("timing fresh processes with empty Numba caches (the small calls compile nothing; "
+          "the large ones compile their kernels: a few minutes)...", file=sys.stderr)
     cols = ["this checkout"] + (["--src"] if args.src else [])
     print("\n| first call, fresh process, empty Numba cache | " + " | ".join(
         f"{c} (s)" for c in cols) + " |")
