@@ -116,6 +116,10 @@ class Accumulator:
                 pro = Accumulator("float32")
             elif not isinstance(pro, Accumulator):
                 pro = Accumulator(pro)
+            if pro.stochastic and not self.stochastic:
+                raise ValueError(f"promote_to={pro} rounds stochastically but the accumulator "
+                                 f"rounds {self.rounding!r}: its random words come from the "
+                                 "accumulator's seed/rbits; make both stochastic or neither")
             object.__setattr__(self, "promote_to", pro)
 
     @property

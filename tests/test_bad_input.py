@@ -115,3 +115,12 @@ def test_inputs_are_never_modified():
     lp.round(x[::2], "e2m1")
     assert (x.view(np.uint32) == keep.view(np.uint32)).all()
     assert (r == np.arange(4)).all()
+
+
+def test_stochastic_promotion_needs_a_stochastic_accumulator():
+    """The promotion step's random words come from the accumulator's seed or rbits; a
+    deterministic accumulator has none to give, so the pair is refused where it is built."""
+    with pytest.raises(ValueError, match="promote_to=.*rounds stochastically"):
+        lp.Accumulator("float32", "toward_zero", fused=lp.FusedAdder(16, 13),
+                       input_formats=("float8_e4m3fn", "float8_e4m3fn"), promote_every=128,
+                       promote_to=lp.Accumulator("float32", "stochastic"))

@@ -13,9 +13,9 @@ from lowprec.testing import float_formats
 
 U = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
 MODES = ["nearest_even", "nearest_away", "toward_zero", "up", "down", "odd"]
-F32_FORMATS = ["float8_e4m3fn", "float8_e5m2", "float8_e4m3fnuz", "float8_e3m4",
-               "float6_e3m2fn", "float4_e2m1fn", "bfloat16", "float16", "tfloat32", "float32",
-               "int8", "uint4", "mxint8_element"]
+# the formats tests/test_conformance.py does not already check on JAX against the oracle
+F32_FORMATS = ["float8_e3m4", "float6_e3m2fn", "bfloat16", "float16", "tfloat32", "float32",
+               "uint4", "mxint8_element"]
 NO_NAN = ("int8", "uint4", "mxint8_element", "float6_e3m2fn", "float4_e2m1fn")
 
 

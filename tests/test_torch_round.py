@@ -14,9 +14,9 @@ from lowprec.testing import float_formats
 
 U = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
 MODES = ["nearest_even", "nearest_away", "toward_zero", "up", "down", "odd"]
-FORMATS = ["float8_e4m3fn", "float8_e5m2", "float8_e4m3fnuz", "float8_e3m4", "float6_e3m2fn",
-           "float4_e2m1fn", "bfloat16", "float16", "tfloat32", "float32", "int8", "uint4",
-           "mxint8_element", "float8_e8m0fnu", "ue4m3"]
+# the formats tests/test_conformance.py does not already check on torch against the oracle
+FORMATS = ["float8_e3m4", "float6_e3m2fn", "bfloat16", "float16", "tfloat32", "float32", "uint4",
+           "mxint8_element", "ue4m3"]
 NO_NAN = ("int8", "uint4", "mxint8_element", "float6_e3m2fn", "float4_e2m1fn")
 TORCH_OF = {np.dtype(np.float16): torch.float16, np.dtype(ml_dtypes.bfloat16): torch.bfloat16,
             np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}
