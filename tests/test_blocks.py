@@ -424,3 +424,12 @@ def test_tensor_amax_sets_the_tensor_scale(preset, oracle_fn, scale_table):
     got_sc, got = bt.scale_codes.reshape(-1).tolist(), bt.codes.reshape(-1, 16).tolist()
     for i, (sc, codes) in enumerate(want[:-1]):
         assert (got_sc[i], got[i]) == (sc, codes), i
+
+
+@pytest.mark.parametrize("scale", [2.0**-140, 2.0**-125, 2.0**-118, 2.0**-112, 2.0**100])
+def test_nvfp4_at_the_float32_range_edges(scale):
+    """Tensors whose amax makes TE's float32 scale arithmetic leave the normal range: subnormal
+    inputs, S_dec = 1 / S_enc subnormal (amax below about 2^-114.6), S_enc clamped to FLT_MAX
+    (amax below 2688 / FLT_MAX), and a huge amax; against the oracle's float32 emulation."""
+    x = (_nv_inputs(9, (4, 32)).astype(np.float64) * scale).astype(np.float32)
+    _check_two_level(x, "nvfp4", ob.nvfp4, "ue4m3")

@@ -69,7 +69,8 @@ def test_rules_left_to_the_core_are_said():
 def test_nvfp4_tensor_amax_and_to_core(rule):
     x = np.random.default_rng(3).standard_normal((4, 32)).astype(np.float32)
     x[3, 5:9] = [np.inf, -np.inf, 1e-40, -0.0]
-    for amax in (1.0, 100.0, 0.0, np.inf, None):
+    for amax in (1.0, 100.0, 0.0, np.inf, None, 1e-40, 2.0**-126, 2.0**-118, 3e-35,
+                 2688 / 3.4028234663852886e38, 3.4028234663852886e38):
         want = lp.quantize(x, rule, tensor_amax=amax)
         got = jax.jit(lambda v, a=amax: jb.quantize(v, rule, tensor_amax=a))(x).to_core()
         assert np.array_equal(got.codes, want.codes)
