@@ -44,6 +44,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_matmul.py
 	$(PY) benchmarks/bench_jax.py
 	$(PY) benchmarks/bench_torch.py
+	$(PY) benchmarks/bench_jax_training.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,90 @@
+"""make bench (part 6): what a quantized training step costs in JAX, as issue 19 measures it.
+
+A jitted ``value_and_grad`` of an MLP (width d, batch 256, ReLU, mean-square loss), every layer
+through ``lowprec_jax.quantized_dot_general`` with a named recipe (``none``: ``jnp.dot``):
+compile time at each depth, and the step time at the deepest, as a ratio to the unquantized
+step. Each row runs in a fresh process (XLA caches nothing between them). Prints a Markdown
+table; nothing is asserted.
+
+``python benchmarks/bench_jax_training.py [--d 256] [--depths 1,2,4,8] [--recipes ...]``
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+ROW = r"""
+import json, os, sys, time
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+import jax, jax.numpy as jnp, numpy as np
+import lowprec_jax as lj
+recipe, d, depth = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+rng = np.random.default_rng(0)
+Ws = [jnp.asarray(rng.standard_normal((d, d)).astype(np.float32) / np.sqrt(d))
+      for _ in range(depth)]
+x = jnp.asarray(rng.standard_normal((256, d)).astype(np.float32))
+dims = (((1,), (0,)), ((), ()))
+
+def loss(Ws, x, key):
+    h = x
+    for i, W in enumerate(Ws):
+        if recipe == "none":
+            y = h @ W
+        else:
+            y = lj.quantized_dot_general(h, W, dims, recipe, key=jax.random.fold_in(key, i))
+        h = jax.nn.relu(y)
+    return jnp.mean(h ** 2)
+
+step = jax.jit(jax.value_and_grad(loss))
+key = jax.random.key(0)
+t = time.perf_counter()
+compiled = step.lower(Ws, x, key).compile()
+t_compile = time.perf_counter() - t
+jax.block_until_ready(compiled(Ws, x, key))
+ts = []
+for _ in range(7):
+    t = time.perf_counter()
+    jax.block_until_ready(compiled(Ws, x, key))
+    ts.append(time.perf_counter() - t)
+print(json.dumps(dict(compile=t_compile, step=float(np.median(ts)))))
+"""
+
+
+def measure(recipe, d, depth):
+    r = subprocess.run([sys.executable, "-c", ROW, recipe, str(d), str(depth)],
+                       capture_output=True, text=True, timeout=1800,
+                       env=dict(os.environ, JAX_PLATFORMS="cpu"))
+    if r.returncode:
+        raise SystemExit(f"{recipe} depth {depth} failed:\n{r.stderr[-2000:]}")
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--d", type=int, default=256)
+    ap.add_argument("--depths", default="1,2,4,8")
+    ap.add_argument("--recipes", default="none,bf16,mxfp8,mxfp4,nvfp4")
+    args = ap.parse_args()
+    depths = [int(v) for v in args.depths.split(",")]
+    recipes = args.recipes.split(",")
+    print("compiling quantized training steps (fresh process per row; nvfp4 takes minutes)...",
+          file=sys.stderr)
+    res = {}
+    for rc in recipes:
+        res[rc] = [measure(rc, args.d, n) for n in depths]
+    base = res.get("none", res[recipes[0]])[-1]["step"]
+    print(f"\nMLP d={args.d}, batch 256, jit(value_and_grad), JAX on CPU, {os.cpu_count()} "
+          f"cores; step: median of 7\n")
+    head = " / ".join(str(n) for n in depths)
+    print(f"| recipe | compile (s), depth {head} | step at depth {depths[-1]} (ms) | "
+          "step / unquantized |")
+    print("|---|---|---:|---:|")
+    for rc in recipes:
+        comp = " / ".join(f"{m['compile']:.1f}" for m in res[rc])
+        step = res[rc][-1]["step"]
+        print(f"| {rc} | {comp} | {step * 1e3:.1f} | {step / base:.1f} |")
+
+
+if __name__ == "__main__":
+    main()
