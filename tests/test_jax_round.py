@@ -145,8 +145,10 @@ def test_straight_through_gradient_and_gradient_quantisation():
 
 
 def test_portable_clz_equals_lax_clz():
-    """lowprec_jax counts leading zeros with shifts (Pallas' Triton backend cannot lower
-    math.ctlz for a real GPU); the counts must be lax.clz's, 0 and all-ones included."""
+    """lowprec_jax counts leading zeros through exact int-to-float conversion (Pallas' Triton
+    backend cannot lower math.ctlz for a real GPU); the counts must be lax.clz's, eagerly and
+    under jit: 0, all-ones, and every power of two with its neighbours (2^24, where the
+    conversion stops being exact, included)."""
     from jax import lax
     from lowprec_jax._clz import clz
     rng = np.random.default_rng(0)
@@ -155,5 +157,10 @@ def test_portable_clz_equals_lax_clz():
             x = (rng.integers(0, 2**63, 5000, dtype=np.uint64).astype(dt)
                  >> rng.integers(0, W, 5000).astype(dt))
             x[:3] = [0, 1, np.iinfo(dt).max]
-            got, want = np.asarray(clz(jnp.asarray(x))), np.asarray(lax.clz(jnp.asarray(x)))
-            assert got.dtype == want.dtype and np.array_equal(got, want)
+            p = np.array([1 << k for k in range(W)], dtype=object)
+            edges = np.array([v for q in p for v in (q - 1, q, q + 1) if v < 1 << W], dt)
+            x = np.concatenate([x, edges])
+            want = np.asarray(lax.clz(jnp.asarray(x)))
+            for f in (clz, jax.jit(clz)):
+                got = np.asarray(f(jnp.asarray(x)))
+                assert got.dtype == want.dtype and np.array_equal(got, want)
