@@ -17,8 +17,10 @@ from .cast import decode, encode, round  # noqa: F401
 from .stream import random_bits  # noqa: F401
 from .blocks import QuantizedArray, dequantize, fake_quantize, quantize  # noqa: F401
 from .matmul import matmul  # noqa: F401
-from .dot import Quant, Recipe, quantized_dot_general, recipe, recipes  # noqa: F401
+from .dot import (Quant, Recipe, quantized_dot_general, quantized_einsum, recipe,  # noqa: F401
+                  recipes)
 
 __all__ = ["round", "encode", "decode", "random_bits", "quantize", "dequantize",
-           "fake_quantize", "QuantizedArray", "matmul", "quantized_dot_general", "Quant",
+           "fake_quantize", "QuantizedArray", "matmul", "quantized_dot_general",
+           "quantized_einsum", "Quant",
            "Recipe", "recipe", "recipes"]

@@ -27,7 +27,7 @@ from lowprec import blocks as _B
 from lowprec.hadamard import rht16_matrix
 from lowprec.recipes import Quant, Recipe, recipe, recipes  # noqa: F401  (re-exported)
 
-__all__ = ["Quant", "Recipe", "recipe", "recipes", "quantized_dot_general"]
+__all__ = ["Quant", "Recipe", "recipe", "recipes", "quantized_dot_general", "quantized_einsum"]
 
 
 def _rht(x, axis):
@@ -132,3 +132,45 @@ def quantized_dot_general(lhs, rhs, dimension_numbers, recipe="bf16", *, key=Non
     out = _qmm(x, w, key, rc)
     shape = tuple(bshape) + tuple(lhs.shape[d] for d in lf) + tuple(rhs.shape[d] for d in rf)
     return out.reshape(shape).astype(preferred_element_type or lhs.dtype)
+
+
+def _einsum_dims(subscripts, lhs, rhs):
+    """(dimension_numbers, the letters of dot_general's output, the output's letters) of a
+    two-operand einsum, or a ValueError naming what is not allowed."""
+    spec = subscripts.replace(" ", "")
+    allowed = ("two operands with explicit output ('bqd,bkd->bqk'), one letter per axis, each "
+               "letter at most once per operand, every input letter either in both inputs or in "
+               "the output")
+    if "->" not in spec or "..." in spec or spec.count(",") != 1:
+        raise ValueError(f"subscripts={subscripts!r} is not allowed; quantized_einsum takes "
+                         f"{allowed}")
+    ins, out = spec.split("->")
+    a, b = ins.split(",")
+    letters = a + b + out
+    if not letters.isalpha() or any(len(set(t)) != len(t) for t in (a, b, out)) or (
+            len(a), len(b)) != (lhs.ndim, rhs.ndim) or not set(out) <= set(a) | set(b) or any(
+            c not in out and c not in (b if c in a else a) for c in a + b):
+        raise ValueError(f"subscripts={subscripts!r} do not fit operands of {lhs.ndim} and "
+                         f"{rhs.ndim} dimensions; quantized_einsum takes {allowed}")
+    batch = [c for c in a if c in b and c in out]
+    contract = [c for c in a if c in b and c not in out]
+    dims = ((tuple(a.index(c) for c in contract), tuple(b.index(c) for c in contract)),
+            (tuple(a.index(c) for c in batch), tuple(b.index(c) for c in batch)))
+    got = "".join(batch) + "".join(c for c in a if c not in b) + "".join(
+        c for c in b if c not in a)
+    return dims, got, out
+
+
+def quantized_einsum(subscripts, lhs, rhs, recipe="bf16", *, key=None,
+                     preferred_element_type=None):
+    """A two-operand ``jnp.einsum`` (attention's ``"bhqd,bhkd->bhqk"`` and ``"bhqk,bhkd->bhqd"``)
+    through ``quantized_dot_general``: ``lhs`` takes the recipe's X role and ``rhs`` its W
+    role, in every product, whatever order jnp.einsum would choose. Letters in both inputs
+    and the output are batch axes, letters in both inputs only are contracted (blocked for
+    the forward product), the rest are free. Arguments and result as
+    ``quantized_dot_general``, the result's axes in the order of the output letters."""
+    lhs, rhs = jnp.asarray(lhs), jnp.asarray(rhs)
+    dims, got, out = _einsum_dims(subscripts, lhs, rhs)
+    y = quantized_dot_general(lhs, rhs, dims, recipe, key=key,
+                              preferred_element_type=preferred_element_type)
+    return jnp.transpose(y, tuple(got.index(c) for c in out))

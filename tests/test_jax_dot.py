@@ -142,3 +142,51 @@ def test_sharded_quantized_matmul_gives_the_single_device_bits():
             lp.matmul(xb, wb, lp.hardware.preset("fp32-sequential")))
     for got, ref in zip(sharded, want):
         assert same(got, ref)
+
+
+@pytest.mark.parametrize("rc", ["mxfp8", "nvfp4"])
+@pytest.mark.parametrize("spec,sa,sb", [
+    ("bhqd,bhkd->bhqk", (2, 3, 32, 64), (2, 3, 48, 64)),     # attention scores
+    ("bhqk,bhkd->bhqd", (2, 3, 32, 64), (2, 3, 64, 48)),     # attention output
+    ("bqd,bkd->bkq", (2, 16, 64), (2, 32, 64))])             # a permuted output
+def test_quantized_einsum_is_quantized_dot_general(rc, spec, sa, sb):
+    """quantized_einsum gives, bit for bit, the forward values and both gradients of
+    quantized_dot_general with the dimension numbers its subscripts name (lhs in the X role,
+    rhs in the W role), output axes in the subscripts' order."""
+    rng = np.random.default_rng(len(spec))
+    a = jnp.asarray(rng.standard_normal(sa).astype(np.float32))
+    b = jnp.asarray(rng.standard_normal(sb).astype(np.float32))
+    key = jax.random.key(3)
+    ins, out = spec.split("->")
+    la, lb = ins.split(",")
+    batch = [c for c in la if c in lb and c in out]
+    con = [c for c in la if c in lb and c not in out]
+    dims = ((tuple(la.index(c) for c in con), tuple(lb.index(c) for c in con)),
+            (tuple(la.index(c) for c in batch), tuple(lb.index(c) for c in batch)))
+    got_letters = "".join(batch) + "".join(c for c in la if c not in lb) + "".join(
+        c for c in lb if c not in la)
+    perm = tuple(got_letters.index(c) for c in out)
+
+    def via_einsum(a, b):
+        return jnp.sum(jnp.sin(lj.quantized_einsum(spec, a, b, rc, key=key)))
+
+    def via_dot(a, b):
+        y = jnp.transpose(quantized_dot_general(a, b, dims, rc, key=key), perm)
+        return jnp.sum(jnp.sin(y))
+
+    y1 = lj.quantized_einsum(spec, a, b, rc, key=key)
+    y2 = jnp.transpose(quantized_dot_general(a, b, dims, rc, key=key), perm)
+    assert y1.shape == jnp.einsum(spec, a, b).shape
+    assert np.array_equal(np.asarray(y1).view(np.uint32), np.asarray(y2).view(np.uint32))
+    g1 = jax.jit(jax.grad(via_einsum, argnums=(0, 1)))(a, b)
+    g2 = jax.jit(jax.grad(via_dot, argnums=(0, 1)))(a, b)
+    for u, v in zip(g1, g2):
+        assert np.array_equal(np.asarray(u).view(np.uint32), np.asarray(v).view(np.uint32))
+
+
+@pytest.mark.parametrize("spec", ["ij,jk", "ij,jk,kl->il", "ii,ij->j", "ij,kl->il", "...j,jk->k",
+                                  "ij,jk->iz", "ijk,jk->i"])
+def test_quantized_einsum_says_what_it_takes(spec):
+    a = b = jnp.ones((4, 4), jnp.float32)
+    with pytest.raises(ValueError, match=r"subscripts=.*quantized_einsum takes two operands"):
+        lj.quantized_einsum(spec, a, b, "bf16")
