@@ -145,27 +145,21 @@ def test_sharded_quantized_matmul_gives_the_single_device_bits():
 
 
 @pytest.mark.parametrize("rc", ["mxfp8", "nvfp4"])
-@pytest.mark.parametrize("spec,sa,sb", [
-    ("bhqd,bhkd->bhqk", (2, 3, 32, 64), (2, 3, 48, 64)),     # attention scores
-    ("bhqk,bhkd->bhqd", (2, 3, 32, 64), (2, 3, 64, 48)),     # attention output
-    ("bqd,bkd->bkq", (2, 16, 64), (2, 32, 64))])             # a permuted output
-def test_quantized_einsum_is_quantized_dot_general(rc, spec, sa, sb):
+@pytest.mark.parametrize("spec,sa,sb,dims,perm", [
+    ("bhqd,bhkd->bhqk", (2, 3, 32, 64), (2, 3, 48, 64),       # attention scores
+     (((3,), (3,)), ((0, 1), (0, 1))), (0, 1, 2, 3)),
+    ("bhqk,bhkd->bhqd", (2, 3, 32, 64), (2, 3, 64, 48),       # attention output
+     (((3,), (2,)), ((0, 1), (0, 1))), (0, 1, 2, 3)),
+    ("bqd,bkd->bkq", (2, 16, 64), (2, 32, 64),                # a permuted output
+     (((2,), (2,)), ((0,), (0,))), (0, 2, 1))])
+def test_quantized_einsum_is_quantized_dot_general(rc, spec, sa, sb, dims, perm):
     """quantized_einsum gives, bit for bit, the forward values and both gradients of
-    quantized_dot_general with the dimension numbers its subscripts name (lhs in the X role,
-    rhs in the W role), output axes in the subscripts' order."""
+    quantized_dot_general with the dimension numbers its subscripts name (written out here by
+    hand; lhs in the X role, rhs in the W role), output axes in the subscripts' order."""
     rng = np.random.default_rng(len(spec))
     a = jnp.asarray(rng.standard_normal(sa).astype(np.float32))
     b = jnp.asarray(rng.standard_normal(sb).astype(np.float32))
     key = jax.random.key(3)
-    ins, out = spec.split("->")
-    la, lb = ins.split(",")
-    batch = [c for c in la if c in lb and c in out]
-    con = [c for c in la if c in lb and c not in out]
-    dims = ((tuple(la.index(c) for c in con), tuple(lb.index(c) for c in con)),
-            (tuple(la.index(c) for c in batch), tuple(lb.index(c) for c in batch)))
-    got_letters = "".join(batch) + "".join(c for c in la if c not in lb) + "".join(
-        c for c in lb if c not in la)
-    perm = tuple(got_letters.index(c) for c in out)
 
     def via_einsum(a, b):
         return jnp.sum(jnp.sin(lj.quantized_einsum(spec, a, b, rc, key=key)))
