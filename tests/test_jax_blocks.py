@@ -80,6 +80,53 @@ def test_nvfp4_tensor_amax_and_to_core(rule):
         jb.quantize(x, "mxfp4", tensor_amax=1.0)
 
 
+def _edge_blocks(rng, rows=12, k=16):
+    """Rows of 16-element blocks spread over float32's whole range: normal blocks scaled by
+    2^e for e in [-149, 127], all-subnormal blocks, subnormals mixed with normals, zeros
+    and signed zeros, so that the blocks' multipliers range from 2^-126 to FLT_MAX and
+    subnormal x meet huge multipliers (what XLA's CPU would read as zero)."""
+    x = rng.standard_normal((rows, 4 * k)).astype(np.float64)
+    e = rng.integers(-149, 128, (rows, 4, 1))
+    x = (x.reshape(rows, 4, k) * np.exp2(e.astype(np.float64))).reshape(rows, 4 * k)
+    with np.errstate(over="ignore"):
+        x = x.astype(np.float32)
+    sub = rng.integers(0, 2**23, (rows, 4 * k), dtype=np.uint64).astype(np.uint32)
+    sub |= rng.integers(0, 2, (rows, 4 * k), dtype=np.uint64).astype(np.uint32) << 31
+    pick = rng.integers(0, 4, (rows, 4, 1)).repeat(k, axis=2).reshape(rows, 4 * k)
+    x = np.where(pick == 0, sub.view(np.float32), x)                 # all-subnormal blocks
+    mixed = (pick == 1) & (rng.random((rows, 4 * k)) < 0.5)
+    x = np.where(mixed, sub.view(np.float32), x)                     # subnormals among normals
+    x[0, :3] = [0.0, -0.0, 1e-45]
+    return np.where(np.isfinite(x), x, np.float32(3e38)).astype(np.float32)
+
+
+@pytest.mark.parametrize("rule", ["nvfp4", "nvfp4_torchao"])
+@pytest.mark.parametrize("mode", ["nearest_even", "up", "odd", "stochastic"])
+def test_two_level_values_at_the_float32_edges(rule, mode):
+    """Codes, scale codes and values are the core's bits for blocks spread over all of
+    float32: subnormal x against multipliers up to FLT_MAX (what XLA's CPU would read as
+    zero), products that round to zero in float32 or to a subnormal, every rounding mode
+    (``up`` and ``odd`` tell a tiny product from zero), with and without a calibrated tensor
+    amax (torchao's rule: the amaxes it accepts)."""
+    rng = np.random.default_rng(19)
+    amaxes = (None, 1e-40, 2.0**-126, 1.0, 3.4e38) if rule == "nvfp4" else (None, 1.0, 3.4e38)
+    kw = dict(seed=5) if mode == "stochastic" else {}
+
+    def run(v, a):
+        q = jb.quantize(v, rule, -1, mode, tensor_amax=a, **kw)
+        return q.codes, q.scale_codes, jb.fake_quantize(v, rule, -1, mode, tensor_amax=a, **kw)
+    calibrated = jax.jit(run)                        # one compile for every calibrated amax
+    for amax in amaxes:
+        x = _edge_blocks(rng)
+        want = lp.quantize(x, rule, -1, mode, tensor_amax=amax, **kw)
+        codes, scales, values = (jax.jit(lambda v: run(v, None))(x) if amax is None else
+                                 calibrated(x, np.float32(amax)))
+        assert np.array_equal(np.asarray(codes), want.codes), amax
+        assert np.array_equal(np.asarray(scales), want.scale_codes), amax
+        assert np.array_equal(np.asarray(values).view(np.uint32), lp.fake_quantize(
+            x, rule, -1, mode, tensor_amax=amax, **kw).view(np.uint32)), amax
+
+
 SPECIAL_BITS = np.array([0, 0x80000000, 0x7F800000, 0xFF800000, 0x7FC00000, 1, 0x7F7FFFFF,
                          0x00800000, 0x007FFFFF, 0x3F800000, 0xBF800000], np.uint32)
 
