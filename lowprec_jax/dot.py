@@ -98,7 +98,9 @@ def _qmm_bwd(rc, res, g):
 _qmm.defvjp(_qmm_fwd, _qmm_bwd)
 
 
-def _needs_key(rc):
+def needs_key(rc):
+    """Does the recipe round any operand stochastically (so that it needs a key)?"""
+    rc = recipe(rc)
     return any(q.rounding == "stochastic" for pair in (rc.fwd, rc.dgrad, rc.wgrad)
                for q in pair)
 
@@ -112,7 +114,7 @@ def quantized_dot_general(lhs, rhs, dimension_numbers, recipe="bf16", *, key=Non
     accepted for signature compatibility (products run at the highest precision). Returns
     dot_general's shape, in ``preferred_element_type`` or lhs's dtype."""
     rc = globals()["recipe"](recipe)
-    if _needs_key(rc) and key is None:
+    if needs_key(rc) and key is None:
         raise ValueError(f"recipe {rc.name!r} rounds stochastically: pass key=<a JAX PRNG key>")
     lhs, rhs = jnp.asarray(lhs), jnp.asarray(rhs)
     (lc, rc_dims), (lb, rb) = dimension_numbers
