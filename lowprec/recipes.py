@@ -19,11 +19,22 @@ class Quant:
     contracted axis (tiles: over the operand's two matrix axes). rounding: any mode of
     ``lp.round``; stochastic draws its bits from the key (JAX) or generator (torch) the layer
     is given.
-    rht: apply the 16-point random Hadamard transform along the contracted axis first."""
+    rht: apply the 16-point random Hadamard transform along the contracted axis first.
+    prescale: multiply the operand by this float32 factor before quantizing, and divide the
+    product by the two factors' product afterwards (one float32 division): Tseng et al.'s
+    3/4 (arXiv:2502.20586, section 3.2) keeps stochastic rounding with the OCP floor scale
+    from clipping the block's largest values."""
     fmt: object = None
     rounding: str = "nearest_even"
     sr_bits: int | None = None
     rht: bool = False
+    prescale: float | None = None
+
+    def __post_init__(self):
+        if self.prescale is not None and not (isinstance(self.prescale, (int, float))
+                                              and 0 < self.prescale <= 1):
+            raise ValueError(f"prescale={self.prescale!r} is not allowed: give a number in "
+                             "(0, 1], e.g. 0.75 (Tseng et al.), or None")
 
     @property
     def is_block(self):
@@ -54,6 +65,8 @@ def _recipes():
     # SR operands get scales rounded up, so no value is clipped and SR stays unbiased
     fp4_sr = Quant("mxfp4_rceil", "stochastic")
     fp4_sr_rht = Quant("mxfp4_rceil", "stochastic", rht=True)
+    fp4_34 = Quant("mxfp4", "stochastic", prescale=0.75)
+    fp4_34_rht = Quant("mxfp4", "stochastic", rht=True, prescale=0.75)
     nv, nv2 = Quant("nvfp4"), Quant("nvfp4_2d")
     nv_sr = Quant("nvfp4", "stochastic")
     nv_rht, nv_sr_rht = Quant("nvfp4", rht=True), Quant("nvfp4", "stochastic", rht=True)
@@ -63,6 +76,8 @@ def _recipes():
         Recipe((e4, e4), (e5, e4), (e4, e5), name="mxfp8_ocp"),
         Recipe((fp4, fp4), (fp4_sr, fp4), (fp4_rht, fp4_sr_rht), name="mxfp4"),
         Recipe((nv, nv2), (nv_sr, nv2), (nv_rht, nv_sr_rht), name="nvfp4"),
+        Recipe((Quant(), Quant()), (fp4_34, fp4_34), (fp4_34_rht, fp4_34_rht),
+               name="mxfp4_backward"),
         Recipe(name="none"),
     )}
 
@@ -78,6 +93,10 @@ RECIPE_NOTES = {
              "gradients with scales rounded up (rceil: amax maps into (3, 6], nothing is "
              "clipped, as Tseng et al.'s 3/4 prescale ensures), RHT on the wgrad operands "
              "(arXiv:2502.20586); X and W keep the OCP floor scales",
+    "mxfp4_backward": "Tseng et al. (arXiv:2502.20586): the forward product left in float32 "
+                      "here (their BF16), both backward products in MXFP4 (OCP floor scales) "
+                      "with stochastic rounding after the 3/4 prescale, RHT on the weight "
+                      "gradient's operands; products rescaled by 16/9",
     "nvfp4": "NVFP4 (arXiv:2509.25149): 1 x 16 blocks for X and dY, 16 x 16 tiles for W, "
              "stochastic rounding on gradients, RHT on the wgrad operands",
     "none": "no quantization (float32)",

@@ -50,6 +50,8 @@ def _apply(q, x, axis, key):
         return x
     if q.rht:
         x = _rht(x, axis)
+    if q.prescale is not None:
+        x = x * np.float32(q.prescale)
     kw = dict(key=key, sr_bits=q.sr_bits) if q.rounding == "stochastic" else {}
     if q.is_block:
         bf = _B.block_format(q.fmt)
@@ -58,12 +60,20 @@ def _apply(q, x, axis, key):
     return _round(x, q.fmt, q.rounding, grad="none", dtype=np.float32, **kw)
 
 
-def _product(a, b, acc):
+def _product(a, b, acc, qa=None, qb=None):
+    """a @ b in float32 (or through the accumulator model), divided by the operands'
+    prescale factors' product when a Quant has one (one float32 division)."""
     if acc is None:
-        return jnp.matmul(a, b, precision=lax.Precision.HIGHEST,
-                          preferred_element_type=jnp.float32)
-    from .matmul import matmul  # noqa: PLC0415
-    return matmul(a, b, acc)
+        y = jnp.matmul(a, b, precision=lax.Precision.HIGHEST,
+                       preferred_element_type=jnp.float32)
+    else:
+        from .matmul import matmul  # noqa: PLC0415
+        y = matmul(a, b, acc)
+    s = np.float32(1.0)
+    for q in (qa, qb):
+        if q is not None and q.prescale is not None:
+            s = s * np.float32(q.prescale)
+    return y if s == 1 else y / s
 
 
 def _keys(key, n):
@@ -75,7 +85,8 @@ def _keys(key, n):
 @partial(jax.custom_vjp, nondiff_argnums=(3,))
 def _qmm(x, w, key, rc):
     kx, kw_ = _keys(key, 2)
-    return _product(_apply(rc.fwd[0], x, -1, kx), _apply(rc.fwd[1], w, -2, kw_), rc.acc)
+    return _product(_apply(rc.fwd[0], x, -1, kx), _apply(rc.fwd[1], w, -2, kw_), rc.acc,
+                    *rc.fwd)
 
 
 def _qmm_fwd(x, w, key, rc):
@@ -88,10 +99,10 @@ def _qmm_bwd(rc, res, g):
     g32 = g.astype(jnp.float32)
     gd = _apply(rc.dgrad[0], g32, -1, k[0])                        # dY blocked along N
     wd = _apply(rc.dgrad[1], w, -1, k[1])                          # W blocked along N
-    dx = _product(gd, jnp.swapaxes(wd, -1, -2), rc.acc)
+    dx = _product(gd, jnp.swapaxes(wd, -1, -2), rc.acc, *rc.dgrad)
     xw = _apply(rc.wgrad[0], x, -2, k[2])                          # X blocked along M
     gw = _apply(rc.wgrad[1], g32, -2, k[3])                        # dY blocked along M
-    dw = _product(jnp.swapaxes(xw, -1, -2), gw, rc.acc)
+    dw = _product(jnp.swapaxes(xw, -1, -2), gw, rc.acc, *rc.wgrad)
     return dx.astype(x.dtype), dw.astype(w.dtype), None
 
 

@@ -12,6 +12,7 @@ the layer's ``torch.Generator`` (``seed=``). The products are torch's float32 ma
 """
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -44,6 +45,8 @@ def apply_quant(q: Quant, x, axis, generator=None):
         return x
     if q.rht:
         x = _rht(x, axis)
+    if q.prescale is not None:
+        x = x * torch.tensor(q.prescale, dtype=torch.float32)
     kw = dict(generator=generator, sr_bits=q.sr_bits) if q.rounding == "stochastic" else {}
     if q.is_block:
         bf = _B.block_format(q.fmt)
@@ -51,10 +54,15 @@ def apply_quant(q: Quant, x, axis, generator=None):
     return _round(x, q.fmt, q.rounding, grad="none", dtype=torch.float32, **kw)
 
 
-def _product(a, b, acc):
-    if acc is None:
-        return a @ b
-    return matmul(a, b, acc)
+def _product(a, b, acc, qa=None, qb=None):
+    """a @ b (or through the accumulator model), divided by the operands' prescale
+    factors' product when a Quant has one (one float32 division)."""
+    y = a @ b if acc is None else matmul(a, b, acc)
+    s = np.float32(1.0)
+    for q in (qa, qb):
+        if q is not None and q.prescale is not None:
+            s = s * np.float32(q.prescale)
+    return y if s == 1 else y / torch.tensor(float(s), dtype=torch.float32)
 
 
 class _QLinear(torch.autograd.Function):
@@ -64,7 +72,7 @@ class _QLinear(torch.autograd.Function):
         ctx.rc, ctx.gen = rc, gen
         xq = apply_quant(rc.fwd[0], x, -1, gen)                  # (M, K) along K
         wq = apply_quant(rc.fwd[1], w, -1, gen)                  # (N, K) along K
-        return _product(xq, wq.T, rc.acc)
+        return _product(xq, wq.T, rc.acc, *rc.fwd)
 
     @staticmethod
     def backward(ctx, g):
@@ -73,10 +81,10 @@ class _QLinear(torch.autograd.Function):
         g = g.to(torch.float32)
         gd = apply_quant(rc.dgrad[0], g, -1, gen)                # (M, N) along N
         wd = apply_quant(rc.dgrad[1], w, 0, gen)                 # (N, K) along N
-        dx = _product(gd, wd, rc.acc)
+        dx = _product(gd, wd, rc.acc, *rc.dgrad)
         xw = apply_quant(rc.wgrad[0], x, 0, gen)                 # (M, K) along M
         gw = apply_quant(rc.wgrad[1], g, 0, gen)                 # (M, N) along M
-        dw = _product(gw.T, xw, rc.acc)
+        dw = _product(gw.T, xw, rc.acc, *rc.wgrad)
         return dx.to(x.dtype), dw.to(w.dtype), None, None
 
 
