@@ -45,6 +45,8 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_jax.py
 	$(PY) benchmarks/bench_torch.py
 	$(PY) benchmarks/bench_jax_training.py
+	$(PY) benchmarks/bench_jax_training.py --scan
+	$(PY) benchmarks/bench_jax_training.py --d 1024 --depths 8
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -19,21 +19,26 @@ import json, os, sys, time
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 import jax, jax.numpy as jnp, numpy as np
 import lowprec_jax as lj
-recipe, d, depth = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+recipe, d, depth, scan = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "1"
 rng = np.random.default_rng(0)
 Ws = [jnp.asarray(rng.standard_normal((d, d)).astype(np.float32) / np.sqrt(d))
       for _ in range(depth)]
 x = jnp.asarray(rng.standard_normal((256, d)).astype(np.float32))
 dims = (((1,), (0,)), ((), ()))
 
+def layer(h, W, k):
+    if recipe == "none":
+        return jax.nn.relu(h @ W)
+    return jax.nn.relu(lj.quantized_dot_general(h, W, dims, recipe, key=k))
+
 def loss(Ws, x, key):
+    if scan:                                  # layers under lax.scan: one layer compiled
+        h, _ = jax.lax.scan(lambda h, wk: (layer(h, *wk), None), x,
+                            (jnp.stack(Ws), jax.random.split(key, len(Ws))))
+        return jnp.mean(h ** 2)
     h = x
     for i, W in enumerate(Ws):
-        if recipe == "none":
-            y = h @ W
-        else:
-            y = lj.quantized_dot_general(h, W, dims, recipe, key=jax.random.fold_in(key, i))
-        h = jax.nn.relu(y)
+        h = layer(h, W, jax.random.fold_in(key, i))
     return jnp.mean(h ** 2)
 
 step = jax.jit(jax.value_and_grad(loss))
@@ -51,8 +56,8 @@ print(json.dumps(dict(compile=t_compile, step=float(np.median(ts)))))
 """
 
 
-def measure(recipe, d, depth):
-    r = subprocess.run([sys.executable, "-c", ROW, recipe, str(d), str(depth)],
+def measure(recipe, d, depth, scan=False):
+    r = subprocess.run([sys.executable, "-c", ROW, recipe, str(d), str(depth), str(int(scan))],
                        capture_output=True, text=True, timeout=1800,
                        env=dict(os.environ, JAX_PLATFORMS="cpu"))
     if r.returncode:
@@ -65,6 +70,7 @@ def main():
     ap.add_argument("--d", type=int, default=256)
     ap.add_argument("--depths", default="1,2,4,8")
     ap.add_argument("--recipes", default="none,bf16,mxfp8,mxfp4,nvfp4")
+    ap.add_argument("--scan", action="store_true", help="layers under jax.lax.scan")
     args = ap.parse_args()
     depths = [int(v) for v in args.depths.split(",")]
     recipes = args.recipes.split(",")
@@ -72,9 +78,10 @@ def main():
           file=sys.stderr)
     res = {}
     for rc in recipes:
-        res[rc] = [measure(rc, args.d, n) for n in depths]
+        res[rc] = [measure(rc, args.d, n, args.scan) for n in depths]
     base = res.get("none", res[recipes[0]])[-1]["step"]
-    print(f"\nMLP d={args.d}, batch 256, jit(value_and_grad), JAX on CPU, {os.cpu_count()} "
+    print(f"\nMLP d={args.d}, batch 256, jit(value_and_grad), "
+          f"{'layers under lax.scan, ' if args.scan else ''}JAX on CPU, {os.cpu_count()} "
           f"cores; step: median of 7\n")
     head = " / ".join(str(n) for n in depths)
     print(f"| recipe | compile (s), depth {head} | step at depth {depths[-1]} (ms) | "

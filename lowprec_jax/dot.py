@@ -82,28 +82,53 @@ def _keys(key, n):
     return [jax.random.fold_in(key, i) for i in range(n)]
 
 
+def _axis_free(q):
+    """Is q's quantization the same whatever axis it is asked to block along (no format, a
+    scalar format, or tiles: ``_apply`` tiles the last two axes either way) and the same every
+    time (no random bits, no RHT)? Then one quantized copy serves every product that
+    quantizes the operand with that Quant."""
+    if q.fmt is None:
+        return True
+    if q.rounding == "stochastic" or q.rht:
+        return False
+    return not q.is_block or _B.block_format(q.fmt).tile is not None
+
+
+def _forward(x, w, key, rc):
+    kx, kw_ = _keys(key, 2)
+    xq, wq = _apply(rc.fwd[0], x, -1, kx), _apply(rc.fwd[1], w, -2, kw_)
+    return _product(xq, wq, rc.acc, *rc.fwd), xq, wq
+
+
 @partial(jax.custom_vjp, nondiff_argnums=(3,))
 def _qmm(x, w, key, rc):
-    kx, kw_ = _keys(key, 2)
-    return _product(_apply(rc.fwd[0], x, -1, kx), _apply(rc.fwd[1], w, -2, kw_), rc.acc,
-                    *rc.fwd)
+    return _forward(x, w, key, rc)[0]
 
 
 def _qmm_fwd(x, w, key, rc):
-    return _qmm(x, w, key, rc), (x, w, key)
+    """Residuals: the forward's quantized X and W where a backward product quantizes them
+    the same way (NVFP4's 16 x 16 weight tiles serve the input gradient, as in
+    arXiv:2509.25149; scalar formats serve both), else X and W themselves."""
+    y, xq, wq = _forward(x, w, key, rc)
+    keep_x = xq if rc.fwd[0] == rc.wgrad[0] and _axis_free(rc.fwd[0]) else x
+    keep_w = wq if rc.fwd[1] == rc.dgrad[1] and _axis_free(rc.fwd[1]) else w
+    return y, (keep_x, keep_w, key, jnp.zeros((0,), x.dtype), jnp.zeros((0,), w.dtype))
 
 
 def _qmm_bwd(rc, res, g):
-    x, w, key = res
+    x, w, key, x_dt, w_dt = res
     k = _keys(None if key is None else jax.random.fold_in(key, 7), 4)
     g32 = g.astype(jnp.float32)
     gd = _apply(rc.dgrad[0], g32, -1, k[0])                        # dY blocked along N
-    wd = _apply(rc.dgrad[1], w, -1, k[1])                          # W blocked along N
+    reuse_w = rc.fwd[1] == rc.dgrad[1] and _axis_free(rc.fwd[1])
+    wd = w if reuse_w else _apply(rc.dgrad[1], w, -1, k[1])        # W blocked along N
     dx = _product(gd, jnp.swapaxes(wd, -1, -2), rc.acc, *rc.dgrad)
-    xw = _apply(rc.wgrad[0], x, -2, k[2])                          # X blocked along M
-    gw = _apply(rc.wgrad[1], g32, -2, k[3])                        # dY blocked along M
+    reuse_x = rc.fwd[0] == rc.wgrad[0] and _axis_free(rc.fwd[0])
+    xw = x if reuse_x else _apply(rc.wgrad[0], x, -2, k[2])        # X blocked along M
+    same_g = rc.dgrad[0] == rc.wgrad[1] and _axis_free(rc.dgrad[0])
+    gw = gd if same_g else _apply(rc.wgrad[1], g32, -2, k[3])      # dY blocked along M
     dw = _product(jnp.swapaxes(xw, -1, -2), gw, rc.acc, *rc.wgrad)
-    return dx.astype(x.dtype), dw.astype(w.dtype), None
+    return dx.astype(x_dt.dtype), dw.astype(w_dt.dtype), None
 
 
 _qmm.defvjp(_qmm_fwd, _qmm_bwd)
