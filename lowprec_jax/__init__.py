@@ -12,6 +12,11 @@ PRNG key: ``jax.random.bits`` words, not the core's). Where the core raises (a N
 a format without NaN under an explicit overflow policy), the JAX functions cannot raise under
 ``jit``: the value is NaN and the code all ones; outside ``jit`` they raise as the core does.
 Every conversion is integer arithmetic on the bits: XLA's CPU backend flushes subnormals.
+
+Training (docs/training.md): ``quantized_dot_general`` / ``quantized_einsum`` with a ``Recipe``;
+the submodules ``lowprec_jax.nn`` (Flax Linen and NNX drop-ins), ``lowprec_jax.qwix_provider``
+(every product of an unedited model, by rules on module paths) and ``lowprec_jax.optim``
+(optax ``round_weights``) need flax / qwix / optax and are imported by name.
 """
 from .cast import decode, encode, round  # noqa: F401
 from .stream import random_bits  # noqa: F401
