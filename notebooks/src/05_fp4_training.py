@@ -5,7 +5,7 @@
 # (forward X·W, input gradient dY·Wᵀ, weight gradient Xᵀ·dY) on FP8 or FP4 block formats, how
 # does the loss compare with bf16, and what does stochastic rounding (SR) of the gradients do?
 #
-# The model, data and training loop are `examples/fp4_training_jax.py` (a one-layer transformer
+# The model, data and training loop are `examples/tiny_lm_jax.py` (a one-layer transformer
 # LM on sequences from a random order-2 Markov chain, whose entropy rate is the loss floor); each
 # product goes through `lowprec_jax.dot.quantized_dot_general` with a recipe from
 # `lowprec.recipes`. The recipes follow their papers: `mxfp8` is E4M3 everywhere with rceil
@@ -36,8 +36,8 @@ from lowprec.recipes import Quant, Recipe  # noqa: E402
 QUICK = os.environ.get("LOWPREC_NB_QUICK") == "1"
 STEPS, BATCH = (8, 8) if QUICK else (600, 32)
 
-path = pathlib.Path.cwd().parent / "examples" / "fp4_training_jax.py"
-spec = importlib.util.spec_from_file_location("fp4_training_jax", path)
+path = pathlib.Path.cwd().parent / "examples" / "tiny_lm_jax.py"
+spec = importlib.util.spec_from_file_location("tiny_lm_jax", path)
 ex = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(ex)
 ex.LAYERS = 1
