@@ -56,10 +56,12 @@ print(json.dumps(dict(compile=t_compile, step=float(np.median(ts)))))
 """
 
 
-def measure(recipe, d, depth, scan=False):
+def measure(recipe, d, depth, scan=False, src=None):
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    if src:                          # a baseline checkout, ahead of the editable install
+        env["PYTHONPATH"] = os.path.abspath(src)
     r = subprocess.run([sys.executable, "-c", ROW, recipe, str(d), str(depth), str(int(scan))],
-                       capture_output=True, text=True, timeout=1800,
-                       env=dict(os.environ, JAX_PLATFORMS="cpu"))
+                       capture_output=True, text=True, timeout=1800, env=env)
     if r.returncode:
         raise SystemExit(f"{recipe} depth {depth} failed:\n{r.stderr[-2000:]}")
     return json.loads(r.stdout.strip().splitlines()[-1])
@@ -71,26 +73,42 @@ def main():
     ap.add_argument("--depths", default="1,2,4,8")
     ap.add_argument("--recipes", default="none,bf16,mxfp8,mxfp4,nvfp4")
     ap.add_argument("--scan", action="store_true", help="layers under jax.lax.scan")
+    ap.add_argument("--src", help="a baseline checkout: each row measured with it first "
+                    "(before), then with this project (after), in one run")
     args = ap.parse_args()
     depths = [int(v) for v in args.depths.split(",")]
     recipes = args.recipes.split(",")
     print("compiling quantized training steps (fresh process per row; nvfp4 takes minutes)...",
           file=sys.stderr)
-    res = {}
+    res, old = {}, {}
     for rc in recipes:
+        if args.src:
+            old[rc] = [measure(rc, args.d, n, args.scan, args.src) for n in depths]
         res[rc] = [measure(rc, args.d, n, args.scan) for n in depths]
     base = res.get("none", res[recipes[0]])[-1]["step"]
     print(f"\nMLP d={args.d}, batch 256, jit(value_and_grad), "
           f"{'layers under lax.scan, ' if args.scan else ''}JAX on CPU, {os.cpu_count()} "
-          f"cores; step: median of 7\n")
+          f"cores; step: median of 7" + (f"; before: {args.src}" if args.src else "") + "\n")
     head = " / ".join(str(n) for n in depths)
-    print(f"| recipe | compile (s), depth {head} | step at depth {depths[-1]} (ms) | "
-          "step / unquantized |")
-    print("|---|---|---:|---:|")
+    cols = ["compile (s), depth " + head, f"step at depth {depths[-1]} (ms)",
+            "step / unquantized", "compile / bf16"]
+    print("| recipe | " + " | ".join((f"{c}: before | after" if args.src else c)
+                                    for c in cols) + " |")
+    print("|---|" + "---|---|" * len(cols) if args.src else "|---|---|---:|---:|---:|")
+    bf = res.get("bf16", res[recipes[0]])[-1]["compile"]
     for rc in recipes:
-        comp = " / ".join(f"{m['compile']:.1f}" for m in res[rc])
-        step = res[rc][-1]["step"]
-        print(f"| {rc} | {comp} | {step * 1e3:.1f} | {step / base:.1f} |")
+        def cells(r, b_step, b_comp):
+            comp = " / ".join(f"{m['compile']:.1f}" for m in r)
+            return [comp, f"{r[-1]['step'] * 1e3:.1f}", f"{r[-1]['step'] / b_step:.1f}",
+                    f"{r[-1]['compile'] / b_comp:.1f}"]
+        new = cells(res[rc], base, bf)
+        if args.src:
+            ob = old.get("none", old[recipes[0]])[-1]["step"]
+            oc = old.get("bf16", old[recipes[0]])[-1]["compile"]
+            prev = cells(old[rc], ob, oc)
+            print(f"| {rc} | " + " | ".join(f"{a} | {b}" for a, b in zip(prev, new)) + " |")
+        else:
+            print(f"| {rc} | " + " | ".join(new) + " |")
 
 
 if __name__ == "__main__":
