@@ -17,8 +17,8 @@ bf16, as the NVFP4 recipe keeps its last layers in higher precision (arXiv:2509.
 """
 from __future__ import annotations
 
-import argparse
 import os
+import sys
 import time
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
@@ -31,27 +31,12 @@ from flax import nnx  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from lowprec_jax import nn as lnn  # noqa: E402
-from lowprec_jax import recipes  # noqa: E402
 
-V, T, D, HEADS, LAYERS = 32, 32, 64, 4, 2
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from tiny_lm_jax import V, T, cli, markov_data, plot_losses  # noqa: E402  (the same corpus as the plain-JAX study)
+
+D, HEADS, LAYERS = 64, 4, 2
 LR = 2e-2
-
-
-def markov_data(n_seq, seed=0):
-    """Sequences of an order-2 Markov chain with peaked random transitions, and the chain's
-    entropy rate in nats (the loss floor), weighted by the empirical pair frequencies."""
-    rng = np.random.default_rng(seed)
-    P = rng.dirichlet(np.full(V, 0.08), size=(V, V))          # P[a, b] = p(. | a, b)
-    seqs = np.empty((n_seq, T + 1), np.int32)
-    seqs[:, :2] = rng.integers(0, V, (n_seq, 2))
-    cum = np.cumsum(P, axis=-1)
-    for t in range(2, T + 1):
-        u = rng.random(n_seq)[:, None]
-        nxt = (u > cum[seqs[:, t - 2], seqs[:, t - 1]]).sum(-1)
-        seqs[:, t] = np.minimum(nxt, V - 1)
-    H = -(P * np.log(np.maximum(P, 1e-30))).sum(-1)            # (V, V)
-    a, b = seqs[:, 1:-1].ravel(), seqs[:, 2:].ravel()
-    return seqs, float(H[a, b].mean())
 
 
 def linear(d_in, d_out, recipe, rngs):
@@ -143,19 +128,7 @@ def train(recipe, steps, batch, data, layers=LAYERS, seed=0, bar=True):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--steps", type=int, default=500)
-    ap.add_argument("--batch", type=int, default=32)
-    ap.add_argument("--recipes", default="bf16,mxfp8,mxfp8_ocp,mxfp4,nvfp4")
-    ap.add_argument("--out", default="examples/fp4_training_jax.png")
-    ap.add_argument("--layers", type=int, default=LAYERS)
-    ap.add_argument("--smoke", action="store_true", help="a few steps, no plot")
-    args = ap.parse_args(argv)
-    names = args.recipes.split(",")
-    for n in names:
-        if n not in recipes():
-            ap.error(f"unknown recipe {n!r}; choose from {sorted(recipes())}")
-    steps = 3 if args.smoke else args.steps
+    args, names, steps = cli(argv, __doc__, "examples/fp4_training_jax.png")
     seqs, floor = markov_data(4096 + 512)
     data = (seqs[:4096], seqs[4096:])
     print(f"small GPT (Flax NNX, layers under nnx.scan): {args.layers} layers, d={D}, "
@@ -164,28 +137,14 @@ def main(argv=None):
           "first (nvfp4 takes about a minute)...")
     results = {n: train(n, steps, args.batch, data, args.layers, bar=not args.smoke)
                for n in names}
-    print(f"\n| recipe | train loss (last 20) | held-out loss | first step, compile (s) | "
+    print("\n| recipe | train loss (last 20) | held-out loss | first step, compile (s) | "
           "step (ms) |\n|---|---:|---:|---:|---:|")
     for n, (losses, test, first, later) in results.items():
         print(f"| {n} | {losses[-20:].mean():.4f} | {test:.4f} | {first:.1f} | "
               f"{1e3 * later:.1f} |")
     if not args.smoke and args.out:
-        import matplotlib  # noqa: PLC0415
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt  # noqa: PLC0415
-        fig, ax = plt.subplots(figsize=(7, 4))
-        w = 10
-        for n, (losses, test, _, _) in results.items():
-            smooth = np.convolve(losses, np.ones(w) / w, mode="valid")
-            ax.plot(np.arange(w, len(losses) + 1), smooth, label=f"{n} (held-out {test:.3f})")
-        ax.axhline(floor, color="k", ls=":", label=f"entropy rate {floor:.3f}")
-        ax.set_xlabel("training step")
-        ax.set_ylabel("cross-entropy loss (nats/token), 10-step mean")
-        ax.set_title("Small GPT (Flax NNX), every product fake-quantized by lowprec_jax")
-        ax.legend()
-        fig.tight_layout()
-        fig.savefig(args.out, dpi=110)
-        print(f"plot: {args.out}")
+        plot_losses({n: r[:2] for n, r in results.items()}, floor,
+                    "Small GPT (Flax NNX), every product fake-quantized by lowprec_jax", args.out)
     return results
 
 

@@ -133,21 +133,46 @@ def train(recipe, steps, batch, data, seed=0, bar=True):
     return np.array(losses), test, time.time() - t0
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def plot_losses(curves, floor, title, out, w=10):
+    """Loss curves ({name: (losses, held-out loss)}, w-step means) against the entropy rate,
+    saved to ``out``."""
+    import matplotlib  # noqa: PLC0415
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for n, (losses, test) in curves.items():
+        smooth = np.convolve(losses, np.ones(w) / w, mode="valid")
+        ax.plot(np.arange(w, len(losses) + 1), smooth, label=f"{n} (held-out {test:.3f})")
+    ax.axhline(floor, color="k", ls=":", label=f"entropy rate {floor:.3f}")
+    ax.set_xlabel("training step")
+    ax.set_ylabel(f"cross-entropy loss (nats/token), {w}-step mean")
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    print(f"plot: {out}")
+
+
+def cli(argv, doc, out):
+    """The examples' command line: (arguments, recipe names, steps)."""
+    ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     ap.add_argument("--steps", type=int, default=500)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--recipes", default="bf16,mxfp8,mxfp8_ocp,mxfp4,nvfp4")
-    ap.add_argument("--out", default="examples/tiny_lm_jax.png")
+    ap.add_argument("--out", default=out)
     ap.add_argument("--layers", type=int, default=LAYERS)
     ap.add_argument("--smoke", action="store_true", help="a few steps, no plot")
     args = ap.parse_args(argv)
-    globals()["LAYERS"] = args.layers
     names = args.recipes.split(",")
     for n in names:
         if n not in recipes():
             ap.error(f"unknown recipe {n!r}; choose from {sorted(recipes())}")
-    steps = 3 if args.smoke else args.steps
+    return args, names, 3 if args.smoke else args.steps
+
+
+def main(argv=None):
+    args, names, steps = cli(argv, __doc__, "examples/tiny_lm_jax.png")
+    globals()["LAYERS"] = args.layers
     seqs, floor = markov_data(4096 + 512)
     data = (seqs[:4096], seqs[4096:])
     print(f"tiny transformer: {LAYERS} layers, d={D}, {HEADS} heads, vocab {V}, context {T}; "
@@ -159,22 +184,8 @@ def main(argv=None):
     for n, (losses, test, sec) in results.items():
         print(f"{n:>9} | {losses[-20:].mean():34.4f} | {test:13.4f} | {sec:5.1f}s")
     if not args.smoke and args.out:
-        import matplotlib  # noqa: PLC0415
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt  # noqa: PLC0415
-        fig, ax = plt.subplots(figsize=(7, 4))
-        w = 10
-        for n, (losses, test, _) in results.items():
-            smooth = np.convolve(losses, np.ones(w) / w, mode="valid")
-            ax.plot(np.arange(w, len(losses) + 1), smooth, label=f"{n} (held-out {test:.3f})")
-        ax.axhline(floor, color="k", ls=":", label=f"entropy rate {floor:.3f}")
-        ax.set_xlabel("training step")
-        ax.set_ylabel("cross-entropy loss (nats/token), 10-step mean")
-        ax.set_title("Tiny transformer LM, linear layers fake-quantized by lowprec_jax")
-        ax.legend()
-        fig.tight_layout()
-        fig.savefig(args.out, dpi=110)
-        print(f"plot: {args.out}")
+        plot_losses({n: r[:2] for n, r in results.items()}, floor,
+                    "Tiny transformer LM, linear layers fake-quantized by lowprec_jax", args.out)
     return results
 
 
