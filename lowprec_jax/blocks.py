@@ -4,13 +4,18 @@
 float32, float16 and bfloat16 inputs: the power-of-two rules (OCP MX ``floor``, ``ceil``,
 torchao ``even``, TE/cuBLAS ``rceil``) and NVFP4 (Transformer Engine's two-level float32 rule),
 1 x k blocks along any axis or tiles over the last two. Integer operations on the float32 bits
-throughout (amax, scale exponents, exact scaling by 2^-e, and NVFP4's float32 products and
-quotients, IEEE-rounded in ``_f32``), so that no backend's subnormal flushing or NaN-dropping
-reduction can change a bit. torchao 0.18's NVFP4 rule (``nvfp4_torchao``) too; the 4over6
-rule stays in the core.
+(amax, scale exponents, exact scaling by 2^-e, and NVFP4's float32 products and quotients,
+IEEE-rounded in ``_f32``), so that no backend's subnormal flushing or NaN-dropping reduction can
+change a bit; except that NVFP4 (Transformer Engine's rule) with a nearest or stochastic mode
+uses the backend's own float32 instructions where ``native_ok`` proves them IEEE (every
+operand and result normal, or flushed where the rounding cannot tell), and asks the core
+through a host callback where it does not (subnormal inputs, a tensor amax below 2^-100): about
+a quarter of the compile time, the same bits. torchao 0.18's NVFP4 rule (``nvfp4_torchao``)
+too; the 4over6 rule stays in the core.
 """
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 
 import jax
@@ -116,20 +121,27 @@ def _amax(xb):
     return a, nan, inf, amax
 
 
-def tensor_scales(xb, tensor_amax=None, rule="nvfp4"):
-    """The float32 tensor scales (two uint32 scalars) from the global amax g:
-    ``xscale.te_tensor_scales`` for ``nvfp4``, ``xscale.torchao_tensor_scales`` for
-    ``nvfp4_torchao`` (g NaN when any input is NaN, as torch.max)."""
-    if tensor_amax is None:
-        _, nan, inf, amax = _amax(xb)
-        g = jnp.max(jnp.where(inf, F.INF, amax))
-        if rule == "nvfp4_torchao":
-            g = jnp.where(jnp.max(nan.astype(U32)) > 0, F.QNAN, g)
-    else:
-        g = lax.bitcast_convert_type(jnp.asarray(tensor_amax, jnp.float32), U32)
+def global_amax(xb, tensor_amax=None, rule="nvfp4"):
+    """The bits of the global amax g the two-level tensor scale comes from: ``tensor_amax``,
+    else the largest |x| (Inf counts; for ``nvfp4_torchao`` NaN when any input is NaN, as
+    torch.max)."""
+    if tensor_amax is not None:
+        return lax.bitcast_convert_type(jnp.asarray(tensor_amax, jnp.float32), U32)
+    _, nan, inf, amax = _amax(xb)
+    g = jnp.max(jnp.where(inf, F.INF, amax))
     if rule == "nvfp4_torchao":
-        return xscale.torchao_tensor_scales(F.BitsF32, g)
-    return xscale.te_tensor_scales(F.BitsF32, g)
+        g = jnp.where(jnp.max(nan.astype(U32)) > 0, F.QNAN, g)
+    return g
+
+
+def tensor_scales(g, rule="nvfp4", f=F.BitsF32):
+    """The float32 tensor scales (two uint32 scalars) from the global amax bits g:
+    ``xscale.te_tensor_scales`` for ``nvfp4``, ``xscale.torchao_tensor_scales`` for
+    ``nvfp4_torchao``; ``f``: the float32 arithmetic (``_f32.BitsF32`` or, where
+    ``native_ok``, ``_f32.NativeF32``)."""
+    if rule == "nvfp4_torchao":
+        return xscale.torchao_tensor_scales(f, g)
+    return xscale.te_tensor_scales(f, g)
 
 
 def tensor_scale(ts, bf):
@@ -137,22 +149,23 @@ def tensor_scale(ts, bf):
     return ts[0] if bf.scale_rule == "nvfp4_torchao" else ts[1]
 
 
-def quantize_bits(xb, Rh, Rl, bf, P, ts=None):
+def quantize_bits(xb, Rh, Rl, bf, P, ts=None, f=F.BitsF32):
     """The block step on float32 bits already cut into blocks (..., blocks, k): (element codes,
     scale codes, dequantized value bits). Shared by ``quantize`` / ``fake_quantize`` and the
     Pallas kernels; P: the element rounding parameters (a tuple, saturating); ts: NVFP4's
-    ``tensor_scales``."""
+    ``tensor_scales``; f: their float32 arithmetic (``_f32.BitsF32``, or ``_f32.NativeF32``
+    where ``native_ok``)."""
     a, nan, inf, amax = _amax(xb)
     if bf.nonfinite == "nan":
         nan = nan | inf
     if bf.scale_rule in TWO_LEVEL:
         if bf.scale_rule == "nvfp4":
-            s_codes, mult, vscale = _nvfp4_scales(amax, nan, inf, bf, ts)
-            scaled = F.mul(xb, mult[..., None])
+            s_codes, mult, vscale = _nvfp4_scales(amax, nan, inf, bf, ts, f)
+            scaled = f.mul(xb, mult[..., None])
         else:
             s_codes, scaled, vscale, nan = _torchao_scales(xb, amax, nan, inf, bf, ts)
         t = tensor_scale(ts, bf)
-        scale_value = lambda v: F.mul(F.mul(v, vscale[..., None]), t)  # noqa: E731
+        scale_value = lambda v: f.mul(f.mul(v, vscale[..., None]), t)  # noqa: E731
     else:
         s_codes, exp, nan = _pow2_scale_codes(amax, nan, inf, bf)
         scaled = _scaled_by_pow2(xb, -exp[..., None])
@@ -189,12 +202,12 @@ def _round_scale(sf):
     return round_scale
 
 
-def _nvfp4_scales(amax, nan, inf, bf, ts):
+def _nvfp4_scales(amax, nan, inf, bf, ts, f=F.BitsF32):
     """TE's block scales (``xscale.te_block_scales``). Returns (scale codes, multipliers,
     s_b)."""
     sf = bf.scale_fmt
-    sb_in = F.mul(jnp.where(inf, F.INF, amax), ts[0])
-    code, s_b, mult = xscale.te_block_scales(F.BitsF32, sb_in, ts[1], _round_scale(sf))
+    sb_in = f.mul(jnp.where(inf, F.INF, amax), ts[0])
+    code, s_b, mult = xscale.te_block_scales(f, sb_in, ts[1], _round_scale(sf))
     s_codes = jnp.where(nan, sf.nan_code, code)
     return s_codes.astype(sf.code_dtype), mult, s_b
 
@@ -233,7 +246,8 @@ class QuantizedArray:
 
 def prepare(x, bf, axis, rounding, sr_bits, sr_variant, seed, rbits, key, tensor_amax=None):
     """Validated (bf, x, axis), x's float32 bits and random words cut into blocks, the element
-    rounding parameters P and NVFP4's tensor scales (None for the other rules)."""
+    rounding parameters P and the bits of the two-level rules' global amax g
+    (``global_amax``; None for the other rules)."""
     bf, x, axis = _check(x, bf, axis)
     if sum(v is not None for v in (seed, rbits, key)) > 1:
         raise ValueError("give one of seed=, rbits=, key= for stochastic rounding")
@@ -248,11 +262,108 @@ def prepare(x, bf, axis, rounding, sr_bits, sr_variant, seed, rbits, key, tensor
     xb = _blocked(lax.bitcast_convert_type(x.astype(jnp.float32), U32), axis, bf)
     Rh, Rl = _random_words(x.shape, 32, r, seed, rbits, key)
     Rh, Rl = _blocked(Rh, axis, bf), _blocked(Rl, axis, bf)
-    ts = tensor_scales(xb, tensor_amax, bf.scale_rule) if bf.scale_rule in TWO_LEVEL else None
-    return bf, x, axis, xb, Rh, Rl, P, ts
+    g = global_amax(xb, tensor_amax, bf.scale_rule) if bf.scale_rule in TWO_LEVEL else None
+    return bf, x, axis, xb, Rh, Rl, P, g
 
 
-_quantize_bits_jit = jax.jit(quantize_bits, static_argnames=("bf", "P"))
+NATIVE_G_MIN = 2.0 ** -100
+# Rounding modes whose result is the same for a float32 subnormal and for the signed zero it
+# flushes to, when the element format's smallest step is >= 2^-9 (E2M1, E4M3): no directed
+# mode, and no SR variant that rounds a tiny remainder to odd (sr_odd).
+_FLUSH_SAFE = {("nearest_even", "srff"), ("nearest_away", "srff"), ("stochastic", "srff"),
+               ("stochastic", "srf"), ("stochastic", "src")}
+
+
+def native_ok(xb, g):
+    """Do XLA's own float32 instructions (``_f32.NativeF32``) give Transformer Engine's NVFP4
+    scale arithmetic its IEEE bits for these blocks? Yes when no element of x is subnormal and
+    the global amax g is 0, Inf, or in [2^-100, FLT_MAX] (a scalar test, one pass over x).
+
+    Why (S_enc = min(2688 / g, FLT_MAX), S_dec = 1 / S_enc, ``xscale.te_*_scales``): g normal
+    gives S_enc in [2^-116, 2^112] and S_dec in [2^-112, 2^116], normal; the block scale s_b is
+    0 or an E4M3 value in [2^-9, 448], so s_b * S_dec and its reciprocal are normal (or 0 and
+    Inf, as IEEE); the dequantized value (element * s_b) * S_dec is >= 2^-10 * 2^-112. The two
+    products that can fall below 2^-126, amax_b * S_enc / 6 and x * multiplier, flush to a
+    signed zero, and both are then rounded to formats whose smallest step is >= 2^-9 by a mode
+    in ``_FLUSH_SAFE``, which gives the subnormal and the zero the same code (stochastic
+    rounding reads at most 64 random bits below that step). Subnormal elements (treated as
+    zero by XLA's CPU) and tiny or NaN g go to the core (``_host_step``)."""
+    a = xb & U32(0x7FFFFFFF)
+    subnormal = jnp.max(((a != 0) & (a < U32(0x00800000))).astype(U32)) > 0
+    g_ok = (g == 0) | ((g >= F.const(NATIVE_G_MIN)) & (g <= F.INF))
+    return g_ok & ~subnormal
+
+
+_IEEE_THREAD = []
+
+
+def _ieee_thread():
+    """A worker thread with the floating-point environment of the thread that traces (IEEE
+    subnormals): XLA's CPU runs callbacks on its own threads, whose flush-to-zero and
+    denormals-are-zero flags would change the core's float32 arithmetic."""
+    if not _IEEE_THREAD:
+        pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="lowprec-ieee")
+        tiny = np.array([2.0**-140], np.float32)
+        if not pool.submit(lambda: float((tiny * np.float32(2.0**10))[0])).result():
+            raise RuntimeError("lowprec_jax traced a block quantization in a thread that "
+                               "flushes float32 subnormals; trace it from a Python thread")
+        _IEEE_THREAD.append(pool)
+    return _IEEE_THREAD[0]
+
+
+def _host_step(x, Rh, Rl, g, tensor_amax, *, bf, P, axis, shapes):
+    """(codes, scale codes, value bits unblocked, tensor scale bits) from the core's
+    ``lp.quantize`` on the host (``jax.pure_callback``) with the same random words: the
+    exact answer where ``native_ok`` fails (rare: subnormal inputs or a tensor amax below
+    2^-100), without compiling the bit-level float32 arithmetic into every model."""
+    def host(x, rh, rl, tamax):
+        rb = None
+        if P.mode == "stochastic":    # the words as lp.quantize reads them
+            rb = rl if P.sr_bits <= 32 else (rh.astype(np.uint64) << np.uint64(32)) | rl
+        sr = P.mode == "stochastic"
+        bt = _B.quantize(np.asarray(x), bf, axis, P.mode, sr_bits=P.sr_bits if sr else None,
+                         sr_variant=P.sr_variant, rbits=rb,
+                         tensor_amax=None if tamax.size == 0 else tamax.view(np.float32)[0])
+        v = bt.dequantize(np.float32).view(np.uint32)
+        return (np.asarray(bt.codes, shapes[0].dtype), np.asarray(bt.scale_codes,
+                shapes[1].dtype), v, np.asarray(bt.tensor_scale, np.float32).view(np.uint32))
+
+    tam = jnp.zeros((0,), U32) if tensor_amax is None else jnp.reshape(g, (1,))
+    pool = _ieee_thread()
+    return jax.pure_callback(lambda *a: pool.submit(host, *a).result(), shapes, x, Rh, Rl,
+                             tam, vmap_method="sequential")
+
+
+def block_step(x, xb, Rh, Rl, bf, P, g, axis, tensor_amax=None):
+    """(element codes, scale codes, dequantized value bits, tensor scale bits) of ``prepare``'s
+    outputs, blocked. NVFP4 (Transformer Engine's rule) with a flush-safe rounding mode
+    computes its float32 scale arithmetic with the backend's own instructions where
+    ``native_ok`` proves them IEEE, and asks the core otherwise (``lax.cond``): about a sixth of
+    the bit-level graph to compile, and the same bits. Every other case runs
+    ``quantize_bits`` on the bits (``_f32.BitsF32``)."""
+    one = F.const(1.0)
+    if bf.scale_rule != "nvfp4" or (P.mode, P.sr_variant) not in _FLUSH_SAFE:
+        ts = None if g is None else tensor_scales(g, bf.scale_rule)
+        codes, s_codes, vb = quantize_bits(xb, Rh, Rl, bf, P, ts)
+        return codes, s_codes, vb, U32(one) if ts is None else tensor_scale(ts, bf)
+
+    def native(x, xb, Rh, Rl, g):
+        ts = tensor_scales(g, bf.scale_rule, F.NativeF32)
+        return (*quantize_bits(xb, Rh, Rl, bf, P, ts, F.NativeF32), tensor_scale(ts, bf))
+
+    def host(x, xb, Rh, Rl, g):
+        rh, rl = (unblocked(w, x.shape, axis, bf) for w in (Rh, Rl))
+        shapes = (jax.ShapeDtypeStruct(xb.shape, bf.elem.code_dtype),
+                  jax.ShapeDtypeStruct(xb.shape[:-1], bf.scale_fmt.code_dtype),
+                  jax.ShapeDtypeStruct(x.shape, U32), jax.ShapeDtypeStruct((), U32))
+        codes, s_codes, v, t = _host_step(x, rh, rl, g, tensor_amax, bf=bf, P=P, axis=axis,
+                                          shapes=shapes)
+        return codes, s_codes, _blocked(v, axis, bf), t
+
+    return lax.cond(native_ok(xb, g), native, host, x.astype(jnp.float32), xb, Rh, Rl, g)
+
+
+_block_step_jit = jax.jit(block_step, static_argnames=("bf", "P", "axis"))
 
 
 def quantize(x, bf, axis=-1, rounding="nearest_even", *, sr_bits=None, sr_variant="srff",
@@ -261,12 +372,11 @@ def quantize(x, bf, axis=-1, rounding="nearest_even", *, sr_bits=None, sr_varian
     tiles): a ``QuantizedArray`` with the core's codes. ``seed``: the core's Philox words at
     x's flat indices; ``rbits`` broadcastable to x; ``key``: a JAX PRNG key. ``tensor_amax``:
     NVFP4's global amax (default: x's)."""
-    bf, x, axis, xb, Rh, Rl, P, ts = prepare(x, bf, axis, rounding, sr_bits, sr_variant, seed,
-                                             rbits, key, tensor_amax)
-    codes, s_codes, _ = _quantize_bits_jit(xb, Rh, Rl, bf, P, ts)
-    t = jnp.float32(1.0) if ts is None else lax.bitcast_convert_type(tensor_scale(ts, bf),
-                                                                    jnp.float32)
-    return QuantizedArray(codes, s_codes, t, tuple(x.shape), axis, bf)
+    bf, x, axis, xb, Rh, Rl, P, g = prepare(x, bf, axis, rounding, sr_bits, sr_variant, seed,
+                                            rbits, key, tensor_amax)
+    codes, s_codes, _, t = _block_step_jit(x, xb, Rh, Rl, bf, P, g, axis, tensor_amax)
+    return QuantizedArray(codes, s_codes, lax.bitcast_convert_type(t, jnp.float32),
+                          tuple(x.shape), axis, bf)
 
 
 def dequantize(q: QuantizedArray, dtype=jnp.float32):
@@ -303,9 +413,9 @@ def fake_quantize(x, bf, axis=-1, rounding="nearest_even", *, sr_bits=None,
 
     @jax.custom_vjp
     def f(v):
-        bf_, v, ax, xb, Rh, Rl, P, ts = prepare(v, bf, axis, rounding, sr_bits, sr_variant,
-                                                seed, rbits, key, tensor_amax)
-        vb = _quantize_bits_jit(xb, Rh, Rl, bf_, P, ts)[2]
+        bf_, v, ax, xb, Rh, Rl, P, g = prepare(v, bf, axis, rounding, sr_bits, sr_variant,
+                                               seed, rbits, key, tensor_amax)
+        vb = _block_step_jit(v, xb, Rh, Rl, bf_, P, g, ax, tensor_amax)[2]
         return unblocked(lax.bitcast_convert_type(vb, jnp.float32), v.shape, ax,
                          bf_).astype(v.dtype)
 

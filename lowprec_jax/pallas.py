@@ -29,7 +29,7 @@ from .block_matmul import fused_operands
 from .fused import _finish, _fused_step
 from .sums import _Rounder, _f64_bits
 from ._round import round_bits_impl
-from .blocks import TWO_LEVEL, QuantizedArray, prepare, quantize_bits, unblocked
+from .blocks import TWO_LEVEL, QuantizedArray, prepare, quantize_bits, tensor_scales, unblocked
 
 __all__ = ["round", "encode", "fake_quantize", "matmul", "BLOCK", "ROWS", "TILE"]
 
@@ -101,8 +101,9 @@ def fake_quantize(x, bf, axis=-1, rounding="nearest_even", *, sr_bits=None,
     kernel over ``ROWS`` blocks at a time: amax, scale, rounding and dequantization in one pass
     over the bits (no gradient rule; the values only). NVFP4's tensor scales come from one
     reduction before the kernel and enter it as a (2,) input."""
-    bf, x, axis, xb, Rh, Rl, P, ts = prepare(x, bf, axis, rounding, sr_bits, sr_variant, seed,
-                                             rbits, key, tensor_amax)
+    bf, x, axis, xb, Rh, Rl, P, g = prepare(x, bf, axis, rounding, sr_bits, sr_variant, seed,
+                                            rbits, key, tensor_amax)
+    ts = None if g is None else tensor_scales(g, bf.scale_rule)
     shape = xb.shape
     k = shape[-1]
     n = xb.size // k

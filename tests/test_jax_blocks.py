@@ -128,6 +128,67 @@ def test_two_level_values_at_the_float32_edges(rule, mode):
             x, rule, -1, mode, tensor_amax=amax, **kw).view(np.uint32)), amax
 
 
+def _normal_blocks(rng, g, rows=8, k=16):
+    """Rows of 16-element blocks with no subnormal element under a largest magnitude g: block
+    amaxes g * 2^-e for e from 0 to where they meet 2^-126, elements down to 2^-126 (the
+    smallest normal, exactly, in some blocks) and zeros of both signs."""
+    top = np.log2(np.float64(g))
+    e = rng.uniform(0, max(top + 126, 0), (rows, 4, 1))
+    x = rng.uniform(-1, 1, (rows, 4, k)) * np.exp2(top - e)
+    x[..., 0] = np.exp2(top - e[..., 0])                  # each block's amax
+    x = x.reshape(rows, 4 * k)
+    x[0, 0] = g
+    x[1, :4] = [2.0**-126, -2.0**-126, 0.0, -0.0]
+    x = np.where(np.abs(x) < 2.0**-126, np.copysign(2.0**-126, x) * (rng.random(x.shape) < .5),
+                 x)
+    return x.astype(np.float32)
+
+
+@pytest.mark.parametrize("mode, kw", [("nearest_even", {}), ("nearest_away", {}),
+                                      ("stochastic", dict(seed=7)),
+                                      ("stochastic", dict(seed=8, sr_bits=4, sr_variant="src")),
+                                      ("stochastic", dict(seed=9, sr_bits=8, sr_variant="srf"))])
+def test_nvfp4_native_float32_at_its_edges(mode, kw):
+    """Where ``native_ok`` lets NVFP4's scale arithmetic run on XLA's own float32 (which
+    flushes subnormals), the codes, scale codes, tensor scale and values are still the core's
+    bits: global amaxes at the edge of the proof (2^-100, one ulp above, FLT_MAX), block amaxes
+    down to the smallest normal, calibrated amaxes below and above the data's (saturating
+    blocks, blocks whose scale rounds to zero); and one ulp below 2^-100, where the core
+    answers through the callback."""
+    rng = np.random.default_rng(23)
+    F_MAX = float(np.finfo(np.float32).max)
+    up = float(np.nextafter(np.float32(2.0**-100), np.float32(1)))
+    down = float(np.nextafter(np.float32(2.0**-100), np.float32(0)))
+    run = jax.jit(lambda v, a: (jb.quantize(v, "nvfp4", -1, mode, tensor_amax=a, **kw),
+                                jb.fake_quantize(v, "nvfp4", -1, mode, tensor_amax=a, **kw)))
+    for g in (2.0**-100, up, 2.0**-60, 1.0, 2.0**100, F_MAX, down):
+        x = _normal_blocks(rng, g)
+        for amax in (g, g * 0.25, min(g * 2.0**20, F_MAX), g * 2.0**-30):
+            native = bool(jb.native_ok(jnp.asarray(x).view(jnp.uint32),
+                                       jnp.float32(amax).view(jnp.uint32)))
+            assert native == (amax >= 2.0**-100), (g, amax)
+            q, values = run(x, np.float32(amax))
+            want = lp.quantize(x, "nvfp4", -1, mode, tensor_amax=amax, **kw)
+            assert np.array_equal(np.asarray(q.codes), want.codes), (g, amax)
+            assert np.array_equal(np.asarray(q.scale_codes), want.scale_codes), (g, amax)
+            assert np.float32(q.tensor_scale).view(np.uint32) == \
+                want.tensor_scale.view(np.uint32), (g, amax)
+            assert np.array_equal(np.asarray(values).view(np.uint32), lp.fake_quantize(
+                x, "nvfp4", -1, mode, tensor_amax=amax, **kw).view(np.uint32)), (g, amax)
+
+
+def test_nvfp4_native_and_core_paths_under_vmap():
+    """Under ``vmap`` each tensor of the batch takes its own path (a tensor with a subnormal
+    element goes to the core, the other stays native) and both give the core's values."""
+    rng = np.random.default_rng(29)
+    x = rng.standard_normal((2, 4, 32)).astype(np.float32)
+    x[1, 2, 3] = 1e-40
+    got = np.asarray(jax.jit(jax.vmap(lambda v: jb.fake_quantize(v, "nvfp4")))(x))
+    for i in range(2):
+        assert np.array_equal(got[i].view(np.uint32),
+                              lp.fake_quantize(x[i], "nvfp4").view(np.uint32))
+
+
 SPECIAL_BITS = np.array([0, 0x80000000, 0x7F800000, 0xFF800000, 0x7FC00000, 1, 0x7F7FFFFF,
                          0x00800000, 0x007FFFFF, 0x3F800000, 0xBF800000], np.uint32)
 
