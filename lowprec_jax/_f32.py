@@ -11,6 +11,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from lowprec import xscale
+
 from ._round import _gt, _low64, _shr64
 from ._clz import clz
 
@@ -134,6 +136,12 @@ class BitsF32:
         return (a & U32(0x7FFFFFFF)) > INF
 
     @staticmethod
+    def pow2_product(b, k):
+        """Bits b times 2^k for int32 k (``xscale.times_pow2`` on the magnitude, sign kept)."""
+        mag = xscale.times_pow2(jnp, (b & U32(0x7FFFFFFF)).astype(I32), k)
+        return (b & SIGN) | mag.astype(U32)
+
+    @staticmethod
     def iszero(a):
         return (a & U32(0x7FFFFFFF)) == 0
 
@@ -155,3 +163,12 @@ class NativeF32(BitsF32):
     compile: one instruction where ``BitsF32`` spends about a hundred."""
     mul = staticmethod(lambda a, b: _as_bits(_as_f32(a) * _as_f32(b)))
     div = staticmethod(lambda a, b: _as_bits(_as_f32(a) / _as_f32(b)))
+
+    @staticmethod
+    def pow2_product(b, k):
+        """Bits b times 2^k for int32 |k| <= 128, as two products by normal powers of two:
+        exact where the result is normal (or Inf), flushed to a signed zero below 2^-126."""
+        lo = k >> 1
+        hi = k - lo
+        p = lambda e: lax.bitcast_convert_type(((e + 127) << 23).astype(U32), jnp.float32)  # noqa: E731
+        return _as_bits(_as_f32(b) * p(lo) * p(hi))

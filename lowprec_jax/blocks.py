@@ -47,17 +47,6 @@ def _i32(b):
     return b.astype(I32)
 
 
-def _scaled_by_pow2(b, k):
-    """Float32 bits ``b`` times 2^k (``xscale.times_pow2`` on the magnitude, sign kept)."""
-    mag = xscale.times_pow2(jnp, _i32(b & U32(0x7FFFFFFF)), k)
-    return (b & U32(0x80000000)) | mag.astype(U32)
-
-
-def _mul_bits(a, c):
-    """rceil's float32 product (``xscale.scale_exp``), IEEE on the bits."""
-    return _i32(F.mul(a.astype(U32), F.const(c)))
-
-
 def _check(x, bf, axis):
     bf = _B.block_format(bf)
     x = _check_x(x)
@@ -167,13 +156,13 @@ def quantize_bits(xb, Rh, Rl, bf, P, ts=None, f=F.BitsF32):
         t = tensor_scale(ts, bf)
         scale_value = lambda v: f.mul(f.mul(v, vscale[..., None]), t)  # noqa: E731
     else:
-        s_codes, exp, nan = _pow2_scale_codes(amax, nan, inf, bf)
-        scaled = _scaled_by_pow2(xb, -exp[..., None])
+        s_codes, exp, nan = _pow2_scale_codes(amax, nan, inf, bf, f)
+        scaled = f.pow2_product(xb, -exp[..., None])
         if bf.nonfinite == "saturate":
             emax_bits = F.const(bf.elem.max)
             scaled = jnp.where(a == U32(0x7F800000), (xb & U32(0x80000000)) | emax_bits,
                                scaled)
-        scale_value = lambda v: _scaled_by_pow2(v, exp[..., None])  # noqa: E731  exact
+        scale_value = lambda v: f.pow2_product(v, exp[..., None])  # noqa: E731  exact
     scaled = jnp.where(nan[..., None], U32(0), scaled)
     codes, vb = round_bits_impl(scaled, Rh, Rl, P)
     elem = bf.elem
@@ -184,9 +173,12 @@ def quantize_bits(xb, Rh, Rl, bf, P, ts=None, f=F.BitsF32):
     return codes.astype(elem.code_dtype), s_codes, vb
 
 
-def _pow2_scale_codes(amax, nan, inf, bf):
-    """(scale codes, clipped exponents, NaN flags): ``xscale.pow2_scales`` on int32 lanes."""
-    codes, exp, nan = xscale.pow2_scales(jnp, _i32(amax), nan, inf, bf, 32, _mul_bits)
+def _pow2_scale_codes(amax, nan, inf, bf, f=F.BitsF32):
+    """(scale codes, clipped exponents, NaN flags): ``xscale.pow2_scales`` on int32 lanes,
+    rceil's float32 product by ``f``."""
+    def mul(a, c):
+        return _i32(f.mul(a.astype(U32), F.const(c)))
+    codes, exp, nan = xscale.pow2_scales(jnp, _i32(amax), nan, inf, bf, 32, mul)
     return codes.astype(bf.scale_fmt.code_dtype), exp, nan
 
 
@@ -268,30 +260,58 @@ def prepare(x, bf, axis, rounding, sr_bits, sr_variant, seed, rbits, key, tensor
 
 NATIVE_G_MIN = 2.0 ** -100
 # Rounding modes whose result is the same for a float32 subnormal and for the signed zero it
-# flushes to, when the element format's smallest step is >= 2^-9 (E2M1, E4M3): no directed
-# mode, and no SR variant that rounds a tiny remainder to odd (sr_odd).
+# flushes to, when the element format's smallest step is far above 2^-126 (every element
+# format here: 2^-16 at the smallest): no directed mode, and no SR variant that rounds a tiny
+# remainder to odd (sr_odd).
 _FLUSH_SAFE = {("nearest_even", "srff"), ("nearest_away", "srff"), ("stochastic", "srff"),
                ("stochastic", "srf"), ("stochastic", "src")}
 
 
-def native_ok(xb, g):
-    """Do XLA's own float32 instructions (``_f32.NativeF32``) give Transformer Engine's NVFP4
-    scale arithmetic its IEEE bits for these blocks? Yes when no element of x is subnormal and
-    the global amax g is 0, Inf, or in [2^-100, FLT_MAX] (a scalar test, one pass over x).
+def native_path(bf, P):
+    """Can ``block_step`` use the backend's own float32 instructions for ``bf`` rounded as
+    ``P`` says (where ``native_ok`` then holds)? The power-of-two rules and Transformer
+    Engine's NVFP4 rule, with a flush-safe rounding mode."""
+    return (bf.scale_rule in POW2_RULES + ("nvfp4",)
+            and (P.mode, P.sr_variant) in _FLUSH_SAFE and P.subnormal_step_exp > -60)
 
-    Why (S_enc = min(2688 / g, FLT_MAX), S_dec = 1 / S_enc, ``xscale.te_*_scales``): g normal
-    gives S_enc in [2^-116, 2^112] and S_dec in [2^-112, 2^116], normal; the block scale s_b is
-    0 or an E4M3 value in [2^-9, 448], so s_b * S_dec and its reciprocal are normal (or 0 and
-    Inf, as IEEE); the dequantized value (element * s_b) * S_dec is >= 2^-10 * 2^-112. The two
-    products that can fall below 2^-126, amax_b * S_enc / 6 and x * multiplier, flush to a
-    signed zero, and both are then rounded to formats whose smallest step is >= 2^-9 by a mode
-    in ``_FLUSH_SAFE``, which gives the subnormal and the zero the same code (stochastic
-    rounding reads at most 64 random bits below that step). Subnormal elements (treated as
-    zero by XLA's CPU) and tiny or NaN g go to the core (``_host_step``)."""
+
+def pow2_amax_min(bf):
+    """log2 of the smallest non-zero block amax for which rceil's product amax * fl(1 / max)
+    (max < 2^(emax_elem + 1)) is a normal float32: -125 + emax_elem. The other power-of-two
+    rules need only normal elements: -126."""
+    return -125 + bf.emax_elem if bf.scale_rule == "rceil" else -126
+
+
+def native_ok(xb, g, bf, P):
+    """Do the backend's own float32 instructions (``_f32.NativeF32``) give these blocks the
+    IEEE bits (``native_path``)? XLA's CPU treats subnormal operands as zero and flushes
+    subnormal results to a signed zero, so: no element of x may be subnormal (a scalar test,
+    one pass over x), and
+
+    - power-of-two rules: x * 2^-e and v * 2^e are products by normal powers of two
+      (``NativeF32.pow2_product``), exact where normal. A scaled x below 2^-126 flushes to a
+      signed zero, which a flush-safe mode rounds as the subnormal. A dequantized v * 2^e is
+      x rounded to a grid that holds 2^-126 (a power of two inside the element's range), so
+      it is 0 or >= 2^-126 when x is. rceil also needs its product amax * fl(1 / max)
+      normal: every non-zero block amax >= 2^``pow2_amax_min``.
+    - NVFP4 (TE): the global amax g is 0, Inf, or in [2^-100, FLT_MAX]. Then S_enc = min(2688 /
+      g, FLT_MAX) is in [2^-116, 2^112] and S_dec = 1 / S_enc in [2^-112, 2^116]; the block
+      scale s_b is 0 or in [2^-9, 448], so s_b * S_dec and its reciprocal are normal (or 0 and
+      Inf, as IEEE); a dequantized value (element * s_b) * S_dec is >= 2^-10 * 2^-112. The two
+      products that can fall below 2^-126, amax_b * S_enc / 6 and x * multiplier, flush to a
+      signed zero and are rounded to E4M3 or E2M1 by a flush-safe mode (the same code).
+
+    Where it fails (subnormal inputs, tiny blocks or tensor amaxes: rare in training) the core
+    answers through a host callback (``_host_step``)."""
     a = xb & U32(0x7FFFFFFF)
-    subnormal = jnp.max(((a != 0) & (a < U32(0x00800000))).astype(U32)) > 0
-    g_ok = (g == 0) | ((g >= F.const(NATIVE_G_MIN)) & (g <= F.INF))
-    return g_ok & ~subnormal
+    ok = jnp.max(((a != 0) & (a < U32(0x00800000))).astype(U32)) == 0
+    if bf.scale_rule == "nvfp4":
+        return ok & ((g == 0) | ((g >= F.const(NATIVE_G_MIN)) & (g <= F.INF)))
+    if bf.scale_rule != "rceil":
+        return ok
+    amax = jnp.max(jnp.where(a < F.INF, a, U32(0)), axis=-1)
+    tiny = (amax != 0) & (amax < F.const(2.0 ** pow2_amax_min(bf)))
+    return ok & (jnp.max(tiny.astype(U32)) == 0)
 
 
 _IEEE_THREAD = []
@@ -336,18 +356,20 @@ def _host_step(x, Rh, Rl, g, tensor_amax, *, bf, P, axis, shapes):
 
 def block_step(x, xb, Rh, Rl, bf, P, g, axis, tensor_amax=None):
     """(element codes, scale codes, dequantized value bits, tensor scale bits) of ``prepare``'s
-    outputs, blocked. NVFP4 (Transformer Engine's rule) with a flush-safe rounding mode
-    computes its float32 scale arithmetic with the backend's own instructions where
-    ``native_ok`` proves them IEEE, and asks the core otherwise (``lax.cond``): about a sixth of
-    the bit-level graph to compile, and the same bits. Every other case runs
-    ``quantize_bits`` on the bits (``_f32.BitsF32``)."""
+    outputs, blocked. Where ``native_path`` allows, the float32 scale arithmetic (NVFP4's
+    products and quotients, the power-of-two scalings, rceil's product) runs on the backend's
+    own instructions when ``native_ok`` proves them IEEE, and the core answers otherwise
+    (``lax.cond``): a fraction of the bit-level graph to compile, and the same bits. Every
+    other case runs ``quantize_bits`` on the bits (``_f32.BitsF32``)."""
     one = F.const(1.0)
-    if bf.scale_rule != "nvfp4" or (P.mode, P.sr_variant) not in _FLUSH_SAFE:
+    if not native_path(bf, P):
         ts = None if g is None else tensor_scales(g, bf.scale_rule)
         codes, s_codes, vb = quantize_bits(xb, Rh, Rl, bf, P, ts)
         return codes, s_codes, vb, U32(one) if ts is None else tensor_scale(ts, bf)
 
     def native(x, xb, Rh, Rl, g):
+        if g is None:
+            return (*quantize_bits(xb, Rh, Rl, bf, P, None, F.NativeF32), U32(one))
         ts = tensor_scales(g, bf.scale_rule, F.NativeF32)
         return (*quantize_bits(xb, Rh, Rl, bf, P, ts, F.NativeF32), tensor_scale(ts, bf))
 
@@ -360,7 +382,8 @@ def block_step(x, xb, Rh, Rl, bf, P, g, axis, tensor_amax=None):
                                           shapes=shapes)
         return codes, s_codes, _blocked(v, axis, bf), t
 
-    return lax.cond(native_ok(xb, g), native, host, x.astype(jnp.float32), xb, Rh, Rl, g)
+    return lax.cond(native_ok(xb, g, bf, P), native, host, x.astype(jnp.float32), xb, Rh, Rl,
+                    g)
 
 
 _block_step_jit = jax.jit(block_step, static_argnames=("bf", "P", "axis"))

@@ -144,10 +144,33 @@ def _normal_blocks(rng, g, rows=8, k=16):
     return x.astype(np.float32)
 
 
-@pytest.mark.parametrize("mode, kw", [("nearest_even", {}), ("nearest_away", {}),
-                                      ("stochastic", dict(seed=7)),
-                                      ("stochastic", dict(seed=8, sr_bits=4, sr_variant="src")),
-                                      ("stochastic", dict(seed=9, sr_bits=8, sr_variant="srf"))])
+def _native(x, preset, mode, kw, amax=None):
+    bf = lp.blocks.block_format(preset)
+    P = lp.plan(bf.elem, mode, "saturate", sr_bits=kw.get("sr_bits"),
+                sr_variant=kw.get("sr_variant", "srff"))
+    xb = jb._blocked(jnp.asarray(x).view(jnp.uint32), -1, bf)
+    g = None if amax is None else jnp.float32(amax).view(jnp.uint32)
+    return jb.native_path(bf, P) and bool(jb.native_ok(xb, g, bf, P))
+
+
+def _assert_core_bits(x, preset, mode, kw, amax=None, note=None):
+    t = {} if amax is None else dict(tensor_amax=amax)
+    q, values = jax.jit(lambda v: (jb.quantize(v, preset, -1, mode, **t, **kw),
+                                   jb.fake_quantize(v, preset, -1, mode, **t, **kw)))(x)
+    want = lp.quantize(x, preset, -1, mode, **t, **kw)
+    assert np.array_equal(np.asarray(q.codes), want.codes), note
+    assert np.array_equal(np.asarray(q.scale_codes), want.scale_codes), note
+    assert np.float32(q.tensor_scale).view(np.uint32) == want.tensor_scale.view(np.uint32), note
+    assert np.array_equal(np.asarray(values).view(np.uint32), lp.fake_quantize(
+        x, preset, -1, mode, **t, **kw).view(np.uint32)), note
+
+
+MODES = [("nearest_even", {}), ("nearest_away", {}), ("stochastic", dict(seed=7)),
+         ("stochastic", dict(seed=8, sr_bits=4, sr_variant="src")),
+         ("stochastic", dict(seed=9, sr_bits=8, sr_variant="srf"))]
+
+
+@pytest.mark.parametrize("mode, kw", MODES)
 def test_nvfp4_native_float32_at_its_edges(mode, kw):
     """Where ``native_ok`` lets NVFP4's scale arithmetic run on XLA's own float32 (which
     flushes subnormals), the codes, scale codes, tensor scale and values are still the core's
@@ -159,22 +182,36 @@ def test_nvfp4_native_float32_at_its_edges(mode, kw):
     F_MAX = float(np.finfo(np.float32).max)
     up = float(np.nextafter(np.float32(2.0**-100), np.float32(1)))
     down = float(np.nextafter(np.float32(2.0**-100), np.float32(0)))
-    run = jax.jit(lambda v, a: (jb.quantize(v, "nvfp4", -1, mode, tensor_amax=a, **kw),
-                                jb.fake_quantize(v, "nvfp4", -1, mode, tensor_amax=a, **kw)))
     for g in (2.0**-100, up, 2.0**-60, 1.0, 2.0**100, F_MAX, down):
         x = _normal_blocks(rng, g)
         for amax in (g, g * 0.25, min(g * 2.0**20, F_MAX), g * 2.0**-30):
-            native = bool(jb.native_ok(jnp.asarray(x).view(jnp.uint32),
-                                       jnp.float32(amax).view(jnp.uint32)))
-            assert native == (amax >= 2.0**-100), (g, amax)
-            q, values = run(x, np.float32(amax))
-            want = lp.quantize(x, "nvfp4", -1, mode, tensor_amax=amax, **kw)
-            assert np.array_equal(np.asarray(q.codes), want.codes), (g, amax)
-            assert np.array_equal(np.asarray(q.scale_codes), want.scale_codes), (g, amax)
-            assert np.float32(q.tensor_scale).view(np.uint32) == \
-                want.tensor_scale.view(np.uint32), (g, amax)
-            assert np.array_equal(np.asarray(values).view(np.uint32), lp.fake_quantize(
-                x, "nvfp4", -1, mode, tensor_amax=amax, **kw).view(np.uint32)), (g, amax)
+            assert _native(x, "nvfp4", mode, kw, amax) == (amax >= 2.0**-100), (g, amax)
+            _assert_core_bits(x, "nvfp4", mode, kw, np.float32(amax), (g, amax))
+
+
+@pytest.mark.parametrize("preset", ["mxfp8_e4m3", "mxfp8_e5m2_rceil", "mxfp4", "mxfp4_rceil",
+                                    "mxfp6_e2m3", "mxint8"])
+@pytest.mark.parametrize("mode, kw", MODES[::2])
+def test_pow2_native_float32_at_its_edges(preset, mode, kw):
+    """The power-of-two rules on XLA's own float32: a block whose amax is exactly the proof's
+    bound 2^pow2_amax_min (rceil: its product just above 2^-126; the others: the smallest
+    normal), elements down to the smallest normal (scaled values that flush to zero), the
+    largest float32 (scales clipped); one ulp below the bound sends the tensor to the core.
+    Bits equal to the core either way."""
+    rng = np.random.default_rng(31)
+    bf = lp.blocks.block_format(preset)
+    T = 2.0 ** jb.pow2_amax_min(bf)
+    x = rng.uniform(-1, 1, (6, 4 * bf.k)) * np.exp2(rng.uniform(-40, 0, (6, 4 * bf.k)))
+    x = x * np.exp2(rng.uniform(np.log2(T), 127, (6, 1)))
+    x = np.where(np.abs(x) < 2.0**-126, 2.0**-126, x).astype(np.float32)
+    x[0, :bf.k] = np.float32(2.0**-126)
+    x[0, 0] = T                                          # a block at the bound
+    x[1, :2] = [np.finfo(np.float32).max, -np.finfo(np.float32).max]
+    assert _native(x, preset, mode, kw)
+    _assert_core_bits(x, preset, mode, kw, note="at the bound")
+    x[0, 0] = np.nextafter(np.float32(T), np.float32(0))         # subnormal for the others
+    assert not _native(x, preset, mode, kw)
+    _assert_core_bits(x, preset, mode, kw, note="below the bound")
 
 
 def test_nvfp4_native_and_core_paths_under_vmap():
