@@ -72,26 +72,26 @@ def _check(x, bf, axis):
     return bf, x, axis
 
 
-def _blocked(a, axis, bf):
+def _blocked(a, axis, bf, xp=jnp):
     """``_block`` (lowprec/blocks.py): ``a`` with the blocked axes last, padded, cut into blocks
-    (..., blocks, k); tiles (r, c) in row-major tile order."""
-    a = jnp.moveaxis(a, axis, -1)
+    (..., blocks, k); tiles (r, c) in row-major tile order. ``xp``: jax.numpy or numpy."""
+    a = xp.moveaxis(a, axis, -1)
     if bf.tile is None:
         padn = -a.shape[-1] % bf.k
         if padn and not bf.pad:
             raise ValueError(f"axis {axis} has length {a.shape[-1]}, not a multiple of "
                              f"k={bf.k}; use a BlockFormat with pad=True or pad the input")
         if padn:
-            a = jnp.pad(a, [(0, 0)] * (a.ndim - 1) + [(0, padn)])
+            a = xp.pad(a, [(0, 0)] * (a.ndim - 1) + [(0, padn)])
         return a.reshape(a.shape[:-1] + (a.shape[-1] // bf.k, bf.k))
     r, c = bf.tile
     pr, pc = -a.shape[-2] % r, -a.shape[-1] % c
     if (pr or pc) and not bf.pad:
         raise ValueError(f"the last two axes {a.shape[-2:]} are not multiples of "
                          f"tile={bf.tile}; use pad=True or pad the input")
-    a = jnp.pad(a, [(0, 0)] * (a.ndim - 2) + [(0, pr), (0, pc)])
+    a = xp.pad(a, [(0, 0)] * (a.ndim - 2) + [(0, pr), (0, pc)])
     R, C = a.shape[-2:]
-    a = jnp.swapaxes(a.reshape(a.shape[:-2] + (R // r, r, C // c, c)), -3, -2)
+    a = xp.swapaxes(a.reshape(a.shape[:-2] + (R // r, r, C // c, c)), -3, -2)
     return a.reshape(a.shape[:-2] + (r * c,))
 
 
@@ -331,26 +331,32 @@ def _ieee_thread():
     return _IEEE_THREAD[0]
 
 
-def _host_step(x, Rh, Rl, g, tensor_amax, *, bf, P, axis, shapes):
-    """(codes, scale codes, value bits unblocked, tensor scale bits) from the core's
-    ``lp.quantize`` on the host (``jax.pure_callback``) with the same random words: the
-    exact answer where ``native_ok`` fails (rare: subnormal inputs or a tensor amax below
-    2^-100), without compiling the bit-level float32 arithmetic into every model."""
-    def host(x, rh, rl, tamax):
+def _host_step(xb, Rh, Rl, g, tensor_amax, *, bf, P, shape, axis):
+    """(codes, scale codes, value bits, tensor scale bits), blocked, from the core's
+    ``lp.quantize`` on the host (``jax.pure_callback``) with the same random words: the exact
+    answer where ``native_ok`` fails (rare: subnormal inputs, tiny amaxes), without compiling
+    the bit-level float32 arithmetic into every model. The blocking is undone and redone on
+    the host, so that the branch compiles to the callback alone."""
+    def host(xb, rh, rl, tamax):
+        x, rh, rl = (_B.unblock(w, shape, axis, bf, xp=np) for w in (xb, rh, rl))
         rb = None
         if P.mode == "stochastic":    # the words as lp.quantize reads them
             rb = rl if P.sr_bits <= 32 else (rh.astype(np.uint64) << np.uint64(32)) | rl
         sr = P.mode == "stochastic"
-        bt = _B.quantize(np.asarray(x), bf, axis, P.mode, sr_bits=P.sr_bits if sr else None,
-                         sr_variant=P.sr_variant, rbits=rb,
+        bt = _B.quantize(x.view(np.float32), bf, axis, P.mode,
+                         sr_bits=P.sr_bits if sr else None, sr_variant=P.sr_variant, rbits=rb,
                          tensor_amax=None if tamax.size == 0 else tamax.view(np.float32)[0])
-        v = bt.dequantize(np.float32).view(np.uint32)
-        return (np.asarray(bt.codes, shapes[0].dtype), np.asarray(bt.scale_codes,
-                shapes[1].dtype), v, np.asarray(bt.tensor_scale, np.float32).view(np.uint32))
+        v = _blocked(bt.dequantize(np.float32).view(np.uint32), axis, bf, xp=np)
+        return (np.asarray(bt.codes, bf.elem.code_dtype),
+                np.asarray(bt.scale_codes, bf.scale_fmt.code_dtype), v,
+                np.asarray(bt.tensor_scale, np.float32).view(np.uint32))
 
+    shapes = (jax.ShapeDtypeStruct(xb.shape, bf.elem.code_dtype),
+              jax.ShapeDtypeStruct(xb.shape[:-1], bf.scale_fmt.code_dtype),
+              jax.ShapeDtypeStruct(xb.shape, U32), jax.ShapeDtypeStruct((), U32))
     tam = jnp.zeros((0,), U32) if tensor_amax is None else jnp.reshape(g, (1,))
     pool = _ieee_thread()
-    return jax.pure_callback(lambda *a: pool.submit(host, *a).result(), shapes, x, Rh, Rl,
+    return jax.pure_callback(lambda *a: pool.submit(host, *a).result(), shapes, xb, Rh, Rl,
                              tam, vmap_method="sequential")
 
 
@@ -367,23 +373,17 @@ def block_step(x, xb, Rh, Rl, bf, P, g, axis, tensor_amax=None):
         codes, s_codes, vb = quantize_bits(xb, Rh, Rl, bf, P, ts)
         return codes, s_codes, vb, U32(one) if ts is None else tensor_scale(ts, bf)
 
-    def native(x, xb, Rh, Rl, g):
+    def native(xb, Rh, Rl, g):
         if g is None:
             return (*quantize_bits(xb, Rh, Rl, bf, P, None, F.NativeF32), U32(one))
         ts = tensor_scales(g, bf.scale_rule, F.NativeF32)
         return (*quantize_bits(xb, Rh, Rl, bf, P, ts, F.NativeF32), tensor_scale(ts, bf))
 
-    def host(x, xb, Rh, Rl, g):
-        rh, rl = (unblocked(w, x.shape, axis, bf) for w in (Rh, Rl))
-        shapes = (jax.ShapeDtypeStruct(xb.shape, bf.elem.code_dtype),
-                  jax.ShapeDtypeStruct(xb.shape[:-1], bf.scale_fmt.code_dtype),
-                  jax.ShapeDtypeStruct(x.shape, U32), jax.ShapeDtypeStruct((), U32))
-        codes, s_codes, v, t = _host_step(x, rh, rl, g, tensor_amax, bf=bf, P=P, axis=axis,
-                                          shapes=shapes)
-        return codes, s_codes, _blocked(v, axis, bf), t
+    def host(xb, Rh, Rl, g):
+        return _host_step(xb, Rh, Rl, g, tensor_amax, bf=bf, P=P, shape=tuple(x.shape),
+                          axis=axis)
 
-    return lax.cond(native_ok(xb, g, bf, P), native, host, x.astype(jnp.float32), xb, Rh, Rl,
-                    g)
+    return lax.cond(native_ok(xb, g, bf, P), native, host, xb, Rh, Rl, g)
 
 
 _block_step_jit = jax.jit(block_step, static_argnames=("bf", "P", "axis"))
