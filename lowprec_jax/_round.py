@@ -137,9 +137,17 @@ def round_bits_impl(ub, Rh, Rl, P):
     meff = jnp.where(below, mb, mt).astype(it)
     sh = (mw - meff + (Et - E)).astype(jnp.int32)
     q = _shr(sig, sh, W).astype(it)
-    # D, the discarded fraction as 0.64 fixed point (bit 0 sticky), as two uint32 halves
+    # D, the discarded fraction as 0.64 fixed point (bit 0 sticky), as two uint32 halves.
+    # Float32 inputs under a decision that reads at most D's top 32 bits (every mode but SR
+    # with 64 random bits or variant srf/src/sr_odd) carry only the high half Dh: below it
+    # every bit only says "non-zero", which rem != 0 says (a third of the graph to compile).
+    lean = W == 32 and (mode != "stochastic" or (P.sr_variant == "srff" and P.sr_bits <= 32))
     rem = sig & _mask(sh, W, ut)
-    if W == 32:
+    if lean:
+        Dh = jnp.where(sh <= 32, _shl(rem, 32 - sh, 32), _shr(sig, sh - 32, 32))
+        Dl = U32(0)                                    # where Dh can be >= 2^31, D is Dh
+        nz = rem != 0
+    elif W == 32:
         s32 = sh
         hi = jnp.where(s32 <= 32, _shl(rem, 32 - s32, 32), _shr(sig, s32 - 32, 32))
         lo = jnp.where((s32 > 32) & (s32 < 64), _shl(sig, 64 - s32, 32), U32(0))
@@ -147,13 +155,14 @@ def round_bits_impl(ub, Rh, Rl, P):
         deep = _shr(sig, k, 32) | ((sig & _mask(jnp.maximum(k, 0), 32, U32)) != 0).astype(U32)
         Dh = jnp.where(s32 >= 64, U32(0), hi)
         Dl = jnp.where(s32 >= 64, deep, lo)
+        nz = (Dh | Dl) != 0
     else:
         D = jnp.where(sh < 64, _shl(rem, 64 - sh, 64), ut(0))
         k = jnp.minimum(sh - 64, 63)
         deep = _shr(sig, k, 64) | ((sig & _mask(jnp.maximum(k, 0), 64, ut)) != 0).astype(ut)
         D = jnp.where(sh >= 64, deep, jnp.where(rem == 0, ut(0), D))
         Dh, Dl = (D >> 32).astype(U32), (D & ut(0xFFFFFFFF)).astype(U32)
-    nz = (Dh | Dl) != 0
+        nz = (Dh | Dl) != 0
     if mode == "nearest_even":
         inc = _gt(Dh, Dl, U32(1 << 31), U32(0)) | ((Dh == U32(1 << 31)) & (Dl == 0) & (
             (q & 1) == 1))
@@ -165,6 +174,11 @@ def round_bits_impl(ub, Rh, Rl, P):
         inc = nz & (s == 1)
     elif mode == "odd":
         inc = nz & ((q & 1) == 0)
+    elif mode == "stochastic" and lean:                # srff, r <= 32: t + R >= 2^r
+        r = P.sr_bits
+        t = Dh >> U32(32 - r)
+        R = Rl & U32((1 << r) - 1) if r < 32 else Rl
+        inc = nz & ((t + R < t) if r == 32 else (t + R >= U32(1 << r)))
     elif mode == "stochastic":
         inc = nz & _sr_decide(Dh, Dl, Rh, Rl, P.sr_bits, P.sr_variant)
     else:

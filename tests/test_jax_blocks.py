@@ -189,6 +189,20 @@ def test_nvfp4_native_float32_at_its_edges(mode, kw):
             _assert_core_bits(x, "nvfp4", mode, kw, np.float32(amax), (g, amax))
 
 
+def test_nvfp4_native_float32_with_a_jit_time_constant_amax():
+    """A tensor amax known when jitting lets XLA fold the tensor scales at compile time (and
+    it rewrites x / c as x * (1 / c), which is not IEEE division: the native path divides only
+    constants by data). Twelve calibrated amaxes in the native range, as constants."""
+    rng = np.random.default_rng(37)
+    x = rng.standard_normal((4, 64)).astype(np.float32)
+    amaxes = np.exp2(rng.uniform(-100, 127, 12)).astype(np.float32)
+    for amax in amaxes:
+        got = jax.jit(lambda v: jb.fake_quantize(v, "nvfp4", tensor_amax=float(amax)))(x)
+        want = lp.fake_quantize(x, "nvfp4", tensor_amax=amax)
+        assert _native(x, "nvfp4", "nearest_even", {}, amax)
+        assert np.array_equal(np.asarray(got).view(np.uint32), want.view(np.uint32)), amax
+
+
 @pytest.mark.parametrize("preset", ["mxfp8_e4m3", "mxfp8_e5m2_rceil", "mxfp4", "mxfp4_rceil",
                                     "mxfp6_e2m3", "mxint8"])
 @pytest.mark.parametrize("mode, kw", MODES[::2])
