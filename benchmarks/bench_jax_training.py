@@ -16,6 +16,8 @@ import sys
 
 ROW = r"""
 import json, os, sys, time
+import lowprec_jax
+print("measuring", os.path.dirname(os.path.dirname(lowprec_jax.__file__)), file=sys.stderr)
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 import jax, jax.numpy as jnp, numpy as np
 import lowprec_jax as lj
@@ -58,10 +60,13 @@ print(json.dumps(dict(compile=t_compile, step=float(np.median(ts)))))
 
 def measure(recipe, d, depth, scan=False, src=None):
     env = dict(os.environ, JAX_PLATFORMS="cpu")
-    if src:                          # a baseline checkout, ahead of the editable install
-        env["PYTHONPATH"] = os.path.abspath(src)
+    # ``python -c`` puts the working directory first on sys.path: run in the checkout that
+    # is measured (a baseline's, ahead of the editable install, or this project's)
+    cwd = os.path.abspath(src) if src else os.path.dirname(os.path.dirname(
+        os.path.abspath(__file__)))
+    env["PYTHONPATH"] = cwd
     r = subprocess.run([sys.executable, "-c", ROW, recipe, str(d), str(depth), str(int(scan))],
-                       capture_output=True, text=True, timeout=1800, env=env)
+                       capture_output=True, text=True, timeout=1800, env=env, cwd=cwd)
     if r.returncode:
         raise SystemExit(f"{recipe} depth {depth} failed:\n{r.stderr[-2000:]}")
     return json.loads(r.stdout.strip().splitlines()[-1])

@@ -15,7 +15,9 @@ too; the 4over6 rule stays in the core.
 """
 from __future__ import annotations
 
-import concurrent.futures
+import contextlib
+import ctypes
+import ctypes.util
 import dataclasses
 
 import jax
@@ -314,21 +316,31 @@ def native_ok(xb, g, bf, P):
     return ok & (jnp.max(tiny.astype(U32)) == 0)
 
 
-_IEEE_THREAD = []
+def _keeps_subnormals():
+    tiny = np.array([2.0**-140], np.float32)
+    return bool((tiny * np.float32(2.0**10))[0] != 0)
 
 
-def _ieee_thread():
-    """A worker thread with the floating-point environment of the thread that traces (IEEE
-    subnormals): XLA's CPU runs callbacks on its own threads, whose flush-to-zero and
-    denormals-are-zero flags would change the core's float32 arithmetic."""
-    if not _IEEE_THREAD:
-        pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="lowprec-ieee")
-        tiny = np.array([2.0**-140], np.float32)
-        if not pool.submit(lambda: float((tiny * np.float32(2.0**10))[0])).result():
-            raise RuntimeError("lowprec_jax traced a block quantization in a thread that "
-                               "flushes float32 subnormals; trace it from a Python thread")
-        _IEEE_THREAD.append(pool)
-    return _IEEE_THREAD[0]
+@contextlib.contextmanager
+def _ieee_subnormals():
+    """The C floating-point environment's defaults (no flush-to-zero, no denormals-are-zero)
+    for the duration, then the caller's back: XLA's CPU runs callbacks on its own threads,
+    whose flags would change the core's float32 arithmetic (glibc's ``fesetenv(FE_DFL_ENV)``,
+    FE_DFL_ENV being ``(fenv_t *) -1``)."""
+    if _keeps_subnormals():
+        yield
+        return
+    libm = ctypes.CDLL(ctypes.util.find_library("m"))
+    saved = ctypes.create_string_buffer(1024)          # larger than any fenv_t
+    libm.fegetenv(saved)
+    libm.fesetenv(ctypes.c_void_p(-1))
+    try:
+        if not _keeps_subnormals():
+            raise RuntimeError("lowprec_jax could not turn off flush-to-zero for the core's "
+                               "host callback on this platform")
+        yield
+    finally:
+        libm.fesetenv(saved)
 
 
 def _host_step(xb, Rh, Rl, g, tensor_amax, *, bf, P, shape, axis):
@@ -338,6 +350,10 @@ def _host_step(xb, Rh, Rl, g, tensor_amax, *, bf, P, shape, axis):
     the bit-level float32 arithmetic into every model. The blocking is undone and redone on
     the host, so that the branch compiles to the callback alone."""
     def host(xb, rh, rl, tamax):
+        with _ieee_subnormals():
+            return _core(xb, rh, rl, tamax)
+
+    def _core(xb, rh, rl, tamax):
         x, rh, rl = (_B.unblock(w, shape, axis, bf, xp=np) for w in (xb, rh, rl))
         rb = None
         if P.mode == "stochastic":    # the words as lp.quantize reads them
@@ -355,9 +371,7 @@ def _host_step(xb, Rh, Rl, g, tensor_amax, *, bf, P, shape, axis):
               jax.ShapeDtypeStruct(xb.shape[:-1], bf.scale_fmt.code_dtype),
               jax.ShapeDtypeStruct(xb.shape, U32), jax.ShapeDtypeStruct((), U32))
     tam = jnp.zeros((0,), U32) if tensor_amax is None else jnp.reshape(g, (1,))
-    pool = _ieee_thread()
-    return jax.pure_callback(lambda *a: pool.submit(host, *a).result(), shapes, xb, Rh, Rl,
-                             tam, vmap_method="sequential")
+    return jax.pure_callback(host, shapes, xb, Rh, Rl, tam, vmap_method="sequential")
 
 
 def block_step(x, xb, Rh, Rl, bf, P, g, axis, tensor_amax=None):
