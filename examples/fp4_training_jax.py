@@ -134,7 +134,7 @@ def main(argv=None):
     print(f"small GPT (Flax NNX, layers under nnx.scan): {args.layers} layers, d={D}, "
           f"{HEADS} heads, vocab {V}, context {T}; {steps} steps of {args.batch} sequences; "
           f"loss floor (entropy rate) {floor:.3f}\ncompiling each recipe's training step "
-          "first (nvfp4 takes about a minute)...")
+          "first (10-25 s each)...")
     results = {n: train(n, steps, args.batch, data, args.layers, bar=not args.smoke)
                for n in names}
     print("\n| recipe | train loss (last 20) | held-out loss | first step, compile (s) | "
