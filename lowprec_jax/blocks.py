@@ -6,11 +6,11 @@ torchao ``even``, TE/cuBLAS ``rceil``) and NVFP4 (Transformer Engine's two-level
 1 x k blocks along any axis or tiles over the last two. Integer operations on the float32 bits
 (amax, scale exponents, exact scaling by 2^-e, and NVFP4's float32 products and quotients,
 IEEE-rounded in ``_f32``), so that no backend's subnormal flushing or NaN-dropping reduction can
-change a bit; except that NVFP4 (Transformer Engine's rule) with a nearest or stochastic mode
-uses the backend's own float32 instructions where ``native_ok`` proves them IEEE (every
-operand and result normal, or flushed where the rounding cannot tell), and asks the core
-through a host callback where it does not (subnormal inputs, a tensor amax below 2^-100): about
-a quarter of the compile time, the same bits. torchao 0.18's NVFP4 rule (``nvfp4_torchao``)
+change a bit; except that the power-of-two rules and NVFP4 (Transformer Engine's rule) with a
+nearest or stochastic mode use the backend's own float32 instructions where ``native_ok``
+proves them IEEE (every operand and result normal, or flushed where the rounding cannot tell),
+and ask the core through a host callback where it does not (subnormal inputs, tiny amaxes):
+a fraction of the compile time, the same bits. torchao 0.18's NVFP4 rule (``nvfp4_torchao``)
 too; the 4over6 rule stays in the core.
 """
 from __future__ import annotations
@@ -19,6 +19,7 @@ import contextlib
 import ctypes
 import ctypes.util
 import dataclasses
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -305,13 +306,12 @@ def native_ok(xb, g, bf, P):
 
     Where it fails (subnormal inputs, tiny blocks or tensor amaxes: rare in training) the core
     answers through a host callback (``_host_step``)."""
-    a = xb & U32(0x7FFFFFFF)
+    a, _, _, amax = _amax(xb)
     ok = jnp.max(((a != 0) & (a < U32(0x00800000))).astype(U32)) == 0
     if bf.scale_rule == "nvfp4":
         return ok & ((g == 0) | ((g >= F.const(NATIVE_G_MIN)) & (g <= F.INF)))
     if bf.scale_rule != "rceil":
         return ok
-    amax = jnp.max(jnp.where(a < F.INF, a, U32(0)), axis=-1)
     tiny = (amax != 0) & (amax < F.const(2.0 ** pow2_amax_min(bf)))
     return ok & (jnp.max(tiny.astype(U32)) == 0)
 
@@ -319,6 +319,11 @@ def native_ok(xb, g, bf, P):
 def _keeps_subnormals():
     tiny = np.array([2.0**-140], np.float32)
     return bool((tiny * np.float32(2.0**10))[0] != 0)
+
+
+@functools.cache
+def _libm():
+    return ctypes.CDLL(ctypes.util.find_library("m"))     # find_library runs ldconfig: once
 
 
 @contextlib.contextmanager
@@ -330,7 +335,7 @@ def _ieee_subnormals():
     if _keeps_subnormals():
         yield
         return
-    libm = ctypes.CDLL(ctypes.util.find_library("m"))
+    libm = _libm()
     saved = ctypes.create_string_buffer(1024)          # larger than any fenv_t
     libm.fegetenv(saved)
     libm.fesetenv(ctypes.c_void_p(-1))
