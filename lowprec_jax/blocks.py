@@ -78,10 +78,21 @@ def _check(x, bf, axis):
 def _blocked(a, axis, bf, xp=jnp):
     """``_block`` (lowprec/blocks.py): ``a`` with the blocked axes last, padded, cut into blocks
     (..., blocks, k); tiles (r, c) in row-major tile order. ``xp``: jax.numpy or numpy."""
-    a = xp.moveaxis(_padded(a, axis, bf, xp), axis, -1)
+    a = xp.moveaxis(a, axis, -1)
     if bf.tile is None:
+        padn = -a.shape[-1] % bf.k
+        if padn and not bf.pad:
+            raise ValueError(f"axis {axis} has length {a.shape[-1]}, not a multiple of "
+                             f"k={bf.k}; use a BlockFormat with pad=True or pad the input")
+        if padn:
+            a = xp.pad(a, [(0, 0)] * (a.ndim - 1) + [(0, padn)])
         return a.reshape(a.shape[:-1] + (a.shape[-1] // bf.k, bf.k))
     r, c = bf.tile
+    pr, pc = -a.shape[-2] % r, -a.shape[-1] % c
+    if (pr or pc) and not bf.pad:
+        raise ValueError(f"the last two axes {a.shape[-2:]} are not multiples of "
+                         f"tile={bf.tile}; use pad=True or pad the input")
+    a = xp.pad(a, [(0, 0)] * (a.ndim - 2) + [(0, pr), (0, pc)])
     R, C = a.shape[-2:]
     a = xp.swapaxes(a.reshape(a.shape[:-2] + (R // r, r, C // c, c)), -3, -2)
     return a.reshape(a.shape[:-2] + (r * c,))
@@ -92,60 +103,13 @@ def unblocked(v, shape, axis, bf):
     return _B.unblock(v, shape, axis, bf, xp=jnp)
 
 
-def _padded(a, axis, bf, xp=jnp):
-    """``a`` padded with zeros to whole blocks along ``axis`` (tiles: the last two axes)."""
-    if bf.tile is None:
-        padn = -a.shape[axis] % bf.k
-        if padn and not bf.pad:
-            raise ValueError(f"axis {axis} has length {a.shape[axis]}, not a multiple of "
-                             f"k={bf.k}; use a BlockFormat with pad=True or pad the input")
-        pads = [(0, 0)] * a.ndim
-        pads[axis] = (0, padn)
-    else:
-        r, c = bf.tile
-        pr, pc = -a.shape[-2] % r, -a.shape[-1] % c
-        if (pr or pc) and not bf.pad:
-            raise ValueError(f"the last two axes {a.shape[-2:]} are not multiples of "
-                             f"tile={bf.tile}; use pad=True or pad the input")
-        pads = [(0, 0)] * (a.ndim - 2) + [(0, pr), (0, pc)]
-    return xp.pad(a, pads) if any(p for _, p in pads) else a
-
-
-def block_view(a, axis, bf, xp=jnp):
-    """``a`` cut into blocks where it lies, without moving an axis: the blocked axis of
-    length L becomes (L / k, k) (tiles: the last two become (R / r, r, C / c, c)), padded
-    with zeros. A block's elements lie along ``view_axes``; no transpose, so an operand
-    blocked along its leading axis (a weight gradient's tokens) costs what one blocked along
-    its last does. ``xp``: jax.numpy or numpy."""
-    a = _padded(a, axis, bf, xp)
-    if bf.tile is None:
-        return a.reshape(a.shape[:axis] + (a.shape[axis] // bf.k, bf.k) + a.shape[axis + 1:])
-    r, c = bf.tile
-    return a.reshape(a.shape[:-2] + (a.shape[-2] // r, r, a.shape[-1] // c, c))
-
-
-def view_axes(ndim, axis, bf):
-    """The axes (negative, so that ``vmap`` may add leading ones) of ``block_view``'s result
-    that hold one block's elements, for an input of ``ndim`` dimensions."""
-    return (-3, -1) if bf.tile is not None else (axis - ndim,)
-
-
-def block_unview(v, shape, axis, bf):
-    """``block_view``'s result back to ``shape`` (padding dropped)."""
-    v = v.reshape(v.shape[:-4] + (v.shape[-4] * v.shape[-3], v.shape[-2] * v.shape[-1])
-                  if bf.tile is not None else
-                  v.shape[:axis] + (v.shape[axis] * v.shape[axis + 1],) + v.shape[axis + 2:])
-    return v[tuple(slice(0, n) for n in shape)]
-
-
-def _amax(xb, red=(-1,)):
-    """Per block (the elements along axes ``red``, kept as axes of length 1): (|x| bits, NaN
-    flag, Inf flag, largest finite |x| bits). ``max`` of 0/1 integers rather than ``any``:
-    Triton has no boolean reductions."""
+def _amax(xb):
+    """Per block: (|x| bits, NaN flag, Inf flag, largest finite |x| bits). ``max`` of 0/1
+    integers rather than ``any``: Triton has no boolean reductions."""
     a = xb & U32(0x7FFFFFFF)
-    nan = jnp.max((a > U32(0x7F800000)).astype(U32), axis=red, keepdims=True) > 0
-    inf = jnp.max((a == U32(0x7F800000)).astype(U32), axis=red, keepdims=True) > 0
-    amax = jnp.max(jnp.where(a < U32(0x7F800000), a, U32(0)), axis=red, keepdims=True)
+    nan = jnp.max((a > U32(0x7F800000)).astype(U32), axis=-1) > 0
+    inf = jnp.max((a == U32(0x7F800000)).astype(U32), axis=-1) > 0
+    amax = jnp.max(jnp.where(a < U32(0x7F800000), a, U32(0)), axis=-1)
     return a, nan, inf, amax
 
 
@@ -177,41 +141,39 @@ def tensor_scale(ts, bf):
     return ts[0] if bf.scale_rule == "nvfp4_torchao" else ts[1]
 
 
-def quantize_bits(xb, Rh, Rl, bf, P, ts=None, f=F.BitsF32, red=(-1,), stats=None):
-    """The block step on float32 bits already cut into blocks (``_blocked``: (..., blocks, k),
-    ``red=(-1,)``; or ``block_view`` with ``red=view_axes(...)``): (element codes, scale codes
-    with the block axes ``red`` dropped, dequantized value bits). Shared by ``quantize`` /
-    ``fake_quantize`` and the Pallas kernels; P: the element rounding parameters (a tuple,
-    saturating); ts: NVFP4's ``tensor_scales``; f: their float32 arithmetic
-    (``_f32.BitsF32``, or ``_f32.NativeF32`` where ``native_ok``); stats: ``_amax(xb, red)``
-    when the caller has it."""
-    a, nan, inf, amax = _amax(xb, red) if stats is None else stats
+def quantize_bits(xb, Rh, Rl, bf, P, ts=None, f=F.BitsF32):
+    """The block step on float32 bits already cut into blocks (..., blocks, k): (element codes,
+    scale codes, dequantized value bits). Shared by ``quantize`` / ``fake_quantize`` and the
+    Pallas kernels; P: the element rounding parameters (a tuple, saturating); ts: NVFP4's
+    ``tensor_scales``; f: their float32 arithmetic (``_f32.BitsF32``, or ``_f32.NativeF32``
+    where ``native_ok``)."""
+    a, nan, inf, amax = _amax(xb)
     if bf.nonfinite == "nan":
         nan = nan | inf
     if bf.scale_rule in TWO_LEVEL:
         if bf.scale_rule == "nvfp4":
             s_codes, mult, vscale = _nvfp4_scales(amax, nan, inf, bf, ts, f)
-            scaled = f.mul(xb, mult)
+            scaled = f.mul(xb, mult[..., None])
         else:
             s_codes, scaled, vscale, nan = _torchao_scales(xb, amax, nan, inf, bf, ts)
         t = tensor_scale(ts, bf)
-        scale_value = lambda v: f.mul(f.mul(v, vscale), t)  # noqa: E731
+        scale_value = lambda v: f.mul(f.mul(v, vscale[..., None]), t)  # noqa: E731
     else:
         s_codes, exp, nan = _pow2_scale_codes(amax, nan, inf, bf, f)
-        scaled = f.pow2_product(xb, -exp)
+        scaled = f.pow2_product(xb, -exp[..., None])
         if bf.nonfinite == "saturate":
             emax_bits = F.const(bf.elem.max)
             scaled = jnp.where(a == U32(0x7F800000), (xb & U32(0x80000000)) | emax_bits,
                                scaled)
-        scale_value = lambda v: f.pow2_product(v, exp)  # noqa: E731  exact
-    scaled = jnp.where(nan, U32(0), scaled)
+        scale_value = lambda v: f.pow2_product(v, exp[..., None])  # noqa: E731  exact
+    scaled = jnp.where(nan[..., None], U32(0), scaled)
     codes, vb = round_bits_impl(scaled, Rh, Rl, P)
     elem = bf.elem
     codes = codes & U32((1 << elem.bits) - 1)
     if elem.has_nan:
-        codes = jnp.where(nan, U32(elem.nan_code), codes)
-    vb = jnp.where(nan, F.QNAN, scale_value(vb))
-    return codes.astype(elem.code_dtype), jnp.squeeze(s_codes, red), vb
+        codes = jnp.where(nan[..., None], U32(elem.nan_code), codes)
+    vb = jnp.where(nan[..., None], F.QNAN, scale_value(vb))
+    return codes.astype(elem.code_dtype), s_codes, vb
 
 
 def _pow2_scale_codes(amax, nan, inf, bf, f=F.BitsF32):
@@ -251,7 +213,7 @@ def _torchao_scales(xb, amax, nan, inf, bf, ts):
     sf = bf.scale_fmt
     code, s_b, mult, s_nan = xscale.torchao_block_scales(
         F.BitsF32, jnp.where(inf, F.INF, amax), ts[0], ts[1], _round_scale(sf))
-    prod = F.BitsF32.clamp_abs(F.mul(xb, mult), F.const(bf.elem.max))
+    prod = F.BitsF32.clamp_abs(F.mul(xb, mult[..., None]), F.const(bf.elem.max))
     nan = nan | s_nan
     s_codes = jnp.where(nan, sf.nan_code, code)
     return s_codes.astype(sf.code_dtype), prod, s_b, nan
@@ -277,12 +239,10 @@ class QuantizedArray:
                               np.float32(self.tensor_scale), self.shape, self.axis, self.fmt)
 
 
-def prepare(x, bf, axis, rounding, sr_bits, sr_variant, seed, rbits, key, tensor_amax=None,
-            view=False):
-    """Validated (bf, x, axis), x's float32 bits and random words cut into blocks
-    (``_blocked``, or ``block_view`` where ``view``), the element rounding parameters P and
-    the bits of the two-level rules' global amax g (``global_amax``; None for the other
-    rules)."""
+def prepare(x, bf, axis, rounding, sr_bits, sr_variant, seed, rbits, key, tensor_amax=None):
+    """Validated (bf, x, axis), x's float32 bits and random words cut into blocks, the element
+    rounding parameters P and the bits of the two-level rules' global amax g
+    (``global_amax``; None for the other rules)."""
     bf, x, axis = _check(x, bf, axis)
     if sum(v is not None for v in (seed, rbits, key)) > 1:
         raise ValueError("give one of seed=, rbits=, key= for stochastic rounding")
@@ -294,10 +254,9 @@ def prepare(x, bf, axis, rounding, sr_bits, sr_variant, seed, rbits, key, tensor
     P = lp.plan(bf.elem, rounding, "saturate", sr_bits=sr_bits, sr_variant=sr_variant)
     check_random_source(P.mode, 0 if key is not None else seed, rbits)
     r = P.sr_bits
-    cut = block_view if view else _blocked
-    xb = cut(lax.bitcast_convert_type(x.astype(jnp.float32), U32), axis, bf)
+    xb = _blocked(lax.bitcast_convert_type(x.astype(jnp.float32), U32), axis, bf)
     Rh, Rl = _random_words(x.shape, 32, r, seed, rbits, key)
-    Rh, Rl = cut(Rh, axis, bf), cut(Rl, axis, bf)
+    Rh, Rl = _blocked(Rh, axis, bf), _blocked(Rl, axis, bf)
     g = global_amax(xb, tensor_amax, bf.scale_rule) if bf.scale_rule in TWO_LEVEL else None
     return bf, x, axis, xb, Rh, Rl, P, g
 
@@ -326,7 +285,7 @@ def pow2_amax_min(bf):
     return -125 + bf.emax_elem if bf.scale_rule == "rceil" else -126
 
 
-def native_ok(xb, g, bf, P, stats=None):
+def native_ok(xb, g, bf, P):
     """Do the backend's own float32 instructions (``_f32.NativeF32``) give these blocks the
     IEEE bits (``native_path``)? XLA's CPU treats subnormal operands as zero and flushes
     subnormal results to a signed zero, so: no element of x may be subnormal (a scalar test,
@@ -346,9 +305,8 @@ def native_ok(xb, g, bf, P, stats=None):
       signed zero and are rounded to E4M3 or E2M1 by a flush-safe mode (the same code).
 
     Where it fails (subnormal inputs, tiny blocks or tensor amaxes: rare in training) the core
-    answers through a host callback (``_host_step``). ``stats``: ``_amax`` of the blocks
-    (default: of ``_blocked`` ones)."""
-    a, _, _, amax = _amax(xb) if stats is None else stats
+    answers through a host callback (``_host_step``)."""
+    a, _, _, amax = _amax(xb)
     ok = jnp.max(((a != 0) & (a < U32(0x00800000))).astype(U32)) == 0
     if bf.scale_rule == "nvfp4":
         return ok & ((g == 0) | ((g >= F.const(NATIVE_G_MIN)) & (g <= F.INF)))
@@ -390,7 +348,7 @@ def _ieee_subnormals():
         libm.fesetenv(saved)
 
 
-def _host_step(xb, Rh, Rl, g, tensor_amax, *, bf, P, shape, axis, view):
+def _host_step(xb, Rh, Rl, g, tensor_amax, *, bf, P, shape, axis):
     """(codes, scale codes, value bits, tensor scale bits), blocked, from the core's
     ``lp.quantize`` on the host (``jax.pure_callback``) with the same random words: the exact
     answer where ``native_ok`` fails (rare: subnormal inputs, tiny amaxes), without compiling
@@ -401,8 +359,7 @@ def _host_step(xb, Rh, Rl, g, tensor_amax, *, bf, P, shape, axis, view):
             return _core(xb, rh, rl, tamax)
 
     def _core(xb, rh, rl, tamax):
-        x, rh, rl = (block_unview(w, shape, axis, bf) if view else
-                     _B.unblock(w, shape, axis, bf, xp=np) for w in (xb, rh, rl))
+        x, rh, rl = (_B.unblock(w, shape, axis, bf, xp=np) for w in (xb, rh, rl))
         rb = None
         if P.mode == "stochastic":    # the words as lp.quantize reads them
             rb = rl if P.sr_bits <= 32 else (rh.astype(np.uint64) << np.uint64(32)) | rl
@@ -410,52 +367,45 @@ def _host_step(xb, Rh, Rl, g, tensor_amax, *, bf, P, shape, axis, view):
         bt = _B.quantize(x.view(np.float32), bf, axis, P.mode,
                          sr_bits=P.sr_bits if sr else None, sr_variant=P.sr_variant, rbits=rb,
                          tensor_amax=None if tamax.size == 0 else tamax.view(np.float32)[0])
-        v = bt.dequantize(np.float32).view(np.uint32)
-        v = block_view(v, axis, bf, xp=np) if view else _blocked(v, axis, bf, xp=np)
-        t = np.asarray(bt.tensor_scale, np.float32).view(np.uint32)
-        if view:                                      # fake_quantize reads only these
-            return v, t
+        v = _blocked(bt.dequantize(np.float32).view(np.uint32), axis, bf, xp=np)
         return (np.asarray(bt.codes, bf.elem.code_dtype),
-                np.asarray(bt.scale_codes, bf.scale_fmt.code_dtype), v, t)
+                np.asarray(bt.scale_codes, bf.scale_fmt.code_dtype), v,
+                np.asarray(bt.tensor_scale, np.float32).view(np.uint32))
 
-    v_shape, t_shape = (jax.ShapeDtypeStruct(xb.shape, U32), jax.ShapeDtypeStruct((), U32))
-    shapes = (v_shape, t_shape) if view else (
-        jax.ShapeDtypeStruct(xb.shape, bf.elem.code_dtype),
-        jax.ShapeDtypeStruct(xb.shape[:-1], bf.scale_fmt.code_dtype), v_shape, t_shape)
+    shapes = (jax.ShapeDtypeStruct(xb.shape, bf.elem.code_dtype),
+              jax.ShapeDtypeStruct(xb.shape[:-1], bf.scale_fmt.code_dtype),
+              jax.ShapeDtypeStruct(xb.shape, U32), jax.ShapeDtypeStruct((), U32))
     tam = jnp.zeros((0,), U32) if tensor_amax is None else jnp.reshape(g, (1,))
     return jax.pure_callback(host, shapes, xb, Rh, Rl, tam, vmap_method="sequential")
 
 
-def block_step(x, xb, Rh, Rl, bf, P, g, axis, tensor_amax=None, view=False):
+def block_step(x, xb, Rh, Rl, bf, P, g, axis, tensor_amax=None):
     """(element codes, scale codes, dequantized value bits, tensor scale bits) of ``prepare``'s
-    outputs, blocked; where ``view`` (``prepare(view=True)``, for ``fake_quantize``) only the
-    last two. Where ``native_path`` allows, the float32 scale arithmetic (NVFP4's products and
-    quotients, the power-of-two scalings, rceil's product) runs on the backend's own
-    instructions when ``native_ok`` proves them IEEE, and the core answers otherwise
+    outputs, blocked. Where ``native_path`` allows, the float32 scale arithmetic (NVFP4's
+    products and quotients, the power-of-two scalings, rceil's product) runs on the backend's
+    own instructions when ``native_ok`` proves them IEEE, and the core answers otherwise
     (``lax.cond``): a fraction of the bit-level graph to compile, and the same bits. Every
     other case runs ``quantize_bits`` on the bits (``_f32.BitsF32``)."""
-    one = U32(F.const(1.0))
-    red = view_axes(x.ndim, axis, bf) if view else (-1,)
-    stats = _amax(xb, red)
-    pick = (lambda out: out[2:]) if view else (lambda out: out)  # noqa: E731
-
-    def step(f, g):
-        ts = None if g is None else tensor_scales(g, bf.scale_rule, f)
-        out = quantize_bits(xb, Rh, Rl, bf, P, ts, f, red, stats)
-        return pick((*out, one if ts is None else tensor_scale(ts, bf)))
-
+    one = F.const(1.0)
     if not native_path(bf, P):
-        return step(F.BitsF32, g)
+        ts = None if g is None else tensor_scales(g, bf.scale_rule)
+        codes, s_codes, vb = quantize_bits(xb, Rh, Rl, bf, P, ts)
+        return codes, s_codes, vb, U32(one) if ts is None else tensor_scale(ts, bf)
+
+    def native(xb, Rh, Rl, g):
+        if g is None:
+            return (*quantize_bits(xb, Rh, Rl, bf, P, None, F.NativeF32), U32(one))
+        ts = tensor_scales(g, bf.scale_rule, F.NativeF32)
+        return (*quantize_bits(xb, Rh, Rl, bf, P, ts, F.NativeF32), tensor_scale(ts, bf))
 
     def host(xb, Rh, Rl, g):
         return _host_step(xb, Rh, Rl, g, tensor_amax, bf=bf, P=P, shape=tuple(x.shape),
-                          axis=axis, view=view)
+                          axis=axis)
 
-    return lax.cond(native_ok(xb, g, bf, P, stats), lambda *_: step(F.NativeF32, g), host,
-                    xb, Rh, Rl, g)
+    return lax.cond(native_ok(xb, g, bf, P), native, host, xb, Rh, Rl, g)
 
 
-_block_step_jit = jax.jit(block_step, static_argnames=("bf", "P", "axis", "view"))
+_block_step_jit = jax.jit(block_step, static_argnames=("bf", "P", "axis"))
 
 
 def quantize(x, bf, axis=-1, rounding="nearest_even", *, sr_bits=None, sr_variant="srff",
@@ -506,10 +456,10 @@ def fake_quantize(x, bf, axis=-1, rounding="nearest_even", *, sr_bits=None,
     @jax.custom_vjp
     def f(v):
         bf_, v, ax, xb, Rh, Rl, P, g = prepare(v, bf, axis, rounding, sr_bits, sr_variant,
-                                               seed, rbits, key, tensor_amax, view=True)
-        vb = _block_step_jit(v, xb, Rh, Rl, bf_, P, g, ax, tensor_amax, view=True)[0]
-        return block_unview(lax.bitcast_convert_type(vb, jnp.float32), v.shape, ax,
-                            bf_).astype(v.dtype)
+                                               seed, rbits, key, tensor_amax)
+        vb = _block_step_jit(v, xb, Rh, Rl, bf_, P, g, ax, tensor_amax)[2]
+        return unblocked(lax.bitcast_convert_type(vb, jnp.float32), v.shape, ax,
+                         bf_).astype(v.dtype)
 
     def f_bwd(_, g):
         if grad == "none":
