@@ -206,6 +206,8 @@ def _fused_step(SA, EA, SB, EB, SPA, SPB, k0, k1, acc, prm, P, rw):
     alignment), each kept to F fraction bits below E, summed exactly, normalised and rounded
     once into P's format (the addend added exactly first when it is not aligned)."""
     F, align_c, mode, mab, c_emin = prm[0], prm[1], prm[2], prm[3], prm[4]
+    if prm[5] >= 0:
+        return _floored_step(SA, EA, SB, EB, k0, k1, acc, prm, P, rw)
     E = I64(-(1 << 40))
     nz = False
     for k in range(k0, k1):
@@ -238,6 +240,56 @@ def _fused_step(SA, EA, SB, EB, SPA, SPB, k0, k1, acc, prm, P, rw):
     if align_c or acc == 0:
         return _round_value(v, rw, P)
     return _round_sum(v, acc, rw, P, False)
+
+
+@nb.njit(**_CALL)
+def _floored_step(SA, EA, SB, EB, k0, k1, acc, prm, P, rw):
+    """``FusedAdder(sum_bits=...)``: the products at step positions i mod ``split`` truncated to
+    F bits below their own largest exponent and summed; those sums floored to F bits below
+    their joint largest E; with e = max(E, exponent of c): the products' sum floored to
+    F2 + 1 fraction bits below e, c floored to F bits below e (zero when ``drop`` and c lies
+    more than F + 1 binades below e), both added exactly, normalised (exponent >= c's emin),
+    floored to F2 fraction bits and rounded once (MMA-Sim's CDNA3 ``tr_fdpa`` /
+    ``gtr_fdpa``)."""
+    F, mab, c_emin, F2, split, drop = prm[0], prm[3], prm[4], prm[5], prm[6], prm[7]
+    NONE = I64(-(1 << 40))
+    E0, E1, S0, S1 = NONE, NONE, I64(0), I64(0)       # split <= 2: no allocation per step
+    for k in range(k0, k1):
+        if SA[k] != 0 and SB[k] != 0:
+            if (k - k0) % split == 0:
+                E0 = max(E0, EA[k] + EB[k])
+            else:
+                E1 = max(E1, EA[k] + EB[k])
+    for k in range(k0, k1):
+        p = SA[k] * SB[k]
+        if p != 0:
+            if (k - k0) % split == 0:
+                S0 += _align(p, F + EA[k] + EB[k] - E0 - mab, TRUNC)
+            else:
+                S1 += _align(p, F + EA[k] + EB[k] - E1 - mab, TRUNC)
+    Ed = max(E0, E1)
+    Sd = S0                                           # at scale 2^(Ed - F)
+    if split > 1:
+        Sd = _align(S0, E0 - Ed, FLOOR) if E0 != NONE else I64(0)
+        if E1 != NONE:
+            Sd += _align(S1, E1 - Ed, FLOOR)
+    ec = c_emin if acc == 0 else _exponent(acc, c_emin)
+    e = max(Ed, ec)
+    T = I64(0)                                        # at scale 2^(e - F2 - 1)
+    if Ed != NONE:
+        T = _align(Sd, Ed - F - (e - F2 - 1), FLOOR)
+    if acc != 0 and not (drop and ec < e - F - 1):
+        m, ce = _sig_exp(acc)
+        T += _align(m, ce - (e - F), FLOOR) << (F2 + 1 - F)
+    if T == 0:
+        return _round_value(0.0, rw, P)
+    a = -T if T < 0 else T
+    top = I64(math.frexp(np.float64(a))[1]) - 1       # floor(log2 |T|), |T| < 2^53
+    es = max(top + e - F2 - 1, c_emin)
+    sh = es - e + 1                                   # floor to F2 bits below es
+    if sh > 0:
+        T = (T >> sh) << sh
+    return _round_value(math.ldexp(np.float64(T), e - F2 - 1), rw, P)
 
 
 @nb.njit(**_CALL)

@@ -71,11 +71,41 @@ def _round_sum(x, y, plan, R):
     return vb.view(np.float64), code
 
 
+def _floored_join(p, pe, acc, F, mab, c_emin, F2, split, drop):
+    """``_accumulate._floored_step`` for every output at once: p (..., L) exact products, pe
+    their exponents, acc (...) the addend; the float64 value before the one rounding."""
+    NONE = -(1 << 40)
+    pos = np.arange(p.shape[-1]) % split
+    nzp = p != 0
+    Es, Ss = [], []
+    for r in range(split):
+        sel = nzp & (pos == r)
+        Er = np.max(np.where(sel, pe, NONE), axis=-1)
+        Es.append(Er)
+        Ss.append(np.sum(np.where(sel, _align(p, F + pe - Er[..., None] - mab, TRUNC), 0),
+                         axis=-1))
+    Ed = np.max(Es, axis=0)
+    Sd = sum(np.where(Er != NONE, Sr if split == 1 else _align(Sr, Er - Ed, FLOOR), 0)
+             for Er, Sr in zip(Es, Ss))                      # at scale 2^(Ed - F)
+    acc_nz = acc != 0
+    ec = np.where(acc_nz, _exponent(np.where(acc_nz, acc, 1.0), c_emin), c_emin)
+    e = np.maximum(Ed, ec)
+    T = np.where(Ed != NONE, _align(Sd, Ed - F - (e - F2 - 1), FLOOR), 0)   # 2^(e - F2 - 1)
+    m, ce = _sig_exp(np.where(acc_nz, acc, 0.0))
+    keep = acc_nz & ~(drop & (ec < e - F - 1))
+    T = T + np.where(keep, _align(m, ce - (e - F), FLOOR) << (F2 + 1 - F), 0)
+    top = np.frexp(np.abs(T).astype(np.float64))[1].astype(np.int64) - 1
+    sh = (np.maximum(top + e - F2 - 1, c_emin) - e + 1).clip(0, 62)
+    T = np.where(T != 0, (T >> sh) << sh, 0)
+    return np.ldexp(T.astype(np.float64), (e - F2 - 1).clip(-2000, 2000).astype(np.int32))
+
+
 def fused_small(SA, EA, FA, SB, EB, FB, C, n_terms, F, align_c, mode, mab, c_emin, plan,
-                promote, plan_pro, seed):
+                promote, plan_pro, seed, join=(None, 1, False)):
     """``_accumulate.fused_matmul`` on (nb, M, K) / (nb, N, K) significands and exponents:
     (float64 outputs (nb, M, N), count of results the format cannot hold), or None where an
-    Inf or NaN appears (the compiled kernel handles those)."""
+    Inf or NaN appears (the compiled kernel handles those). ``join``: the FusedAdder's
+    (sum_bits, split, drop_small_addend)."""
     finite = lambda f: np.all((f == 0) | (f == 3))  # noqa: E731  (finite or -0)
     if not (finite(FA) and finite(FB) and np.all(np.isfinite(C))):
         return None
@@ -98,6 +128,14 @@ def fused_small(SA, EA, FA, SB, EB, FB, C, n_terms, F, align_c, mode, mab, c_emi
         j += 1
         p = sa[..., k0:k1] * sb[..., k0:k1]
         pe = ea[..., k0:k1] + eb[..., k0:k1]
+        if join[0] is not None:
+            v = _floored_join(p, pe, acc, F, mab, c_emin, join[0], join[1], join[2])
+            val, code = _round_value(v.ravel(), plan, R)
+            nerr += int(np.sum(code == xstep.NO_CODE))
+            acc = val.reshape(acc.shape)
+            if not np.all(np.isfinite(acc)):
+                return None
+            continue
         nzp = p != 0
         E = np.max(np.where(nzp, pe, -(1 << 40)), axis=-1)
         nz = np.any(nzp, axis=-1)

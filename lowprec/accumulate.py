@@ -417,8 +417,9 @@ def _run_fused(acc, SA, EA, FA, SB, EB, FB, mab, C3, seed, n_terms):
     _, P = _rparams(acc.fmt, acc.rounding, acc.overflow, acc.sr_bits, acc.sr_variant, sr)
     fz = acc.fused
     cf = acc.addend_format or acc.fmt
-    prm = np.array([fz.frac_bits, int(fz.align_addend), TERMS[fz.terms], mab, cf.emin],
-                   dtype=np.int64)
+    prm = np.array([fz.frac_bits, int(fz.align_addend), TERMS[fz.terms], mab, cf.emin,
+                    -1 if fz.sum_bits is None else fz.sum_bits, fz.split,
+                    int(fz.drop_small_addend)], dtype=np.int64)
     pro = acc.promote_to
     Ppro = P if pro is None else _rparams(pro.fmt, pro.rounding, pro.overflow, pro.sr_bits,
                                           pro.sr_variant, pro.stochastic)[1]
@@ -429,7 +430,8 @@ def _run_fused(acc, SA, EA, FA, SB, EB, FB, mab, C3, seed, n_terms):
         small = fused_small(SA, EA, FA, SB, EB, FB, C3, n_terms, fz.frac_bits,
                             bool(fz.align_addend), TERMS[fz.terms], mab, cf.emin, plan,
                             acc.promote_every or 0, plan_pro or plan,
-                            check_seed(seed) if sr else 0)
+                            check_seed(seed) if sr else 0,
+                            (fz.sum_bits, fz.split, fz.drop_small_addend))
         if small is not None:
             if small[1]:
                 raise ValueError(f"a sum is NaN but {acc.fmt.name} has no NaN")

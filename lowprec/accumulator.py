@@ -23,20 +23,45 @@ class FusedAdder:
     """A multi-term fused adder (Fasi et al. 2021; docs/matrix-units.md): ``n`` products per step,
     aligned to the largest exponent (the running sum's too if ``align_addend``), each kept to
     ``frac_bits`` bits below it by ``terms`` ("truncate" toward zero, "floor", "nearest" even),
-    summed exactly, normalised and rounded once."""
+    summed exactly, normalised and rounded once.
+
+    ``sum_bits`` (AMD CDNA3 as MMA-Sim models it, arXiv:2511.10909 ``tr_fdpa`` / ``gtr_fdpa``):
+    c stays out of the alignment and joins through floors: with e = max(E, exponent of c), the
+    products' sum is floored to ``sum_bits`` + 1 fraction bits below e and c to ``frac_bits``
+    below e, the two are added exactly, normalised (exponent at least the addend format's
+    emin) and floored to ``sum_bits`` fraction bits, then rounded once. ``split`` > 1: the
+    products at step positions i mod split are aligned and summed separately, each below its
+    own largest exponent, and their sums floored to ``frac_bits`` below the joint largest
+    (CDNA3 fp8: 2, even and odd). ``drop_small_addend``: c more than ``frac_bits`` + 1
+    binades below e counts as zero (CDNA3 fp8)."""
     n: int
     frac_bits: int
     align_addend: bool = True
     terms: str = "truncate"
+    sum_bits: int | None = None
+    split: int = 1
+    drop_small_addend: bool = False
 
     def __post_init__(self):
-        for name, lo, hi in (("n", 1, 4096), ("frac_bits", 0, 40)):
+        for name, lo, hi in (("n", 1, 4096), ("frac_bits", 0, 40), ("split", 1, 2)):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not lo <= v <= hi:
                 raise ValueError(f"FusedAdder {name}={v!r} is not allowed: an int in {lo}..{hi}")
         if self.terms not in TERM_RULES:
             raise ValueError(f"FusedAdder terms={self.terms!r} is not allowed; choose one of "
                              f"{list(TERM_RULES)}")
+        if self.sum_bits is not None:
+            v = self.sum_bits
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not (
+                    self.frac_bits - 1 <= v <= 48):
+                raise ValueError(f"FusedAdder sum_bits={v!r} is not allowed: an int in "
+                                 f"{self.frac_bits - 1}..48 (at least frac_bits - 1)")
+            if self.align_addend or self.terms != "truncate":
+                raise ValueError("FusedAdder sum_bits= (the floored join of the products' sum "
+                                 "and c) needs align_addend=False and terms='truncate'")
+        elif self.split != 1 or self.drop_small_addend:
+            raise ValueError("FusedAdder split= and drop_small_addend= belong to the floored "
+                             "join: give sum_bits= too")
 
 
 @dataclass(frozen=True)
@@ -108,6 +133,9 @@ class Accumulator:
             raise ValueError(f"block_scales={self.block_scales!r} is not allowed; choose one of "
                              f"{BLOCK_SCALES}")
         if self.promote_every is not None:
+            if self.fused is not None and self.fused.sum_bits is not None:
+                raise ValueError("promote_every with a floored join (FusedAdder.sum_bits) is not "
+                                 "modelled")
             if self.fused is None or self.promote_every % self.fused.n:
                 raise ValueError("promote_every needs a fused adder and must be a multiple of "
                                  "its n (promotion happens between steps)")

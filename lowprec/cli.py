@@ -167,16 +167,33 @@ def _shape(text):
 
 def cmd_presets(args) -> int:
     from . import hardware  # noqa: PLC0415
+    def how(acc):
+        fz = acc.fused
+        if fz is None:
+            return f"order={acc.order}"
+        h = f"fused N={fz.n} F={fz.frac_bits}{'' if fz.align_addend else ' c-unaligned'}"
+        if fz.sum_bits is not None:
+            h += f" floored join {fz.sum_bits}" + (f" split {fz.split}" if fz.split > 1 else "")
+        if acc.promote_every:
+            h += f", promote every {acc.promote_every} to {acc.promote_to.fmt.name}"
+        return h
+
+    def ins(acc):
+        return "/".join(f.name for f in acc.input_formats) if acc.input_formats[0] else \
+            "float32"
+    if args.instructions:
+        for arch, op, a, b, d in hardware.instructions():
+            acc = hardware.instruction(arch, op, a, b, d)
+            types = f"{d}.{a}.{b}"
+            print(f"{arch:7s} {op:12s} {types:15s} {acc.fmt.name:8s} {acc.rounding:13s} "
+                  f"{how(acc)}")
+        print("\nSource: MMA-Sim (arXiv:2511.10909); lp.hardware.instruction's docstring.")
+        return 0
     for name, doc in hardware.presets().items():
         acc = hardware.preset(name)
-        fz = acc.fused
-        how = (f"fused N={fz.n} F={fz.frac_bits}{'' if fz.align_addend else ' c-unaligned'}"
-               if fz else f"order={acc.order}")
-        if acc.promote_every:
-            how += f", promote every {acc.promote_every} to {acc.promote_to.fmt.name}"
-        ins = "/".join(f.name for f in acc.input_formats) if acc.input_formats[0] else "float32"
-        print(f"{name:22s} {ins:28s} {acc.fmt.name:8s} {acc.rounding:13s} {how}")
-    print("\nSources: lp.hardware.presets() (one line each); lowprec.hardware's docstring.")
+        print(f"{name:22s} {ins(acc):28s} {acc.fmt.name:8s} {acc.rounding:13s} {how(acc)}")
+    print("\nSources: lp.hardware.presets() (one line each); lowprec.hardware's docstring. "
+          "Per instruction: lowprec presets --instructions.")
     return 0
 
 
@@ -232,6 +249,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--show", type=int, default=8, help="blocks to list (default 8)")
     s.set_defaults(fn=cmd_quantize)
     s = sub.add_parser("presets", help="the matrix-unit presets of lp.hardware")
+    s.add_argument("--instructions", action="store_true",
+                   help="every instruction lp.hardware.instruction models instead")
     s.set_defaults(fn=cmd_presets)
     s = sub.add_parser("golden", help="golden files for kernel tests")
     gs = s.add_subparsers(dest="golden_cmd", required=True)

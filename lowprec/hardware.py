@@ -1,4 +1,6 @@
-"""Named matrix-unit presets: ``lp.hardware.preset(name)``, ``lp.hardware.presets()``.
+"""Named matrix-unit presets: ``lp.hardware.preset(name)``, ``lp.hardware.presets()``, and the
+same models per instruction: ``lp.hardware.instruction(arch, op, a, b, d)`` (PTX spelling,
+e.g. ``instruction("sm_90", "wgmma", "e4m3", "e5m2", "f32")``), ``lp.hardware.instructions()``.
 
 NVIDIA tensor cores follow the fused dot-add model of Fasi, Higham, Mikaitis & Pranesh (PeerJ
 CS 7:e330, 2021), with the per-architecture parameters of Khattak & Mikaitis (arXiv:2512.07004)
@@ -20,7 +22,7 @@ from __future__ import annotations
 from .accumulator import Accumulator, FusedAdder
 from .formats import FloatFormat, format as _format
 
-__all__ = ["preset", "presets", "resolve", "E8M13"]
+__all__ = ["preset", "presets", "resolve", "E8M13", "instruction", "instructions"]
 
 E8M13 = FloatFormat(exp_bits=8, man_bits=13, name="e8m13")
 _FP8 = ("float8_e4m3fn", "float8_e4m3fn")
@@ -34,38 +36,44 @@ def _tc(name, inputs, n, F, doc, *, fmt="float32", rounding="toward_zero", align
                        input_formats=_IN[inputs], addend_format=addend, name=name), doc
 
 
+def _named(acc, name):
+    import dataclasses  # noqa: PLC0415
+    return dataclasses.replace(acc, name=name)
+
+
 def _table():
     t = {}
-    nv = [  # (gpu, inputs, N, F, source)
-        ("v100", "fp16", 4, 23, "V100 (Volta) HMMA: 4-term fused adder, 23 fraction bits"),
-        ("a100", "fp16", 8, 24, "A100 (Ampere): 8-term, 24 bits"),
-        ("a100", "bf16", 8, 24, "A100 (Ampere): 8-term, 24 bits"),
-        ("a100", "tf32", 4, 24, "A100 (Ampere) tf32: 4-term, 24 bits"),
-        ("ada", "fp16", 8, 24, "Ada / L40S: as Ampere (docs/matrix-units.md; no data here)"),
-        ("ada", "bf16", 8, 24, "Ada / L40S: as Ampere (docs/matrix-units.md; no data here)"),
-        ("ada", "tf32", 4, 24, "Ada / L40S tf32: 4-term, 24 bits (docs/matrix-units.md; no data here)"),
-        ("h100", "fp16", 16, 25, "H100/H200 (Hopper): 16-term, 25 bits"),
-        ("h100", "bf16", 16, 25, "H100/H200 (Hopper): 16-term, 25 bits"),
-        ("h100", "tf32", 8, 25, "H100/H200 (Hopper) tf32: 8-term, 25 bits"),
-        ("b200", "fp16", 16, 25, "B200 (Blackwell): 16-term, 25 bits"),
-        ("b200", "bf16", 16, 25, "B200 (Blackwell): 16-term, 25 bits"),
-        ("b200", "tf32", 8, 25, "B200 (Blackwell) tf32: 8-term, 25 bits"),
+    nv = [  # (gpu, inputs, PTX type, arch, instruction, source)
+        ("v100", "fp16", "f16", "sm_70", "mma.sync", "V100 (Volta) HMMA: 4-term fused adder, 23 fraction bits"),
+        ("a100", "fp16", "f16", "sm_80", "mma.sync", "A100 (Ampere): 8-term, 24 bits"),
+        ("a100", "bf16", "bf16", "sm_80", "mma.sync", "A100 (Ampere): 8-term, 24 bits"),
+        ("a100", "tf32", "tf32", "sm_80", "mma.sync", "A100 (Ampere) tf32: 4-term, 24 bits"),
+        ("ada", "fp16", "f16", "sm_89", "mma.sync", "Ada / L40S: as Ampere (MMA-Sim; no GPU data here)"),
+        ("ada", "bf16", "bf16", "sm_89", "mma.sync", "Ada / L40S: as Ampere (MMA-Sim; no GPU data here)"),
+        ("ada", "tf32", "tf32", "sm_89", "mma.sync", "Ada / L40S tf32: 4-term, 24 bits (MMA-Sim; no GPU data here)"),
+        ("ada", "fp8", "e4m3", "sm_89", "mma.sync", "Ada fp8: 16-term, 13 fraction bits, each step's sum kept as e8m13 (toward zero) (MMA-Sim; no GPU data here)"),
+        ("h100", "fp16", "f16", "sm_90", "wgmma", "H100/H200 (Hopper) wgmma: 16-term, 25 bits"),
+        ("h100", "bf16", "bf16", "sm_90", "wgmma", "H100/H200 (Hopper) wgmma: 16-term, 25 bits"),
+        ("h100", "tf32", "tf32", "sm_90", "wgmma", "H100/H200 (Hopper) wgmma tf32: 8-term, 25 bits"),
+        ("h100", "fp8", "e4m3", "sm_90", "wgmma", "H100/H200 wgmma fp8: 32-term, 13 fraction bits, each step's sum kept as e8m13 (toward zero): about 14 significant bits"),
+        ("b200", "fp16", "f16", "sm_100", "tcgen05.mma", "B200 (Blackwell) tcgen05.mma: 16-term, 25 bits"),
+        ("b200", "bf16", "bf16", "sm_100", "tcgen05.mma", "B200 (Blackwell) tcgen05.mma: 16-term, 25 bits"),
+        ("b200", "tf32", "tf32", "sm_100", "tcgen05.mma", "B200 (Blackwell) tcgen05.mma tf32: 8-term, 25 bits"),
+        ("b200", "fp8-tcgen05", "e4m3", "sm_100", "tcgen05.mma", "B200 tcgen05.mma kind::f8f6f4 as MMA-Sim models it: 32-term, 25 bits, c aligned, toward zero (b200-fp8 is the path the published B200 rows were measured on)"),
+        ("rtx5090", "fp8", "e4m3", "sm_120", "mma.sync", "RTX Blackwell (sm_120) mma fp8: 32-term, 25 bits (MMA-Sim; no GPU data here)"),
+        ("rtx5090", "fp4", "e2m1", "sm_120", "mma.sync", "RTX Blackwell (sm_120) mma kind::f8f6f4 with fp4 elements: 32-term, 25 bits (MMA-Sim; no GPU data here)"),
     ]
-    src = " Source: Khattak & Mikaitis, arXiv:2512.07004; docs/matrix-units.md."
-    for gpu, inp, n, F, doc in nv:
+    src = " Source: Khattak & Mikaitis, arXiv:2512.07004; MMA-Sim, arXiv:2511.10909; docs/matrix-units.md."
+    for gpu, inp, ptx, arch, op, doc in nv:
         name = f"{gpu}-{inp}"
-        t[name] = _tc(name, inp, n, F, doc + "; float32 out, toward zero." + src)
+        t[name] = (_named(instruction(arch, op, ptx, ptx, "f32"), name),
+                   doc + f"; float32 out. = instruction({arch!r}, {op!r}, {ptx!r}, {ptx!r}, "
+                   "'f32')." + src)
         if inp == "fp16":
-            t[name + "-out-fp16"] = _tc(name + "-out-fp16", inp, n, F,
-                                        doc + "; float16 out, nearest-even, c in float16." + src,
-                                        fmt="float16", rounding="nearest_even",
-                                        addend="float16")
-    t["ada-fp8"] = _tc("ada-fp8", "fp8", 16, 13, "Ada fp8: 16-term, 13 fraction bits, each "
-                       "step's sum kept as e8m13 (toward zero). docs/matrix-units.md; no data here.",
-                       fmt=E8M13)
-    t["h100-fp8"] = _tc("h100-fp8", "fp8", 32, 13, "H100/H200 wgmma fp8: 32-term, 13 fraction "
-                        "bits, each step's sum kept as e8m13 (toward zero): about 14 "
-                        "significant bits." + src, fmt=E8M13)
+            t[name + "-out-fp16"] = (
+                _named(instruction(arch, op, ptx, ptx, "f16"), name + "-out-fp16"),
+                doc + f"; float16 out, nearest-even, c in float16. = instruction({arch!r}, "
+                f"{op!r}, 'f16', 'f16', 'f16')." + src)
     t["b200-fp8"] = _tc("b200-fp8", "fp8", 32, 25, "B200 fp8: 32 products fused with 25 "
                         "fraction bits below the largest product, c added exactly, one "
                         "nearest-even rounding to float32 (fitted to the real-GPU rows; see "
@@ -92,14 +100,17 @@ def _table():
         "h100-fp8 steps; every 128 products (4 wgmma steps) the partial sum is added into a "
         "float32 accumulator (nearest-even) that starts at c. DeepSeek-V3 report, "
         "arXiv:2412.19437 §3.3.2.")
-    amd = "AMD CDNA3 (MI300): groups of 8 products truncated to 24 fraction bits, c outside " \
-          "the alignment, sum rounded to nearest-even float32. From docs/matrix-units.md (MMA-Sim " \
-          "amd_*); not checked against hardware data; the floors of the product sum to 31 " \
-          "fraction bits and of c to 24 bits that MMA-Sim describes are not modelled."
-    for inp in ("fp16", "bf16", "fp8"):
-        t[f"mi300-{inp}"] = _tc(f"mi300-{inp}", inp, 8, 24, amd + (
-            " fp8: assumed to share the fp16 datapath." if inp == "fp8" else ""),
-            rounding="nearest_even", align=False)
+    amd = ("AMD CDNA3 (MI300) v_mfma as MMA-Sim models it: steps of {n} products{split} truncated "
+           "to 24 fraction bits, c joined through floors (the products' sum to 32 fraction bits "
+           "below the joint largest exponent, c to 24, their sum to 31), nearest-even float32. "
+           "= instruction('gfx942', 'v_mfma', {t!r}, {t!r}, 'f32'). Source: MMA-Sim, "
+           "arXiv:2511.10909; docs/matrix-units.md. Checked against MMA-Sim, not against GPU data.")
+    for inp, ptx in (("fp16", "f16"), ("bf16", "bf16"), ("xf32", "xf32"), ("fp8", "fp8")):
+        acc = instruction("gfx942", "v_mfma", ptx, ptx, "f32")
+        t[f"mi300-{inp}"] = (_named(acc, f"mi300-{inp}"), amd.format(
+            n=acc.fused.n, t=ptx, split=", even and odd positions summed apart,"
+            if acc.fused.split == 2 else "") + (
+            " Inputs E4M3FNUZ (fp8) or E5M2FNUZ (bf8: pass inputs=)." if ptx == "fp8" else ""))
     t["exact"] = (Accumulator("float32", order="exact", name="exact"),
                   "The exact sum of all products and c, rounded once to nearest-even float32.")
     t["fp32-sequential"] = (Accumulator("float32", name="fp32-sequential"),
@@ -108,7 +119,6 @@ def _table():
     return t
 
 
-_PRESETS = _table()
 
 
 def presets() -> dict:
@@ -141,3 +151,134 @@ def resolve(acc) -> Accumulator:
         return preset(acc)
     raise TypeError(f"acc must be an lp.Accumulator or a preset name (lp.hardware.presets()), "
                     f"got {acc!r}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Instructions (docs/matrix-units.md, "Per instruction"). The rule of every NVIDIA instruction
+# below is the fused dot-add above with parameters that depend on the architecture, the
+# instruction and the types (MMA-Sim 2.1.1, arXiv:2511.10909: ``nv_ptx/sim.py``; checked against
+# the ``mmasim`` package in tests/test_mmasim.py): F fraction bits kept below the largest
+# exponent, N = L / (bytes of one A element) products per step, c in the alignment; float32
+# output toward zero (E8M13 where F = 13), float16 output nearest-even with c in float16.
+
+NV_ARCHS = {"sm_70": "Volta", "sm_75": "Turing", "sm_80": "Ampere", "sm_86": "Ampere",
+            "sm_89": "Ada", "sm_90": "Hopper", "sm_100": "Blackwell",
+            "sm_120": "RTX Blackwell"}
+_F_BITS = {"sm_70": 23, "sm_75": 24, "sm_80": 24, "sm_86": 24, "sm_89": 24, "sm_90": 25,
+           "sm_100": 25, "sm_120": 25}
+_MMA_STEP_BYTES = {"sm_70": 8, "sm_75": 16, "sm_80": 16, "sm_86": 16, "sm_89": 16,
+                   "sm_90": 32, "sm_100": 32, "sm_120": 32}
+PTX_TYPES = {"f32": "float32", "tf32": "tfloat32", "f16": "float16",
+             "bf16": "bfloat16", "e4m3": "float8_e4m3fn", "e5m2": "float8_e5m2",
+             "e3m2": "float6_e3m2fn", "e2m3": "float6_e2m3fn", "e2m1": "float4_e2m1fn"}
+_BYTES = {"tf32": 4, "f16": 2, "bf16": 2, "e4m3": 1, "e5m2": 1, "e3m2": 1, "e2m3": 1,
+          "e2m1": 1}           # fp6 / fp4 occupy a byte each in the operand registers
+_FP8 = ("e4m3", "e5m2")
+_F8F6F4 = ("e4m3", "e5m2", "e3m2", "e2m3", "e2m1")
+
+# (arch, op) -> {input type: allowed output types}; a and b of one instruction share a family
+_NV_TYPES = {
+    ("sm_70", "mma.sync"): {"f16": ("f32", "f16")},
+    ("sm_75", "mma.sync"): {"f16": ("f32", "f16")},
+    ("sm_80", "mma.sync"): {"f16": ("f32", "f16"), "bf16": ("f32",), "tf32": ("f32",)},
+    ("sm_89", "mma.sync"): {"f16": ("f32", "f16"), "bf16": ("f32",), "tf32": ("f32",),
+                            **{t: ("f32", "f16") for t in _FP8}},
+    ("sm_90", "mma.sync"): {"f16": ("f32", "f16"), "bf16": ("f32",), "tf32": ("f32",)},
+    ("sm_90", "wgmma"): {"f16": ("f32", "f16"), "bf16": ("f32",), "tf32": ("f32",),
+                         **{t: ("f32", "f16") for t in _FP8}},
+    ("sm_100", "mma.sync"): {"f16": ("f32", "f16"), "bf16": ("f32",), "tf32": ("f32",)},
+    ("sm_100", "tcgen05.mma"): {"f16": ("f32", "f16"), "bf16": ("f32",), "tf32": ("f32",),
+                                **{t: ("f32", "f16") for t in _F8F6F4}},
+    ("sm_120", "mma.sync"): {"f16": ("f32", "f16"), "bf16": ("f32",), "tf32": ("f32",),
+                             **{t: ("f32", "f16") for t in _F8F6F4}},
+}
+_NV_TYPES[("sm_86", "mma.sync")] = _NV_TYPES[("sm_80", "mma.sync")]
+_FAMILY = {"f16": "f16", "bf16": "bf16", "tf32": "tf32",
+           **{t: "f8f6f4" for t in _F8F6F4}}
+
+
+# AMD CDNA3 (MI300, gfx942) ``v_mfma``, as MMA-Sim models it (``amd/sim.py``): steps of 8
+# products (4 for xf32, 16 for fp8/bf8 with even and odd positions summed apart), F = 24, and
+# the floored join with c (``FusedAdder.sum_bits`` = 31), rounded to nearest-even float32.
+AMD_ARCHS = {"gfx942": "CDNA3"}
+AMD_TYPES = {"f16": "float16", "bf16": "bfloat16", "xf32": "tfloat32",
+             "fp8": "float8_e4m3fnuz", "bf8": "float8_e5m2fnuz"}
+_AMD_STEP = {"f16": 8, "bf16": 8, "xf32": 4, "fp8": 16, "bf8": 16}
+
+
+def _amd(arch, op, a, b, d):
+    _check_choice("op", op, ["v_mfma"], f" on {arch}")
+    _check_choice("a", a, AMD_TYPES, f" for {arch} {op}")
+    fp8 = ("fp8", "bf8")
+    _check_choice("b", b, fp8 if a in fp8 else (a,), f" with a={a!r} for {arch} {op}")
+    _check_choice("d", d, ["f32"], f" for {arch} {op}")
+    fz = FusedAdder(_AMD_STEP[a], 24, align_addend=False, sum_bits=31,
+                    split=2 if a in fp8 else 1, drop_small_addend=a in fp8)
+    return Accumulator("float32", "nearest_even", fused=fz,
+                       input_formats=(AMD_TYPES[a], AMD_TYPES[b]), addend_format="float32",
+                       name=f"{arch} {op} {d}.{a}.{b}")
+
+
+def _check_choice(name, value, allowed, where=""):
+    if value not in allowed:
+        raise ValueError(f"{name}={value!r} is not allowed{where}; choose one of "
+                         f"{sorted(allowed)}")
+
+
+def instruction(arch, op, a, b=None, d="f32") -> Accumulator:
+    """The accumulator model of one NVIDIA matrix instruction, named as PTX names it:
+    ``arch`` ("sm_70" ... "sm_120"), ``op`` ("mma.sync", "wgmma" on sm_90, "tcgen05.mma" on
+    sm_100), the A and B element types (``a``, ``b``: "f16", "bf16", "tf32", "e4m3", "e5m2",
+    "e3m2", "e2m3", "e2m1"; ``b`` defaults to ``a``) and the D / C type ``d`` ("f32" or
+    "f16"). Not modelled yet: the f64 ``mma`` (a chain of float64 fused multiply-adds, which
+    needs products wider than float64) and the block-scaled kinds (``b200-mxf8f6f4``,
+    ``b200-mxf4nvf4``). The parameters follow MMA-Sim (arXiv:2511.10909) and the preset table
+    (docs/matrix-units.md): F fraction bits by architecture (23 Volta, 24 Turing to Ada, 25
+    Hopper on), N = (8, 16 or 32 bytes) / (bytes of an A element) products per step, Ada's
+    ``mma`` and Hopper's ``wgmma`` fp8 keep F = 13 (E8M13 toward zero for float32 D). Raises ValueError naming what the architecture
+    offers when the combination does not exist.
+
+    AMD: ``arch`` "gfx942" (CDNA3, MI300), ``op`` "v_mfma", ``a`` / ``b`` "f16", "bf16",
+    "xf32" or the fnuz fp8 types "fp8" (E4M3FNUZ) and "bf8" (E5M2FNUZ), ``d`` "f32": MMA-Sim's
+    CDNA3 model (``FusedAdder.sum_bits``). Not modelled yet: CDNA1/CDNA2 (gfx908, gfx90a)."""
+    b = a if b is None else b
+    if arch in AMD_ARCHS:
+        return _amd(arch, op, a, b, d)
+    _check_choice("arch", arch, {**NV_ARCHS, **AMD_ARCHS})
+    ops = sorted({o for (ar, o) in _NV_TYPES if ar == arch})
+    _check_choice("op", op, ops, f" on {arch}")
+    table = _NV_TYPES[(arch, op)]
+    _check_choice("a", a, table, f" for {arch} {op}")
+    _check_choice("b", b, [t for t in table if _FAMILY[t] == _FAMILY[a]],
+                  f" with a={a!r} for {arch} {op}")
+    _check_choice("d", d, table[a], f" for {arch} {op} with {a} inputs")
+    name = f"{arch} {op} {d}.{a}.{b}"
+    ins = (PTX_TYPES[a], PTX_TYPES[b])
+    step = 32 if op != "mma.sync" else _MMA_STEP_BYTES[arch]
+    n = step // _BYTES[a]
+    F = _F_BITS[arch]
+    narrow = a in _FP8 and ((arch, op) in (("sm_89", "mma.sync"), ("sm_90", "wgmma")))
+    if narrow:
+        F = 13
+    if d == "f16":
+        return Accumulator("float16", "nearest_even", fused=FusedAdder(n, F),
+                           input_formats=ins, addend_format="float16", name=name)
+    return Accumulator(E8M13 if narrow else "float32", "toward_zero", fused=FusedAdder(n, F),
+                       input_formats=ins, addend_format="float32", name=name)
+
+
+def instructions() -> list:
+    """Every (arch, op, a, b, d) that ``instruction`` models."""
+    out = []
+    for (arch, op), table in _NV_TYPES.items():
+        for a, ds in table.items():
+            for b in table:
+                if _FAMILY[b] == _FAMILY[a]:
+                    out.extend((arch, op, a, b, d) for d in ds)
+    for a in AMD_TYPES:
+        for b in (("fp8", "bf8") if a in ("fp8", "bf8") else (a,)):
+            out.append(("gfx942", "v_mfma", a, b, "f32"))
+    return out
+
+
+_PRESETS = _table()

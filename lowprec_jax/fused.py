@@ -14,6 +14,8 @@ from lowprec import accumulate as _acc
 
 from ._clz import clz
 from .sums import (
+    FLOOR,
+    TRUNC,
     _INF,
     FIN,
     I64,
@@ -51,20 +53,25 @@ def _fused_step(ta, tb, acc, fz, mab, c_emin, rnd, j, valid):
     E = jnp.max(jnp.where(nzp, pe, I64(-(1 << 40))), axis=-1)
     am, ae, af = _parts(acc)
     acc_nz = am != 0
-    if fz.align_addend:
+    if fz.sum_bits is not None:
+        v = _floored_join(p, pe, nzp, am, ae, acc_nz, fz, mab, c_emin)
+        nz = True
+    elif fz.align_addend:
         accE = jnp.maximum(63 - clz(jnp.abs(am).astype(U64)).astype(I64) + ae, c_emin)
         E = jnp.where(acc_nz, jnp.maximum(E, accE), E)
-    nz = _any(nzp) | (acc_nz if fz.align_addend else False)
-    S = jnp.sum(jnp.where(nzp, _align(p, F + pe - E[..., None] - mab, mode), I64(0)), axis=-1)
-    if fz.align_addend:
-        S = S + jnp.where(acc_nz, _align(am, F + ae - E, mode), I64(0))
-    v = jnp.where(S == 0, U64(0), _bits_odd(S < 0, jnp.abs(S), E - F))      # exact
-    if not fz.align_addend:
-        v = jnp.where(acc_nz, _sum_odd(v, acc, rnd.down), v)
-    # no non-zero term: the addend alone, or a signed zero (-0 only if every term is -0)
-    neg_p = ((sa < 0) | (fa == NEGZERO)) != ((sb < 0) | (fb == NEGZERO))
-    all_neg = ~_any(~neg_p & valid) & (af == NEGZERO)
-    v = jnp.where(nz, v, jnp.where(acc_nz, acc, _zero(all_neg)))
+    if fz.sum_bits is None:
+        nz = _any(nzp) | (acc_nz if fz.align_addend else False)
+        S = jnp.sum(jnp.where(nzp, _align(p, F + pe - E[..., None] - mab, mode), I64(0)),
+                    axis=-1)
+        if fz.align_addend:
+            S = S + jnp.where(acc_nz, _align(am, F + ae - E, mode), I64(0))
+        v = jnp.where(S == 0, U64(0), _bits_odd(S < 0, jnp.abs(S), E - F))      # exact
+        if not fz.align_addend:
+            v = jnp.where(acc_nz, _sum_odd(v, acc, rnd.down), v)
+        # no non-zero term: the addend alone, or a signed zero (-0 only if every term is -0)
+        neg_p = ((sa < 0) | (fa == NEGZERO)) != ((sb < 0) | (fb == NEGZERO))
+        all_neg = ~_any(~neg_p & valid) & (af == NEGZERO)
+        v = jnp.where(nz, v, jnp.where(acc_nz, acc, _zero(all_neg)))
     # Inf and NaN (IEEE): NaN operand, 0 * Inf, or Inf - Inf give NaN
     nan_t = valid & ((fa == NAN) | (fb == NAN) | ((fa == INF) & (sb == 0)) |
                      ((fb == INF) & (sa == 0)))
@@ -79,6 +86,38 @@ def _fused_step(ta, tb, acc, fz, mab, c_emin, rnd, j, valid):
     # Triton's lowering cannot hold one
     v = jnp.where(nan, QNAN, v)
     return rnd(v, j)
+
+
+def _floored_join(p, pe, nzp, am, ae, acc_nz, fz, mab, c_emin):
+    """``_floored_step`` (lowprec/_accumulate.py, ``FusedAdder.sum_bits``): the float64 bits
+    of the products' sum and the addend am * 2^ae joined through floors (exact; the one
+    rounding follows)."""
+    F, F2, split = fz.frac_bits, fz.sum_bits, fz.split
+    NONE = I64(-(1 << 40))
+    pos = jnp.arange(p.shape[-1]) % split
+    parts = []
+    for r in range(split):
+        sel = nzp & (pos == r)
+        Er = jnp.max(jnp.where(sel, pe, NONE), axis=-1)
+        parts.append((Er, jnp.sum(jnp.where(sel, _align(p, F + pe - Er[..., None] - mab, TRUNC),
+                                            I64(0)), axis=-1)))
+    Ed = parts[0][0]
+    for Er, _ in parts[1:]:
+        Ed = jnp.maximum(Ed, Er)
+    Sd = I64(0)                                           # at scale 2^(Ed - F)
+    for Er, Sr in parts:
+        Sd = Sd + jnp.where(Er != NONE, Sr if split == 1 else _align(Sr, Er - Ed, FLOOR),
+                            I64(0))
+    msb = 63 - clz(jnp.where(acc_nz, jnp.abs(am), I64(1)).astype(U64)).astype(I64)
+    ec = jnp.where(acc_nz, jnp.maximum(msb + ae, c_emin), I64(c_emin))
+    e = jnp.maximum(Ed, ec)
+    T = jnp.where(Ed != NONE, _align(Sd, Ed - F - (e - F2 - 1), FLOOR), I64(0))
+    keep = acc_nz & ~(ec < e - F - 1) if fz.drop_small_addend else acc_nz
+    T = T + jnp.where(keep, _align(am, ae - (e - F), FLOOR) << (F2 + 1 - F), I64(0))
+    top = 63 - clz(jnp.where(T == 0, U64(1), jnp.abs(T).astype(U64))).astype(I64)
+    sh = jnp.clip(jnp.maximum(top + e - F2 - 1, c_emin) - e + 1, 0, 62)
+    T = (T >> sh) << sh
+    return jnp.where(T == 0, U64(0), _bits_odd(T < 0, jnp.abs(T), e - F2 - 1))
 
 
 def _view(b, fmt):

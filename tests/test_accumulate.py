@@ -2,6 +2,7 @@
 (tests/oracle_mma.py) and the core oracle's stochastic rounding; hypothesis properties."""
 from fractions import Fraction as Fr
 
+import re
 import ml_dtypes
 import numpy as np
 import pytest
@@ -480,3 +481,44 @@ def test_nan_results_are_the_positive_quiet_nan(acc):
     for b, cc in ((B, c), (B2, None)):
         got = lp.matmul(A, b, acc, cc)
         assert np.array_equal(got.view(np.uint32), np.full(got.shape, 0x7FC00000, np.uint32))
+
+
+def test_instructions_name_what_exists_and_refuse_the_rest():
+    """``lp.hardware.instruction`` per architecture and instruction (parameters from MMA-Sim,
+    checked bit for bit in tests/test_mmasim.py); every short preset is one instruction."""
+    acc = lp.hardware.instruction("sm_90", "wgmma", "e4m3", "e5m2", "f32")
+    assert (acc.fused.n, acc.fused.frac_bits, acc.fmt.name) == (32, 13, "e8m13")
+    assert [f.name for f in acc.input_formats] == ["float8_e4m3fn", "float8_e5m2"]
+    h = lp.hardware.preset("h100-fp8")
+    assert (h.fmt, h.rounding, h.fused, h.addend_format) == (
+        acc.fmt, acc.rounding, acc.fused, acc.addend_format)
+    assert lp.hardware.instruction("sm_120", "mma.sync", "e2m1").fused.n == 32
+    assert lp.hardware.instruction("sm_70", "mma.sync", "f16", d="f16").fmt.name == "float16"
+    for args, msg in [(("sm_91", "mma.sync", "f16"), "arch='sm_91' is not allowed"),
+                      (("sm_90", "tcgen05.mma", "f16"), "op='tcgen05.mma' is not allowed on sm_90"),
+                      (("sm_90", "wgmma", "e2m1"), "a='e2m1' is not allowed for sm_90 wgmma"),
+                      (("sm_90", "wgmma", "f16", "bf16"), "b='bf16' is not allowed with a='f16'"),
+                      (("sm_80", "mma.sync", "bf16", "bf16", "f16"), "d='f16' is not allowed"),
+                      (("gfx942", "v_mfma", "e4m3"), "a='e4m3' is not allowed for gfx942"),
+                      (("gfx942", "v_mfma", "fp8", "f16"), "b='f16' is not allowed")]:
+        with pytest.raises(ValueError, match=re.escape(msg)):
+            lp.hardware.instruction(*args)
+    assert len(lp.hardware.instructions()) == len(set(lp.hardware.instructions())) == 159
+    # the MI300 fp8 unit takes the fnuz formats, and says so
+    a = np.float32([[448.0]])
+    with pytest.raises(ValueError, match="float8_e4m3fnuz values"):
+        lp.matmul(a, np.float32([[1.0]]), "mi300-fp8")
+
+
+def test_floored_join_arguments():
+    with pytest.raises(ValueError, match="sum_bits=.*align_addend=False"):
+        lp.FusedAdder(8, 24, sum_bits=31)
+    with pytest.raises(ValueError, match="sum_bits=20 is not allowed"):
+        lp.FusedAdder(8, 24, False, sum_bits=20)
+    with pytest.raises(ValueError, match="give sum_bits= too"):
+        lp.FusedAdder(8, 24, False, split=2)
+    with pytest.raises(ValueError, match="split=0 is not allowed"):
+        lp.FusedAdder(8, 24, False, sum_bits=31, split=0)
+    with pytest.raises(ValueError, match="promote_every with a floored join"):
+        lp.Accumulator("float32", fused=lp.FusedAdder(8, 24, False, sum_bits=31),
+                       input_formats=("float16", "float16"), promote_every=16)

@@ -102,3 +102,11 @@ def test_presets_table(capsys):
     for name in ("h100-fp8", "deepseek-v3-fp8", "b200-fp8", "exact", "fp32-sequential"):
         assert name in out
     assert "fused N=32 F=13, promote every 128 to float32" in out
+
+
+def test_presets_per_instruction(capsys):
+    assert main(["presets", "--instructions"]) == 0
+    out = capsys.readouterr().out
+    assert "sm_90   wgmma        f32.e4m3.e5m2   e8m13    toward_zero   fused N=32 F=13" in out
+    assert "gfx942  v_mfma       f32.fp8.bf8     float32  nearest_even  fused N=16 F=24 " \
+           "c-unaligned floored join 31 split 2" in out

@@ -30,10 +30,19 @@ def values(rng, fmt, shape, spread=10):
     return x if fmt is None or fmt.name == "float32" else lp.round(x, fmt, dtype=np.float32)
 
 
-def specials(rng, A, B):
-    A.reshape(-1)[rng.integers(0, A.size)] = rng.choice([np.inf, -np.inf, np.nan])
-    B.reshape(-1)[rng.integers(0, B.size)] = rng.choice([np.inf, -np.inf, 0.0, -0.0])
-    A[..., 0, :] = -0.0
+def specials(rng, A, B, fa=None, fb=None):
+    """Inf, NaN and -0 where the input formats have them (the fnuz formats have none)."""
+    def has(f, what):
+        return f is None or getattr(f, what)
+    pa = [v for v, w in ((np.inf, "has_inf"), (-np.inf, "has_inf"), (np.nan, "has_nan"))
+          if has(fa, w)]
+    if pa:
+        A.reshape(-1)[rng.integers(0, A.size)] = rng.choice(pa)
+    pb = [v for v, w in ((np.inf, "has_inf"), (-np.inf, "has_inf"), (-0.0, "has_neg_zero"))
+          if has(fb, w)] + [0.0]
+    B.reshape(-1)[rng.integers(0, B.size)] = rng.choice(pb)
+    if has(fa, "has_neg_zero"):
+        A[..., 0, :] = -0.0
 
 
 def same(a, b):
@@ -51,7 +60,7 @@ def check(acc, rng, shape_a, shape_b, with_specials, seed=None):
     out_shape = np.broadcast_shapes(shape_a[:-2], shape_b[:-2]) + (shape_a[-2], shape_b[-1])
     c = values(rng, cf, out_shape)
     if with_specials:
-        specials(rng, A, B)
+        specials(rng, A, B, fa, fb)
     kw = dict(seed=seed) if seed is not None else {}
     want = lp.matmul(A, B, acc, c, **kw)
     with jax.enable_x64(True):

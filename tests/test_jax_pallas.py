@@ -155,14 +155,14 @@ def test_pallas_matmul_on_float_operands_and_what_it_refuses():
     rng = np.random.default_rng(4)
     A = lp.round(rng.standard_normal((3, 70)), "float8_e4m3fn", dtype=np.float32)
     B = lp.round(rng.standard_normal((70, 20)), "float8_e5m2", dtype=np.float32)
-    for name in ("h100-fp8", "b200-fp8", "mi300-fp8"):
+    for name in ("h100-fp8", "b200-fp8", "b200-fp8-tcgen05"):
         acc = lp.hardware.preset(name, inputs=("float8_e4m3fn", "float8_e5m2"))
         want = lp.matmul(A, B, acc)
         with jax.enable_x64(True):
             got = np.asarray(lpp.matmul(A, B, acc, interpret=INTERPRET))
         assert np.array_equal(got.view(np.uint32), want.view(np.uint32)), name
     with jax.enable_x64(True):
-        for acc in ("fp32-sequential", "deepseek-v3-fp8"):
+        for acc in ("fp32-sequential", "deepseek-v3-fp8", "mi300-fp16"):
             with pytest.raises(NotImplementedError, match="Pallas matmul"):
                 lpp.matmul(A, B, acc, interpret=INTERPRET)
         q = jb.quantize(A, "nvfp4")

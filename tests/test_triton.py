@@ -136,7 +136,7 @@ def test_errors_and_fallback():
     assert "clear: True" in out.stdout, out.stderr[-2000:]
 
 
-FUSED = ["h100-fp8", "b200-fp8", "b200-mxf8f6f4", "h100-fp16", "mi300-fp8", "ada-bf16",
+FUSED = ["h100-fp8", "b200-fp8", "b200-mxf8f6f4", "h100-fp16", "b200-fp8-tcgen05", "ada-bf16",
          "h100-fp16-out-fp16", "ada-tf32"]
 
 
@@ -193,7 +193,7 @@ def test_fused_matmul_kernel_on_mx_operands(bf):
 
 def test_fused_matmul_kernel_refuses_what_it_does_not_model():
     a = torch.ones(4, 32, device=DEVICE)
-    for acc in ("fp32-sequential", "deepseek-v3-fp8"):
+    for acc in ("fp32-sequential", "deepseek-v3-fp8", "mi300-fp16"):
         with pytest.raises(NotImplementedError, match="lowprec_torch.matmul"):
             tk.matmul(a, a.T, acc)
     with pytest.raises(ValueError, match="not one of the float8_e4m3fn values"):

@@ -221,9 +221,10 @@ def matmul(A, B, acc, c=None, *, dtype=None):
     _need(torch.empty(0, device=dev))
     fz = acc.fused
     if fz is None or acc.stochastic or acc.promote_every is not None or (
-            acc.block_scales != "product"):
+            acc.block_scales != "product") or fz.sum_bits is not None:
         raise NotImplementedError(f"the Triton matmul models fused adders with power-of-two "
-                                  f"block scales, no stochastic rounding and no promotion; "
+                                  f"block scales, no stochastic rounding, no promotion and no "
+                                  f"floored join (sum_bits); "
                                   f"{acc} needs lowprec_torch.matmul")
     cf = acc.addend_format or acc.fmt
     if not (lp.holds(acc.fmt, np.float32) and lp.holds(cf, np.float32)):

@@ -1,0 +1,104 @@
+"""Every instruction ``lp.hardware.instruction`` models, against MMA-Sim 2.1.1 (the ``mmasim``
+package, microsoft/MMA-Sim, arXiv:2511.10909: bit-accurate simulators of NVIDIA mma / wgmma /
+tcgen05.mma and AMD v_mfma that its authors validated on the GPUs; it shares no code with
+lowprec). Random
+element codes (every finite value, subnormals and signed zeros included), a non-zero c with
+spread exponents, one instruction (K = one step) and a chain of four along K; and values
+within a few binades, where the alignment's truncation decides low bits. D compared as bits."""
+import zlib
+
+import numpy as np
+import pytest
+
+import mmasim.amd as amd
+import mmasim.nv_ptx as nv
+import torch
+from mmasim.nv_ptx import isa_mma
+
+import lowprec as lp
+
+MMASIM_ARCH = {"sm_70": "Volta", "sm_75": "Turing", "sm_80": "Ampere", "sm_86": "Ampere",
+               "sm_89": "Ada Lovelace", "sm_90": "Hopper", "sm_100": "Blackwell",
+               "sm_120": "RTX Blackwell"}
+TORCH = {"f32": torch.float32, "tf32": torch.float32, "xf32": torch.float32,
+         "f16": torch.float16, "bf16": torch.bfloat16, "e4m3": torch.float8_e4m3fn,
+         "e5m2": torch.float8_e5m2, "fp8": torch.float8_e4m3fnuz, "bf8": torch.float8_e5m2fnuz}
+TYPES = {**lp.hardware.PTX_TYPES, **lp.hardware.AMD_TYPES}
+AMD_SHAPE = {"f16": "32x32x8_f16", "bf16": "32x32x8_bf16", "xf32": "32x32x4_xf32"}
+SUB_BYTE_SHIFT = {"e3m2": 0, "e2m3": 0, "e2m1": 2}   # MMA-Sim: fp6 in bits 5:0, fp4 in 5:2
+K_STEP = {"tf32": 8, "f16": 16, "bf16": 16}
+
+
+def mmasim_op(arch, op, a, b, d):
+    """The MMA-Sim object of the same instruction (a shape from its tables)."""
+    if arch == "gfx942":
+        return amd.MFMA("CDNA3", "f32_" + AMD_SHAPE.get(a, f"16x16x32_{a}_{b}"))
+    name = MMASIM_ARCH[arch]
+    if op == "wgmma":
+        return nv.WGMMA(name, f"m64n8k{K_STEP.get(a, 32)}.{d}.{a}.{b}")
+    if op == "tcgen05.mma":
+        kind = {"f16": "f16", "bf16": "f16", "tf32": "tf32"}.get(a, "f8f6f4")
+        return nv.TCGen05MMA(name, f"m64n8k{K_STEP.get(a, 32)}.kind::{kind}.{d}.{a}.{b}")
+    shapes = [s for s in isa_mma.mma_shape_and_type[name] if s.endswith(f".{d}.{a}.{b}.{d}")]
+    if arch != "sm_70":                      # m8n8k4 on later GPUs runs Volta's datapath
+        shapes = [s for s in shapes if not s.startswith("m8n8k4")] or shapes
+    return nv.MMA(name, shapes[0])
+
+
+def operand(rng, t, shape, wide):
+    """(lowprec values as float64, the MMA-Sim tensor) of type t: random finite codes
+    (``wide``), else normal-distributed values rounded to t (products within a few binades,
+    where the alignment's truncation decides low bits)."""
+    fmt = lp.format(TYPES[t])
+    if wide:
+        codes = rng.integers(0, 2**fmt.bits, size=shape, dtype=np.uint64)
+        v = lp.decode(codes.astype(fmt.code_dtype), fmt, dtype=np.float64)
+        v = np.where(np.isfinite(v), v, 0.0)
+        if fmt.emax > 20:                    # wide formats: exponents within +-40 (no overflow)
+            v = np.where(np.abs(v) > 2.0**40, 0.0, v)
+    else:
+        v = lp.round(rng.standard_normal(shape) * min(fmt.max / 8, 4.0), fmt, "nearest_even",
+                     "saturate", dtype=np.float64)
+    if t in SUB_BYTE_SHIFT:
+        c = lp.encode(v, fmt).astype(np.int64) << SUB_BYTE_SHIFT[t]
+        return v, torch.tensor(c, dtype=torch.uint8)
+    return v, torch.tensor(v).to(TORCH[t])
+
+
+def addend(rng, d, shape):
+    fmt = lp.format(TYPES[d])
+    e = rng.integers(-24 if d == "f16" else -40, 8, size=shape)
+    v = lp.round(np.ldexp(rng.standard_normal(shape), e), fmt, dtype=np.float64)
+    return v, torch.tensor(v).to(TORCH[d])
+
+
+def bits(v, d):
+    return {"f16": np.uint16, "f32": np.uint32}[d], {"f16": np.float16, "f32": np.float32}[d]
+
+
+def compare(arch, op, a, b, d, seed, M=8, N=8):
+    acc = lp.hardware.instruction(arch, op, a, b, d)
+    sim = mmasim_op(arch, op, a, b, d)
+    k = sim.k
+    rng = np.random.default_rng(seed)
+    for chain, wide in ((1, True), (4, True), (1, False), (4, False)):
+        A, tA = operand(rng, a, (M, k * chain), wide)
+        B, tB = operand(rng, b, (k * chain, N), wide)
+        C, tC = addend(rng, d, (M, N))
+        want = sim(tA, tB, tC).numpy()
+        ut, ft = bits(want, d)
+        got = lp.matmul(A, B, acc, c=C, dtype=ft)
+        w, g = want.view(ut), got.view(ut)
+        bad = np.argwhere(w != g)
+        assert not bad.size, (f"{acc.name}, K={k * chain}: {len(bad)} of {w.size} differ, "
+                              f"first at {tuple(bad[0])}: MMA-Sim {want[tuple(bad[0])]!r}, "
+                              f"lowprec {got[tuple(bad[0])]!r}")
+
+
+INSTRUCTIONS = lp.hardware.instructions()
+
+
+@pytest.mark.parametrize("arch, op, a, b, d", INSTRUCTIONS,
+                         ids=[" ".join(i) for i in INSTRUCTIONS])
+def test_instruction_equals_mmasim(arch, op, a, b, d):
+    compare(arch, op, a, b, d, seed=zlib.crc32(" ".join((arch, op, a, b, d)).encode()))
