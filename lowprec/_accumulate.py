@@ -284,12 +284,15 @@ def _floored_step(SA, EA, SB, EB, k0, k1, acc, prm, P, rw):
     if T == 0:
         return _round_value(0.0, rw, P)
     a = -T if T < 0 else T
-    top = I64(math.frexp(np.float64(a))[1]) - 1       # floor(log2 |T|), |T| < 2^53
+    top = ((_as(np.float64(a), I64(0)) >> 52) & 0x7FF) - 1023   # floor(log2 |T|), exact
     es = max(top + e - F2 - 1, c_emin)
     sh = es - e + 1                                   # floor to F2 bits below es
     if sh > 0:
         T = (T >> sh) << sh
-    return _round_value(math.ldexp(np.float64(T), e - F2 - 1), rw, P)
+    x = e - F2 - 1
+    if -1022 <= x <= 1023:
+        return _round_value(np.float64(T) * _as((x + 1023) << 52, np.float64(0)), rw, P)
+    return _round_value(math.ldexp(np.float64(T), x), rw, P)
 
 
 @nb.njit(**_CALL)
