@@ -285,7 +285,7 @@ def _block_matmul(A, B, acc, c, seed, dtype):
         res = _fused_from_parts(plain, ea, sa, eb, sb, c0, seed)
     else:
         check_group_sums_exact(A.fmt, B.fmt, acc.group)
-        res = _grouped(plain, ea * sa, eb * sb, sa, sb, c0, seed)
+        res = _grouped(plain, A.fmt, B.fmt, ea, sa, eb, sb, c0, seed)
     if epilogue:
         from .arith import fma  # noqa: PLC0415
         cc = np.zeros(res.shape) if c is None else _floats(c, "c")
@@ -378,35 +378,78 @@ def check_group_sums_exact(bf_a, bf_b, g):
                          "block_scales='group' is for FP4 / FP6 elements (use 'product')")
 
 
-def _grouped(acc, va, vb, sa, sb, c, seed):
-    """Group terms: exact sums of ``group`` products of elements times both block scales."""
+def _grouped(acc, fmt_a, fmt_b, ea, sa, eb, sb, c, seed):
+    """block_scales='group' (``lowprec._group_step``): per step of n / group groups along K,
+    the exact group sums times both scales aligned on the scales' exponents, truncated to F
+    bits, summed exactly and rounded once; steps chain along K."""
+    from ._fused_small import _exponent, _round_value, _sig_exp, _words  # noqa: PLC0415
+    from ._group_step import E_ZERO, group_step  # noqa: PLC0415
+    from . import xstep  # noqa: PLC0415
     g = acc.group
-    M, K, N = va.shape[-2], va.shape[-1], vb.shape[-1]
+    M, K, N = ea.shape[-2], ea.shape[-1], eb.shape[-1]
     if K % g or acc.fused.n % g:
         raise ValueError(f"K={K} and the fused adder's n={acc.fused.n} must be multiples of "
                          f"group={g}")
+    G = K // g
     for s, name, ax in ((sa, "A", -1), (sb, "B", -2)):
         t = np.moveaxis(s, ax, -1)
-        t = t.reshape(t.shape[:-1] + (K // g, g))
+        t = t.reshape(t.shape[:-1] + (G, g))
         if not np.all((t == t[..., :1]) | np.isnan(t)):
             raise ValueError(f"{name}'s block scales change inside a group of {g} along K")
-    ga = va.reshape(va.shape[:-1] + (K // g, g))                      # (..., M, G, g)
-    gb = np.moveaxis(vb.reshape(vb.shape[:-2] + (K // g, g, N)), -1, -3)   # (..., N, G, g)
-    with np.errstate(invalid="ignore", over="ignore"):
-        # exact: element products have <= 8 bits and scales <= 24, sums of <= g terms
-        T = np.einsum("...mgk,...ngk->...mng", ga, gb)                # (..., M, N, G)
+    ga = ea.reshape(ea.shape[:-1] + (G, g))                             # (..., M, G, g)
+    gb = np.moveaxis(eb.reshape(eb.shape[:-2] + (G, g, N)), -1, -3)     # (..., N, G, g)
+    T = np.einsum("...mgk,...ngk->...mng", ga, gb)         # exact: few-bit element products
+    count = np.einsum("...mgk,...ngk->...mng", (ga != 0).astype(np.int64),
+                      (gb != 0).astype(np.int64))
+    q = (fmt_a.elem.emin - fmt_a.elem.man_bits) + (fmt_b.elem.emin - fmt_b.elem.man_bits)
+    m = np.ldexp(T, -q)                                   # in units of the smallest product
+    if not np.all(m == np.round(m)) or np.any(np.abs(m) >= 2.0**40):
+        raise ValueError("block_scales='group' is for FP4 / FP6 elements (use 'product')")
+    sfa, sfb = fmt_a.scale_fmt, fmt_b.scale_fmt
+    sga = sa.reshape(sa.shape[:-1] + (G, g))[..., 0]                    # (..., M, G)
+    sgb = np.swapaxes(sb.reshape(sb.shape[:-2] + (G, g, N))[..., 0, :], -1, -2)  # (..., N, G)
+    SA, XA, FA = sig_exp(np.where(np.isnan(sga), 0.0, sga), sfa)
+    SB, XB, FB = sig_exp(np.where(np.isnan(sgb), 0.0, sgb), sfb)
+    sig = SA[..., :, None, :] * SB[..., None, :, :]                     # (..., M, N, G)
+    label = XA[..., :, None, :] + XB[..., None, :, :]
+    label = np.where((count == 0) | (sig == 0), E_ZERO, label)
+    bad = np.isnan(sga)[..., :, None, :] | np.isnan(sgb)[..., None, :, :]
     batch = T.shape[:-3]
     nb = int(np.prod(batch, dtype=np.int64))
     shape = batch + (M, N)
     C = np.zeros(shape) if c is None else np.broadcast_to(_floats(c, "c"), shape)
-    check_values(C, acc.addend_format or acc.fmt, "c")
-    f64 = _format("float64")
-    ST, ET, FT = sig_exp(np.ascontiguousarray(T).reshape(nb, M * N, K // g), f64)
-    ones = np.ones((nb, 1, K // g), np.int64)
-    zeros = np.zeros((nb, 1, K // g), np.int64)
-    res = _run_fused(acc, ST, ET, FT, ones, zeros, np.zeros(ones.shape, np.int8), 52,
-                     np.ascontiguousarray(C).reshape(nb, M * N, 1), seed, acc.fused.n // g)
-    return res.reshape(shape)
+    cf = acc.addend_format or acc.fmt
+    check_values(C, cf, "c")
+    m, sig, label, bad = (np.broadcast_to(v, shape + (G,)).reshape(-1, G) for v in (
+        m.astype(np.int64), sig, label, bad))
+    mab = sfa.man_bits + sfb.man_bits - q
+    plan = _rplan(acc.fmt, acc.rounding, acc.overflow, acc.sr_bits, acc.sr_variant,
+                  acc.stochastic)
+    if acc.stochastic and seed is None:
+        raise ValueError("a stochastic accumulator needs seed=<int> at the call")
+    sd = check_seed(seed) if acc.stochastic else 0
+    o = np.arange(m.shape[0], dtype=np.int64)
+    acc_v = np.ascontiguousarray(C, dtype=np.float64).reshape(-1).copy()
+    per = acc.fused.n // g
+    nerr = 0
+    for j, k0 in enumerate(range(0, G, per)):
+        sl = slice(k0, k0 + per)
+        fin = np.isfinite(acc_v)
+        a0 = np.where(fin, acc_v, 0.0)
+        cm, ce = _sig_exp(a0)
+        c_label = np.where(a0 != 0, _exponent(np.where(a0 != 0, a0, 1.0), cf.emin), E_ZERO)
+        S, E = group_step(np, m[:, sl], sig[:, sl], label[:, sl], cm, ce, c_label,
+                          acc.fused.frac_bits, mab)
+        v = np.ldexp(S.astype(np.float64), (E - acc.fused.frac_bits).astype(np.int32))
+        v = np.where(np.any(bad[:, sl], axis=-1) | np.isnan(acc_v), np.nan,
+                     np.where(fin, v, acc_v))
+        R = _words(sd, o, j) if acc.stochastic else (None, None)
+        val, code = _round_value(v, plan, R)
+        nerr += int(np.sum(code == xstep.NO_CODE))
+        acc_v = val
+    if nerr:
+        raise ValueError(f"a sum is NaN but {acc.fmt.name} has no NaN; pass overflow=")
+    return acc_v.reshape(shape)
 
 
 def _run_fused(acc, SA, EA, FA, SB, EB, FB, mab, C3, seed, n_terms):

@@ -101,6 +101,11 @@ def _block_matmul(A, B, acc, c, seed, dtype):
     """``_block_matmul`` (lowprec/accumulate.py) in JAX: ``block_scales`` "product" (power-of-two
     scales added to each product's exponent) and "group" (exact group sums times both
     scales); NVFP4's tensor scales in the epilogue D = round(alpha * acc + c)."""
+    if acc.block_scales == "group":
+        raise NotImplementedError(
+            "block_scales='group' (b200-mxf4nvf4) now aligns each group term on its scales' "
+            "exponents, as MMA-Sim models tcgen05 kind::mxf4nvf4 (lowprec._group_step); "
+            "lowprec_jax does not model that rule yet: use lp.matmul")
     if acc.block_scales == "product":
         ta, tb, batch, M, K, N, mab = fused_operands(A, B, acc)
     else:

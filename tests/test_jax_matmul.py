@@ -293,6 +293,10 @@ def test_block_operands_equal_the_core(pair, model, batch, MKN, sp, seed):
         kw = dict(seed=seed)
     else:
         acc = lp.hardware.preset(model, inputs=ins)
+    if acc.block_scales == "group":           # not in lowprec_jax yet: refused, clearly
+        with pytest.raises(NotImplementedError, match="lp.matmul"), jax.enable_x64(True):
+            matmul(qa, qb, acc, **kw)
+        return
     if acc.stochastic and "nvfp4" in pair[0] + pair[1]:
         with pytest.raises(NotImplementedError, match="epilogue"), jax.enable_x64(True):
             matmul(qa, qb, acc, seed=seed)

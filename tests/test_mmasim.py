@@ -102,3 +102,51 @@ INSTRUCTIONS = lp.hardware.instructions()
                          ids=[" ".join(i) for i in INSTRUCTIONS])
 def test_instruction_equals_mmasim(arch, op, a, b, d):
     compare(arch, op, a, b, d, seed=zlib.crc32(" ".join((arch, op, a, b, d)).encode()))
+
+
+# Block-scaled FP4 (tcgen05.mma kind::mxf4nvf4 / kind::mxf4, one instruction is K = 64):
+# lp.matmul of two BlockTensors with the b200-mxf4nvf4 preset (block_scales="group").
+BLOCK_SCALED = [("mxf4nvf4", 16, "ue4m3"), ("mxf4nvf4", 16, "ue8m0"), ("mxf4nvf4", 32, "ue8m0"),
+                ("mxf4", 32, "ue8m0")]
+
+
+def fp4_block_operands(rng, M, K, N, blk, stype, sparse):
+    """Element codes (zeros in whole groups where ``sparse``) and scale codes of A (M, K) and
+    B (K, N) as lowprec BlockTensors and as MMA-Sim's packed uint8 / float8 tensors."""
+    bf = lp.BlockFormat("float4_e2m1fn", blk, "ue4m3" if stype == "ue4m3" else
+                        "float8_e8m0fnu", "nvfp4" if stype == "ue4m3" else "floor")
+    ca = rng.integers(0, 16, (M, K)).astype(np.uint8)
+    cb = rng.integers(0, 16, (K, N)).astype(np.uint8)
+    if sparse:                       # whole 16-groups of zeros, and single zeros
+        ca.reshape(M, K // 16, 16)[rng.random((M, K // 16)) < 0.3] = 0
+        cb.reshape(K // 16, 16, N).transpose(0, 2, 1)[rng.random((K // 16, N)) < 0.3] = 8
+    lo, hi = (0, 0x7F) if stype == "ue4m3" else (0x50, 0xA0)
+    sa = rng.integers(lo, hi, (M, K // blk)).astype(np.uint8)
+    sb = rng.integers(lo, hi, (K // blk, N)).astype(np.uint8)
+    A = lp.BlockTensor(ca.reshape(M, K // blk, blk), sa, np.float32(1), (M, K), 1, bf)
+    B = lp.BlockTensor(np.ascontiguousarray(cb.T).reshape(N, K // blk, blk),
+                       np.ascontiguousarray(sb.T), np.float32(1), (K, N), 0, bf)
+    tdt = torch.float8_e4m3fn if stype == "ue4m3" else torch.float8_e8m0fnu
+    packed_a = torch.tensor((ca[:, 0::2] << 4) | ca[:, 1::2])          # first of a pair high
+    packed_b = torch.tensor((cb[0::2, :] << 4) | cb[1::2, :])
+    return A, B, packed_a, packed_b, torch.tensor(sa).view(tdt), torch.tensor(sb).view(tdt)
+
+
+@pytest.mark.parametrize("kind, blk, stype", BLOCK_SCALED)
+def test_block_scaled_fp4_equals_mmasim(kind, blk, stype):
+    sim = nv.TCGen05MMABlockScale(
+        "Blackwell", f"m128n8k64.kind::{kind}.block{blk}.f32.e2m1.e2m1.{stype}")
+    rng = np.random.default_rng(zlib.crc32(f"{kind}{blk}{stype}".encode()))
+    for chain, sparse, c_zero in ((1, False, False), (4, False, False), (4, True, False),
+                                  (2, True, True)):
+        A, B, pa, pb, alpha, beta = fp4_block_operands(rng, 8, 64 * chain, 8, blk, stype,
+                                                       sparse)
+        C, tC = addend(rng, "f32", (8, 8))
+        if c_zero:
+            C, tC = np.zeros_like(C), torch.zeros_like(tC)
+        want = sim(pa, pb, tC, alpha, beta).numpy()
+        got = lp.matmul(A, B, "b200-mxf4nvf4", c=C, dtype=np.float32)
+        bad = np.argwhere(want.view(np.uint32) != got.view(np.uint32))
+        assert not bad.size, (f"{kind} block{blk} {stype}, K={64 * chain}, sparse={sparse}: "
+                              f"{len(bad)} of 64 differ, first {want[tuple(bad[0])]!r} vs "
+                              f"{got[tuple(bad[0])]!r}")
