@@ -8,26 +8,22 @@ is zero or a scale is zero (a group whose products cancel keeps its label); the 
 is its exponent, or ``e_zero`` when it is zero. Each term is truncated toward zero to F
 fraction bits below the largest label, and the exact sum is rounded once.
 
-Written once against an array namespace ``xp`` (NumPy for ``lp.matmul``, ``jax.numpy`` for
-``lowprec_jax.matmul``); each backend rounds the result with its own rounding step."""
+NumPy (``lp.matmul``); ``lowprec_jax`` refuses this rule until it mirrors this step. The
+truncation is the fused adder's own ``_align`` (``lowprec._fused_small``)."""
 from __future__ import annotations
+
+import numpy as np
+
+from ._fused_small import TRUNC, _align
 
 E_ZERO = -139          # MMA-Sim's label for zero group terms and a zero addend (sm_100/sm_120)
 
 
-def trunc_shift(xp, x, sh):
-    """x * 2^sh truncated toward zero to an integer (x signed int64, |sh| clipped at 62)."""
-    up = x << xp.clip(sh, 0, 62)
-    a = xp.abs(x) >> xp.clip(-sh, 0, 62)
-    down = xp.where(x < 0, -a, a)
-    return xp.where(sh >= 0, up, xp.where(-sh >= 62, 0 * x, down))
-
-
-def group_step(xp, m, sig, label, cm, ce, c_label, F, mab):
+def group_step(m, sig, label, cm, ce, c_label, F, mab):
     """(S, E): the step's exact truncated sum is S * 2^(E - F). ``m``, ``sig``, ``label``:
     (..., G) int64, the group term m * sig * 2^(label - mab) (m the exact group sum in units
     of the smallest element product, sig the product of both scales' integer significands);
     ``cm`` * 2^``ce`` the addend, ``c_label`` its label."""
-    E = xp.maximum(xp.max(label, axis=-1), c_label)
-    S = xp.sum(trunc_shift(xp, m * sig, label - mab - E[..., None] + F), axis=-1)
-    return S + trunc_shift(xp, cm, ce - E + F), E
+    E = np.maximum(np.max(label, axis=-1), c_label)
+    S = np.sum(_align(m * sig, label - mab - E[..., None] + F, TRUNC), axis=-1)
+    return S + _align(cm, ce - E + F, TRUNC), E

@@ -414,9 +414,7 @@ def _grouped(acc, fmt_a, fmt_b, ea, sa, eb, sb, c, seed):
     label = XA[..., :, None, :] + XB[..., None, :, :]
     label = np.where((count == 0) | (sig == 0), E_ZERO, label)
     bad = np.isnan(sga)[..., :, None, :] | np.isnan(sgb)[..., None, :, :]
-    batch = T.shape[:-3]
-    nb = int(np.prod(batch, dtype=np.int64))
-    shape = batch + (M, N)
+    shape = T.shape[:-3] + (M, N)
     C = np.zeros(shape) if c is None else np.broadcast_to(_floats(c, "c"), shape)
     cf = acc.addend_format or acc.fmt
     check_values(C, cf, "c")
@@ -438,7 +436,7 @@ def _grouped(acc, fmt_a, fmt_b, ea, sa, eb, sb, c, seed):
         a0 = np.where(fin, acc_v, 0.0)
         cm, ce = _sig_exp(a0)
         c_label = np.where(a0 != 0, _exponent(np.where(a0 != 0, a0, 1.0), cf.emin), E_ZERO)
-        S, E = group_step(np, m[:, sl], sig[:, sl], label[:, sl], cm, ce, c_label,
+        S, E = group_step(m[:, sl], sig[:, sl], label[:, sl], cm, ce, c_label,
                           acc.fused.frac_bits, mab)
         v = np.ldexp(S.astype(np.float64), (E - acc.fused.frac_bits).astype(np.int32))
         v = np.where(np.any(bad[:, sl], axis=-1) | np.isnan(acc_v), np.nan,
