@@ -8,7 +8,9 @@ every product a*b is exact in float64), plus the addend c.
 * ``fused_matmul``: a fused multi-term adder (docs/matrix-units.md) chained along K, with optional
   promotion of each k-product partial sum into a wider accumulator.
 * ``exact_matmul``: the exact sum of all products and c (a long fixed-point accumulator),
-  rounded once.
+  rounded once, or once per ``block`` products (AMD CDNA1 MFMA).
+* ``fma64_matmul``: float64 inputs (products of up to 106 bits): a chain of IEEE float64
+  fused multiply-adds, the one case where products are not exact in float64.
 * ``int_matmul``: P-bit integer accumulation that wraps or saturates per addition.
 """
 from __future__ import annotations
@@ -20,6 +22,8 @@ import numpy as np
 
 from ._exact import _ONE, _fma, _normal, _round_exact, _round_special
 from ._fast import _as, _fast, _general
+from numba.extending import intrinsic
+
 from ._kernels import CODE_BASE, ERR, I64, KIND, KIND_SIGNMAG, U64, philox4x32, _round_bits
 
 _CALL = dict(nogil=True, cache=True)
@@ -139,6 +143,35 @@ def sequential_matmul(A, Bt, C, P, f32_rne, odd_ok, sr, seed, out, errs):
     errs[0] = nerr
 
 
+@intrinsic
+def _fma64(typingctx, x, y, z):
+    """x * y + z rounded once to nearest-even float64: LLVM's ``llvm.fma.f64`` (the FMA
+    instruction, or the C library's correctly rounded fma where the CPU has none)."""
+    from numba.core import types  # noqa: PLC0415
+    if not all(t == types.float64 for t in (x, y, z)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        return builder.fma(*args)
+    return types.float64(types.float64, types.float64, types.float64), codegen
+
+
+@nb.njit(cache=True, parallel=True)
+def fma64_matmul(A, Bt, C, out):
+    """out[b, m, n] = c, then c = fma(A[b, m, k], Bt[b, n, k], c) for k = 0, 1, ...: the
+    float64 matrix instructions (NVIDIA ``mma`` f64, AMD ``v_mfma`` f64) as MMA-Sim models
+    them (``arithmetic/fma.py``)."""
+    nb_, M, K = A.shape
+    N = Bt.shape[1]
+    for o in nb.prange(nb_ * M * N):
+        b, rest = o // (M * N), o % (M * N)
+        m, n = rest // N, rest % N
+        s = C[b, m, n]
+        for k in range(K):
+            s = _fma64(A[b, m, k], Bt[b, n, k], s)
+        out[b, m, n] = s
+
+
 @nb.njit(nogil=True, cache=True, inline="always")
 def _f32_add(x, y):
     """float32(x + y) rounded once to nearest-even: TwoSum, round to odd in float64, then one
@@ -242,6 +275,13 @@ def _fused_step(SA, EA, SB, EB, SPA, SPB, k0, k1, acc, prm, P, rw):
     return _round_sum(v, acc, rw, P, False)
 
 
+@nb.njit(**_INLINE)
+def _msb(p):
+    """floor(log2 |p|) of a nonzero int64 below 2^53 in magnitude (exact through float64)."""
+    a = -p if p < 0 else p
+    return ((_as(np.float64(a), I64(0)) >> 52) & 0x7FF) - 1023
+
+
 @nb.njit(**_CALL)
 def _floored_step(SA, EA, SB, EB, k0, k1, acc, prm, P, rw):
     """``FusedAdder(sum_bits=...)``: the products at step positions i mod ``split`` truncated to
@@ -254,6 +294,18 @@ def _floored_step(SA, EA, SB, EB, k0, k1, acc, prm, P, rw):
     F, mab, c_emin, F2, split, drop = prm[0], prm[3], prm[4], prm[5], prm[6], prm[7]
     NONE = I64(-(1 << 40))
     E0, E1, S0, S1 = NONE, NONE, I64(0), I64(0)       # split <= 2: no allocation per step
+    if prm[8]:                                        # inf_products: |p| >= 2^128 is +-Inf
+        inf_pos, inf_neg = False, False
+        for k in range(k0, k1):
+            p = SA[k] * SB[k]
+            if p != 0 and _msb(p) + EA[k] + EB[k] - mab >= 128:
+                if p > 0:
+                    inf_pos = True
+                else:
+                    inf_neg = True
+        if inf_pos or inf_neg:
+            return _round_value(np.nan if inf_pos and inf_neg else
+                                np.inf if inf_pos else -np.inf, rw, P)
     for k in range(k0, k1):
         if SA[k] != 0 and SB[k] != 0:
             if (k - k0) % split == 0:
@@ -283,9 +335,7 @@ def _floored_step(SA, EA, SB, EB, k0, k1, acc, prm, P, rw):
         T += _align(m, ce - (e - F), FLOOR) << (F2 + 1 - F)
     if T == 0:
         return _round_value(0.0, rw, P)
-    a = -T if T < 0 else T
-    top = ((_as(np.float64(a), I64(0)) >> 52) & 0x7FF) - 1023   # floor(log2 |T|), exact
-    es = max(top + e - F2 - 1, c_emin)
+    es = max(_msb(T) + e - F2 - 1, c_emin)
     sh = es - e + 1                                   # floor to F2 bits below es
     if sh > 0:
         T = (T >> sh) << sh
@@ -304,9 +354,10 @@ def _special_step(sa, ea, sb, eb, spa, spb, k0, k1, acc, prm, P, rw):
         fa, fb = spa[k], spb[k]
         if fa == 2 or fb == 2 or (fa == 1 and sb[k] == 0) or (fb == 1 and sa[k] == 0):
             nan = True
-        elif fa == 1 or fb == 1:
-            if (sa[k] < 0) != (sb[k] < 0):
-                inf_neg = True
+        elif fa == 1 or fb == 1 or (prm[8] and sa[k] != 0 and sb[k] != 0 and
+                                    _msb(sa[k] * sb[k]) + ea[k] + eb[k] - prm[3] >= 128):
+            if (sa[k] < 0) != (sb[k] < 0):              # an Inf, or a product past float32
+                inf_neg = True                           # under inf_products
             else:
                 inf_pos = True
     if nan or (inf_pos and inf_neg) or math.isnan(acc) or (
@@ -450,18 +501,26 @@ def _exact_dot(a, bt, c, P, rw):
 
 
 @nb.njit(cache=True, parallel=True)
-def exact_matmul(A, Bt, C, P, sr, seed, out, errs):
-    """out[b, m, n] = the exact sum_k A*B + C rounded once (``_exact_dot``)."""
+def exact_matmul(A, Bt, C, block, P, sr, seed, out, errs):
+    """out[b, m, n] = the exact sum_k A*B + C rounded once (``_exact_dot``); with ``block``
+    > 0, once per ``block`` products: s = round(s + the exact sum of the next block), s
+    starting at C (rounding j takes word j)."""
     nb_, M, K = A.shape
     N = Bt.shape[1]
+    L = K if block <= 0 else block
     nerr = 0
     for o in nb.prange(nb_ * M * N):
         b, rest = o // (M * N), o % (M * N)
         m, n = rest // N, rest % N
-        rw = _word(seed, o, 0) if sr else U64(0)
-        v, code = _exact_dot(A[b, m], Bt[b, n], C[b, m, n], P, rw)
+        v = C[b, m, n]
+        j = 0
+        for k0 in range(0, max(K, 1), max(L, 1)):
+            k1 = min(k0 + L, K)
+            rw = _word(seed, o, j) if sr else U64(0)
+            j += 1
+            v, code = _exact_dot(A[b, m, k0:k1], Bt[b, n, k0:k1], v, P, rw)
+            nerr += code == ERR
         out[b, m, n] = v
-        nerr += code == ERR
     errs[0] = nerr
 
 

@@ -27,7 +27,7 @@ import numpy as np
 from numba.extending import intrinsic
 
 from ._kernels import (BW, EMIN, ERR, MB, MODE, MT, MW, NEGZ_OK, ODD, RNA, RNE, SBIT, SR, SRBITS,
-                       SRFF, UP, DOWN, VARIANT, WSH, SAT_POS_V, _overflow, _rounds_away,
+                       SRFF, UP, DOWN, VARIANT, WSH, MAXPOS, _overflow, _rounds_away,
                        _sr_decide, fill_words, round_one)
 
 U64 = np.uint64
@@ -122,7 +122,7 @@ def _fast(b, rw, P, ft, ut):
         s = ut(0)
     value = ut(vb | ut(s << wsh))
     code = ut(cm | ut(s << ut(P[SBIT])))
-    if vb > ut(P[SAT_POS_V]):                     # overflow: IEEE 754 §7.4 / the policy
+    if not below and cm > ut(P[MAXPOS]):          # overflow: IEEE 754 §7.4 / the policy
         oc, ov = _overflow(s == ut(1), _rounds_away(s, mode), P)
         value, code = ut(ov), ut(oc)
     return value, code

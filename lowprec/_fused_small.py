@@ -101,11 +101,11 @@ def _floored_join(p, pe, acc, F, mab, c_emin, F2, split, drop):
 
 
 def fused_small(SA, EA, FA, SB, EB, FB, C, n_terms, F, align_c, mode, mab, c_emin, plan,
-                promote, plan_pro, seed, join=(None, 1, False)):
+                promote, plan_pro, seed, join=(None, 1, False, False)):
     """``_accumulate.fused_matmul`` on (nb, M, K) / (nb, N, K) significands and exponents:
     (float64 outputs (nb, M, N), count of results the format cannot hold), or None where an
     Inf or NaN appears (the compiled kernel handles those). ``join``: the FusedAdder's
-    (sum_bits, split, drop_small_addend)."""
+    (sum_bits, split, drop_small_addend, inf_products)."""
     finite = lambda f: np.all((f == 0) | (f == 3))  # noqa: E731  (finite or -0)
     if not (finite(FA) and finite(FB) and np.all(np.isfinite(C))):
         return None
@@ -129,6 +129,9 @@ def fused_small(SA, EA, FA, SB, EB, FB, C, n_terms, F, align_c, mode, mab, c_emi
         p = sa[..., k0:k1] * sb[..., k0:k1]
         pe = ea[..., k0:k1] + eb[..., k0:k1]
         if join[0] is not None:
+            if join[3] and np.any(np.frexp(np.abs(p).astype(np.float64))[1] - 1 + pe - mab
+                                  >= 128):
+                return None                     # an Inf product: the compiled kernel's case
             v = _floored_join(p, pe, acc, F, mab, c_emin, join[0], join[1], join[2])
             val, code = _round_value(v.ravel(), plan, R)
             nerr += int(np.sum(code == xstep.NO_CODE))

@@ -8,7 +8,8 @@ An ``Accumulator`` says how a sum of products is formed (docs/matrix-units.md):
   product is first rounded (``product_rounding``) into it, then added (separate rounding).
 * ``order``: ``"sequential"`` (c, then products 0, 1, ...), ``"pairwise"`` (recursive halves,
   then c), ``"blocked"`` (sequential sums of ``block`` products, added in turn to c),
-  ``"exact"`` (one rounding of the exact sum), or an explicit tree: nested tuples of product
+  ``"exact"`` (one rounding of the exact sum; with ``block=L``, one rounding per L products:
+  s = round(s + the exact sum of the next L products), s starting at c), or an explicit tree: nested tuples of product
   indices, each node adding its children left to right (c last).
 * ``fused=FusedAdder(n, frac_bits, align_addend, terms)``: a multi-term fused adder: each step
   takes n products and the running sum, aligns them to the largest exponent, keeps
@@ -30,7 +31,14 @@ outer = round(s * partial + outer), s = round(sA * sB), both in ``promote_to``'s
 the epilogue: D = round(alpha * acc + c) with alpha = float32(tA * tB), one rounding into
 ``fmt``, the accumulation starting from 0.
 
-A NaN result (a NaN term, 0 * Inf, Inf - Inf) is returned as the positive quiet NaN.
+A NaN result (a NaN term, 0 * Inf, Inf - Inf) is returned as the positive quiet NaN, or with
+``nan="all_ones"`` as the NaN whose bits are all ones but the sign (0x7FFFFFFF in float32):
+what NVIDIA and AMD matrix units return (MMA-Sim), set by every ``lp.hardware.instruction``.
+
+Products are exact in float64 wherever the input formats' significands fit in 53 bits
+together; float64 inputs have one model, the chain of IEEE float64 fused multiply-adds
+(``Accumulator("float64", input_formats=("float64", "float64"))``: the f64 ``mma`` and
+``v_mfma``), and any other model of them raises.
 
 ``input_formats`` name the formats of A's and B's values: a fused adder aligns on the
 exponents as those formats see them (a subnormal's exponent is the format's emin), and the
@@ -44,16 +52,16 @@ import math
 import numpy as np
 
 from . import _accumulate as _A, hardware
-from .accumulator import Accumulator, FusedAdder
+from .accumulator import Accumulator, FusedAdder, nan_result_bits
 from .blocks import BlockTensor
 from ._fused_small import fused_small
 from .cast import _check_rounding_args, holds
 from .plan import _build
 from .formats import FloatFormat, IntFormat, format as _format
-from .rounding import check_overflow, check_seed
+from .rounding import check_overflow, check_seed, mode_name
 
 __all__ = ["Accumulator", "FusedAdder", "matmul", "dot", "sum", "a2q_bits", "exact_per_block",
-           "program", "check_values", "sig_exp", "LEAF_C", "ADD"]
+           "program", "check_values", "sig_exp", "nan_result_bits", "LEAF_C", "ADD"]
 
 LEAF_C, ADD = _A.LEAF_C, _A.ADD   # the postfix program's leaf for c and its addition
 
@@ -192,6 +200,7 @@ def matmul(A, B, acc="fp32-sequential", c=None, *, seed=None, dtype=None):
     fa, fb = acc.input_formats
     check_values(A, fa, "A")
     check_values(B, fb, "B")
+    fma64 = _fma64_chain(acc)
     if not isinstance(acc.fmt, IntFormat):
         check_values(C, acc.addend_format or acc.fmt, "c")
     nb = int(np.prod(batch, dtype=np.int64))
@@ -218,8 +227,11 @@ def matmul(A, B, acc="fp32-sequential", c=None, *, seed=None, dtype=None):
         out = _run_fused(acc, SA, EA, FA, SB, EB, FB, fa.man_bits + fb.man_bits, C3, seed,
                          acc.fused.n)
         res_fmt = acc.promote_to.fmt if acc.promote_to is not None else fmt
+    elif fma64:
+        _A.fma64_matmul(A3, B3, C3, out)
+        res_fmt = fmt
     elif acc.order == "exact":
-        _A.exact_matmul(A3, B3, C3, P, sr, sd, out, errs)
+        _A.exact_matmul(A3, B3, C3, acc.block or 0, P, sr, sd, out, errs)
         res_fmt = fmt
     elif acc.order == "sequential" and acc.products is None:
         f32_rne = fmt == _format("float32") and mode == "nearest_even" and acc.overflow in (
@@ -243,13 +255,42 @@ def matmul(A, B, acc="fp32-sequential", c=None, *, seed=None, dtype=None):
         np.dtype(np.float32) if holds(res_fmt, np.float32) else np.dtype(np.float64))
     if not holds(res_fmt, rdt):
         raise ValueError(f"dtype={rdt} cannot hold every value of {res_fmt.name}")
-    return _positive_nan(out).reshape(shape).astype(rdt)
+    return _nan_results(out, rdt, acc.nan).reshape(shape)
 
 
-def _positive_nan(v):
-    """NaN results as the positive quiet NaN: the sign of a NaN is not specified by IEEE 754
-    and x86 gives Inf - Inf a negative one, so lowprec fixes it (every model, every path)."""
-    return np.where(np.isnan(v), np.nan, v) if np.isnan(v).any() else v
+def _fma64_chain(acc):
+    """True for the float64 fused multiply-add chain (float64 inputs, the float64 accumulator,
+    nearest-even, sequential); ValueError for any other model whose products do not fit in
+    float64's 53 bits, which every other path needs."""
+    fa, fb = acc.input_formats
+    if not (isinstance(fa, FloatFormat) and isinstance(fb, FloatFormat)) or (
+            fa.man_bits + fb.man_bits + 2 <= 53):
+        return False
+    if (acc.fmt == _format("float64") and mode_name(acc.rounding) == "nearest_even"
+            and acc.order == "sequential" and acc.products is None and acc.fused is None
+            and acc.overflow in (None, "inf") and (acc.addend_format or acc.fmt) == acc.fmt):
+        return True
+    raise ValueError(f"input_formats=({fa.name}, {fb.name}): their products need "
+                     f"{fa.man_bits + fb.man_bits + 2} bits and lp.matmul forms products exactly "
+                     "in float64 (53 bits), except in one model: a chain of float64 fused "
+                     "multiply-adds (Accumulator('float64', input_formats=('float64', "
+                     "'float64')), sequential, nearest-even). Use narrower input formats or that "
+                     "model.")
+
+
+def _nan_results(v, rdt, nan):
+    """v as dtype ``rdt`` with its NaN results made one NaN (``Accumulator.nan``): the
+    positive quiet NaN by default (IEEE 754 leaves a NaN's sign open and x86 gives Inf - Inf
+    a negative one, so lowprec fixes it in every model and path), or ``nan_result_bits``."""
+    isnan = np.isnan(v)
+    if not isnan.any():
+        return v.astype(rdt)
+    out = np.where(isnan, np.nan, v).astype(rdt)
+    code = nan_result_bits(nan, 8 * rdt.itemsize)
+    if code is not None:
+        u = out.view(f"u{rdt.itemsize}")
+        u[isnan] = code
+    return out
 
 
 def _block_matmul(A, B, acc, c, seed, dtype):
@@ -290,8 +331,8 @@ def _block_matmul(A, B, acc, c, seed, dtype):
         from .arith import fma  # noqa: PLC0415
         cc = np.zeros(res.shape) if c is None else _floats(c, "c")
         res = fma(np.float64(alpha), res, cc, acc.fmt, acc.rounding, acc.overflow)
-    return _positive_nan(res).astype(dtype or (np.float32 if holds(acc.fmt, np.float32)
-                                               else np.float64))
+    return _nan_results(res, np.dtype(dtype or (np.float32 if holds(acc.fmt, np.float32)
+                                                 else np.float64)), acc.nan)
 
 
 def _fused_from_parts(acc, ea, sa, eb, sb, c, seed):
@@ -460,7 +501,7 @@ def _run_fused(acc, SA, EA, FA, SB, EB, FB, mab, C3, seed, n_terms):
     cf = acc.addend_format or acc.fmt
     prm = np.array([fz.frac_bits, int(fz.align_addend), TERMS[fz.terms], mab, cf.emin,
                     -1 if fz.sum_bits is None else fz.sum_bits, fz.split,
-                    int(fz.drop_small_addend)], dtype=np.int64)
+                    int(fz.drop_small_addend), int(fz.inf_products)], dtype=np.int64)
     pro = acc.promote_to
     Ppro = P if pro is None else _rparams(pro.fmt, pro.rounding, pro.overflow, pro.sr_bits,
                                           pro.sr_variant, pro.stochastic)[1]
@@ -472,7 +513,7 @@ def _run_fused(acc, SA, EA, FA, SB, EB, FB, mab, C3, seed, n_terms):
                             bool(fz.align_addend), TERMS[fz.terms], mab, cf.emin, plan,
                             acc.promote_every or 0, plan_pro or plan,
                             check_seed(seed) if sr else 0,
-                            (fz.sum_bits, fz.split, fz.drop_small_addend))
+                            (fz.sum_bits, fz.split, fz.drop_small_addend, fz.inf_products))
         if small is not None:
             if small[1]:
                 raise ValueError(f"a sum is NaN but {acc.fmt.name} has no NaN")

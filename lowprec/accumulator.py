@@ -11,11 +11,21 @@ from .cast import _check_rounding_args, holds
 from .formats import FloatFormat, IntFormat, format as _format
 from .rounding import check_overflow, mode_name
 
-__all__ = ["Accumulator", "FusedAdder", "ORDERS", "BLOCK_SCALES", "TERM_RULES"]
+__all__ = ["Accumulator", "FusedAdder", "ORDERS", "BLOCK_SCALES", "TERM_RULES", "NAN_RESULTS",
+           "nan_result_bits"]
 
 ORDERS = ("sequential", "pairwise", "blocked", "exact")
 BLOCK_SCALES = ("product", "group", "promotion")
 TERM_RULES = ("truncate", "floor", "nearest")
+NAN_RESULTS = ("quiet", "all_ones")
+
+
+def nan_result_bits(nan, bits):
+    """The bits of a NaN result in a ``bits``-wide IEEE float under the rule ``nan``, or None
+    for "quiet" (the positive quiet NaN of the returned dtype, e.g. 0x7FC00000). "all_ones":
+    sign 0, every exponent and fraction bit 1 (0x7FFFFFFF, 0x7FFF), which NVIDIA and AMD matrix
+    units return for every NaN (MMA-Sim 2.1.1 ``ldexp_and_normalize``, arXiv:2511.10909)."""
+    return None if nan == "quiet" else (1 << (bits - 1)) - 1
 
 
 @dataclass(frozen=True)
@@ -33,7 +43,9 @@ class FusedAdder:
     products at step positions i mod split are aligned and summed separately, each below its
     own largest exponent, and their sums floored to ``frac_bits`` below the joint largest
     (CDNA3 fp8: 2, even and odd). ``drop_small_addend``: c more than ``frac_bits`` + 1
-    binades below e counts as zero (CDNA3 fp8)."""
+    binades below e counts as zero (CDNA3 fp8). ``inf_products``: a product of magnitude
+    2^128 or more (past float32) is +-Inf before the sum, so that opposite ones give NaN
+    (CDNA3 f16 / bf16 / xf32: MMA-Sim ``tr_fdpa``)."""
     n: int
     frac_bits: int
     align_addend: bool = True
@@ -41,6 +53,7 @@ class FusedAdder:
     sum_bits: int | None = None
     split: int = 1
     drop_small_addend: bool = False
+    inf_products: bool = False
 
     def __post_init__(self):
         for name, lo, hi in (("n", 1, 4096), ("frac_bits", 0, 40), ("split", 1, 2)):
@@ -59,9 +72,9 @@ class FusedAdder:
             if self.align_addend or self.terms != "truncate":
                 raise ValueError("FusedAdder sum_bits= (the floored join of the products' sum "
                                  "and c) needs align_addend=False and terms='truncate'")
-        elif self.split != 1 or self.drop_small_addend:
-            raise ValueError("FusedAdder split= and drop_small_addend= belong to the floored "
-                             "join: give sum_bits= too")
+        elif self.split != 1 or self.drop_small_addend or self.inf_products:
+            raise ValueError("FusedAdder split=, drop_small_addend= and inf_products= belong "
+                             "to the floored join: give sum_bits= too")
 
 
 @dataclass(frozen=True)
@@ -83,6 +96,7 @@ class Accumulator:
     addend_format: object = None
     block_scales: str = "product"
     group: int = 16
+    nan: str = "quiet"
     name: str = field(default="", compare=False)
 
     def __post_init__(self):
@@ -116,6 +130,11 @@ class Accumulator:
                                  "or a nested tuple of product indices")
             if self.order == "blocked" and not (isinstance(self.block, int) and self.block >= 1):
                 raise ValueError("order='blocked' needs block=<int >= 1> (products per chunk)")
+            if self.order == "exact" and self.block is not None and not (
+                    isinstance(self.block, int) and not isinstance(self.block, bool)
+                    and self.block >= 1):
+                raise ValueError(f"order='exact' takes block=None (one rounding) or an int >= 1 "
+                                 f"(one rounding per block of products), got {self.block!r}")
         elif isinstance(self.order, (int, np.integer)) and not isinstance(self.order, bool):
             object.__setattr__(self, "order", (int(self.order),))      # a one-product tree
         elif not isinstance(self.order, tuple):
@@ -129,6 +148,8 @@ class Accumulator:
             if self.order != "sequential" or self.products is not None:
                 raise ValueError("a fused adder sets its own order and keeps products exact: "
                                  "leave order='sequential' and products=None")
+        if self.nan not in NAN_RESULTS:
+            raise ValueError(f"nan={self.nan!r} is not allowed; choose one of {list(NAN_RESULTS)}")
         if self.block_scales not in BLOCK_SCALES:
             raise ValueError(f"block_scales={self.block_scales!r} is not allowed; choose one of "
                              f"{BLOCK_SCALES}")

@@ -168,10 +168,10 @@ _F_BITS = {"sm_70": 23, "sm_75": 24, "sm_80": 24, "sm_86": 24, "sm_89": 24, "sm_
            "sm_100": 25, "sm_120": 25}
 _MMA_STEP_BYTES = {"sm_70": 8, "sm_75": 16, "sm_80": 16, "sm_86": 16, "sm_89": 16,
                    "sm_90": 32, "sm_100": 32, "sm_120": 32}
-PTX_TYPES = {"f32": "float32", "tf32": "tfloat32", "f16": "float16",
+PTX_TYPES = {"f64": "float64", "f32": "float32", "tf32": "tfloat32", "f16": "float16",
              "bf16": "bfloat16", "e4m3": "float8_e4m3fn", "e5m2": "float8_e5m2",
              "e3m2": "float6_e3m2fn", "e2m3": "float6_e2m3fn", "e2m1": "float4_e2m1fn"}
-_BYTES = {"tf32": 4, "f16": 2, "bf16": 2, "e4m3": 1, "e5m2": 1, "e3m2": 1, "e2m3": 1,
+_BYTES = {"f64": 8, "tf32": 4, "f16": 2, "bf16": 2, "e4m3": 1, "e5m2": 1, "e3m2": 1, "e2m3": 1,
           "e2m1": 1}           # fp6 / fp4 occupy a byte each in the operand registers
 _FP8 = ("e4m3", "e5m2")
 _F8F6F4 = ("e4m3", "e5m2", "e3m2", "e2m3", "e2m1")
@@ -192,31 +192,60 @@ _NV_TYPES = {
     ("sm_120", "mma.sync"): {"f16": ("f32", "f16"), "bf16": ("f32",), "tf32": ("f32",),
                              **{t: ("f32", "f16") for t in _F8F6F4}},
 }
+for _key in (("sm_80", "mma.sync"), ("sm_89", "mma.sync"), ("sm_90", "mma.sync"),
+             ("sm_100", "mma.sync"), ("sm_120", "mma.sync")):
+    _NV_TYPES[_key]["f64"] = ("f64",)       # the f64 mma: a chain of float64 FMAs
 _NV_TYPES[("sm_86", "mma.sync")] = _NV_TYPES[("sm_80", "mma.sync")]
-_FAMILY = {"f16": "f16", "bf16": "bf16", "tf32": "tf32",
+_FAMILY = {"f64": "f64", "f16": "f16", "bf16": "bf16", "tf32": "tf32",
            **{t: "f8f6f4" for t in _F8F6F4}}
 
 
-# AMD CDNA3 (MI300, gfx942) ``v_mfma``, as MMA-Sim models it (``amd/sim.py``): steps of 8
-# products (4 for xf32, 16 for fp8/bf8 with even and odd positions summed apart), F = 24, and
-# the floored join with c (``FusedAdder.sum_bits`` = 31), rounded to nearest-even float32.
-AMD_ARCHS = {"gfx942": "CDNA3"}
-AMD_TYPES = {"f16": "float16", "bf16": "bfloat16", "xf32": "tfloat32",
-             "fp8": "float8_e4m3fnuz", "bf8": "float8_e5m2fnuz"}
+def _fma_chain(t, name):
+    """The float64 / float32 matrix instructions as MMA-Sim models them (``fma.MMA_FMA``):
+    d = c, then d = fma(a_k, b_k, d) for k = 0, 1, ... (one IEEE rounding per product)."""
+    f = {"f64": "float64", "f32": "float32"}[t]
+    return Accumulator(f, "nearest_even", input_formats=(f, f), addend_format=f, name=name)
+
+
+# AMD ``v_mfma``, as MMA-Sim models it (``amd/sim.py``). f32 and f64 inputs: a chain of
+# FMAs (every CDNA). CDNA1 (MI100, gfx908) f16 / bf16: the exact sum of 4 (f16) or 2 (bf16)
+# products and c, rounded once to nearest-even float32 (``order="exact", block=``). CDNA3
+# (MI300, gfx942) f16 / bf16 / xf32 / fp8 / bf8: steps of 8 products (4 for xf32, 16 for
+# fp8/bf8 with even and odd positions summed apart), F = 24, and the floored join with c
+# (``FusedAdder.sum_bits`` = 31), rounded to nearest-even float32.
+AMD_ARCHS = {"gfx908": "CDNA1", "gfx90a": "CDNA2", "gfx942": "CDNA3"}
+AMD_TYPES = {"f64": "float64", "f32": "float32", "f16": "float16", "bf16": "bfloat16",
+             "xf32": "tfloat32", "fp8": "float8_e4m3fnuz", "bf8": "float8_e5m2fnuz"}
+_AMD_ARCH_TYPES = {"gfx908": ("f32", "f16", "bf16"), "gfx90a": ("f64", "f32"),
+                   "gfx942": ("f64", "f32", "f16", "bf16", "xf32", "fp8", "bf8")}
 _AMD_STEP = {"f16": 8, "bf16": 8, "xf32": 4, "fp8": 16, "bf8": 16}
+_CDNA1_STEP = {"f16": 4, "bf16": 2}
 
 
 def _amd(arch, op, a, b, d):
     _check_choice("op", op, ["v_mfma"], f" on {arch}")
-    _check_choice("a", a, AMD_TYPES, f" for {arch} {op}")
+    if arch == "gfx90a" and a in ("f16", "bf16"):
+        raise NotImplementedError(
+            "gfx90a (CDNA2) f16 / bf16 v_mfma flushes subnormal inputs, products and sums to "
+            "zero and adds in pairs (MMA-Sim ftz_mul_add): not modelled yet; gfx90a offers "
+            "f32 and f64 here")
+    _check_choice("a", a, _AMD_ARCH_TYPES[arch], f" for {arch} {op}")
     fp8 = ("fp8", "bf8")
     _check_choice("b", b, fp8 if a in fp8 else (a,), f" with a={a!r} for {arch} {op}")
-    _check_choice("d", d, ["f32"], f" for {arch} {op}")
+    _check_choice("d", d, ["f64"] if a == "f64" else ["f32"], f" for {arch} {op}")
+    name = f"{arch} {op} {d}.{a}.{b}"
+    if a in ("f32", "f64"):
+        return _fma_chain(a, name)
+    if arch == "gfx908":
+        return Accumulator("float32", "nearest_even", order="exact", block=_CDNA1_STEP[a],
+                           input_formats=(AMD_TYPES[a], AMD_TYPES[b]), addend_format="float32",
+                           name=name)
     fz = FusedAdder(_AMD_STEP[a], 24, align_addend=False, sum_bits=31,
-                    split=2 if a in fp8 else 1, drop_small_addend=a in fp8)
+                    split=2 if a in fp8 else 1, drop_small_addend=a in fp8,
+                    inf_products=a not in fp8)
     return Accumulator("float32", "nearest_even", fused=fz,
                        input_formats=(AMD_TYPES[a], AMD_TYPES[b]), addend_format="float32",
-                       name=f"{arch} {op} {d}.{a}.{b}")
+                       nan="all_ones", name=name)
 
 
 def _check_choice(name, value, allowed, where=""):
@@ -253,6 +282,8 @@ def instruction(arch, op, a, b=None, d="f32") -> Accumulator:
                   f" with a={a!r} for {arch} {op}")
     _check_choice("d", d, table[a], f" for {arch} {op} with {a} inputs")
     name = f"{arch} {op} {d}.{a}.{b}"
+    if a == "f64":
+        return _fma_chain("f64", name)
     ins = (PTX_TYPES[a], PTX_TYPES[b])
     step = 32 if op != "mma.sync" else _MMA_STEP_BYTES[arch]
     n = step // _BYTES[a]
@@ -262,9 +293,11 @@ def instruction(arch, op, a, b=None, d="f32") -> Accumulator:
         F = 13
     if d == "f16":
         return Accumulator("float16", "nearest_even", fused=FusedAdder(n, F),
-                           input_formats=ins, addend_format="float16", name=name)
+                           input_formats=ins, addend_format="float16", nan="all_ones",
+                           name=name)
     return Accumulator(E8M13 if narrow else "float32", "toward_zero", fused=FusedAdder(n, F),
-                       input_formats=ins, addend_format="float32", name=name)
+                       input_formats=ins, addend_format="float32", overflow="inf_always",
+                       nan="all_ones", name=name)
 
 
 def instructions() -> list:
@@ -275,9 +308,10 @@ def instructions() -> list:
             for b in table:
                 if _FAMILY[b] == _FAMILY[a]:
                     out.extend((arch, op, a, b, d) for d in ds)
-    for a in AMD_TYPES:
-        for b in (("fp8", "bf8") if a in ("fp8", "bf8") else (a,)):
-            out.append(("gfx942", "v_mfma", a, b, "f32"))
+    for arch, types in _AMD_ARCH_TYPES.items():
+        for a in types:
+            for b in (("fp8", "bf8") if a in ("fp8", "bf8") else (a,)):
+                out.append((arch, "v_mfma", a, b, "f64" if a == "f64" else "f32"))
     return out
 
 

@@ -42,7 +42,7 @@ class Plan:
     """
     format: str              # the format's name
     mode: str                # canonical rounding mode (``lowprec.rounding``)
-    overflow: str            # the resolved policy: "saturate", "inf" or "nan"
+    overflow: str            # the resolved policy: "saturate", "inf", "nan" or "inf_always"
     natural: bool            # overflow=None was asked for (the format's own behaviour)
     sr_variant: str          # stochastic variant: srff, srf, src, sr_odd ("srff" if unused)
     sr_bits: int             # random bits r one decision uses (0 unless stochastic)
@@ -159,14 +159,15 @@ def _specials(fmt, policy, natural, W):
             return nan_out(neg)
         return fmt.inf_code | (sign if neg else 0), _value_bits(np.inf, W, neg)
 
-    ovf = {"saturate": max_out, "inf": inf_out, "nan": nan_out}[policy]
+    ovf = {"saturate": max_out, "inf": inf_out, "nan": nan_out, "inf_always": inf_out}[policy]
+    sat = inf_out if policy == "inf_always" else max_out     # an overflow toward zero
     d = {}
     d["nan_pos_code"], d["nan_pos_bits"] = nan_out(False)
     d["nan_neg_code"], d["nan_neg_bits"] = nan_out(True)
     d["overflow_pos_code"], d["overflow_pos_bits"] = ovf(False)
     d["overflow_neg_code"], d["overflow_neg_bits"] = ovf(True)
-    d["max_pos_code"], d["max_pos_bits"] = max_out(False)
-    d["max_neg_code"], d["max_neg_bits"] = max_out(True)
+    d["max_pos_code"], d["max_pos_bits"] = sat(False)
+    d["max_neg_code"], d["max_neg_bits"] = sat(True)
     d["zero_in_code"] = d["zero_in_bits"] = d["min_code"] = d["min_bits"] = 0
     if isinstance(fmt, FloatFormat) and not fmt.zero:
         d["zero_in_code"], d["zero_in_bits"] = nan_out(False)

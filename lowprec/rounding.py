@@ -36,6 +36,10 @@ Overflow policies (what replaces a result whose magnitude exceeds ``fmt.max``):
 * ``"inf"``: IEEE 754 §7.4: +-Inf when the rounding went away from zero (nearest, stochastic,
   ``up`` for x > 0, ``down`` for x < 0), else +-max. Needs a format with Inf.
 * ``"nan"``: the same, with NaN in place of Inf. Needs a format with NaN.
+* ``"inf_always"``: +-Inf for every result whose rounded magnitude exceeds ``fmt.max``, whatever
+  the direction (under ``toward_zero`` that is a magnitude of at least 2^(emax+1)): what NVIDIA
+  matrix units do with a float32 result they truncate (MMA-Sim 2.1.1, arXiv:2511.10909,
+  ``ldexp_and_normalize``). Needs a format with Inf.
 * ``"saturate"``: +-max always; +-Inf inputs also become +-max (P3109 SatFinite, torch's fp8 cast).
 * ``None``: the format's natural behaviour: ``"inf"`` if it has Inf, else ``"nan"`` if it has NaN,
   else ``"saturate"``; this equals ml_dtypes ``astype`` for every ml_dtypes float format.
@@ -51,7 +55,7 @@ MODE_ALIASES = {
     "ru": "up", "ceil": "up", "rd": "down", "floor": "down", "rto": "odd", "sr": "stochastic",
 }
 VARIANT_NAMES = ("srff", "srf", "src", "sr_odd")
-OVERFLOWS = (None, "saturate", "inf", "nan")
+OVERFLOWS = (None, "saturate", "inf", "nan", "inf_always")
 
 __all__ = ["MODES", "VARIANT_NAMES", "OVERFLOWS", "random_bits", "philox4x32",
            "check_random_source"]
@@ -75,8 +79,8 @@ def check_overflow(overflow, fmt) -> str:
         raise ValueError(f"overflow={overflow!r} is not allowed; choose one of {OVERFLOWS}")
     if overflow is None:
         return "inf" if fmt.has_inf else "nan" if fmt.has_nan else "saturate"
-    if overflow == "inf" and not fmt.has_inf:
-        raise ValueError(f"overflow='inf' but {fmt.name} has no Inf; use 'saturate'"
+    if overflow in ("inf", "inf_always") and not fmt.has_inf:
+        raise ValueError(f"overflow={overflow!r} but {fmt.name} has no Inf; use 'saturate'"
                          + (" or 'nan'" if fmt.has_nan else ""))
     if overflow == "nan" and not fmt.has_nan:
         raise ValueError(f"overflow='nan' but {fmt.name} has no NaN; use 'saturate'"

@@ -76,6 +76,9 @@ def _fused_step(ta, tb, acc, fz, mab, c_emin, rnd, j, valid):
     nan_t = valid & ((fa == NAN) | (fb == NAN) | ((fa == INF) & (sb == 0)) |
                      ((fb == INF) & (sa == 0)))
     inf_t = valid & ~nan_t & ((fa == INF) | (fb == INF))
+    if fz.inf_products:                                  # |p| >= 2^128 is +-Inf (CDNA3)
+        msb = 63 - clz(jnp.where(nzp, jnp.abs(p), I64(1)).astype(U64)).astype(I64)
+        inf_t = inf_t | (nzp & (msb + pe - mab >= 128))
     inf_pos = _any(inf_t & ((sa < 0) == (sb < 0)))
     inf_neg = _any(inf_t & ((sa < 0) != (sb < 0)))
     acc_inf = af == INF
@@ -156,16 +159,25 @@ def _float_operands(A, B):
     return _f64_bits(A3), _f64_bits(B3), batch, M, K, N
 
 
-def _finish(out, shape, res_fmt, dtype):
-    """float64 bits (NaNs made the positive quiet NaN) as float32 or float64 (or ``dtype``)."""
+def _finish(out, shape, res_fmt, dtype, nan="quiet"):
+    """float64 bits as float32 or float64 (or ``dtype``), every NaN made the core's NaN
+    result (``lp.accumulate.nan_result_bits``: the positive quiet NaN, or all ones)."""
     rdt = np.dtype(dtype) if dtype is not None else (
         np.dtype(np.float32) if lp.holds(res_fmt, np.float32) else np.dtype(np.float64))
     if not lp.holds(res_fmt, rdt):
         raise ValueError(f"dtype={rdt} cannot hold every value of {res_fmt.name}")
-    out = jnp.where((out & U64(0x7FFFFFFFFFFFFFFF)) > _INF, QNAN, out).reshape(shape)
+    isnan = ((out & U64(0x7FFFFFFFFFFFFFFF)) > _INF).reshape(shape)
+    out = jnp.where(isnan, QNAN, out.reshape(shape))
     if rdt == np.float64:
-        return lax.bitcast_convert_type(out, jnp.float64)
-    return lax.bitcast_convert_type(_f32_from_f64_bits(out), jnp.float32).astype(rdt)
+        res = lax.bitcast_convert_type(out, jnp.float64)
+    else:
+        res = lax.bitcast_convert_type(_f32_from_f64_bits(out), jnp.float32).astype(rdt)
+    code = _acc.nan_result_bits(nan, 8 * rdt.itemsize)
+    if code is None:
+        return res
+    ut = jnp.dtype(f"uint{8 * rdt.itemsize}")
+    return lax.bitcast_convert_type(jnp.where(isnan, ut.type(code),
+                                              lax.bitcast_convert_type(res, ut)), rdt)
 
 
 def _outer(ta, tb):

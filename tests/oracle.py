@@ -152,9 +152,9 @@ def _overflow(t, negative, away, policy):
         sat = t.code_of[Fr(0)]
     else:
         sat = t.code_of[t.min if negative else t.max]
-    if not away or policy == "saturate":
+    if (not away and policy != "inf_always") or policy == "saturate":
         return sat
-    if policy == "inf":
+    if policy in ("inf", "inf_always"):
         if negative and not t.signed:
             return t.nan_pos
         return t.inf_neg if negative else t.inf_pos

@@ -471,16 +471,30 @@ def test_fused_units_follow_ieee_for_inf_and_nan():
 @pytest.mark.parametrize("acc", ["fp32-sequential", "exact", "h100-fp16", "deepseek-v3-fp8",
                                  lp.Accumulator("bfloat16"),
                                  lp.Accumulator("float32", order="pairwise")])
-def test_nan_results_are_the_positive_quiet_nan(acc):
+def test_nan_results_are_one_nan(acc):
     """Inf - Inf, 0 * Inf and a negative NaN operand all give +NaN (0x7FC00000 in float32),
-    whatever the model and the machine's default NaN."""
+    whatever the model and the machine's default NaN; the matrix-unit instructions give the
+    all-ones NaN 0x7FFFFFFF (MMA-Sim; tests/test_mmasim.py checks them against it)."""
+    nan = 0x7FFFFFFF if lp.hardware.resolve(acc).nan == "all_ones" else 0x7FC00000
     A = np.array([[np.inf, 1.0], [-np.nan, 1.0], [np.inf, -np.inf]], np.float32)
     B = np.array([[1.0], [1.0]], np.float32)
     c = np.array([[-np.inf], [0.0], [0.0]], np.float32)
     B2 = np.array([[0.0], [1.0]], np.float32)
     for b, cc in ((B, c), (B2, None)):
         got = lp.matmul(A, b, acc, cc)
-        assert np.array_equal(got.view(np.uint32), np.full(got.shape, 0x7FC00000, np.uint32))
+        assert np.array_equal(got.view(np.uint32), np.full(got.shape, nan, np.uint32))
+        assert np.array_equal(lp.matmul(A, b, acc, cc, dtype=np.float64).view(np.uint64),
+                              np.full(got.shape, 0x7FFFFFFFFFFFFFFF if nan == 0x7FFFFFFF else
+                                      0x7FF8000000000000, np.uint64))
+
+
+def test_nan_and_inf_products_arguments():
+    with pytest.raises(ValueError, match="nan='x' is not allowed; choose one of"):
+        lp.Accumulator("float32", nan="x")
+    with pytest.raises(ValueError, match="belong to the floored join"):
+        lp.FusedAdder(8, 24, inf_products=True)
+    assert lp.hardware.preset("mi300-bf16").fused.inf_products
+    assert not lp.hardware.preset("mi300-fp8").fused.inf_products
 
 
 def test_instructions_name_what_exists_and_refuse_the_rest():
@@ -503,7 +517,58 @@ def test_instructions_name_what_exists_and_refuse_the_rest():
                       (("gfx942", "v_mfma", "fp8", "f16"), "b='f16' is not allowed")]:
         with pytest.raises(ValueError, match=re.escape(msg)):
             lp.hardware.instruction(*args)
-    assert len(lp.hardware.instructions()) == len(set(lp.hardware.instructions())) == 159
+    assert len(lp.hardware.instructions()) == len(set(lp.hardware.instructions())) == 172
+    with pytest.raises(NotImplementedError, match="gfx90a .CDNA2. f16 / bf16 v_mfma flushes"):
+        lp.hardware.instruction("gfx90a", "v_mfma", "f16")
+    with pytest.raises(ValueError, match=re.escape("d='f32' is not allowed for sm_80 mma.sync")):
+        lp.hardware.instruction("sm_80", "mma.sync", "f64", "f64", "f32")
+    f64 = lp.hardware.instruction("sm_90", "mma.sync", "f64", d="f64")
+    assert (f64.fmt.name, f64.order, f64.fused) == ("float64", "sequential", None)
+    cdna1 = lp.hardware.instruction("gfx908", "v_mfma", "bf16")
+    assert (cdna1.order, cdna1.block) == ("exact", 2)
+
+
+def test_float64_inputs_are_one_fma_chain_or_refused():
+    """Products of float64 values need 106 bits: the FMA chain of the f64 instructions (checked
+    against exact rationals: each step is the exact a*b + d rounded once), and a clear error
+    for every other model of such inputs."""
+    rng = np.random.default_rng(5)
+    A, B = rng.standard_normal((3, 7)), rng.standard_normal((7, 2)) * 1e-3
+    C = rng.standard_normal((3, 2))
+    got = lp.matmul(A, B, lp.hardware.instruction("sm_80", "mma.sync", "f64", d="f64"), c=C)
+    for i in range(3):
+        for j in range(2):
+            d = C[i, j]
+            for k in range(7):
+                d = float(Fr(A[i, k]) * Fr(B[k, j]) + Fr(d))     # correctly rounded
+            assert got[i, j] == d
+    for acc in (lp.Accumulator("float64", order="pairwise", input_formats=("float64",) * 2),
+                lp.Accumulator("float32", input_formats=("float64", "float64")),
+                lp.Accumulator("float64", "toward_zero", input_formats=("float64",) * 2)):
+        with pytest.raises(ValueError, match=r"products need 106 bits .* float64 fused "
+                                             r"multiply-adds"):
+            lp.matmul(A, B, acc)
+
+
+def test_exact_order_with_a_block_rounds_once_per_block():
+    """order="exact", block=L (AMD CDNA1 MFMA): d = round(d + the exact sum of the next L
+    products), against exact rationals."""
+    rng = np.random.default_rng(6)
+    A = lp.round(rng.standard_normal((4, 10)) * 100, "float16", dtype=np.float64)
+    B = lp.round(rng.standard_normal((10, 3)) / 7, "float16", dtype=np.float64)
+    acc = lp.Accumulator("float32", order="exact", block=4, input_formats=("float16",) * 2)
+    got = lp.matmul(A, B, acc)
+    assert got.dtype == np.float32
+    for i in range(4):
+        for j in range(3):
+            d = Fr(0)
+            for k0 in range(0, 10, 4):
+                d = om.round_ieee(d + sum(Fr(A[i, k]) * Fr(B[k, j])
+                                          for k in range(k0, min(k0 + 4, 10))),
+                                  24, -126, 127, "nearest_even")
+            assert Fr(float(got[i, j])) == d
+    with pytest.raises(ValueError, match="order='exact' takes block=None"):
+        lp.Accumulator("float32", order="exact", block=0)
     # the MI300 fp8 unit takes the fnuz formats, and says so
     a = np.float32([[448.0]])
     with pytest.raises(ValueError, match="float8_e4m3fnuz values"):

@@ -10,12 +10,12 @@ import oracle
 from conftest import bits
 from helpers import SMALL, SPEC_TABLES, all_bf16, all_f16, oracle_float, oracle_floats, table
 
-POLICIES = (None, "saturate", "inf", "nan")
+POLICIES = (None, "saturate", "inf", "nan", "inf_always")
 
 
 def _policies(name):
     fmt = lp.format(name)
-    return [p for p in POLICIES if p is None or p == "saturate" or (p == "inf" and fmt.has_inf)
+    return [p for p in POLICIES if p is None or p == "saturate" or (p in ("inf", "inf_always") and fmt.has_inf)
             or (p == "nan" and fmt.has_nan)] if not isinstance(fmt, lp.IntFormat) else [None]
 
 

@@ -20,19 +20,25 @@ import lowprec as lp
 MMASIM_ARCH = {"sm_70": "Volta", "sm_75": "Turing", "sm_80": "Ampere", "sm_86": "Ampere",
                "sm_89": "Ada Lovelace", "sm_90": "Hopper", "sm_100": "Blackwell",
                "sm_120": "RTX Blackwell"}
-TORCH = {"f32": torch.float32, "tf32": torch.float32, "xf32": torch.float32,
+TORCH = {"f64": torch.float64, "f32": torch.float32, "tf32": torch.float32, "xf32": torch.float32,
          "f16": torch.float16, "bf16": torch.bfloat16, "e4m3": torch.float8_e4m3fn,
          "e5m2": torch.float8_e5m2, "fp8": torch.float8_e4m3fnuz, "bf8": torch.float8_e5m2fnuz}
 TYPES = {**lp.hardware.PTX_TYPES, **lp.hardware.AMD_TYPES}
-AMD_SHAPE = {"f16": "32x32x8_f16", "bf16": "32x32x8_bf16", "xf32": "32x32x4_xf32"}
+AMD_SHAPE = {"f16": "32x32x8_f16", "bf16": "32x32x8_bf16", "xf32": "32x32x4_xf32",
+             "f32": "32x32x2_f32", "f64": "16x16x4_f64"}
+AMD_OLD = {"gfx908": ("CDNA1", {"f32": "f32_32x32x2f32", "f16": "f32_32x32x8f16",
+                                "bf16": "f32_32x32x4bf16"}),
+           "gfx90a": ("CDNA2", {"f32": "f32_32x32x2f32", "f64": "f64_16x16x4f64"})}
 SUB_BYTE_SHIFT = {"e3m2": 0, "e2m3": 0, "e2m1": 2}   # MMA-Sim: fp6 in bits 5:0, fp4 in 5:2
 K_STEP = {"tf32": 8, "f16": 16, "bf16": 16}
 
 
 def mmasim_op(arch, op, a, b, d):
     """The MMA-Sim object of the same instruction (a shape from its tables)."""
+    if arch in AMD_OLD:
+        return amd.MFMA(AMD_OLD[arch][0], AMD_OLD[arch][1][a])
     if arch == "gfx942":
-        return amd.MFMA("CDNA3", "f32_" + AMD_SHAPE.get(a, f"16x16x32_{a}_{b}"))
+        return amd.MFMA("CDNA3", f"{d}_" + AMD_SHAPE.get(a, f"16x16x32_{a}_{b}"))
     name = MMASIM_ARCH[arch]
     if op == "wgmma":
         return nv.WGMMA(name, f"m64n8k{K_STEP.get(a, 32)}.{d}.{a}.{b}")
@@ -50,7 +56,10 @@ def operand(rng, t, shape, wide):
     (``wide``), else normal-distributed values rounded to t (products within a few binades,
     where the alignment's truncation decides low bits)."""
     fmt = lp.format(TYPES[t])
-    if wide:
+    if wide and fmt.exp_bits > 8:            # float64: full significands, exponents +-40
+        v = np.ldexp(rng.uniform(-2, 2, shape), rng.integers(-40, 40, shape))
+        v.flat[:2] = [5e-324, -2.0**-1060]     # subnormals
+    elif wide:
         codes = rng.integers(0, 2**fmt.bits, size=shape, dtype=np.uint64)
         v = lp.decode(codes.astype(fmt.code_dtype), fmt, dtype=np.float64)
         v = np.where(np.isfinite(v), v, 0.0)
@@ -59,10 +68,15 @@ def operand(rng, t, shape, wide):
     else:
         v = lp.round(rng.standard_normal(shape) * min(fmt.max / 8, 4.0), fmt, "nearest_even",
                      "saturate", dtype=np.float64)
+    return v, as_sim(v, t)
+
+
+def as_sim(v, t):
+    """Values of type t as MMA-Sim takes them (fp6 / fp4 as shifted codes in uint8)."""
     if t in SUB_BYTE_SHIFT:
-        c = lp.encode(v, fmt).astype(np.int64) << SUB_BYTE_SHIFT[t]
-        return v, torch.tensor(c, dtype=torch.uint8)
-    return v, torch.tensor(v).to(TORCH[t])
+        c = lp.encode(v, lp.format(TYPES[t])).astype(np.int64) << SUB_BYTE_SHIFT[t]
+        return torch.tensor(c, dtype=torch.uint8)
+    return torch.tensor(v).to(TORCH[t])
 
 
 def addend(rng, d, shape):
@@ -73,7 +87,8 @@ def addend(rng, d, shape):
 
 
 def bits(v, d):
-    return {"f16": np.uint16, "f32": np.uint32}[d], {"f16": np.float16, "f32": np.float32}[d]
+    return ({"f16": np.uint16, "f32": np.uint32, "f64": np.uint64}[d],
+            {"f16": np.float16, "f32": np.float32, "f64": np.float64}[d])
 
 
 def compare(arch, op, a, b, d, seed, M=8, N=8):
@@ -95,7 +110,49 @@ def compare(arch, op, a, b, d, seed, M=8, N=8):
                               f"lowprec {got[tuple(bad[0])]!r}")
 
 
+def with_specials(A, B, C, a, b, d):
+    """NaN, +-Inf, Inf - Inf, 0 * Inf and overflow planted in rows 0..5 of (A, B, C), as far
+    as the formats have them (MMA-Sim: every NaN result is all ones but the sign; a float32
+    result past the largest value is Inf even when truncated)."""
+    fa, fb, fd = (lp.format(TYPES[t]) for t in (a, b, d))
+    A, B, C = A.copy(), B.copy(), C.copy()
+    if fa.has_nan:
+        A[0, 0] = np.nan
+    if fa.has_inf:
+        A[1, 0], A[2, 0], A[2, 1] = np.inf, np.inf, -np.inf
+        B[0, 3] = 0.0                       # 0 * Inf in column 3 of row 1
+    if fd.has_inf:
+        C[3, 3], C[4, 4] = np.inf, -np.inf
+    A[5], B[:, 5] = float(fa.max), float(fb.max)   # the largest products
+    C[5, 5] = float(fd.max)
+    if fd.has_nan:
+        C[4, 0] = np.nan
+    return A, B, C
+
+
 INSTRUCTIONS = lp.hardware.instructions()
+
+
+@pytest.mark.parametrize("arch, op, a, b, d", INSTRUCTIONS,
+                         ids=[" ".join(i) for i in INSTRUCTIONS])
+def test_instruction_specials_equal_mmasim(arch, op, a, b, d):
+    acc = lp.hardware.instruction(arch, op, a, b, d)
+    sim = mmasim_op(arch, op, a, b, d)
+    rng = np.random.default_rng(7)
+    A, _ = operand(rng, a, (8, sim.k * 2), False)
+    B, _ = operand(rng, b, (sim.k * 2, 8), False)
+    C, _ = addend(rng, d, (8, 8))
+    A, B, C = with_specials(A, B, C, a, b, d)
+    want = sim(as_sim(A, a), as_sim(B, b), torch.tensor(C).to(TORCH[d])).numpy()
+    ut, ft = bits(want, d)
+    got = lp.matmul(A, B, acc, c=C, dtype=ft)
+    differ = want.view(ut) != got.view(ut)
+    if acc.nan == "quiet":     # MMA-Sim's FMA and exact-sum models keep the host CPU's NaN bits
+        differ &= ~(np.isnan(want) & np.isnan(got))
+    bad = np.argwhere(differ)
+    assert not bad.size, (f"{acc.name}: {len(bad)} differ, first at {tuple(bad[0])}: MMA-Sim "
+                          f"{hex(want.view(ut)[tuple(bad[0])])}, lowprec "
+                          f"{hex(got.view(ut)[tuple(bad[0])])}")
 
 
 @pytest.mark.parametrize("arch, op, a, b, d", INSTRUCTIONS,

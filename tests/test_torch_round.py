@@ -52,6 +52,15 @@ def check(x, fmt, mode, backends=("torch", "core"), **kw):
         same(lt.round(tensor(xs), fmt, mode, backend=b, **kw), lp.round(xs, fmt, mode, **kw))
 
 
+@pytest.mark.parametrize("fmt", ["float8_e5m2", "bfloat16", "float16", "float32"])
+def test_overflow_inf_always(fmt):
+    """overflow="inf_always" (Inf even where the rounding goes toward zero), every mode."""
+    x = inputs(np.float32)
+    x[8:16] = np.float32(float(lp.format(fmt).max)) * np.float32([1, 1.5, 2, 3, -1, -1.5, -2, -3])
+    for mode in MODES:
+        check(x, fmt, mode, overflow="inf_always")
+
+
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_float32_inputs_every_mode(fmt):
     x = inputs(np.float32)

@@ -73,6 +73,9 @@ def test_named_formats_every_mode_and_half_inputs(fmt):
     for mode in MODES[:-1]:
         assert np.array_equal(u(tk.encode(T(x), fmt, mode)),
                               u(lp.encode(x, fmt, mode)))
+        if lp.format(fmt).has_inf:
+            assert np.array_equal(u(tk.round(T(x), fmt, mode, overflow="inf_always")),
+                                  u(lp.round(x, fmt, mode, overflow="inf_always")))
     h = x.astype(np.float16)
     got = tk.round(T(h), fmt)
     assert got.dtype == torch.float16 or fmt == "bfloat16"

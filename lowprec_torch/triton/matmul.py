@@ -259,5 +259,12 @@ def matmul(A, B, acc, c=None, *, dtype=None):
     if bool(err.any()):
         raise ValueError(f"a sum is NaN but {acc.fmt.name} has no NaN")
     res = out.view(torch.float32).reshape(ba + (M, N))
-    res = torch.where(torch.isnan(res), float("nan"), res)          # the positive quiet NaN
-    return res if dtype is None else cast_keeping_nan_sign(res, dtype)
+    isnan = torch.isnan(res)
+    res = torch.where(isnan, float("nan"), res)                     # the positive quiet NaN
+    res = res if dtype is None else cast_keeping_nan_sign(res, dtype)
+    code = _acc.nan_result_bits(acc.nan, 8 * res.element_size())    # or the unit's own NaN
+    if code is None:
+        return res
+    it = {2: torch.int16, 4: torch.int32, 8: torch.int64}[res.element_size()]
+    return torch.where(isnan, torch.tensor(code, dtype=it, device=res.device).view(res.dtype),
+                       res)
