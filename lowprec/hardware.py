@@ -258,18 +258,21 @@ def instruction(arch, op, a, b=None, d="f32") -> Accumulator:
     """The accumulator model of one NVIDIA matrix instruction, named as PTX names it:
     ``arch`` ("sm_70" ... "sm_120"), ``op`` ("mma.sync", "wgmma" on sm_90, "tcgen05.mma" on
     sm_100), the A and B element types (``a``, ``b``: "f16", "bf16", "tf32", "e4m3", "e5m2",
-    "e3m2", "e2m3", "e2m1"; ``b`` defaults to ``a``) and the D / C type ``d`` ("f32" or
-    "f16"). Not modelled yet: the f64 ``mma`` (a chain of float64 fused multiply-adds, which
-    needs products wider than float64) and the block-scaled kinds (``b200-mxf8f6f4``,
-    ``b200-mxf4nvf4``). The parameters follow MMA-Sim (arXiv:2511.10909) and the preset table
+    "e3m2", "e2m3", "e2m1", and "f64" from sm_80 with ``d`` "f64": a chain of float64 fused
+    multiply-adds; ``b`` defaults to ``a``) and the D / C type ``d`` ("f32" or "f16"). Every
+    NaN result is 0x7FFFFFFF (0x7FFF) and a float32 result past the largest value is Inf
+    (``nan="all_ones"``, ``overflow="inf_always"``). The block-scaled kinds are the presets
+    ``b200-mxf8f6f4`` and ``b200-mxf4nvf4``. The parameters follow MMA-Sim (arXiv:2511.10909) and the preset table
     (docs/matrix-units.md): F fraction bits by architecture (23 Volta, 24 Turing to Ada, 25
     Hopper on), N = (8, 16 or 32 bytes) / (bytes of an A element) products per step, Ada's
     ``mma`` and Hopper's ``wgmma`` fp8 keep F = 13 (E8M13 toward zero for float32 D). Raises ValueError naming what the architecture
     offers when the combination does not exist.
 
-    AMD: ``arch`` "gfx942" (CDNA3, MI300), ``op`` "v_mfma", ``a`` / ``b`` "f16", "bf16",
-    "xf32" or the fnuz fp8 types "fp8" (E4M3FNUZ) and "bf8" (E5M2FNUZ), ``d`` "f32": MMA-Sim's
-    CDNA3 model (``FusedAdder.sum_bits``). Not modelled yet: CDNA1/CDNA2 (gfx908, gfx90a)."""
+    AMD: ``arch`` "gfx908" (CDNA1), "gfx90a" (CDNA2) or "gfx942" (CDNA3, MI300), ``op``
+    "v_mfma", ``a`` / ``b`` "f32" and "f64" (FMA chains; f64 from CDNA2, ``d`` "f64"), "f16",
+    "bf16" (CDNA1: exact sums of 4 / 2 products; CDNA3: the floored join), "xf32" or the fnuz
+    fp8 types "fp8" (E4M3FNUZ) and "bf8" (E5M2FNUZ) on CDNA3 (``FusedAdder.sum_bits``), ``d``
+    "f32". CDNA2 f16 / bf16 raise NotImplementedError (not modelled yet)."""
     b = a if b is None else b
     if arch in AMD_ARCHS:
         return _amd(arch, op, a, b, d)

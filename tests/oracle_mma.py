@@ -110,6 +110,55 @@ def fused_dot(a, b, c, n, F, align_c, terms, a_emin, b_emin, c_emin, out, promot
     return big if promote else acc
 
 
+def _floor_to(x: Fr, q: Fr) -> Fr:
+    """The largest multiple of q not above x."""
+    t = x / q
+    return (t.numerator // t.denominator) * q
+
+
+def _trunc_to(x: Fr, q: Fr) -> Fr:
+    """x cut toward zero to a multiple of q."""
+    return _floor_to(x, q) if x >= 0 else -_floor_to(-x, q)
+
+
+def floored_join_step(a, b, c, F, F2, split, drop, a_emin, b_emin, c_emin, out):
+    """One step of the CDNA3 MFMA model (MMA-Sim ``tr_fdpa`` / ``gtr_fdpa``, written from its
+    description): products at positions i mod ``split`` truncated to F fraction bits below
+    their own largest exponent (e_a + e_b) and summed; those sums floored to F bits below the
+    joint largest Ed; with e = max(Ed, exponent of c): the products' sum floored to F2 + 1
+    fraction bits below e, c floored to F bits below e (zero if ``drop`` and c lies more than
+    F + 1 binades below e); their exact sum floored to F2 fraction bits below its own
+    exponent (at least c_emin); one rounding ``out``."""
+    groups = []
+    for r in range(split):
+        terms = [(x * y, exponent(x, a_emin) + exponent(y, b_emin))
+                 for i, (x, y) in enumerate(zip(a, b)) if i % split == r and x * y != 0]
+        if terms:
+            Er = max(e for _, e in terms)
+            groups.append((Er, sum(_trunc_to(v, Fr(2) ** (Er - F)) for v, _ in terms)))
+    ec = exponent(c, c_emin) if c != 0 else c_emin
+    if groups:
+        Ed = max(Er for Er, _ in groups)
+        Sd = sum(_floor_to(S, Fr(2) ** (Ed - F)) for _, S in groups)
+        e = max(Ed, ec)
+        T = _floor_to(Sd, Fr(2) ** (e - F2 - 1))
+    else:
+        e, T = ec, Fr(0)
+    if c != 0 and not (drop and ec < e - F - 1):
+        T += _floor_to(c, Fr(2) ** (e - F))
+    if T != 0:
+        T = _floor_to(T, Fr(2) ** (max(floor_log2(T), c_emin) - F2))
+    return round_ieee(T, *out)
+
+
+def floored_dot(a, b, c, n, F, F2, split, drop, a_emin, b_emin, c_emin, out):
+    """``floored_join_step`` chained along K in steps of n products."""
+    for k0 in range(0, len(a), n):
+        c = floored_join_step(a[k0:k0 + n], b[k0:k0 + n], c, F, F2, split, drop, a_emin,
+                              b_emin, c_emin, out)
+    return c
+
+
 def ordered_sum(products, c, order, fmt, block=None, tree=None):
     """Sum in a given order, each addition rounded once into fmt = (p, emin, emax, mode)."""
     def add(x, y):

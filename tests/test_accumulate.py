@@ -83,6 +83,41 @@ def test_fused_adder_matches_the_rational_model(seed, n, F, align, terms, ins, o
             assert bits(got[i, j]) == bits(to_f32(want)), (i, j, float(want), got[i, j])
 
 
+IN.update({"tfloat32": (None, 11, -126, 127), "float8_e4m3fnuz": (ml_dtypes.float8_e4m3fnuz,
+                                                                  4, -7, 7),
+           "float8_e5m2fnuz": (ml_dtypes.float8_e5m2fnuz, 3, -15, 15)})
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), K=st.integers(1, 70),
+       preset=st.sampled_from(["mi300-fp16", "mi300-bf16", "mi300-xf32", "mi300-fp8", "bf8"]),
+       spread=st.sampled_from([2, 12, 40]))
+def test_cdna3_floored_join_matches_the_rational_model(seed, K, preset, spread):
+    """The AMD CDNA3 presets (FusedAdder sum_bits / split / drop_small_addend) against
+    tests/oracle_mma.py's floored join, written from MMA-Sim's description of the rule."""
+    acc = lp.hardware.preset("mi300-fp8", inputs=("float8_e5m2fnuz", "float8_e5m2fnuz")) \
+        if preset == "bf8" else lp.hardware.preset(preset)
+    fa, fb = (f.name for f in acc.input_formats)
+    rng = np.random.default_rng(seed)
+    sp = min(spread, 6) if "float8" in fa else spread
+    a = lp.round(rng.standard_normal((2, K)) * 2.0 ** rng.integers(-sp, sp + 1, (2, K)), fa,
+                 overflow="saturate", dtype=np.float64)
+    b = lp.round(rng.standard_normal((K, 2)) * 2.0 ** rng.integers(-sp, sp + 1, (K, 2)), fb,
+                 overflow="saturate", dtype=np.float64)
+    a[rng.random(a.shape) < 0.1] = 0.0
+    c = lp.round(rng.standard_normal((2, 2)) * 2.0 ** rng.integers(-30, 10, (2, 2)), "float32",
+                 dtype=np.float64)
+    got = lp.matmul(a, b, acc, c)
+    fz = acc.fused
+    for i in range(2):
+        for j in range(2):
+            want = om.floored_dot([Fr(float(v)) for v in a[i]], [Fr(float(v)) for v in b[:, j]],
+                                  Fr(float(c[i, j])), fz.n, fz.frac_bits, fz.sum_bits, fz.split,
+                                  fz.drop_small_addend, IN[fa][2], IN[fb][2], -126,
+                                  (24, -126, 127, "nearest_even"))
+            assert bits(got[i, j]) == bits(to_f32(want)), (i, j, float(want), got[i, j])
+
+
 @settings(max_examples=25, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1), K=st.integers(1, 300))
 def test_deepseek_promotion_matches_the_rational_model(seed, K):
