@@ -31,6 +31,7 @@ _INLINE = dict(nogil=True, cache=True, inline="always")
 U32 = np.uint32
 LEAF_C, ADD = -1, -2
 TRUNC, FLOOR, NEAREST = 0, 1, 2
+NO_EXP = -(1 << 40)          # FusedAdder.zero_exponent=None in the parameter array
 
 
 @nb.njit(**_CALL)
@@ -243,13 +244,18 @@ def _fused_step(SA, EA, SB, EB, SPA, SPB, k0, k1, acc, prm, P, rw):
         return _floored_step(SA, EA, SB, EB, k0, k1, acc, prm, P, rw)
     E = I64(-(1 << 40))
     nz = False
+    zero = align_c and acc == 0                       # a zero term in the alignment
     for k in range(k0, k1):
         if SA[k] != 0 and SB[k] != 0:
             E = max(E, EA[k] + EB[k])
             nz = True
+        else:
+            zero = True
     if align_c and acc != 0:
         E = max(E, _exponent(acc, c_emin))
         nz = True
+    if zero:                                          # zero_exponent (NO_EXP: none)
+        E = max(E, prm[9])
     if not nz:                                        # every product is a zero
         if acc != 0:
             return _round_value(acc, rw, P)

@@ -100,7 +100,8 @@ def _floored_join(p, pe, acc, F, mab, c_emin, F2, split, drop):
     return np.ldexp(T.astype(np.float64), (e - F2 - 1).clip(-2000, 2000).astype(np.int32))
 
 
-def fused_small(SA, EA, FA, SB, EB, FB, C, n_terms, F, align_c, mode, mab, c_emin, plan,
+def fused_small(SA, EA, FA, SB, EB, FB, C, n_terms, F, zero_exp, align_c, mode, mab, c_emin,
+                plan,
                 promote, plan_pro, seed, join=(None, 1, False, False)):
     """``_accumulate.fused_matmul`` on (nb, M, K) / (nb, N, K) significands and exponents:
     (float64 outputs (nb, M, N), count of results the format cannot hold), or None where an
@@ -146,6 +147,10 @@ def fused_small(SA, EA, FA, SB, EB, FB, C, n_terms, F, align_c, mode, mab, c_emi
         if align_c:
             E = np.where(acc_nz, np.maximum(E, _exponent(np.where(acc_nz, acc, 1.0), c_emin)),
                          E)
+        if zero_exp is not None:               # a zero term: E at least zero_exponent
+            zero = ~np.all(nzp, axis=-1) | (~acc_nz if align_c else False)
+            E = np.where(zero, np.maximum(E, zero_exp), E)
+        if align_c:
             nz = nz | acc_nz
         S = np.sum(np.where(nzp, _align(p, F + pe - E[..., None] - mab, mode), 0), axis=-1)
         if align_c:

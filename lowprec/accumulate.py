@@ -501,7 +501,9 @@ def _run_fused(acc, SA, EA, FA, SB, EB, FB, mab, C3, seed, n_terms):
     cf = acc.addend_format or acc.fmt
     prm = np.array([fz.frac_bits, int(fz.align_addend), TERMS[fz.terms], mab, cf.emin,
                     -1 if fz.sum_bits is None else fz.sum_bits, fz.split,
-                    int(fz.drop_small_addend), int(fz.inf_products)], dtype=np.int64)
+                    int(fz.drop_small_addend), int(fz.inf_products),
+                    _A.NO_EXP if fz.zero_exponent is None else fz.zero_exponent],
+                   dtype=np.int64)
     pro = acc.promote_to
     Ppro = P if pro is None else _rparams(pro.fmt, pro.rounding, pro.overflow, pro.sr_bits,
                                           pro.sr_variant, pro.stochastic)[1]
@@ -509,7 +511,7 @@ def _run_fused(acc, SA, EA, FA, SB, EB, FB, mab, C3, seed, n_terms):
         plan = _rplan(acc.fmt, acc.rounding, acc.overflow, acc.sr_bits, acc.sr_variant, sr)
         plan_pro = None if pro is None else _rplan(pro.fmt, pro.rounding, pro.overflow,
                                                    pro.sr_bits, pro.sr_variant, pro.stochastic)
-        small = fused_small(SA, EA, FA, SB, EB, FB, C3, n_terms, fz.frac_bits,
+        small = fused_small(SA, EA, FA, SB, EB, FB, C3, n_terms, fz.frac_bits, fz.zero_exponent,
                             bool(fz.align_addend), TERMS[fz.terms], mab, cf.emin, plan,
                             acc.promote_every or 0, plan_pro or plan,
                             check_seed(seed) if sr else 0,

@@ -45,7 +45,10 @@ class FusedAdder:
     (CDNA3 fp8: 2, even and odd). ``drop_small_addend``: c more than ``frac_bits`` + 1
     binades below e counts as zero (CDNA3 fp8). ``inf_products``: a product of magnitude
     2^128 or more (past float32) is +-Inf before the sum, so that opposite ones give NaN
-    (CDNA3 f16 / bf16 / xf32: MMA-Sim ``tr_fdpa``)."""
+    (CDNA3 f16 / bf16 / xf32: MMA-Sim ``tr_fdpa``). ``zero_exponent``: a step holding a zero
+    product (or a zero running sum, when it joins the alignment) aligns to at least this
+    exponent, as if the zero had it (MMA-Sim's ``e_zero`` of NVIDIA units: -133 for float32 D
+    from Hopper on, -21 for float16 D), so terms far below it lose their low bits."""
     n: int
     frac_bits: int
     align_addend: bool = True
@@ -54,6 +57,7 @@ class FusedAdder:
     split: int = 1
     drop_small_addend: bool = False
     inf_products: bool = False
+    zero_exponent: int | None = None
 
     def __post_init__(self):
         for name, lo, hi in (("n", 1, 4096), ("frac_bits", 0, 40), ("split", 1, 2)):
@@ -63,6 +67,11 @@ class FusedAdder:
         if self.terms not in TERM_RULES:
             raise ValueError(f"FusedAdder terms={self.terms!r} is not allowed; choose one of "
                              f"{list(TERM_RULES)}")
+        ze = self.zero_exponent
+        if ze is not None and (isinstance(ze, bool) or not isinstance(ze, (int, np.integer))
+                               or not -1100 <= ze <= 1100):
+            raise ValueError(f"FusedAdder zero_exponent={ze!r} is not allowed: None or an int "
+                             "in -1100..1100")
         if self.sum_bits is not None:
             v = self.sum_bits
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not (

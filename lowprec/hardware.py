@@ -79,8 +79,9 @@ def _table():
                         "nearest-even rounding to float32 (fitted to the real-GPU rows; see "
                         "the module docstring)." + src, rounding="nearest_even", align=False)
     t["b200-mxf8f6f4"] = (Accumulator(
-        "float32", "toward_zero", fused=FusedAdder(32, 25), input_formats=_FP8,
-        addend_format="float32", block_scales="product", name="b200-mxf8f6f4"),
+        "float32", "toward_zero", fused=FusedAdder(32, 25, zero_exponent=-133),
+        input_formats=_FP8, addend_format="float32", block_scales="product",
+        overflow="inf_always", nan="all_ones", name="b200-mxf8f6f4"),
         "B200 tcgen05 kind::mxf8f6f4: MX fp8/fp6/fp4 BlockTensors (E8M0 scales per 32 along "
         "K); each product's exponent is e_a + e_b plus both scale exponents, 32 products per "
         "step, 25 fraction bits, toward zero. docs/matrix-units.md (MMA-Sim); no hardware data here.")
@@ -166,6 +167,11 @@ NV_ARCHS = {"sm_70": "Volta", "sm_75": "Turing", "sm_80": "Ampere", "sm_86": "Am
             "sm_120": "RTX Blackwell"}
 _F_BITS = {"sm_70": 23, "sm_75": 24, "sm_80": 24, "sm_86": 24, "sm_89": 24, "sm_90": 25,
            "sm_100": 25, "sm_120": 25}
+# MMA-Sim's ``e_zero``: the exponent a zero product (or zero c) takes in the alignment
+_E_ZERO = {"f32": {"sm_70": -131, "sm_75": -132, "sm_80": -132, "sm_86": -132, "sm_89": -132,
+                   "sm_90": -133, "sm_100": -133, "sm_120": -133},
+           "f16": {"sm_70": -19, "sm_75": -20, "sm_80": -20, "sm_86": -20, "sm_89": -20,
+                   "sm_90": -21, "sm_100": -21, "sm_120": -21}}
 _MMA_STEP_BYTES = {"sm_70": 8, "sm_75": 16, "sm_80": 16, "sm_86": 16, "sm_89": 16,
                    "sm_90": 32, "sm_100": 32, "sm_120": 32}
 PTX_TYPES = {"f64": "float64", "f32": "float32", "tf32": "tfloat32", "f16": "float16",
@@ -294,11 +300,12 @@ def instruction(arch, op, a, b=None, d="f32") -> Accumulator:
     narrow = a in _FP8 and ((arch, op) in (("sm_89", "mma.sync"), ("sm_90", "wgmma")))
     if narrow:
         F = 13
+    fz = FusedAdder(n, F, zero_exponent=_E_ZERO[d][arch])
     if d == "f16":
-        return Accumulator("float16", "nearest_even", fused=FusedAdder(n, F),
+        return Accumulator("float16", "nearest_even", fused=fz,
                            input_formats=ins, addend_format="float16", nan="all_ones",
                            name=name)
-    return Accumulator(E8M13 if narrow else "float32", "toward_zero", fused=FusedAdder(n, F),
+    return Accumulator(E8M13 if narrow else "float32", "toward_zero", fused=fz,
                        input_formats=ins, addend_format="float32", overflow="inf_always",
                        nan="all_ones", name=name)
 

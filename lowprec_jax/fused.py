@@ -59,6 +59,9 @@ def _fused_step(ta, tb, acc, fz, mab, c_emin, rnd, j, valid):
     elif fz.align_addend:
         accE = jnp.maximum(63 - clz(jnp.abs(am).astype(U64)).astype(I64) + ae, c_emin)
         E = jnp.where(acc_nz, jnp.maximum(E, accE), E)
+    if fz.zero_exponent is not None and fz.sum_bits is None:   # a zero term: E >= it
+        zero = _any(valid & ~nzp) | (~acc_nz if fz.align_addend else False)
+        E = jnp.where(zero, jnp.maximum(E, I64(fz.zero_exponent)), E)
     if fz.sum_bits is None:
         nz = _any(nzp) | (acc_nz if fz.align_addend else False)
         S = jnp.sum(jnp.where(nzp, _align(p, F + pe - E[..., None] - mab, mode), I64(0)),

@@ -207,3 +207,24 @@ def test_block_scaled_fp4_equals_mmasim(kind, blk, stype):
         assert not bad.size, (f"{kind} block{blk} {stype}, K={64 * chain}, sparse={sparse}: "
                               f"{len(bad)} of 64 differ, first {want[tuple(bad[0])]!r} vs "
                               f"{got[tuple(bad[0])]!r}")
+
+
+F16_OUT = [i for i in INSTRUCTIONS if i[4] == "f16" and i[2] == "f16"]
+
+
+@pytest.mark.parametrize("arch, op, a, b, d", F16_OUT, ids=[" ".join(i) for i in F16_OUT])
+def test_zero_products_align_at_the_units_zero_exponent(arch, op, a, b, d):
+    """A zero product takes part in the alignment with MMA-Sim's e_zero (-19 / -20 / -21 for
+    float16 D), so a 2^-48 product next to a 2^-25 tie is cut away and the tie rounds to even
+    (0); aligned on the non-zero products alone, it would round up to 2^-24."""
+    acc = lp.hardware.instruction(arch, op, a, b, d)
+    sim = mmasim_op(arch, op, a, b, d)
+    A, B, C = np.zeros((2, sim.k)), np.zeros((sim.k, 2)), np.zeros((2, 2))
+    A[:, 1], B[1, :] = 2.0**-12, 2.0**-13          # 2^-25: half the float16 quantum
+    A[:, 2], B[2, :] = 2.0**-24, 2.0**-24          # 2^-48
+    A[1, 0], B[0, :] = 2.0**-20, 2.0**-20          # row 1: no zero product at position 0
+    A[1, 3:], B[3:, :] = 2.0**-14, 2.0**-14
+    want = sim(as_sim(A, a), as_sim(B, b), torch.tensor(C).to(torch.float16)).numpy()
+    got = lp.matmul(A, B, acc, c=C, dtype=np.float16)
+    assert np.array_equal(want.view(np.uint16), got.view(np.uint16)), (want, got)
+    assert want[0, 0] == 0.0

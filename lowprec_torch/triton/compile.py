@@ -11,7 +11,7 @@ from lowprec import blocks as _B
 
 from .blocks import ROWS, _block_constants, _block_kernel
 from .cast import BLOCK, _round_kernel
-from .matmul import TILE, _matmul_kernel
+from .matmul import _matmul_kernel, kernel_constants
 from .step import kernel_params
 
 __all__ = ["compile_kernels"]
@@ -63,21 +63,14 @@ def compile_kernels(arch=90, fmts=("float8_e4m3fn", "float4_e2m1fn"),
                 P=P, Ps=Ps, S=_block_constants(bf), HAS_R=r > 0, ROWS=ROWS, K=bf.k,
                 KP=triton.next_power_of_2(bf.k)))
             out[f"block {name} {mode}"] = _ptx(triton.compile(src, target=target))
-    from lowprec import accumulate as _acc  # noqa: PLC0415
     for acc in (lp.hardware.resolve(p) for p in matmul_models):
-        fz = acc.fused
-        P = kernel_params(lp.plan(acc.fmt, acc.rounding, acc.overflow))
         fa, fb = acc.input_formats
         sig = {"sa_ptr": "*i64", "ea_ptr": "*i32", "fa_ptr": "*i32", "sb_ptr": "*i64",
                "eb_ptr": "*i32", "fb_ptr": "*i32", "c_ptr": "*i32", "out_ptr": "*i32",
-               "err_ptr": "*i32", "M": "i32", "N": "i32", "K": "i32", "Kp": "i32",
-               **{c: "constexpr" for c in ("P", "F", "NT", "ALIGN", "TERMS", "MAB", "CEMIN",
-                                           "DOWN_MODE", "TILE")}}
-        src = ASTSource(_matmul_kernel, sig, dict(
-            P=P, F=fz.frac_bits, NT=fz.n, ALIGN=bool(fz.align_addend),
-            TERMS=_acc.TERMS[fz.terms], MAB=fa.man_bits + fb.man_bits,
-            CEMIN=(acc.addend_format or acc.fmt).emin, DOWN_MODE=acc.rounding == "down",
-            TILE=TILE))
+               "err_ptr": "*i32", "M": "i32", "N": "i32", "K": "i32", "Kp": "i32"}
+        consts = kernel_constants(acc, fa, fb)
+        sig.update({c: "constexpr" for c in consts})
+        src = ASTSource(_matmul_kernel, sig, consts)
         out[f"matmul {acc}"] = _ptx(triton.compile(src, target=target))
     return out
 

@@ -95,7 +95,8 @@ def _sum_round(S, x, accb, P: tl.constexpr, DOWN_MODE: tl.constexpr):
 def _matmul_kernel(sa_ptr, ea_ptr, fa_ptr, sb_ptr, eb_ptr, fb_ptr, c_ptr, out_ptr, err_ptr,
                    M, N, K, Kp, P: tl.constexpr, F: tl.constexpr, NT: tl.constexpr,
                    ALIGN: tl.constexpr, TERMS: tl.constexpr, MAB: tl.constexpr,
-                   CEMIN: tl.constexpr, DOWN_MODE: tl.constexpr, TILE: tl.constexpr):
+                   CEMIN: tl.constexpr, DOWN_MODE: tl.constexpr, ZE: tl.constexpr,
+                   TILE: tl.constexpr):
     """One (TILE, TILE) output tile of batch b: the running sums start at c and take NT
     products per fused step (``_fused_step`` (lowprec/_accumulate.py) / ``_special_step``).
     Operand views (nb, rows, Kp): signed significands (int64), exponents with the block
@@ -134,6 +135,11 @@ def _matmul_kernel(sa_ptr, ea_ptr, fa_ptr, sb_ptr, eb_ptr, fb_ptr, c_ptr, out_pt
             nz = (tl.max(nzp.to(tl.int32), axis=2) > 0) | acc_nz
         else:
             nz = tl.max(nzp.to(tl.int32), axis=2) > 0
+        if ZE > -(1 << 30):                       # FusedAdder.zero_exponent: a zero term
+            zero = tl.max((valid & ~nzp).to(tl.int32), axis=2) > 0
+            if ALIGN:
+                zero = zero | ~acc_nz
+            E = tl.where(zero, tl.maximum(E, ZE), E)
         S = tl.sum(tl.where(nzp, _align(p, F + pe - E[:, :, None] - MAB, TERMS), 0), axis=2)
         if ALIGN:
             S = S + tl.where(acc_nz, _align(am, F + ae - E, TERMS), 0)
@@ -168,6 +174,18 @@ def _matmul_kernel(sa_ptr, ea_ptr, fa_ptr, sb_ptr, eb_ptr, fb_ptr, c_ptr, out_pt
         err = err | (code == _u(0xFFFFFFFF)).to(tl.int32)
     tl.store(out_ptr + oo, acc.to(tl.int32, bitcast=True), mask=om)
     tl.store(err_ptr + oo, err, mask=om)
+
+
+def kernel_constants(acc, fa, fb):
+    """The constexpr arguments of ``_matmul_kernel`` for the accumulator ``acc`` with input
+    formats fa, fb (shared by the launch and by ``compile_kernels``)."""
+    from lowprec import accumulate as _acc  # noqa: PLC0415
+    fz = acc.fused
+    return dict(P=kernel_params(lp.plan(acc.fmt, acc.rounding, acc.overflow)), F=fz.frac_bits,
+                NT=fz.n, ALIGN=bool(fz.align_addend), TERMS=_acc.TERMS[fz.terms],
+                MAB=fa.man_bits + fb.man_bits, CEMIN=(acc.addend_format or acc.fmt).emin,
+                DOWN_MODE=acc.rounding == "down",
+                ZE=-(1 << 30) if fz.zero_exponent is None else fz.zero_exponent, TILE=TILE)
 
 
 def _views(X, fmt, name, swap):
@@ -250,12 +268,9 @@ def matmul(A, B, acc, c=None, *, dtype=None):
     cb = torch.from_numpy(np.ascontiguousarray(cv.astype(np.float32)).view(np.int32)).to(dev)
     out = torch.empty((nb, M, N), dtype=torch.int32, device=dev)
     err = torch.empty((nb, M, N), dtype=torch.int32, device=dev)
-    P = kernel_params(lp.plan(acc.fmt, acc.rounding, acc.overflow))
     grid = (nb, triton.cdiv(M, TILE), triton.cdiv(N, TILE))
     _matmul_kernel[grid](t(sa), t(ea), t(fla), t(sb), t(eb), t(flb), cb, out, err, M, N, K, Kp,
-                         P=P, F=fz.frac_bits, NT=n, ALIGN=bool(fz.align_addend),
-                         TERMS=_acc.TERMS[fz.terms], MAB=fa.man_bits + fb.man_bits,
-                         CEMIN=cf.emin, DOWN_MODE=acc.rounding == "down", TILE=TILE)
+                         **kernel_constants(acc, fa, fb))
     if bool(err.any()):
         raise ValueError(f"a sum is NaN but {acc.fmt.name} has no NaN")
     res = out.view(torch.float32).reshape(ba + (M, N))
