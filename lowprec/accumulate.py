@@ -31,7 +31,9 @@ outer = round(s * partial + outer), s = round(sA * sB), both in ``promote_to``'s
 the epilogue: D = round(alpha * acc + c) with alpha = float32(tA * tB), one rounding into
 ``fmt``, the accumulation starting from 0.
 
-A NaN result (a NaN term, 0 * Inf, Inf - Inf) is returned as the positive quiet NaN, or with
+``positive_zero=True``: every zero result is +0 (NVIDIA units and CDNA1 as MMA-Sim models
+them add +0.0 to each step's result). A NaN result (a NaN term, 0 * Inf, Inf - Inf) is
+returned as the positive quiet NaN, or with
 ``nan="all_ones"`` as the NaN whose bits are all ones but the sign (0x7FFFFFFF in float32):
 what NVIDIA and AMD matrix units return (MMA-Sim), set by every ``lp.hardware.instruction``.
 
@@ -255,7 +257,7 @@ def matmul(A, B, acc="fp32-sequential", c=None, *, seed=None, dtype=None):
         np.dtype(np.float32) if holds(res_fmt, np.float32) else np.dtype(np.float64))
     if not holds(res_fmt, rdt):
         raise ValueError(f"dtype={rdt} cannot hold every value of {res_fmt.name}")
-    return _nan_results(out, rdt, acc.nan).reshape(shape)
+    return _results(out, rdt, acc).reshape(shape)
 
 
 def _fma64_chain(acc):
@@ -278,15 +280,18 @@ def _fma64_chain(acc):
                      "model.")
 
 
-def _nan_results(v, rdt, nan):
+def _results(v, rdt, acc):
     """v as dtype ``rdt`` with its NaN results made one NaN (``Accumulator.nan``): the
     positive quiet NaN by default (IEEE 754 leaves a NaN's sign open and x86 gives Inf - Inf
-    a negative one, so lowprec fixes it in every model and path), or ``nan_result_bits``."""
+    a negative one, so lowprec fixes it in every model and path), or ``nan_result_bits``;
+    and with ``positive_zero`` every zero result +0."""
+    if acc.positive_zero:
+        v = v + 0.0                                      # -0 + +0 = +0 (IEEE)
     isnan = np.isnan(v)
     if not isnan.any():
         return v.astype(rdt)
     out = np.where(isnan, np.nan, v).astype(rdt)
-    code = nan_result_bits(nan, 8 * rdt.itemsize)
+    code = nan_result_bits(acc.nan, 8 * rdt.itemsize)
     if code is not None:
         u = out.view(f"u{rdt.itemsize}")
         u[isnan] = code
@@ -331,8 +336,8 @@ def _block_matmul(A, B, acc, c, seed, dtype):
         from .arith import fma  # noqa: PLC0415
         cc = np.zeros(res.shape) if c is None else _floats(c, "c")
         res = fma(np.float64(alpha), res, cc, acc.fmt, acc.rounding, acc.overflow)
-    return _nan_results(res, np.dtype(dtype or (np.float32 if holds(acc.fmt, np.float32)
-                                                 else np.float64)), acc.nan)
+    return _results(res, np.dtype(dtype or (np.float32 if holds(acc.fmt, np.float32)
+                                             else np.float64)), acc)
 
 
 def _fused_from_parts(acc, ea, sa, eb, sb, c, seed):

@@ -106,6 +106,7 @@ class Accumulator:
     block_scales: str = "product"
     group: int = 16
     nan: str = "quiet"
+    positive_zero: bool = False
     name: str = field(default="", compare=False)
 
     def __post_init__(self):
@@ -157,6 +158,8 @@ class Accumulator:
             if self.order != "sequential" or self.products is not None:
                 raise ValueError("a fused adder sets its own order and keeps products exact: "
                                  "leave order='sequential' and products=None")
+        if not isinstance(self.positive_zero, bool):
+            raise TypeError(f"positive_zero must be True or False, got {self.positive_zero!r}")
         if self.nan not in NAN_RESULTS:
             raise ValueError(f"nan={self.nan!r} is not allowed; choose one of {list(NAN_RESULTS)}")
         if self.block_scales not in BLOCK_SCALES:

@@ -81,14 +81,15 @@ def _table():
     t["b200-mxf8f6f4"] = (Accumulator(
         "float32", "toward_zero", fused=FusedAdder(32, 25, zero_exponent=-133),
         input_formats=_FP8, addend_format="float32", block_scales="product",
-        overflow="inf_always", nan="all_ones", name="b200-mxf8f6f4"),
+        overflow="inf_always", nan="all_ones", positive_zero=True, name="b200-mxf8f6f4"),
         "B200 tcgen05 kind::mxf8f6f4: MX fp8/fp6/fp4 BlockTensors (E8M0 scales per 32 along "
         "K); each product's exponent is e_a + e_b plus both scale exponents, 32 products per "
         "step, 25 fraction bits, toward zero. docs/matrix-units.md (MMA-Sim); no hardware data here.")
     t["b200-mxf4nvf4"] = (Accumulator(
         "float32", "toward_zero", fused=FusedAdder(64, 35), input_formats=(
             "float4_e2m1fn", "float4_e2m1fn"), addend_format="float32", block_scales="group",
-        group=16, name="b200-mxf4nvf4"),
+        group=16, overflow="inf_always", nan="all_ones", positive_zero=True,
+        name="b200-mxf4nvf4"),
         "B200 tcgen05 kind::mxf4nvf4: FP4 BlockTensors (UE4M3 scales per 16, or E8M0 per "
         "32); each group of 16 products summed exactly and multiplied by both scales, the 4 "
         "group terms of a 64-long step aligned with 35 fraction bits, toward zero; NVFP4 "
@@ -245,7 +246,7 @@ def _amd(arch, op, a, b, d):
     if arch == "gfx908":
         return Accumulator("float32", "nearest_even", order="exact", block=_CDNA1_STEP[a],
                            input_formats=(AMD_TYPES[a], AMD_TYPES[b]), addend_format="float32",
-                           name=name)
+                           positive_zero=True, name=name)
     fz = FusedAdder(_AMD_STEP[a], 24, align_addend=False, sum_bits=31,
                     split=2 if a in fp8 else 1, drop_small_addend=a in fp8,
                     inf_products=a not in fp8)
@@ -304,10 +305,11 @@ def instruction(arch, op, a, b=None, d="f32") -> Accumulator:
     if d == "f16":
         return Accumulator("float16", "nearest_even", fused=fz,
                            input_formats=ins, addend_format="float16", nan="all_ones",
+                           positive_zero=True,
                            name=name)
     return Accumulator(E8M13 if narrow else "float32", "toward_zero", fused=fz,
                        input_formats=ins, addend_format="float32", overflow="inf_always",
-                       nan="all_ones", name=name)
+                       nan="all_ones", positive_zero=True, name=name)
 
 
 def instructions() -> list:

@@ -139,7 +139,7 @@ def _block_matmul(A, B, acc, c, seed, dtype):
         vr = _view(out, None)
         d = erb(_sum(_product(*va, *vr), cb.reshape(n_out), erb.down), 0)[0]
         out = jnp.where(alpha == U32(0x3F800000), out, d)
-    return _finish(out, shape, acc.fmt, dtype, acc.nan)
+    return _finish(out, shape, acc.fmt, dtype, acc)
 
 
 def _promoted(acc, A, B, ea, sa, eb, sb, batch, M, K, N, c_acc, rnd):

@@ -162,9 +162,13 @@ def _float_operands(A, B):
     return _f64_bits(A3), _f64_bits(B3), batch, M, K, N
 
 
-def _finish(out, shape, res_fmt, dtype, nan="quiet"):
+def _finish(out, shape, res_fmt, dtype, acc=None):
     """float64 bits as float32 or float64 (or ``dtype``), every NaN made the core's NaN
-    result (``lp.accumulate.nan_result_bits``: the positive quiet NaN, or all ones)."""
+    result (``lp.accumulate.nan_result_bits``: the positive quiet NaN, or all ones), every
+    zero +0 under ``acc.positive_zero``."""
+    nan = "quiet" if acc is None else acc.nan
+    if acc is not None and acc.positive_zero:
+        out = jnp.where((out & U64(0x7FFFFFFFFFFFFFFF)) == 0, U64(0), out)
     rdt = np.dtype(dtype) if dtype is not None else (
         np.dtype(np.float32) if lp.holds(res_fmt, np.float32) else np.dtype(np.float64))
     if not lp.holds(res_fmt, rdt):

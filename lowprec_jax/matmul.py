@@ -109,4 +109,4 @@ def matmul(A, B, acc="fp32-sequential", c=None, *, seed=None, dtype=None):
         rnd.check_odd_sum("the sequential order")
         out = _sequential(ab, bb, cb.reshape(n_out), rnd)
         res_fmt = acc.fmt
-    return _finish(out, shape, res_fmt, dtype, acc.nan)
+    return _finish(out, shape, res_fmt, dtype, acc)

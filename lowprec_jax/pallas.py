@@ -182,4 +182,4 @@ def matmul(A, B, acc, c=None, *, dtype=None, interpret=True):
                          grid=(nb, Mp // TILE, Np // TILE), in_specs=[row] * 3 + [col] * 3 + [
                              out], out_specs=out, interpret=interpret,
                          compiler_params=pltriton.CompilerParams())(*ta, *tb, cp)
-    return _finish(res[:, :M, :N].reshape(-1), shape, acc.fmt, dtype, acc.nan)
+    return _finish(res[:, :M, :N].reshape(-1), shape, acc.fmt, dtype, acc)

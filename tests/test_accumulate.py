@@ -528,6 +528,14 @@ def test_nan_and_inf_products_arguments():
         lp.Accumulator("float32", nan="x")
     with pytest.raises(ValueError, match="belong to the floored join"):
         lp.FusedAdder(8, 24, inf_products=True)
+    with pytest.raises(TypeError, match="positive_zero must be True or False, got 1"):
+        lp.Accumulator("float32", positive_zero=1)
+    with pytest.raises(ValueError, match="zero_exponent=1.5 is not allowed"):
+        lp.FusedAdder(8, 24, zero_exponent=1.5)
+    z = np.array([[-0.0, -0.0]])
+    assert np.signbit(lp.matmul(z, np.ones((2, 1)), "fp32-sequential", z[:, :1]))[0, 0]
+    assert not np.signbit(lp.matmul(z, np.ones((2, 1)), lp.Accumulator(
+        "float32", positive_zero=True), z[:, :1]))[0, 0]
     assert lp.hardware.preset("mi300-bf16").fused.inf_products
     assert not lp.hardware.preset("mi300-fp8").fused.inf_products
 

@@ -111,9 +111,10 @@ def compare(arch, op, a, b, d, seed, M=8, N=8):
 
 
 def with_specials(A, B, C, a, b, d):
-    """NaN, +-Inf, Inf - Inf, 0 * Inf and overflow planted in rows 0..5 of (A, B, C), as far
-    as the formats have them (MMA-Sim: every NaN result is all ones but the sign; a float32
-    result past the largest value is Inf even when truncated)."""
+    """NaN, +-Inf, Inf - Inf, 0 * Inf, overflow and an all -0 sum planted in rows 0..6 of
+    (A, B, C), as far as the formats have them (MMA-Sim: every NaN result is all ones but the
+    sign; a float32 result past the largest value is Inf even when truncated; NVIDIA's zero
+    results are +0)."""
     fa, fb, fd = (lp.format(TYPES[t]) for t in (a, b, d))
     A, B, C = A.copy(), B.copy(), C.copy()
     if fa.has_nan:
@@ -125,6 +126,8 @@ def with_specials(A, B, C, a, b, d):
         C[3, 3], C[4, 4] = np.inf, -np.inf
     A[5], B[:, 5] = float(fa.max), float(fb.max)   # the largest products
     C[5, 5] = float(fd.max)
+    if fa.has_neg_zero:                             # row 6: -0 products and c = -0
+        A[6], B[:, 6], C[6, 6] = -0.0, 1.0, -0.0
     if fd.has_nan:
         C[4, 0] = np.nan
     return A, B, C
@@ -228,3 +231,44 @@ def test_zero_products_align_at_the_units_zero_exponent(arch, op, a, b, d):
     got = lp.matmul(A, B, acc, c=C, dtype=np.float16)
     assert np.array_equal(want.view(np.uint16), got.view(np.uint16)), (want, got)
     assert want[0, 0] == 0.0
+
+
+MXF8F6F4 = [("e4m3", "e4m3"), ("e5m2", "e4m3"), ("e3m2", "e2m3"), ("e2m1", "e2m1"),
+            ("e2m1", "e5m2")]
+
+
+@pytest.mark.parametrize("a, b", MXF8F6F4)
+def test_block_scaled_mxf8f6f4_equals_mmasim(a, b):
+    """tcgen05.mma kind::mxf8f6f4 (E8M0 scales per 32 along K) as the b200-mxf8f6f4 preset on
+    BlockTensors: each product's exponent carries both scales' exponents."""
+    sim = nv.TCGen05MMABlockScale("Blackwell", f"m128n8k32.kind::mxf8f6f4.block32.f32.{a}.{b}"
+                                  ".ue8m0")
+    rng = np.random.default_rng(zlib.crc32(f"mxf8f6f4 {a} {b}".encode()))
+    for chain in (1, 4):
+        M, K, N = 8, 32 * chain, 8
+        ops = []
+        for t, shape in ((a, (M, K)), (b, (K, N))):
+            fmt = lp.format(TYPES[t])
+            codes = rng.integers(0, 2**fmt.bits, shape).astype(fmt.code_dtype)
+            v = lp.decode(codes, fmt, dtype=np.float64)
+            codes = np.where(np.isfinite(v), codes, 0).astype(fmt.code_dtype)
+            ops.append((fmt, codes, lp.decode(codes, fmt, dtype=np.float64)))
+        sa = rng.integers(0x70, 0x90, (M, K // 32)).astype(np.uint8)
+        sb = rng.integers(0x70, 0x90, (K // 32, N)).astype(np.uint8)
+        (fa, ca, va), (fb, cb, vb) = ops
+        A = lp.BlockTensor(ca.reshape(M, K // 32, 32), sa, np.float32(1), (M, K), 1,
+                           lp.BlockFormat(fa, 32, "float8_e8m0fnu", "floor"))
+        B = lp.BlockTensor(np.ascontiguousarray(cb.T).reshape(N, K // 32, 32),
+                           np.ascontiguousarray(sb.T), np.float32(1), (K, N), 0,
+                           lp.BlockFormat(fb, 32, "float8_e8m0fnu", "floor"))
+        C, tC = addend(rng, "f32", (M, N))
+        for s in range(chain):       # MMA-Sim takes one block per call: chain the calls
+            ks = slice(32 * s, 32 * s + 32)
+            tC = sim(as_sim(va[:, ks], a), as_sim(vb[ks], b), tC,
+                     torch.tensor(sa[:, s:s + 1]).view(torch.float8_e8m0fnu),
+                     torch.tensor(sb[s:s + 1]).view(torch.float8_e8m0fnu))
+        want = tC.numpy()
+        got = lp.matmul(A, B, "b200-mxf8f6f4", c=C, dtype=np.float32)
+        bad = np.argwhere(want.view(np.uint32) != got.view(np.uint32))
+        assert not bad.size, (f"{a} x {b}, K={K}: {len(bad)} of 64 differ, first "
+                              f"{want[tuple(bad[0])]!r} vs {got[tuple(bad[0])]!r}")

@@ -276,6 +276,8 @@ def matmul(A, B, acc, c=None, *, dtype=None):
     res = out.view(torch.float32).reshape(ba + (M, N))
     isnan = torch.isnan(res)
     res = torch.where(isnan, float("nan"), res)                     # the positive quiet NaN
+    if acc.positive_zero:
+        res = res + 0.0                                             # -0 + +0 = +0
     res = res if dtype is None else cast_keeping_nan_sign(res, dtype)
     code = _acc.nan_result_bits(acc.nan, 8 * res.element_size())    # or the unit's own NaN
     if code is None:
