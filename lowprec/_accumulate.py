@@ -300,7 +300,29 @@ def _floored_step(SA, EA, SB, EB, k0, k1, acc, prm, P, rw):
     F, mab, c_emin, F2, split, drop = prm[0], prm[3], prm[4], prm[5], prm[6], prm[7]
     NONE = I64(-(1 << 40))
     E0, E1, S0, S1 = NONE, NONE, I64(0), I64(0)       # split <= 2: no allocation per step
-    if prm[8]:                                        # inf_products: |p| >= 2^128 is +-Inf
+    if split == 1:
+        for k in range(k0, k1):
+            if SA[k] != 0 and SB[k] != 0:
+                E0 = max(E0, EA[k] + EB[k])
+        for k in range(k0, k1):
+            p = SA[k] * SB[k]
+            if p != 0:
+                S0 += _align(p, F + EA[k] + EB[k] - E0 - mab, TRUNC)
+    else:                                             # split == 2: even and odd positions
+        for k in range(k0, k1):
+            if SA[k] != 0 and SB[k] != 0:
+                if (k - k0) & 1 == 0:
+                    E0 = max(E0, EA[k] + EB[k])
+                else:
+                    E1 = max(E1, EA[k] + EB[k])
+        for k in range(k0, k1):
+            p = SA[k] * SB[k]
+            if p != 0:
+                if (k - k0) & 1 == 0:
+                    S0 += _align(p, F + EA[k] + EB[k] - E0 - mab, TRUNC)
+                else:
+                    S1 += _align(p, F + EA[k] + EB[k] - E1 - mab, TRUNC)
+    if prm[8] and max(E0, E1) >= 127:                 # inf_products: |p| >= 2^128 is +-Inf
         inf_pos, inf_neg = False, False
         for k in range(k0, k1):
             p = SA[k] * SB[k]
@@ -312,19 +334,6 @@ def _floored_step(SA, EA, SB, EB, k0, k1, acc, prm, P, rw):
         if inf_pos or inf_neg:
             return _round_value(np.nan if inf_pos and inf_neg else
                                 np.inf if inf_pos else -np.inf, rw, P)
-    for k in range(k0, k1):
-        if SA[k] != 0 and SB[k] != 0:
-            if (k - k0) % split == 0:
-                E0 = max(E0, EA[k] + EB[k])
-            else:
-                E1 = max(E1, EA[k] + EB[k])
-    for k in range(k0, k1):
-        p = SA[k] * SB[k]
-        if p != 0:
-            if (k - k0) % split == 0:
-                S0 += _align(p, F + EA[k] + EB[k] - E0 - mab, TRUNC)
-            else:
-                S1 += _align(p, F + EA[k] + EB[k] - E1 - mab, TRUNC)
     Ed = max(E0, E1)
     Sd = S0                                           # at scale 2^(Ed - F)
     if split > 1:

@@ -101,11 +101,6 @@ def _block_matmul(A, B, acc, c, seed, dtype):
     """``_block_matmul`` (lowprec/accumulate.py) in JAX: ``block_scales`` "product" (power-of-two
     scales added to each product's exponent) and "group" (exact group sums times both
     scales); NVFP4's tensor scales in the epilogue D = round(alpha * acc + c)."""
-    if acc.block_scales == "group":
-        raise NotImplementedError(
-            "block_scales='group' (b200-mxf4nvf4) now aligns each group term on its scales' "
-            "exponents, as MMA-Sim models tcgen05 kind::mxf4nvf4 (lowprec._group_step); "
-            "lowprec_jax does not model that rule yet: use lp.matmul")
     if acc.block_scales == "product":
         ta, tb, batch, M, K, N, mab = fused_operands(A, B, acc)
     else:
@@ -179,8 +174,13 @@ def _promoted(acc, A, B, ea, sa, eb, sb, batch, M, K, N, c_acc, rnd):
 
 
 def _grouped(acc, A, B, ea, sa, eb, sb, batch, M, K, N, c_acc, rnd):
-    """Group terms: exact sums of ``group`` products of elements times both block scales
-    (``_grouped`` (lowprec/accumulate.py)), then fused steps of n / group terms."""
+    """``_grouped`` (lowprec/accumulate.py): per step of n / group groups along K, the exact
+    group sums times both scales aligned on the scales' exponents (``group_step``,
+    lowprec/_group_step.py, run here on jax.numpy), truncated to F bits, summed exactly and
+    rounded once; steps chain along K."""
+    from lowprec._group_step import E_ZERO, group_step  # noqa: PLC0415
+    from ._clz import clz  # noqa: PLC0415
+    from .sums import INF, QNAN, _align, _bits_odd  # noqa: PLC0415
     g = acc.group
     _acc.check_group_sums_exact(A.fmt, B.fmt, g)
     if K % g or acc.fused.n % g:
@@ -190,14 +190,42 @@ def _grouped(acc, A, B, ea, sa, eb, sb, batch, M, K, N, c_acc, rnd):
         run = q.fmt.k if q.fmt.tile is None else q.fmt.tile[along_k]
         if run % g:
             raise ValueError(f"{name}'s blocks ({run} along K) do not hold whole groups of {g}")
+    G = K // g
     f64 = lambda b: lax.bitcast_convert_type(b, jnp.float64)  # noqa: E731
-    va, vb = f64(ea) * f64(sa), f64(eb) * f64(sb)    # exact, and normal in float64
-    ga = va.reshape(va.shape[:-1] + (K // g, g))                          # (..., M, G, g)
-    gb = jnp.moveaxis(vb.reshape(vb.shape[:-2] + (K // g, g, N)), -1, -3)  # (..., N, G, g)
+    ga = f64(ea).reshape(ea.shape[:-1] + (G, g))                             # (..., M, G, g)
+    gb = jnp.moveaxis(f64(eb).reshape(eb.shape[:-2] + (G, g, N)), -1, -3)   # (..., N, G, g)
     T = jnp.einsum("...mgk,...ngk->...mng", ga, gb, precision="highest")   # exact sums
-    nb = int(np.prod(batch, dtype=np.int64))
-    T = jnp.broadcast_to(T, batch + (M, N, K // g)).reshape(nb, M * N, K // g)
-    ta = _view(lax.bitcast_convert_type(T, U64), _F64)
-    tb = (jnp.ones((nb, 1, K // g), I64), jnp.zeros((nb, 1, K // g), I64),
-          jnp.zeros((nb, 1, K // g), jnp.int8))
-    return _fused(acc, ta, tb, c_acc.reshape(-1), rnd, acc.fused.n // g, 52)
+    count = jnp.einsum("...mgk,...ngk->...mng", (ga != 0).astype(jnp.float64),
+                       (gb != 0).astype(jnp.float64), precision="highest")
+    fa, fb = A.fmt.elem, B.fmt.elem
+    q = (fa.emin - fa.man_bits) + (fb.emin - fb.man_bits)
+    m = jnp.round(T * 2.0 ** -q).astype(I64)              # in units of the smallest product
+    sfa, sfb = A.fmt.scale_fmt, B.fmt.scale_fmt
+    SA, XA, FA = _view(sa.reshape(sa.shape[:-1] + (G, g))[..., 0], sfa)        # (..., M, G)
+    SB, XB, FB = _view(jnp.swapaxes(sb.reshape(sb.shape[:-2] + (G, g, N))[..., 0, :], -1, -2),
+                       sfb)                                                     # (..., N, G)
+    sig = SA[..., :, None, :] * SB[..., None, :, :]
+    label = XA[..., :, None, :] + XB[..., None, :, :]
+    label = jnp.where((count == 0) | (sig == 0), I64(E_ZERO), label)
+    bad = (FA == NAN)[..., :, None, :] | (FB == NAN)[..., None, :, :]
+    full = batch + (M, N, G)
+    m, sig, label, bad = (jnp.broadcast_to(v, full).reshape(-1, G) for v in (m, sig, label,
+                                                                            bad))
+    mab = sfa.man_bits + sfb.man_bits - q
+    F = acc.fused.frac_bits
+    cf = acc.addend_format or acc.fmt
+    accv = c_acc.reshape(-1)
+    per = acc.fused.n // g
+    for j, k0 in enumerate(range(0, G, per)):
+        sl = slice(k0, k0 + per)
+        am, ae, af = _parts(accv)
+        fin = (af != INF) & (af != NAN)
+        cm = jnp.where(fin, am, I64(0))
+        msb = 63 - clz(jnp.where(cm == 0, U64(1), jnp.abs(cm).astype(U64))).astype(I64)
+        c_label = jnp.where(cm != 0, jnp.maximum(msb + ae, cf.emin), I64(E_ZERO))
+        S, E = group_step(m[:, sl], sig[:, sl], label[:, sl], cm, ae, c_label, F, mab,
+                          xp=jnp, align=_align)
+        v = jnp.where(S == 0, U64(0), _bits_odd(S < 0, jnp.abs(S), E - F))   # exact
+        v = jnp.where(jnp.any(bad[:, sl], axis=-1) | (af == NAN), QNAN, jnp.where(fin, v, accv))
+        accv = rnd(v, j)[0]
+    return accv

@@ -148,10 +148,9 @@ def matmul(A, B, acc, c=None, *, dtype=None, interpret=True):
         raise ValueError("lowprec_jax.pallas.matmul works in 64-bit integers: enable "
                          "jax_enable_x64")
     if acc.fused is None or acc.stochastic or acc.promote_every is not None or (
-            acc.block_scales != "product") or acc.fused.sum_bits is not None:
+            acc.block_scales != "product"):
         raise NotImplementedError(f"the Pallas matmul models fused adders with power-of-two "
-                                  f"block scales, no stochastic rounding, no promotion and no "
-                                  f"floored join (sum_bits); "
+                                  f"block scales, no stochastic rounding and no promotion; "
                                   f"{acc} needs lowprec_jax.matmul or lp.matmul")
     if isinstance(A, QuantizedArray) and (A.fmt.scale_rule in TWO_LEVEL or getattr(
             B, "fmt", A.fmt).scale_rule in TWO_LEVEL):

@@ -21,7 +21,7 @@ import oracle_mma
 
 builtins_sum = builtins.sum
 FUSED_PRESETS = [n for n in lp.hardware.presets() if lp.hardware.preset(n).fused is not None
-                 and lp.hardware.preset(n).block_scales != "group"]
+                 and lp.hardware.preset(n).block_scales != "group"]   # group: BlockTensors
 
 
 def values(rng, fmt, shape, spread=10):
@@ -293,10 +293,6 @@ def test_block_operands_equal_the_core(pair, model, batch, MKN, sp, seed):
         kw = dict(seed=seed)
     else:
         acc = lp.hardware.preset(model, inputs=ins)
-    if acc.block_scales == "group":           # not in lowprec_jax yet: refused, clearly
-        with pytest.raises(NotImplementedError, match="lp.matmul"), jax.enable_x64(True):
-            matmul(qa, qb, acc, **kw)
-        return
     if acc.stochastic and "nvfp4" in pair[0] + pair[1]:
         with pytest.raises(NotImplementedError, match="epilogue"), jax.enable_x64(True):
             matmul(qa, qb, acc, seed=seed)
@@ -337,3 +333,27 @@ def test_block_scales_at_promotion_equal_the_core(K, nan, batch, seed):
     with jax.enable_x64(True):
         got = jax.jit(lambda a, b, c: matmul(a, b, acc, c))(qa, qb, c)
     assert same(got, want)
+
+
+@pytest.mark.parametrize("pair", [("nvfp4", "nvfp4"), ("mxfp4", "mxfp4"), ("nvfp4", "nvfp4_2d")])
+@pytest.mark.parametrize("sparse", [False, True])
+def test_group_rule_equals_the_core(pair, sparse):
+    """block_scales="group" (b200-mxf4nvf4: group terms aligned on their scales' exponents,
+    lowprec/_group_step.py) in JAX, under jit, against lp.matmul: chains of 1 and 2 steps,
+    whole zero groups, a zero c, batches."""
+    rng = np.random.default_rng(len(pair[1]) + sparse)
+    for batch, (M, K, N) in (((), (4, 64, 3)), ((2,), (3, 128, 5))):
+        qa, qb = block_case(rng, *pair, batch, M, K, N, False)
+        if sparse:
+            a = np.asarray(qa.to_core().dequantize()).copy()
+            a[..., :, 16:32] = 0.0
+            b = np.asarray(qb.to_core().dequantize()).copy()
+            b[..., 32:48, :] = 0.0
+            qa, qb = jb.quantize(a, pair[0]), jb.quantize(b, pair[1], -1 if lp.block_format(
+                pair[1]).tile is not None else -2)
+        acc = lp.hardware.preset("b200-mxf4nvf4")
+        for c in (None, rng.standard_normal(batch + (M, N)).astype(np.float32)):
+            want = lp.matmul(qa.to_core(), qb.to_core(), acc, c)
+            with jax.enable_x64(True):
+                got = jax.jit(lambda a, b, c: matmul(a, b, acc, c))(qa, qb, c)
+            assert same(got, want)

@@ -162,7 +162,7 @@ def test_pallas_matmul_on_float_operands_and_what_it_refuses():
             got = np.asarray(lpp.matmul(A, B, acc, interpret=INTERPRET))
         assert np.array_equal(got.view(np.uint32), want.view(np.uint32)), name
     with jax.enable_x64(True):
-        for acc in ("fp32-sequential", "deepseek-v3-fp8", "mi300-fp16"):
+        for acc in ("fp32-sequential", "deepseek-v3-fp8"):
             with pytest.raises(NotImplementedError, match="Pallas matmul"):
                 lpp.matmul(A, B, acc, interpret=INTERPRET)
         q = jb.quantize(A, "nvfp4")
@@ -170,6 +170,22 @@ def test_pallas_matmul_on_float_operands_and_what_it_refuses():
             lpp.matmul(q, q, "b200-mxf8f6f4")
     with jax.enable_x64(False), pytest.raises(ValueError, match="jax_enable_x64"):
         lpp.matmul(A, B, "h100-fp8")
+
+
+@pytest.mark.parametrize("name", ["mi300-fp16", "mi300-fp8", "mi300-xf32"])
+def test_pallas_matmul_floored_join(name):
+    """The AMD CDNA3 floored join (FusedAdder sum_bits) through the Pallas kernel."""
+    acc = lp.hardware.preset(name)
+    fa, fb = acc.input_formats
+    rng = np.random.default_rng(7)
+    A = lp.round(rng.standard_normal((3, 70)) * 4, fa, overflow="saturate", dtype=np.float32)
+    B = lp.round(rng.standard_normal((70, 20)), fb, overflow="saturate", dtype=np.float32)
+    c = lp.round(rng.standard_normal((3, 20)) * 2.0 ** rng.integers(-30, 10, (3, 20)),
+                 "float32", dtype=np.float32)
+    want = lp.matmul(A, B, acc, c)
+    with jax.enable_x64(True):
+        got = np.asarray(lpp.matmul(A, B, acc, c, interpret=INTERPRET))
+    assert np.array_equal(got.view(np.uint32), want.view(np.uint32)), name
 
 
 @pytest.mark.parametrize("model", ["exact", "b200-mxf8f6f4"])
@@ -181,4 +197,13 @@ def test_matmul_kernel_lowers_for_cuda(model):
     with jax.enable_x64(True):
         low = jax.jit(lambda a, b: lpp.matmul(a, b, acc, interpret=False)).trace(qa, qb).lower(
             lowering_platforms=("cuda",))
+        assert "triton" in low.as_text().lower()
+
+
+def test_floored_join_kernel_lowers_for_cuda():
+    rng = np.random.default_rng(1)
+    A = lp.round(rng.standard_normal((20, 64)), "float8_e4m3fnuz", dtype=np.float32)
+    with jax.enable_x64(True):
+        low = jax.jit(lambda a, b: lpp.matmul(a, b, "mi300-fp8", interpret=False)).trace(
+            A, A.T).lower(lowering_platforms=("cuda",))
         assert "triton" in low.as_text().lower()

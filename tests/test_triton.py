@@ -150,7 +150,8 @@ def fmt_values(rng, shape, fmt, specials):
     x = lp.round(x, fmt, overflow="saturate", dtype=np.float32)
     if specials:
         flat = x.reshape(-1)
-        picks = [-0.0, 0.0] + ([np.nan] if fmt.has_nan else []) + (
+        picks = ([-0.0] if fmt.has_neg_zero else []) + [0.0] + (
+            [np.nan] if fmt.has_nan else []) + (
             [np.inf, -np.inf] if fmt.inf else [])
         picks = picks[:flat.size]
         flat[rng.choice(flat.size, len(picks), replace=False)] = picks
@@ -180,6 +181,27 @@ def test_fused_matmul_kernel_equals_the_core(preset, mkn, batch, seed, specials,
     assert np.array_equal(u(got), u(want))
 
 
+@pytest.mark.parametrize("preset", ["mi300-fp16", "mi300-bf16", "mi300-xf32", "mi300-fp8"])
+def test_fused_matmul_kernel_floored_join(preset):
+    """The AMD CDNA3 floored join (FusedAdder sum_bits, split, drop_small_addend,
+    inf_products) in the Triton kernel equals the core: chains, specials, a c near and far
+    from the products, products past 2^128 (bf16 / xf32)."""
+    acc = lp.hardware.preset(preset)
+    fa, fb = acc.input_formats
+    rng = np.random.default_rng(len(preset))
+    for (M, K, N), specials in (((5, 40, 6), False), ((4, 64, 3), True)):
+        a = fmt_values(rng, (M, K), fa, specials)
+        b = fmt_values(rng, (K, N), fb, False)
+        if fa.emax > 100:
+            a[0, :3], b[:3, 0] = float(fa.max), float(fb.max)      # products past 2^128
+            b[1, 0] = -float(fb.max)
+        c = lp.round(rng.standard_normal((M, N)) * 2.0 ** rng.integers(-40, 20, (M, N)),
+                     "float32", dtype=np.float32)
+        want = lp.matmul(a, b, acc, c)
+        got = tk.matmul(T(a), T(b), acc, T(c))
+        assert np.array_equal(u(got), u(want)), preset
+
+
 @pytest.mark.parametrize("bf", ["mxfp8_e4m3", "mxfp8_e5m2", "mxfp6_e2m3", "mxfp4"])
 def test_fused_matmul_kernel_on_mx_operands(bf):
     import lowprec_torch as lt
@@ -196,7 +218,7 @@ def test_fused_matmul_kernel_on_mx_operands(bf):
 
 def test_fused_matmul_kernel_refuses_what_it_does_not_model():
     a = torch.ones(4, 32, device=DEVICE)
-    for acc in ("fp32-sequential", "deepseek-v3-fp8", "mi300-fp16"):
+    for acc in ("fp32-sequential", "deepseek-v3-fp8"):
         with pytest.raises(NotImplementedError, match="lowprec_torch.matmul"):
             tk.matmul(a, a.T, acc)
     with pytest.raises(ValueError, match="not one of the float8_e4m3fn values"):
@@ -206,14 +228,14 @@ def test_fused_matmul_kernel_refuses_what_it_does_not_model():
 def test_every_kernel_compiles_for_sm90():
     env = dict(os.environ, TRITON_INTERPRET="0")
     code = ("import lowprec as lp\nfrom lowprec_torch import triton as t\n"
-            "sizes = t.compile_kernels(90, matmul_models=('h100-fp8', 'b200-fp8', "
+            "sizes = t.compile_kernels(90, matmul_models=('h100-fp8', 'b200-fp8', 'mi300-fp8', "
             "lp.exact_per_block('float8_e4m3fn', 'float8_e4m3fn')))\n"
             "print(len(sizes), min(sizes.values()))\n")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                          timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     n, smallest = map(int, out.stdout.split())
-    assert n == 17 and smallest > 10000           # 17 kernels, each real PTX
+    assert n == 18 and smallest > 10000           # 18 kernels, each real PTX
 
 
 @triton.jit

@@ -92,11 +92,51 @@ def _sum_round(S, x, accb, P: tl.constexpr, DOWN_MODE: tl.constexpr):
 
 
 @triton.jit
+def _floored_join(p, pe, nzp, kk, am, ae, acc_nz, F: tl.constexpr, F2: tl.constexpr,
+                  SPLIT: tl.constexpr, DROP: tl.constexpr, MAB: tl.constexpr,
+                  CEMIN: tl.constexpr, P: tl.constexpr):
+    """(code, bits) of one ``_floored_step`` (lowprec/_accumulate.py, FusedAdder.sum_bits):
+    the products at step positions i mod SPLIT truncated below their own largest exponent
+    and summed, those sums floored to F bits below the joint largest Ed, joined with c
+    through floors below e = max(Ed, exponent of c), normalised, floored to F2 bits,
+    rounded once."""
+    NONE: tl.constexpr = -(1 << 30)
+    sel0 = nzp & ((kk % SPLIT) == 0)[None, None, :]
+    E0 = tl.max(tl.where(sel0, pe, NONE), axis=2)
+    S0 = tl.sum(tl.where(sel0, _align(p, F + pe - E0[:, :, None] - MAB, 0), 0), axis=2)
+    Ed = E0
+    Sd = S0
+    if SPLIT == 2:
+        sel1 = nzp & ((kk % SPLIT) == 1)[None, None, :]
+        E1 = tl.max(tl.where(sel1, pe, NONE), axis=2)
+        S1 = tl.sum(tl.where(sel1, _align(p, F + pe - E1[:, :, None] - MAB, 0), 0), axis=2)
+        Ed = tl.maximum(E0, E1)
+        Sd = tl.where(E0 != NONE, _align(S0, E0 - Ed, 1), 0) + tl.where(
+            E1 != NONE, _align(S1, E1 - Ed, 1), 0)
+    msb_c = msb64(tl.abs(am).to(tl.uint64))
+    ec = tl.where(acc_nz, tl.maximum(msb_c + ae, CEMIN), CEMIN)
+    e = tl.maximum(Ed, ec)
+    T = tl.where(Ed != NONE, _align(Sd, Ed - F - (e - F2 - 1), 1), 0)
+    keep = acc_nz
+    if DROP:
+        keep = keep & (ec >= e - F - 1)
+    T = T + tl.where(keep, _align(am, ae - (e - F), 1) << (F2 + 1 - F), 0)
+    top = msb64(tl.abs(T).to(tl.uint64))
+    sh = tl.minimum(tl.maximum(tl.maximum(top + e - F2 - 1, CEMIN) - e + 1, 0), 62)
+    T = (T >> sh.to(tl.int64)) << sh.to(tl.int64)
+    code, vb = round_int(T < 0, tl.abs(T).to(tl.uint64), e - F2 - 1, P)
+    zero = T * 0
+    zc, zv = round_bits(zero.to(tl.uint32), zero.to(tl.uint32), zero.to(tl.uint32), P)
+    return tl.where(T == 0, zc, code), tl.where(T == 0, zv, vb)
+
+
+@triton.jit
 def _matmul_kernel(sa_ptr, ea_ptr, fa_ptr, sb_ptr, eb_ptr, fb_ptr, c_ptr, out_ptr, err_ptr,
                    M, N, K, Kp, P: tl.constexpr, F: tl.constexpr, NT: tl.constexpr,
                    ALIGN: tl.constexpr, TERMS: tl.constexpr, MAB: tl.constexpr,
                    CEMIN: tl.constexpr, DOWN_MODE: tl.constexpr, ZE: tl.constexpr,
-                   TILE: tl.constexpr):
+                   F2: tl.constexpr, SPLIT: tl.constexpr, DROP: tl.constexpr,
+                   INFP: tl.constexpr, TILE: tl.constexpr):
     """One (TILE, TILE) output tile of batch b: the running sums start at c and take NT
     products per fused step (``_fused_step`` (lowprec/_accumulate.py) / ``_special_step``).
     Operand views (nb, rows, Kp): signed significands (int64), exponents with the block
@@ -140,14 +180,19 @@ def _matmul_kernel(sa_ptr, ea_ptr, fa_ptr, sb_ptr, eb_ptr, fb_ptr, c_ptr, out_pt
             if ALIGN:
                 zero = zero | ~acc_nz
             E = tl.where(zero, tl.maximum(E, ZE), E)
-        S = tl.sum(tl.where(nzp, _align(p, F + pe - E[:, :, None] - MAB, TERMS), 0), axis=2)
-        if ALIGN:
+        if F2 >= 0:                               # FusedAdder.sum_bits: the floored join
+            code, vb = _floored_join(p, pe, nzp, kk, am, ae, acc_nz, F, F2, SPLIT, DROP, MAB,
+                                     CEMIN, P)
+            nz = nz | True
+        elif ALIGN:
+            S = tl.sum(tl.where(nzp, _align(p, F + pe - E[:, :, None] - MAB, TERMS), 0), axis=2)
             S = S + tl.where(acc_nz, _align(am, F + ae - E, TERMS), 0)
             code, vb = round_int(S < 0, tl.abs(S).to(tl.uint64), E - F, P)
             zc, zv = round_bits(acc & _u(0), acc & _u(0), acc & _u(0), P)   # +0: S cancels
             code = tl.where(S == 0, zc, code)
             vb = tl.where(S == 0, zv, vb)
         else:
+            S = tl.sum(tl.where(nzp, _align(p, F + pe - E[:, :, None] - MAB, TERMS), 0), axis=2)
             code, vb = _sum_round(S, E - F, tl.where(acc_nz, acc, _u(0)), P, DOWN_MODE)
         # no non-zero product: the addend alone, or a signed zero (-0 only if all terms are)
         neg_p = ((sa < 0) | (fa == 3)) != ((sb < 0) | (fb == 3))
@@ -156,6 +201,8 @@ def _matmul_kernel(sa_ptr, ea_ptr, fa_ptr, sb_ptr, eb_ptr, fb_ptr, c_ptr, out_pt
         # Inf and NaN (IEEE): a NaN operand, 0 * Inf or Inf - Inf give NaN
         nan_t = valid & ((fa == 2) | (fb == 2) | ((fa == 1) & (sb == 0)) | ((fb == 1) & (sa == 0)))
         inf_t = valid & ~nan_t & ((fa == 1) | (fb == 1))
+        if INFP:                                  # inf_products: |p| >= 2^128 is +-Inf
+            inf_t = inf_t | (nzp & (msb64(tl.abs(p).to(tl.uint64)) + pe - MAB >= 128))
         inf_pos = tl.max((inf_t & ((sa < 0) == (sb < 0))).to(tl.int32), axis=2) > 0
         inf_neg = tl.max((inf_t & ((sa < 0) != (sb < 0))).to(tl.int32), axis=2) > 0
         acc_inf = a_abs == _u(0x7F800000)
@@ -185,7 +232,9 @@ def kernel_constants(acc, fa, fb):
                 NT=fz.n, ALIGN=bool(fz.align_addend), TERMS=_acc.TERMS[fz.terms],
                 MAB=fa.man_bits + fb.man_bits, CEMIN=(acc.addend_format or acc.fmt).emin,
                 DOWN_MODE=acc.rounding == "down",
-                ZE=-(1 << 30) if fz.zero_exponent is None else fz.zero_exponent, TILE=TILE)
+                ZE=-(1 << 30) if fz.zero_exponent is None else fz.zero_exponent,
+                F2=-1 if fz.sum_bits is None else fz.sum_bits, SPLIT=fz.split,
+                DROP=bool(fz.drop_small_addend), INFP=bool(fz.inf_products), TILE=TILE)
 
 
 def _views(X, fmt, name, swap):
@@ -239,10 +288,9 @@ def matmul(A, B, acc, c=None, *, dtype=None):
     _need(torch.empty(0, device=dev))
     fz = acc.fused
     if fz is None or acc.stochastic or acc.promote_every is not None or (
-            acc.block_scales != "product") or fz.sum_bits is not None:
+            acc.block_scales != "product"):
         raise NotImplementedError(f"the Triton matmul models fused adders with power-of-two "
-                                  f"block scales, no stochastic rounding, no promotion and no "
-                                  f"floored join (sum_bits); "
+                                  f"block scales, no stochastic rounding and no promotion; "
                                   f"{acc} needs lowprec_torch.matmul")
     cf = acc.addend_format or acc.fmt
     if not (lp.holds(acc.fmt, np.float32) and lp.holds(cf, np.float32)):
