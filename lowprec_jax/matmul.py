@@ -2,7 +2,7 @@
 adders (every ``lp.hardware`` tensor-core preset: aligned or unaligned addend, truncate /
 floor / nearest terms, promotion every k products as in ``deepseek-v3-fp8``), and float or
 integer accumulators in every order of the core (sequential, pairwise, blocked, trees,
-``"exact"``).
+``"exact"``, also with a ``block``: one rounding per block of products).
 
 Everything is integer arithmetic on the bits (int64: ``jax_enable_x64`` must be on), so no
 backend's subnormal flushing touches a result. Each step's exact sum is formed as an integer
@@ -98,7 +98,10 @@ def matmul(A, B, acc="fp32-sequential", c=None, *, seed=None, dtype=None):
         res_fmt = acc.promote_to.fmt if acc.promote_to is not None else acc.fmt
     elif acc.order == "exact":
         rnd.check_odd_sum("the 'exact' order")
-        out = _exact(ab, bb, cb.reshape(n_out), rnd)
+        L = acc.block or K                        # one rounding per block of L products
+        out = cb.reshape(n_out)
+        for j, k0 in enumerate(range(0, K, L)):
+            out = _exact(ab[..., k0:k0 + L], bb[..., k0:k0 + L], out, rnd, j)
         res_fmt = acc.fmt
     elif acc.order != "sequential" or acc.products is not None:
         prog, _ = _acc.program(acc.order, K, acc.block)

@@ -111,8 +111,8 @@ def _normalise(L):
     return out.T, carry < 0
 
 
-def _exact(ab, bb, cb, rnd):
-    """round(sum_k a_k b_k + c) with the exact sum (``_exact_dot`` (lowprec/_accumulate.py)): every
+def _exact(ab, bb, cb, rnd, j=0):
+    """round(sum_k a_k b_k + c) (rounding j's words) with the exact sum (``_exact_dot`` (lowprec/_accumulate.py)): every
     finite term's signed significand added into 32-bit limbs held in int64, carries
     propagated, the top 62 bits (sticky below) rounded to odd into float64 and then once into
     the format. IEEE Inf / NaN; -0 only when every term is -0."""
@@ -155,4 +155,4 @@ def _exact(ab, bb, cb, rnd):
     ninf = _any(~fin & ((terms & U64(MASK52)) == 0) & ((terms >> 63) == 1))
     v = jnp.where(nan | (pinf & ninf), QNAN, jnp.where(
         pinf, _INF, jnp.where(ninf, _INF | (ninf.astype(U64) << 63), v)))
-    return rnd(v, 0)[0]
+    return rnd(v, j)[0]

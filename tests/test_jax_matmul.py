@@ -357,3 +357,22 @@ def test_group_rule_equals_the_core(pair, sparse):
             with jax.enable_x64(True):
                 got = jax.jit(lambda a, b, c: matmul(a, b, acc, c))(qa, qb, c)
             assert same(got, want)
+
+
+@pytest.mark.parametrize("acc", [lp.hardware.instruction("gfx908", "v_mfma", "f16"),
+                                 lp.hardware.instruction("gfx908", "v_mfma", "bf16"),
+                                 lp.Accumulator("bfloat16", "stochastic", order="exact", block=3,
+                                                sr_bits=9)])
+def test_exact_order_per_block_equals_the_core(acc):
+    """order="exact" with block=L (AMD CDNA1): one rounding per L products, as lp.matmul."""
+    rng = np.random.default_rng(11)
+    f = acc.input_formats[0] or lp.format("bfloat16")
+    A = lp.round(rng.standard_normal((5, 26)) * 2.0 ** rng.integers(-20, 20, (5, 26)), f,
+                 dtype=np.float32)
+    B = lp.round(rng.standard_normal((26, 3)), f, dtype=np.float32)
+    c = lp.round(rng.standard_normal((5, 3)), acc.fmt, dtype=np.float32)
+    kw = dict(seed=5) if acc.stochastic else {}
+    want = lp.matmul(A, B, acc, c, **kw)
+    with jax.enable_x64(True):
+        got = jax.jit(lambda a, b, c: matmul(a, b, acc, c, **kw))(A, B, c)
+    assert same(got, want)
