@@ -233,7 +233,7 @@ def _sig_exp(x):
     return (-m if b < 0 else m), e
 
 
-@nb.njit(**_CALL)
+@nb.njit(**_INLINE)
 def _fused_step(SA, EA, SB, EB, SPA, SPB, k0, k1, acc, prm, P, rw):
     """One fused dot-add step over products k0..k1-1 with addend ``acc``: products exact,
     aligned to the largest exponent E (products' e_a + e_b, and acc's when it joins the
@@ -277,6 +277,8 @@ def _fused_step(SA, EA, SB, EB, SPA, SPB, k0, k1, acc, prm, P, rw):
     else:
         v = math.ldexp(np.float64(S), x)
     if align_c or acc == 0:
+        if prm[10]:                     # float32, nearest-even: one IEEE conversion of v
+            return np.float64(np.float32(v)), I64(0)
         return _round_value(v, rw, P)
     return _round_sum(v, acc, rw, P, False)
 
@@ -288,7 +290,7 @@ def _msb(p):
     return ((_as(np.float64(a), I64(0)) >> 52) & 0x7FF) - 1023
 
 
-@nb.njit(**_CALL)
+@nb.njit(**_INLINE)
 def _floored_step(SA, EA, SB, EB, k0, k1, acc, prm, P, rw):
     """``FusedAdder(sum_bits=...)``: the products at step positions i mod ``split`` truncated to
     F bits below their own largest exponent and summed; those sums floored to F bits below
@@ -356,8 +358,12 @@ def _floored_step(SA, EA, SB, EB, k0, k1, acc, prm, P, rw):
         T = (T >> sh) << sh
     x = e - F2 - 1
     if -1022 <= x <= 1023:
-        return _round_value(np.float64(T) * _as((x + 1023) << 52, np.float64(0)), rw, P)
-    return _round_value(math.ldexp(np.float64(T), x), rw, P)
+        v = np.float64(T) * _as((x + 1023) << 52, np.float64(0))
+    else:
+        v = math.ldexp(np.float64(T), x)
+    if prm[10]:                         # float32, nearest-even: the IEEE conversion rounds v
+        return np.float64(np.float32(v)), I64(0)       # (exact, |T| < 2^53) once
+    return _round_value(v, rw, P)
 
 
 @nb.njit(**_CALL)
@@ -398,32 +404,40 @@ def fused_matmul(SA, EA, SB, EB, SPA, SPB, BADA, BADB, C, n_terms, prm, P, promo
     for o in nb.prange(nb_ * M * N):
         b, rest = o // (M * N), o % (M * N)
         m, n = rest // N, rest % N
-        sa, ea, sb, eb = SA[b, m], EA[b, m], SB[b, n], EB[b, n]
-        spa, spb = SPA[b, m], SPB[b, n]
-        clean = not (BADA[b, m] or BADB[b, n])
-        c = C[b, m, n]
-        outer = c
-        acc = 0.0 if promote > 0 else c
-        j = 0
-        bad = 0
-        for k0 in range(0, K, n_terms):
-            k1 = min(k0 + n_terms, K)
-            rw = _word(seed, o, j) if sr else U64(0)
-            j += 1
-            if clean and math.isfinite(acc):
-                acc, code = _fused_step(sa, ea, sb, eb, spa, spb, k0, k1, acc, prm, P, rw)
-            else:
-                acc, code = _special_step(sa, ea, sb, eb, spa, spb, k0, k1, acc, prm, P, rw)
-            bad += code == ERR
-            if promote > 0 and (k1 % promote == 0 or k1 == K):
-                rw = _word(seed, o, j) if sr else U64(0)
-                j += 1
-                outer, code = _round_sum(outer, acc, rw, Ppro, not sr)
-                bad += code == ERR
-                acc = 0.0
-        out[b, m, n] = outer if promote > 0 else acc
+        v, bad = _fused_dot(SA[b, m], EA[b, m], SB[b, n], EB[b, n], SPA[b, m], SPB[b, n],
+                            not (BADA[b, m] or BADB[b, n]), C[b, m, n], n_terms, prm, P,
+                            promote, Ppro, sr, seed, o)
+        out[b, m, n] = v
         nerr += bad
     errs[0] = nerr
+
+
+@nb.njit(**_CALL)
+def _fused_dot(sa, ea, sb, eb, spa, spb, clean, c, n_terms, prm, P, promote, Ppro, sr, seed,
+               o):
+    """One output of ``fused_matmul``: (value, count of errors). The steps are inlined here,
+    one call per output rather than per step."""
+    K = sa.shape[0]
+    outer = c
+    acc = 0.0 if promote > 0 else c
+    j = 0
+    bad = 0
+    for k0 in range(0, K, n_terms):
+        k1 = min(k0 + n_terms, K)
+        rw = _word(seed, o, j) if sr else U64(0)
+        j += 1
+        if clean and math.isfinite(acc):
+            acc, code = _fused_step(sa, ea, sb, eb, spa, spb, k0, k1, acc, prm, P, rw)
+        else:
+            acc, code = _special_step(sa, ea, sb, eb, spa, spb, k0, k1, acc, prm, P, rw)
+        bad += code == ERR
+        if promote > 0 and (k1 % promote == 0 or k1 == K):
+            rw = _word(seed, o, j) if sr else U64(0)
+            j += 1
+            outer, code = _round_sum(outer, acc, rw, Ppro, not sr)
+            bad += code == ERR
+            acc = 0.0
+    return (outer if promote > 0 else acc), bad
 
 
 LIMB = 32

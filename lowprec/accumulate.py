@@ -236,9 +236,7 @@ def matmul(A, B, acc="fp32-sequential", c=None, *, seed=None, dtype=None):
         _A.exact_matmul(A3, B3, C3, acc.block or 0, P, sr, sd, out, errs)
         res_fmt = fmt
     elif acc.order == "sequential" and acc.products is None:
-        f32_rne = fmt == _format("float32") and mode == "nearest_even" and acc.overflow in (
-            None, "inf")
-        _A.sequential_matmul(A3, B3, C3, P, f32_rne, not sr and fmt.man_bits <= 51, sr, sd,
+        _A.sequential_matmul(A3, B3, C3, P, _f32_rne(acc), not sr and fmt.man_bits <= 51, sr, sd,
                              out, errs)
         res_fmt = fmt
     else:
@@ -258,6 +256,13 @@ def matmul(A, B, acc="fp32-sequential", c=None, *, seed=None, dtype=None):
     if not holds(res_fmt, rdt):
         raise ValueError(f"dtype={rdt} cannot hold every value of {res_fmt.name}")
     return _results(out, rdt, acc).reshape(shape)
+
+
+def _f32_rne(acc):
+    """True for the IEEE float32 accumulator rounding to nearest-even with IEEE overflow: a
+    float64 -> float32 conversion of an exact value is then its one rounding."""
+    return (acc.fmt == _format("float32") and not acc.stochastic
+            and mode_name(acc.rounding) == "nearest_even" and acc.overflow in (None, "inf"))
 
 
 def _fma64_chain(acc):
@@ -507,8 +512,8 @@ def _run_fused(acc, SA, EA, FA, SB, EB, FB, mab, C3, seed, n_terms):
     prm = np.array([fz.frac_bits, int(fz.align_addend), TERMS[fz.terms], mab, cf.emin,
                     -1 if fz.sum_bits is None else fz.sum_bits, fz.split,
                     int(fz.drop_small_addend), int(fz.inf_products),
-                    _A.NO_EXP if fz.zero_exponent is None else fz.zero_exponent],
-                   dtype=np.int64)
+                    _A.NO_EXP if fz.zero_exponent is None else fz.zero_exponent,
+                    int(_f32_rne(acc))], dtype=np.int64)
     pro = acc.promote_to
     Ppro = P if pro is None else _rparams(pro.fmt, pro.rounding, pro.overflow, pro.sr_bits,
                                           pro.sr_variant, pro.stochastic)[1]

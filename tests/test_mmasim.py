@@ -33,6 +33,21 @@ SUB_BYTE_SHIFT = {"e3m2": 0, "e2m3": 0, "e2m1": 2}   # MMA-Sim: fp6 in bits 5:0,
 K_STEP = {"tf32": 8, "f16": 16, "bf16": 16}
 
 
+def matmul_both_paths(A, B, acc, **kw):
+    """lp.matmul through both of its paths, the NumPy one for small products and the compiled
+    kernels (forced by a zero size threshold): they must give the same bits."""
+    small = lp.matmul(A, B, acc, **kw)
+    threshold = lp.accumulate.SMALL_PRODUCTS
+    lp.accumulate.SMALL_PRODUCTS = 0
+    try:
+        compiled = lp.matmul(A, B, acc, **kw)
+    finally:
+        lp.accumulate.SMALL_PRODUCTS = threshold
+    u = {2: np.uint16, 4: np.uint32, 8: np.uint64}[small.itemsize]
+    assert np.array_equal(small.view(u), compiled.view(u)), "NumPy path != compiled kernel"
+    return small
+
+
 def mmasim_op(arch, op, a, b, d):
     """The MMA-Sim object of the same instruction (a shape from its tables)."""
     if arch in AMD_OLD:
@@ -102,7 +117,7 @@ def compare(arch, op, a, b, d, seed, M=8, N=8):
         C, tC = addend(rng, d, (M, N))
         want = sim(tA, tB, tC).numpy()
         ut, ft = bits(want, d)
-        got = lp.matmul(A, B, acc, c=C, dtype=ft)
+        got = matmul_both_paths(A, B, acc, c=C, dtype=ft)
         w, g = want.view(ut), got.view(ut)
         bad = np.argwhere(w != g)
         assert not bad.size, (f"{acc.name}, K={k * chain}: {len(bad)} of {w.size} differ, "
@@ -148,7 +163,7 @@ def test_instruction_specials_equal_mmasim(arch, op, a, b, d):
     A, B, C = with_specials(A, B, C, a, b, d)
     want = sim(as_sim(A, a), as_sim(B, b), torch.tensor(C).to(TORCH[d])).numpy()
     ut, ft = bits(want, d)
-    got = lp.matmul(A, B, acc, c=C, dtype=ft)
+    got = matmul_both_paths(A, B, acc, c=C, dtype=ft)
     differ = want.view(ut) != got.view(ut)
     if acc.nan == "quiet":     # MMA-Sim's FMA and exact-sum models keep the host CPU's NaN bits
         differ &= ~(np.isnan(want) & np.isnan(got))
@@ -205,7 +220,7 @@ def test_block_scaled_fp4_equals_mmasim(kind, blk, stype):
         if c_zero:
             C, tC = np.zeros_like(C), torch.zeros_like(tC)
         want = sim(pa, pb, tC, alpha, beta).numpy()
-        got = lp.matmul(A, B, "b200-mxf4nvf4", c=C, dtype=np.float32)
+        got = matmul_both_paths(A, B, "b200-mxf4nvf4", c=C, dtype=np.float32)
         bad = np.argwhere(want.view(np.uint32) != got.view(np.uint32))
         assert not bad.size, (f"{kind} block{blk} {stype}, K={64 * chain}, sparse={sparse}: "
                               f"{len(bad)} of 64 differ, first {want[tuple(bad[0])]!r} vs "
@@ -228,7 +243,7 @@ def test_zero_products_align_at_the_units_zero_exponent(arch, op, a, b, d):
     A[1, 0], B[0, :] = 2.0**-20, 2.0**-20          # row 1: no zero product at position 0
     A[1, 3:], B[3:, :] = 2.0**-14, 2.0**-14
     want = sim(as_sim(A, a), as_sim(B, b), torch.tensor(C).to(torch.float16)).numpy()
-    got = lp.matmul(A, B, acc, c=C, dtype=np.float16)
+    got = matmul_both_paths(A, B, acc, c=C, dtype=np.float16)
     assert np.array_equal(want.view(np.uint16), got.view(np.uint16)), (want, got)
     assert want[0, 0] == 0.0
 
@@ -268,7 +283,7 @@ def test_block_scaled_mxf8f6f4_equals_mmasim(a, b):
                      torch.tensor(sa[:, s:s + 1]).view(torch.float8_e8m0fnu),
                      torch.tensor(sb[s:s + 1]).view(torch.float8_e8m0fnu))
         want = tC.numpy()
-        got = lp.matmul(A, B, "b200-mxf8f6f4", c=C, dtype=np.float32)
+        got = matmul_both_paths(A, B, "b200-mxf8f6f4", c=C, dtype=np.float32)
         bad = np.argwhere(want.view(np.uint32) != got.view(np.uint32))
         assert not bad.size, (f"{a} x {b}, K={K}: {len(bad)} of 64 differ, first "
                               f"{want[tuple(bad[0])]!r} vs {got[tuple(bad[0])]!r}")
