@@ -1,27 +1,40 @@
-"""make bench (part 3): lp.matmul 512 x 512 x 512 with matrix-unit presets beside NumPy's
-float64 matmul on the same data. Prints MACs/s and the time ratio; nothing is asserted."""
+"""make bench (part 3): lp.matmul 512 x 512 x 512 with every matrix-unit preset (and the FMA
+chain and CDNA1 instructions) beside NumPy's float64 matmul on the same data. Each preset gets
+values of its own input formats (block-scaled presets: MX / NVFP4 BlockTensors). Prints
+MACs/s and the time ratio; nothing is asserted."""
 import os
 import sys
 
-import ml_dtypes
 import numpy as np
 
 import lowprec as lp
 from bench_round import time_rows
 
 N = int(os.environ.get("LOWPREC_BENCH_MATMUL", 512))
+BLOCKED = {"b200-mxf8f6f4": "mxfp8_e4m3", "b200-mxf4nvf4": "nvfp4"}
+INSTRUCTIONS = [("sm_90", "mma.sync", "f64", "f64", "f64"), ("gfx942", "v_mfma", "f32", "f32",
+                                                              "f32"),
+                ("gfx908", "v_mfma", "f16", "f16", "f32")]
+
+
+def operands(acc, name, a, b):
+    if name in BLOCKED:
+        return lp.quantize(a, BLOCKED[name]), lp.quantize(b, BLOCKED[name], axis=-2)
+    fa, fb = (f or lp.format("float16") for f in acc.input_formats)
+    return (lp.round(a, fa, overflow="saturate", dtype=np.float64),
+            lp.round(b, fb, overflow="saturate", dtype=np.float64))
 
 
 def main():
     rng = np.random.default_rng(0)
     a, b = rng.standard_normal((N, N)), rng.standard_normal((N, N))
-    in16 = [x.astype(np.float16).astype(np.float32) for x in (a, b)]
-    in8 = [x.astype(ml_dtypes.float8_e4m3fn).astype(np.float32) for x in (a, b)]
-    rows = [("NumPy float64 a @ b", lambda: in16[0].astype(np.float64) @ in16[1])]
-    for preset, (x, y) in (("h100-fp8", in8), ("b200-fp8", in8), ("deepseek-v3-fp8", in8),
-                           ("a100-fp16", in16), ("h100-fp16", in16), ("exact", in16),
-                           ("fp32-sequential", in16)):
-        rows.append((f"lp.matmul {preset}", lambda p=preset, x=x, y=y: lp.matmul(x, y, p)))
+    models = [(name, lp.hardware.preset(name)) for name in sorted(lp.hardware.presets())]
+    models += [(" ".join(i), lp.hardware.instruction(*i)) for i in INSTRUCTIONS]
+    x16, y16 = (lp.round(v, "float16", dtype=np.float64) for v in (a, b))
+    rows = [("NumPy float64 a @ b", lambda: x16 @ y16)]
+    for name, acc in models:
+        x, y = operands(acc, name, a, b)
+        rows.append((f"lp.matmul {name}", lambda x=x, y=y, acc=acc: lp.matmul(x, y, acc)))
     res = time_rows(rows)
     base = res[0][1]
     print(f"{N} x {N} x {N} ({N ** 3:,} multiply-adds), {os.cpu_count()} cores, median of "

@@ -429,6 +429,14 @@ def check_group_sums_exact(bf_a, bf_b, g):
                          "block_scales='group' is for FP4 / FP6 elements (use 'product')")
 
 
+def _group_sums(ga, gb):
+    """T[..., m, n, G] = sum_k ga[..., m, G, k] * gb[..., n, G, k], as one batched BLAS
+    product per group (exact here: sums of few-bit products)."""
+    a = np.moveaxis(ga, -2, -3)                                  # (..., G, M, g)
+    b = np.swapaxes(np.moveaxis(gb, -2, -3), -1, -2)             # (..., G, g, N)
+    return np.moveaxis(np.matmul(a, b), -3, -1)                  # (..., M, N, G)
+
+
 def _grouped(acc, fmt_a, fmt_b, ea, sa, eb, sb, c, seed):
     """block_scales='group' (``lowprec._group_step``): per step of n / group groups along K,
     the exact group sums times both scales aligned on the scales' exponents, truncated to F
@@ -449,9 +457,8 @@ def _grouped(acc, fmt_a, fmt_b, ea, sa, eb, sb, c, seed):
             raise ValueError(f"{name}'s block scales change inside a group of {g} along K")
     ga = ea.reshape(ea.shape[:-1] + (G, g))                             # (..., M, G, g)
     gb = np.moveaxis(eb.reshape(eb.shape[:-2] + (G, g, N)), -1, -3)     # (..., N, G, g)
-    T = np.einsum("...mgk,...ngk->...mng", ga, gb)         # exact: few-bit element products
-    count = np.einsum("...mgk,...ngk->...mng", (ga != 0).astype(np.int64),
-                      (gb != 0).astype(np.int64))
+    T = _group_sums(ga, gb)                   # exact: few-bit element products, 16 a sum
+    count = _group_sums((ga != 0).astype(np.float64), (gb != 0).astype(np.float64))
     q = (fmt_a.elem.emin - fmt_a.elem.man_bits) + (fmt_b.elem.emin - fmt_b.elem.man_bits)
     m = np.ldexp(T, -q)                                   # in units of the smallest product
     if not np.all(m == np.round(m)) or np.any(np.abs(m) >= 2.0**40):
