@@ -99,6 +99,14 @@ def round_inputs(dtype, n=4000, seed=0):
     return x
 
 
+def overflow_inputs(largest):
+    """``round_inputs(float32)`` with +-1, 1.5, 2 and 3 times ``largest`` (a format's largest
+    value) in front."""
+    x = round_inputs(np.float32)
+    x[8:16] = np.float32(largest) * np.float32([1, 1.5, 2, 3, -1, -1.5, -2, -3])
+    return x
+
+
 def block_inputs(rng, shape, specials):
     """Block-test values: each row at its own scale; with ``specials`` NaN, +-Inf, -0, a
     subnormal and 3e38 somewhere and a leading run of zeros."""
