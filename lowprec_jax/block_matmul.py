@@ -13,7 +13,7 @@ from lowprec import accumulate as _acc
 
 from .blocks import TWO_LEVEL, QuantizedArray, _decode32, unblocked
 from .fused import _finish, _float_operands, _fused, _outer, _product, _view
-from .sums import _F64, FIN, I64, NAN, U32, U64, _f64_bits, _parts, _Rounder, _sum
+from .sums import FIN, I64, NAN, U32, U64, _f64_bits, _parts, _Rounder, _sum
 
 
 def fused_operands(A, B, acc):

@@ -3,7 +3,6 @@ bit for bit, for every MX scale rule, NVFP4, padding, tiles and axes."""
 import zlib
 from fractions import Fraction
 
-import ml_dtypes
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st

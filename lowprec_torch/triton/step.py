@@ -227,7 +227,6 @@ def round_bits(ub, Rh, Rl, P: tl.constexpr):
     mt: tl.constexpr = P[MT]
     emin: tl.constexpr = P[EMIN]
     mb: tl.constexpr = P[MB]
-    mode: tl.constexpr = P[MODE]
     neg = (ub >> 31) == _u(1)
     a = ub & _u(0x7FFFFFFF)
     winf: tl.constexpr = ((1 << (31 - mw)) - 1) << mw
