@@ -80,8 +80,11 @@ def _round_sum(x, y, rw, P, odd_ok):
 
 
 @nb.njit(cache=True, parallel=True)
-def program_matmul(A, Bt, C, prog, depth, P, Pprod, round_prod, odd_ok, sr, seed, out, errs):
-    """out[b, m, n] = the program's sum of A[b, m, k] * Bt[b, n, k] and C[b, m, n]."""
+def program_matmul(A, Bt, C, prog, depth, P, Pprod, round_prod, odd_ok, sr, seed, tiny, out,
+                   errs):
+    """out[b, m, n] = the program's sum of A[b, m, k] * Bt[b, n, k] and C[b, m, n]. ``tiny``
+    > 0 (``Accumulator.ftz``): every product and every sum of magnitude below it becomes a
+    zero of its sign."""
     nb_, M, K = A.shape
     N = Bt.shape[1]
     nerr = 0
@@ -97,6 +100,8 @@ def program_matmul(A, Bt, C, prog, depth, P, Pprod, round_prod, odd_ok, sr, seed
                 rw = _word(seed, o, j) if sr else U64(0)
                 j += 1
                 v, code = _round_sum(stack[top - 2], stack[top - 1], rw, P, odd_ok)
+                if abs(v) < tiny:
+                    v = math.copysign(0.0, v)
                 bad += code == ERR
                 top -= 1
                 stack[top - 1] = v
@@ -110,6 +115,8 @@ def program_matmul(A, Bt, C, prog, depth, P, Pprod, round_prod, odd_ok, sr, seed
                         j += 1
                         v, code = _round_value(v, rw, Pprod)
                         bad += code == ERR
+                    if abs(v) < tiny:
+                        v = math.copysign(0.0, v)
                 stack[top] = v
                 top += 1
         out[b, m, n] = stack[0]

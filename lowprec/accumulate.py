@@ -8,6 +8,7 @@ An ``Accumulator`` says how a sum of products is formed (docs/matrix-units.md):
   product is first rounded (``product_rounding``) into it, then added (separate rounding).
 * ``order``: ``"sequential"`` (c, then products 0, 1, ...), ``"pairwise"`` (recursive halves,
   then c), ``"blocked"`` (sequential sums of ``block`` products, added in turn to c),
+  ``"blocked_pairwise"`` (the same with each block summed by recursive halves: AMD CDNA2),
   ``"exact"`` (one rounding of the exact sum; with ``block=L``, one rounding per L products:
   s = round(s + the exact sum of the next L products), s starting at c), or an explicit tree: nested tuples of product
   indices, each node adding its children left to right (c last).
@@ -31,6 +32,9 @@ outer = round(s * partial + outer), s = round(sA * sB), both in ``promote_to``'s
 the epilogue: D = round(alpha * acc + c) with alpha = float32(tA * tB), one rounding into
 ``fmt``, the accumulation starting from 0.
 
+``ftz=True`` (ordered float accumulators): subnormal inputs and c read as +0, and every
+product and every rounded sum below the accumulator format's smallest normal value becomes a
+zero of its sign (AMD CDNA2 MFMA as MMA-Sim models it, ``ftz_mul_add``).
 ``positive_zero=True``: every zero result is +0 (NVIDIA units and CDNA1 as MMA-Sim models
 them add +0.0 to each step's result). A NaN result (a NaN term, 0 * Inf, Inf - Inf) is
 returned as the positive quiet NaN, or with
@@ -112,23 +116,30 @@ def sig_exp(x, fmt):
     return sig.astype(np.int64), e.astype(np.int64), flag
 
 
+def _pairwise(lo, hi):
+    """Postfix program of products lo..hi-1 summed by recursive halves."""
+    if hi - lo == 1:
+        return [lo]
+    mid = (lo + hi) // 2
+    return _pairwise(lo, mid) + _pairwise(mid, hi) + [_A.ADD]
+
+
 def program(order, K, block):
     """Postfix program (leaf k >= 0, -1 = c, -2 = add) and its stack depth."""
     C, ADD = _A.LEAF_C, _A.ADD
     if order == "sequential":
         prog = [C] + [x for k in range(K) for x in (k, ADD)]
     elif order == "pairwise":
-        def pw(lo, hi):
-            if hi - lo == 1:
-                return [lo]
-            mid = (lo + hi) // 2
-            return pw(lo, mid) + pw(mid, hi) + [ADD]
-        prog = (pw(0, K) + [C, ADD]) if K else [C]
+        prog = (_pairwise(0, K) + [C, ADD]) if K else [C]
     elif order == "blocked":
         prog = [C]
         for k0 in range(0, K, block):
             chunk = list(range(k0, min(k0 + block, K)))
             prog += [chunk[0]] + [x for k in chunk[1:] for x in (k, ADD)] + [ADD]
+    elif order == "blocked_pairwise":
+        prog = [C]
+        for k0 in range(0, K, block):
+            prog += _pairwise(k0, min(k0 + block, K)) + [ADD]
     else:
         seen = []
 
@@ -235,18 +246,21 @@ def matmul(A, B, acc="fp32-sequential", c=None, *, seed=None, dtype=None):
     elif acc.order == "exact":
         _A.exact_matmul(A3, B3, C3, acc.block or 0, P, sr, sd, out, errs)
         res_fmt = fmt
-    elif acc.order == "sequential" and acc.products is None:
+    elif acc.order == "sequential" and acc.products is None and not acc.ftz:
         _A.sequential_matmul(A3, B3, C3, P, _f32_rne(acc), not sr and fmt.man_bits <= 51, sr, sd,
                              out, errs)
         res_fmt = fmt
     else:
         prog, depth = program(acc.order, K, acc.block)
+        if acc.ftz:                        # subnormal inputs and c read as +0
+            A3, B3, C3 = (np.where(np.abs(x) < 2.0 ** f.emin, 0.0, x) for x, f in (
+                (A3, fa or _format("float32")), (B3, fb or _format("float32")), (C3, fmt)))
         round_prod = acc.products is not None
         Pprod = _rparams(acc.products, acc.product_rounding, None, None, "srff", False)[1] \
             if round_prod else P
         odd_ok = not sr and isinstance(fmt, FloatFormat) and fmt.man_bits <= 51
-        _A.program_matmul(A3, B3, C3, prog, depth, P, Pprod, round_prod, odd_ok, sr, sd, out,
-                          errs)
+        _A.program_matmul(A3, B3, C3, prog, depth, P, Pprod, round_prod, odd_ok, sr, sd,
+                          2.0 ** fmt.emin if acc.ftz else 0.0, out, errs)
         res_fmt = fmt
     if errs[0]:
         raise ValueError(f"a sum is NaN (NaN or Inf - Inf among the terms) but {res_fmt.name} "

@@ -14,7 +14,7 @@ from .rounding import check_overflow, mode_name
 __all__ = ["Accumulator", "FusedAdder", "ORDERS", "BLOCK_SCALES", "TERM_RULES", "NAN_RESULTS",
            "nan_result_bits"]
 
-ORDERS = ("sequential", "pairwise", "blocked", "exact")
+ORDERS = ("sequential", "pairwise", "blocked", "blocked_pairwise", "exact")
 BLOCK_SCALES = ("product", "group", "promotion")
 TERM_RULES = ("truncate", "floor", "nearest")
 NAN_RESULTS = ("quiet", "all_ones")
@@ -107,6 +107,7 @@ class Accumulator:
     group: int = 16
     nan: str = "quiet"
     positive_zero: bool = False
+    ftz: bool = False
     name: str = field(default="", compare=False)
 
     def __post_init__(self):
@@ -138,8 +139,10 @@ class Accumulator:
             if self.order not in ORDERS:
                 raise ValueError(f"order={self.order!r} is not allowed; choose one of {ORDERS} "
                                  "or a nested tuple of product indices")
-            if self.order == "blocked" and not (isinstance(self.block, int) and self.block >= 1):
-                raise ValueError("order='blocked' needs block=<int >= 1> (products per chunk)")
+            if self.order in ("blocked", "blocked_pairwise") and not (
+                    isinstance(self.block, int) and self.block >= 1):
+                raise ValueError(f"order={self.order!r} needs block=<int >= 1> (products per "
+                                 "chunk)")
             if self.order == "exact" and self.block is not None and not (
                     isinstance(self.block, int) and not isinstance(self.block, bool)
                     and self.block >= 1):
@@ -158,8 +161,13 @@ class Accumulator:
             if self.order != "sequential" or self.products is not None:
                 raise ValueError("a fused adder sets its own order and keeps products exact: "
                                  "leave order='sequential' and products=None")
-        if not isinstance(self.positive_zero, bool):
-            raise TypeError(f"positive_zero must be True or False, got {self.positive_zero!r}")
+        for flag in ("positive_zero", "ftz"):
+            if not isinstance(getattr(self, flag), bool):
+                raise TypeError(f"{flag} must be True or False, got {getattr(self, flag)!r}")
+        if self.ftz and (self.fused is not None or self.order == "exact" or isinstance(
+                self.fmt, IntFormat)):
+            raise ValueError("ftz=True (flush subnormals to zero) is modelled for the ordered "
+                             "float accumulators (no fused adder, not 'exact')")
         if self.nan not in NAN_RESULTS:
             raise ValueError(f"nan={self.nan!r} is not allowed; choose one of {list(NAN_RESULTS)}")
         if self.block_scales not in BLOCK_SCALES:

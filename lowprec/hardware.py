@@ -216,14 +216,18 @@ def _fma_chain(t, name):
 
 # AMD ``v_mfma``, as MMA-Sim models it (``amd/sim.py``). f32 and f64 inputs: a chain of
 # FMAs (every CDNA). CDNA1 (MI100, gfx908) f16 / bf16: the exact sum of 4 (f16) or 2 (bf16)
-# products and c, rounded once to nearest-even float32 (``order="exact", block=``). CDNA3
+# products and c, rounded once to nearest-even float32 (``order="exact", block=``). CDNA2
+# (MI200, gfx90a) f16 / bf16 / bf16_1k: float32 products and float32 sums of pairs (2 for
+# bf16, 4 for f16 and bf16_1k), every subnormal flushed (``ftz=True``). CDNA3
 # (MI300, gfx942) f16 / bf16 / xf32 / fp8 / bf8: steps of 8 products (4 for xf32, 16 for
 # fp8/bf8 with even and odd positions summed apart), F = 24, and the floored join with c
 # (``FusedAdder.sum_bits`` = 31), rounded to nearest-even float32.
 AMD_ARCHS = {"gfx908": "CDNA1", "gfx90a": "CDNA2", "gfx942": "CDNA3"}
 AMD_TYPES = {"f64": "float64", "f32": "float32", "f16": "float16", "bf16": "bfloat16",
-             "xf32": "tfloat32", "fp8": "float8_e4m3fnuz", "bf8": "float8_e5m2fnuz"}
-_AMD_ARCH_TYPES = {"gfx908": ("f32", "f16", "bf16"), "gfx90a": ("f64", "f32"),
+             "bf16_1k": "bfloat16", "xf32": "tfloat32", "fp8": "float8_e4m3fnuz",
+             "bf8": "float8_e5m2fnuz"}
+_AMD_ARCH_TYPES = {"gfx908": ("f32", "f16", "bf16"),
+                   "gfx90a": ("f64", "f32", "f16", "bf16", "bf16_1k"),
                    "gfx942": ("f64", "f32", "f16", "bf16", "xf32", "fp8", "bf8")}
 _AMD_STEP = {"f16": 8, "bf16": 8, "xf32": 4, "fp8": 16, "bf8": 16}
 _CDNA1_STEP = {"f16": 4, "bf16": 2}
@@ -231,11 +235,6 @@ _CDNA1_STEP = {"f16": 4, "bf16": 2}
 
 def _amd(arch, op, a, b, d):
     _check_choice("op", op, ["v_mfma"], f" on {arch}")
-    if arch == "gfx90a" and a in ("f16", "bf16"):
-        raise NotImplementedError(
-            "gfx90a (CDNA2) f16 / bf16 v_mfma flushes subnormal inputs, products and sums to "
-            "zero and adds in pairs (MMA-Sim ftz_mul_add): not modelled yet; gfx90a offers "
-            "f32 and f64 here")
     _check_choice("a", a, _AMD_ARCH_TYPES[arch], f" for {arch} {op}")
     fp8 = ("fp8", "bf8")
     _check_choice("b", b, fp8 if a in fp8 else (a,), f" with a={a!r} for {arch} {op}")
@@ -243,6 +242,11 @@ def _amd(arch, op, a, b, d):
     name = f"{arch} {op} {d}.{a}.{b}"
     if a in ("f32", "f64"):
         return _fma_chain(a, name)
+    if arch == "gfx90a":        # CDNA2: float32 products and sums, flushed, in pairs
+        return Accumulator("float32", "nearest_even", order="blocked_pairwise",
+                           block=2 if a == "bf16" else 4, products="float32", ftz=True,
+                           input_formats=(AMD_TYPES[a], AMD_TYPES[b]), addend_format="float32",
+                           name=name)
     if arch == "gfx908":
         return Accumulator("float32", "nearest_even", order="exact", block=_CDNA1_STEP[a],
                            input_formats=(AMD_TYPES[a], AMD_TYPES[b]), addend_format="float32",
@@ -277,9 +281,10 @@ def instruction(arch, op, a, b=None, d="f32") -> Accumulator:
 
     AMD: ``arch`` "gfx908" (CDNA1), "gfx90a" (CDNA2) or "gfx942" (CDNA3, MI300), ``op``
     "v_mfma", ``a`` / ``b`` "f32" and "f64" (FMA chains; f64 from CDNA2, ``d`` "f64"), "f16",
-    "bf16" (CDNA1: exact sums of 4 / 2 products; CDNA3: the floored join), "xf32" or the fnuz
+    "bf16" (CDNA1: exact sums of 4 / 2 products; CDNA2: see below; CDNA3: the floored join), "xf32" or the fnuz
     fp8 types "fp8" (E4M3FNUZ) and "bf8" (E5M2FNUZ) on CDNA3 (``FusedAdder.sum_bits``), ``d``
-    "f32". CDNA2 f16 / bf16 raise NotImplementedError (not modelled yet)."""
+    "f32". CDNA2 "f16", "bf16" (``v_mfma_f32_*bf16``) and "bf16_1k": float32 products and
+    pairwise float32 sums with subnormals flushed to zero (``ftz=True``)."""
     b = a if b is None else b
     if arch in AMD_ARCHS:
         return _amd(arch, op, a, b, d)

@@ -168,13 +168,18 @@ def ordered_sum(products, c, order, fmt, block=None, tree=None):
         for p in products:
             s = add(s, p)
         return s
+    def pw(xs):                                   # recursive halves
+        if len(xs) == 1:
+            return xs[0]
+        h = len(xs) // 2
+        return add(pw(xs[:h]), pw(xs[h:]))
     if order == "pairwise":
-        def pw(xs):
-            if len(xs) == 1:
-                return xs[0]
-            h = len(xs) // 2
-            return add(pw(xs[:h]), pw(xs[h:]))
         return add(pw(products), c) if products else round_ieee(c, *fmt)
+    if order == "blocked_pairwise":
+        s = c
+        for k0 in range(0, len(products), block):
+            s = add(s, pw(products[k0:k0 + block]))
+        return s
     if order == "blocked":
         s = c
         for k0 in range(0, len(products), block):

@@ -150,7 +150,7 @@ def random_tree(rng, idx):
        acc_name=st.sampled_from(list(ACC)),
        mode=st.sampled_from(["nearest_even", "nearest_away", "toward_zero", "up", "down",
                              "odd"]),
-       order=st.sampled_from(["sequential", "pairwise", "blocked", "tree"]),
+       order=st.sampled_from(["sequential", "pairwise", "blocked", "blocked_pairwise", "tree"]),
        round_products=st.booleans(), K=st.integers(1, 40))
 def test_ordered_sums_match_the_rational_model(seed, acc_name, mode, order, round_products, K):
     rng = np.random.default_rng(seed)
@@ -158,7 +158,8 @@ def test_ordered_sums_match_the_rational_model(seed, acc_name, mode, order, roun
     b = values(rng, (K, 2), "float16", spread=8)
     c = values(rng, (2, 2), "bfloat16", spread=3)
     tree = random_tree(rng, np.arange(K)) if order == "tree" else None
-    kw = dict(order=tree if order == "tree" else order, block=3 if order == "blocked" else None)
+    kw = dict(order=tree if order == "tree" else order,
+              block=3 if order.startswith("blocked") else None)
     if round_products:
         kw["products"] = "bfloat16"
     if acc_name in ("float16", "bfloat16", "e8m13"):       # c must be a value of the acc
@@ -560,9 +561,14 @@ def test_instructions_name_what_exists_and_refuse_the_rest():
                       (("gfx942", "v_mfma", "fp8", "f16"), "b='f16' is not allowed")]:
         with pytest.raises(ValueError, match=re.escape(msg)):
             lp.hardware.instruction(*args)
-    assert len(lp.hardware.instructions()) == len(set(lp.hardware.instructions())) == 172
-    with pytest.raises(NotImplementedError, match="gfx90a .CDNA2. f16 / bf16 v_mfma flushes"):
-        lp.hardware.instruction("gfx90a", "v_mfma", "f16")
+    assert len(lp.hardware.instructions()) == len(set(lp.hardware.instructions())) == 175
+    cdna2 = lp.hardware.instruction("gfx90a", "v_mfma", "bf16_1k")
+    assert (cdna2.order, cdna2.block, cdna2.ftz, cdna2.products.name) == (
+        "blocked_pairwise", 4, True, "float32")
+    with pytest.raises(ValueError, match="ftz=True .flush subnormals to zero. is modelled for"):
+        lp.Accumulator("float32", order="exact", ftz=True)
+    with pytest.raises(ValueError, match="order='blocked_pairwise' needs block="):
+        lp.Accumulator("float32", order="blocked_pairwise")
     with pytest.raises(ValueError, match=re.escape("d='f32' is not allowed for sm_80 mma.sync")):
         lp.hardware.instruction("sm_80", "mma.sync", "f64", "f64", "f32")
     f64 = lp.hardware.instruction("sm_90", "mma.sync", "f64", d="f64")

@@ -376,3 +376,17 @@ def test_exact_order_per_block_equals_the_core(acc):
     with jax.enable_x64(True):
         got = jax.jit(lambda a, b, c: matmul(a, b, acc, c, **kw))(A, B, c)
     assert same(got, want)
+
+
+def test_blocked_pairwise_equals_the_core_and_ftz_is_refused():
+    """order="blocked_pairwise" (AMD CDNA2's pairs) runs in JAX as in lp.matmul; its flushing
+    of subnormals (ftz=True) is not modelled in JAX and says so."""
+    rng = np.random.default_rng(12)
+    A = lp.round(rng.standard_normal((4, 22)), "bfloat16", dtype=np.float32)
+    B = lp.round(rng.standard_normal((22, 3)), "bfloat16", dtype=np.float32)
+    acc = lp.Accumulator("float32", order="blocked_pairwise", block=4, products="float32")
+    want = lp.matmul(A, B, acc)
+    with jax.enable_x64(True):
+        assert same(jax.jit(lambda a, b: matmul(a, b, acc))(A, B), want)
+        with pytest.raises(NotImplementedError, match="ftz=True .* needs lp.matmul"):
+            matmul(A, B, lp.hardware.instruction("gfx90a", "v_mfma", "bf16"))

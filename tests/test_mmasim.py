@@ -21,14 +21,17 @@ MMASIM_ARCH = {"sm_70": "Volta", "sm_75": "Turing", "sm_80": "Ampere", "sm_86": 
                "sm_89": "Ada Lovelace", "sm_90": "Hopper", "sm_100": "Blackwell",
                "sm_120": "RTX Blackwell"}
 TORCH = {"f64": torch.float64, "f32": torch.float32, "tf32": torch.float32, "xf32": torch.float32,
-         "f16": torch.float16, "bf16": torch.bfloat16, "e4m3": torch.float8_e4m3fn,
+         "f16": torch.float16, "bf16": torch.bfloat16, "bf16_1k": torch.bfloat16,
+         "e4m3": torch.float8_e4m3fn,
          "e5m2": torch.float8_e5m2, "fp8": torch.float8_e4m3fnuz, "bf8": torch.float8_e5m2fnuz}
 TYPES = {**lp.hardware.PTX_TYPES, **lp.hardware.AMD_TYPES}
 AMD_SHAPE = {"f16": "32x32x8_f16", "bf16": "32x32x8_bf16", "xf32": "32x32x4_xf32",
              "f32": "32x32x2_f32", "f64": "16x16x4_f64"}
 AMD_OLD = {"gfx908": ("CDNA1", {"f32": "f32_32x32x2f32", "f16": "f32_32x32x8f16",
                                 "bf16": "f32_32x32x4bf16"}),
-           "gfx90a": ("CDNA2", {"f32": "f32_32x32x2f32", "f64": "f64_16x16x4f64"})}
+           "gfx90a": ("CDNA2", {"f32": "f32_32x32x2f32", "f64": "f64_16x16x4f64",
+                                "f16": "f32_32x32x8f16", "bf16": "f32_32x32x4bf16",
+                                "bf16_1k": "f32_32x32x8bf16_1k"})}
 SUB_BYTE_SHIFT = {"e3m2": 0, "e2m3": 0, "e2m1": 2}   # MMA-Sim: fp6 in bits 5:0, fp4 in 5:2
 K_STEP = {"tf32": 8, "f16": 16, "bf16": 16}
 
