@@ -513,9 +513,13 @@ def _grouped(acc, fmt_a, fmt_b, ea, sa, eb, sb, c, seed):
         v = np.ldexp(S.astype(np.float64), (E - acc.fused.frac_bits).astype(np.int32))
         v = np.where(np.any(bad[:, sl], axis=-1) | np.isnan(acc_v), np.nan,
                      np.where(fin, v, acc_v))
-        R = _words(sd, o, j) if acc.stochastic else (None, None)
-        val, code = _round_value(v, plan, R)
-        nerr += int(np.sum(code == xstep.NO_CODE))
+        if acc.stochastic or (not acc.fmt.has_nan and np.isnan(v).any()):
+            R = _words(sd, o, j) if acc.stochastic else (None, None)
+            val, code = _round_value(v, plan, R)
+            nerr += int(np.sum(code == xstep.NO_CODE))
+        else:                              # the same step, compiled (lp.round)
+            from .cast import round as _round  # noqa: PLC0415
+            val = _round(v, acc.fmt, acc.rounding, acc.overflow, dtype=np.float64)
         acc_v = val
     if nerr:
         raise ValueError(f"a sum is NaN but {acc.fmt.name} has no NaN; pass overflow=")
