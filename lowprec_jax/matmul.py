@@ -72,9 +72,6 @@ def matmul(A, B, acc="fp32-sequential", c=None, *, seed=None, dtype=None):
             acc.fmt.emax > 1000 or acc.fmt.emin - acc.fmt.man_bits < -1022):
         raise NotImplementedError(f"the 'exact' order into {acc.fmt.name} (values beyond "
                                   "float64's normal range) needs lp.matmul")
-    if acc.ftz:
-        raise NotImplementedError("ftz=True (AMD CDNA2's flushing of subnormals) needs "
-                                  "lp.matmul")
     if not isinstance(acc.fmt, IntFormat) and acc.fmt.man_bits > 51:
         raise NotImplementedError("accumulators of more than 51 mantissa bits need lp.matmul")
     ab, bb, batch, M, K, N = _float_operands(A, B)

@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+import lowprec as lp
 from lowprec import accumulate as _acc
 
 from ._clz import clz
@@ -52,21 +53,39 @@ def _product_table(ab, bb, n_nodes, K):
     return jnp.pad(prods, ((0, 0), (0, n_nodes - K)))
 
 
+def _flush(b, emin, keep_sign=True):
+    """float64 bits with every value below 2^emin in magnitude made a zero of its sign (or
+    +0): ``Accumulator.ftz``."""
+    small = ((b >> 52) & U64(0x7FF)) < U64(emin + 1023)
+    return jnp.where(small, b & U64(1 << 63) if keep_sign else U64(0), b)
+
+
 def _program(acc, ab, bb, cb, prog, rnd):
     """Float accumulators in any order (pairwise, blocked, trees), products exact or rounded
     first into ``acc.products``: every addition of two exact operands rounded once, in
-    levels of additions that do not depend on each other. Forms the (M * N, K) products."""
+    levels of additions that do not depend on each other. Forms the (M * N, K) products.
+    ``acc.ftz``: subnormal inputs and c read as +0, products and sums below the format's
+    smallest normal become zeros of their sign (``program_matmul`` (lowprec/_accumulate.py))."""
     K = ab.shape[-1]
+    emin = acc.fmt.emin
+    if acc.ftz:
+        fa, fb = (f or lp.format("float32") for f in acc.input_formats)
+        ab, bb, cb = _flush(ab, fa.emin, False), _flush(bb, fb.emin, False), _flush(
+            cb, emin, False)
     n_nodes, levels, res = _levels(prog, K, acc.products is not None)
     T = _product_table(ab, bb, n_nodes, K)
     if acc.products is not None:                  # never stochastic (lp.Accumulator's rule)
         prnd = _Rounder(acc.products, acc.product_rounding, None, None, "srff", None, 1)
         T = T.at[:, :K].set(prnd(T[:, :K], 0)[0])
+    if acc.ftz:
+        T = T.at[:, :K].set(_flush(T[:, :K], emin))
     T = T.at[:, K].set(cb)
 
     def level(T, lv):
         left, right, dest, j = lv
         v, _ = rnd(_sum(T[:, left], T[:, right], rnd.down), j.astype(U32))
+        if acc.ftz:
+            v = _flush(v, emin)
         return T.at[:, dest].set(v), None
 
     T, _ = lax.scan(level, T, jnp.asarray(levels))

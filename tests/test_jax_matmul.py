@@ -378,15 +378,27 @@ def test_exact_order_per_block_equals_the_core(acc):
     assert same(got, want)
 
 
-def test_blocked_pairwise_equals_the_core_and_ftz_is_refused():
-    """order="blocked_pairwise" (AMD CDNA2's pairs) runs in JAX as in lp.matmul; its flushing
-    of subnormals (ftz=True) is not modelled in JAX and says so."""
+def test_blocked_pairwise_and_ftz_equal_the_core():
+    """order="blocked_pairwise" with ftz=True (AMD CDNA2's flushed pairs) as in lp.matmul, on
+    values whose products and sums fall below float32's normal range."""
     rng = np.random.default_rng(12)
-    A = lp.round(rng.standard_normal((4, 22)), "bfloat16", dtype=np.float32)
-    B = lp.round(rng.standard_normal((22, 3)), "bfloat16", dtype=np.float32)
-    acc = lp.Accumulator("float32", order="blocked_pairwise", block=4, products="float32")
-    want = lp.matmul(A, B, acc)
-    with jax.enable_x64(True):
-        assert same(jax.jit(lambda a, b: matmul(a, b, acc))(A, B), want)
-        with pytest.raises(NotImplementedError, match="ftz=True .* needs lp.matmul"):
-            matmul(A, B, lp.hardware.instruction("gfx90a", "v_mfma", "bf16"))
+    for a in ("bf16", "bf16_1k", "f16"):
+        acc = lp.hardware.instruction("gfx90a", "v_mfma", a)
+        f = acc.input_formats[0]
+        lo = -70 if f.emax > 100 else -12
+        A = lp.round(rng.standard_normal((4, 24)) * 2.0 ** rng.integers(lo, 8, (4, 24)), f,
+                     dtype=np.float32)
+        B = lp.round(rng.standard_normal((24, 3)) * 2.0 ** rng.integers(lo, 8, (24, 3)), f,
+                     dtype=np.float32)
+        c = lp.round(rng.standard_normal((4, 3)) * 2.0 ** rng.integers(-140, 0, (4, 3)),
+                     "float32", dtype=np.float32)
+        if f.emax > 100:                  # row 0: products just below 2^-126, c just above
+            A[0] = lp.round(np.abs(A[0]) * 2.0**-60 + 2.0**-64, f, dtype=np.float32)
+            B[:] = lp.round(np.abs(B) * 2.0**-60 + 2.0**-64, f, dtype=np.float32)
+            c[0] = np.float32(2.0**-125)
+        want = lp.matmul(A, B, acc, c)
+        plain = lp.matmul(A, B, dataclasses.replace(acc, ftz=False), c)
+        if f.emax > 100:
+            assert not np.array_equal(want.view(np.uint32), plain.view(np.uint32))
+        with jax.enable_x64(True):
+            assert same(jax.jit(lambda x, y, z: matmul(x, y, acc, z))(A, B, c), want), a
