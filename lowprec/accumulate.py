@@ -67,7 +67,8 @@ from .formats import FloatFormat, IntFormat, format as _format
 from .rounding import check_overflow, check_seed, mode_name
 
 __all__ = ["Accumulator", "FusedAdder", "matmul", "dot", "sum", "a2q_bits", "exact_per_block",
-           "program", "check_values", "sig_exp", "nan_result_bits", "LEAF_C", "ADD"]
+           "program", "check_values", "sig_exp", "nan_result_bits", "group_terms", "LEAF_C",
+           "ADD"]
 
 LEAF_C, ADD = _A.LEAF_C, _A.ADD   # the postfix program's leaf for c and its addition
 
@@ -451,13 +452,14 @@ def _group_sums(ga, gb):
     return np.moveaxis(np.matmul(a, b), -3, -1)                  # (..., M, N, G)
 
 
-def _grouped(acc, fmt_a, fmt_b, ea, sa, eb, sb, c, seed):
-    """block_scales='group' (``lowprec._group_step``): per step of n / group groups along K,
-    the exact group sums times both scales aligned on the scales' exponents, truncated to F
-    bits, summed exactly and rounded once; steps chain along K."""
-    from ._fused_small import _exponent, _round_value, _sig_exp, _words  # noqa: PLC0415
-    from ._group_step import E_ZERO, group_step  # noqa: PLC0415
-    from . import xstep  # noqa: PLC0415
+def group_terms(acc, fmt_a, fmt_b, ea, sa, eb, sb):
+    """The terms of block_scales='group' (``lowprec._group_step``) for element values ea / eb
+    and per-element scales sa / sb (A (..., M, K), B (..., K, N)): (m, sig, label, bad,
+    mab, shape) with (outputs, G) int64 arrays m (exact group sums in units of the smallest
+    element product), sig (both scales' integer significands multiplied), label (sum of the
+    scales' exponents, or E_ZERO), bad (a NaN scale), the exponent offset mab (term = m * sig
+    * 2^(label - mab)) and the outputs' shape (..., M, N). Shared with the Triton kernel."""
+    from ._group_step import E_ZERO  # noqa: PLC0415
     g = acc.group
     M, K, N = ea.shape[-2], ea.shape[-1], eb.shape[-1]
     if K % g or acc.fused.n % g:
@@ -487,12 +489,23 @@ def _grouped(acc, fmt_a, fmt_b, ea, sa, eb, sb, c, seed):
     label = np.where((count == 0) | (sig == 0), E_ZERO, label)
     bad = np.isnan(sga)[..., :, None, :] | np.isnan(sgb)[..., None, :, :]
     shape = T.shape[:-3] + (M, N)
+    m, sig, label, bad = (np.broadcast_to(v, shape + (G,)).reshape(-1, G) for v in (
+        m.astype(np.int64), sig, label, bad))
+    return m, sig, label, bad, sfa.man_bits + sfb.man_bits - q, shape
+
+
+def _grouped(acc, fmt_a, fmt_b, ea, sa, eb, sb, c, seed):
+    """block_scales='group' (``lowprec._group_step``): per step of n / group groups along K,
+    the exact group sums times both scales aligned on the scales' exponents, truncated to F
+    bits, summed exactly and rounded once; steps chain along K."""
+    from ._fused_small import _exponent, _round_value, _sig_exp, _words  # noqa: PLC0415
+    from ._group_step import E_ZERO, group_step  # noqa: PLC0415
+    from . import xstep  # noqa: PLC0415
+    m, sig, label, bad, mab, shape = group_terms(acc, fmt_a, fmt_b, ea, sa, eb, sb)
+    G, g = m.shape[1], acc.group
     C = np.zeros(shape) if c is None else np.broadcast_to(_floats(c, "c"), shape)
     cf = acc.addend_format or acc.fmt
     check_values(C, cf, "c")
-    m, sig, label, bad = (np.broadcast_to(v, shape + (G,)).reshape(-1, G) for v in (
-        m.astype(np.int64), sig, label, bad))
-    mab = sfa.man_bits + sfb.man_bits - q
     plan = _rplan(acc.fmt, acc.rounding, acc.overflow, acc.sr_bits, acc.sr_variant,
                   acc.stochastic)
     if acc.stochastic and seed is None:

@@ -229,13 +229,14 @@ def test_every_kernel_compiles_for_sm90():
     env = dict(os.environ, TRITON_INTERPRET="0")
     code = ("import lowprec as lp\nfrom lowprec_torch import triton as t\n"
             "sizes = t.compile_kernels(90, matmul_models=('h100-fp8', 'b200-fp8', 'mi300-fp8', "
+            "'b200-mxf4nvf4', "
             "lp.exact_per_block('float8_e4m3fn', 'float8_e4m3fn')))\n"
             "print(len(sizes), min(sizes.values()))\n")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                          timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     n, smallest = map(int, out.stdout.split())
-    assert n == 18 and smallest > 10000           # 18 kernels, each real PTX
+    assert n == 19 and smallest > 10000           # 19 kernels, each real PTX
 
 
 @triton.jit
@@ -257,3 +258,21 @@ def test_seeded_stream_is_tritons_randint4x(seed):
     out = torch.empty(4 * nq, dtype=torch.int32, device=DEVICE)
     _randint4x_kernel[(triton.cdiv(nq, 256),)](out, seed, nq, BLOCK=256)
     assert np.array_equal(u(out), lp.random_bits(seed, (4 * nq,)))
+
+
+@pytest.mark.parametrize("bf", ["nvfp4", "mxfp4"])
+def test_group_rule_kernel_equals_the_core(bf):
+    """block_scales="group" (b200-mxf4nvf4, the group terms aligned on their scales'
+    exponents) in the Triton kernel equals lp.matmul: NVFP4 (UE4M3 scales, tensor scales in
+    the epilogue) and MXFP4, chains of steps, whole zero groups, with and without c."""
+    import lowprec_torch as lt
+    rng = np.random.default_rng(8)
+    x = data(rng, (6, 128), specials=False)
+    w = (rng.standard_normal((128, 5)) * 4).astype(np.float32)
+    x[2, 16:48] = 0.0
+    acc = lp.hardware.preset("b200-mxf4nvf4")
+    for c in (None, lp.round(rng.standard_normal((6, 5)), "float32", dtype=np.float32)):
+        want = lp.matmul(lp.quantize(x, bf), lp.quantize(w, bf, axis=-2), acc, c)
+        got = tk.matmul(lt.quantize(T(x), bf), lt.quantize(T(w), bf, axis=-2), acc,
+                        None if c is None else T(c))
+        assert np.array_equal(u(got), u(want)), bf

@@ -11,7 +11,7 @@ from lowprec import blocks as _B
 
 from .blocks import ROWS, _block_constants, _block_kernel
 from .cast import BLOCK, _round_kernel
-from .matmul import _matmul_kernel, kernel_constants
+from .matmul import _group_kernel, _matmul_kernel, group_constants, kernel_constants
 from .step import kernel_params
 
 __all__ = ["compile_kernels"]
@@ -64,6 +64,17 @@ def compile_kernels(arch=90, fmts=("float8_e4m3fn", "float4_e2m1fn"),
                 KP=triton.next_power_of_2(bf.k)))
             out[f"block {name} {mode}"] = _ptx(triton.compile(src, target=target))
     for acc in (lp.hardware.resolve(p) for p in matmul_models):
+        if acc.block_scales == "group":            # NVFP4 operands: E2M1 x E2M1, UE4M3 scales
+            bf = lp.block_format("nvfp4")
+            q = 2 * (bf.elem.emin - bf.elem.man_bits)
+            sig = {"m_ptr": "*i64", "sig_ptr": "*i64", "label_ptr": "*i32", "bad_ptr": "*i32",
+                   "c_ptr": "*i32", "out_ptr": "*i32", "err_ptr": "*i32", "R": "i32",
+                   "G": "i32"}
+            consts = group_constants(acc, 2 * bf.scale_fmt.man_bits - q)
+            sig.update({c: "constexpr" for c in consts})
+            out[f"group {acc}"] = _ptx(triton.compile(ASTSource(_group_kernel, sig, consts),
+                                                      target=target))
+            continue
         fa, fb = acc.input_formats
         sig = {"sa_ptr": "*i64", "ea_ptr": "*i32", "fa_ptr": "*i32", "sb_ptr": "*i64",
                "eb_ptr": "*i32", "fb_ptr": "*i32", "c_ptr": "*i32", "out_ptr": "*i32",

@@ -131,6 +131,15 @@ def _floored_join(p, pe, nzp, kk, am, ae, acc_nz, F: tl.constexpr, F2: tl.conste
 
 
 @triton.jit
+def _special_or(sp, use_sp, code, vb, err, P: tl.constexpr):
+    """(bits, errors) of a step: the special value sp (float32 bits) rounded where use_sp,
+    else the step's (code, vb); a code the format cannot hold counts as an error."""
+    spc, spv = round_bits(sp, sp & _u(0), sp & _u(0), P)
+    code = tl.where(use_sp, spc, code)
+    return tl.where(use_sp, spv, vb), err | (code == _u(0xFFFFFFFF)).to(tl.int32)
+
+
+@triton.jit
 def _matmul_kernel(sa_ptr, ea_ptr, fa_ptr, sb_ptr, eb_ptr, fb_ptr, c_ptr, out_ptr, err_ptr,
                    M, N, K, Kp, P: tl.constexpr, F: tl.constexpr, NT: tl.constexpr,
                    ALIGN: tl.constexpr, TERMS: tl.constexpr, MAB: tl.constexpr,
@@ -215,12 +224,98 @@ def _matmul_kernel(sa_ptr, ea_ptr, fa_ptr, sb_ptr, eb_ptr, fb_ptr, c_ptr, out_pt
             acc_inf, acc, tl.where(inf_pos, _u(0x7F800000), _u(0xFF800000))), sp)
         sp = tl.where(nan, _u(0x7FC00000), sp)
         use_sp = (~nz) | inf_pos | inf_neg | acc_inf | nan
-        spc, spv = round_bits(sp, sp & _u(0), sp & _u(0), P)
-        code = tl.where(use_sp, spc, code)
-        acc = tl.where(use_sp, spv, vb)
-        err = err | (code == _u(0xFFFFFFFF)).to(tl.int32)
+        acc, err = _special_or(sp, use_sp, code, vb, err, P)
     tl.store(out_ptr + oo, acc.to(tl.int32, bitcast=True), mask=om)
     tl.store(err_ptr + oo, err, mask=om)
+
+
+@triton.jit
+def _group_kernel(m_ptr, sig_ptr, label_ptr, bad_ptr, c_ptr, out_ptr, err_ptr, R, G,
+                  P: tl.constexpr, F: tl.constexpr, MAB: tl.constexpr, PER: tl.constexpr,
+                  CEMIN: tl.constexpr, EZ: tl.constexpr, ROWS: tl.constexpr):
+    """``_grouped`` (lowprec/accumulate.py) for ROWS outputs: steps of PER group terms
+    m * sig * 2^(label - MAB) and the running sum, aligned on the largest label
+    (``group_step``, lowprec/_group_step.py), truncated to F bits, summed, rounded once."""
+    rows = tl.program_id(0) * ROWS + tl.arange(0, ROWS)
+    rm = rows < R
+    kk = tl.arange(0, PER)
+    acc = tl.load(c_ptr + rows, mask=rm, other=0).to(tl.uint32, bitcast=True)
+    err = rows * 0
+    for s in range(0, G // PER):
+        o = rows[:, None] * G + s * PER + kk[None, :]
+        m = tl.load(m_ptr + o, mask=rm[:, None], other=0)
+        sg = tl.load(sig_ptr + o, mask=rm[:, None], other=0)
+        lb = tl.load(label_ptr + o, mask=rm[:, None], other=EZ)
+        bd = tl.load(bad_ptr + o, mask=rm[:, None], other=0)
+        am, ae = _f32_parts(acc)
+        a_abs = acc & _u(0x7FFFFFFF)
+        cm = tl.where(a_abs < _u(0x7F800000), am, 0)
+        c_label = tl.where(cm != 0, tl.maximum(msb64(tl.abs(cm).to(tl.uint64)) + ae, CEMIN),
+                           EZ)
+        E = tl.maximum(tl.max(lb, axis=1), c_label)
+        S = tl.sum(_align(m * sg, lb - MAB - E[:, None] + F, 0), axis=1) + _align(
+            cm, ae - E + F, 0)
+        code, vb = round_int(S < 0, tl.abs(S).to(tl.uint64), E - F, P)
+        zc, zv = round_bits(acc & _u(0), acc & _u(0), acc & _u(0), P)   # +0: S is zero
+        code = tl.where(S == 0, zc, code)
+        vb = tl.where(S == 0, zv, vb)
+        nan = (tl.max(bd, axis=1) > 0) | (a_abs > _u(0x7F800000))
+        sp = tl.where(nan, _u(0x7FC00000), acc)       # NaN, or the infinite running sum
+        use_sp = nan | (a_abs == _u(0x7F800000))
+        acc, err = _special_or(sp, use_sp, code, vb, err, P)
+    tl.store(out_ptr + rows, acc.to(tl.int32, bitcast=True), mask=rm)
+    tl.store(err_ptr + rows, err, mask=rm)
+
+
+def _group_matmul(A, B, acc, c, dev):
+    """block_scales='group' (b200-mxf4nvf4): the group terms prepared by the core
+    (``lp.accumulate.group_terms``, host), the steps in ``_group_kernel``; NVFP4 tensor
+    scales in the epilogue D = round(alpha * acc + c) (``lp.fma``, host). float32 results
+    as a (..., M, N) numpy array."""
+    from lowprec import accumulate as _acc  # noqa: PLC0415
+    from ..blocks import QuantizedTensor  # noqa: PLC0415
+    if not (isinstance(A, QuantizedTensor) and isinstance(B, QuantizedTensor)):
+        raise TypeError("block_scales='group' takes two QuantizedTensors")
+    ca, cb = A.to_core(), B.to_core()
+    if len(ca.shape) < 2 or len(cb.shape) < 2 or ca.shape[-1] != cb.shape[-2] or (
+            ca.axis != len(ca.shape) - 1 or cb.axis != len(cb.shape) - 2):
+        raise ValueError(f"A {ca.shape} must be blocked along K (its last axis) and B "
+                         f"{cb.shape} along K (axis -2), and their K must agree")
+    ea, sa = ca.element_and_scale_values()
+    eb, sb = cb.element_and_scale_values()
+    _acc.check_group_sums_exact(ca.fmt, cb.fmt, acc.group)
+    m, sig, label, bad, mab, shape = _acc.group_terms(acc, ca.fmt, cb.fmt, ea, sa, eb, sb)
+    alpha = np.float32(np.float32(ca.tensor_scale) * np.float32(cb.tensor_scale))
+    cf = acc.addend_format or acc.fmt
+    cv = np.zeros(shape) if c is None or alpha != 1 else np.broadcast_to(
+        np.asarray(c.detach().cpu() if isinstance(c, torch.Tensor) else c, np.float64), shape)
+    _acc.check_values(cv, cf, "c")
+    R, G = m.shape
+    t = lambda a, d: torch.from_numpy(np.ascontiguousarray(a, d)).to(dev)  # noqa: E731
+    out = torch.empty(R, dtype=torch.int32, device=dev)
+    err = torch.empty(R, dtype=torch.int32, device=dev)
+    consts = group_constants(acc, mab)
+    _group_kernel[(triton.cdiv(R, consts["ROWS"]),)](
+        t(m, np.int64), t(sig, np.int64), t(label, np.int32), t(bad, np.int32),
+        t(cv.astype(np.float32).view(np.int32), np.int32), out, err, R, G, **consts)
+    if bool(err.any()):
+        raise ValueError(f"a sum is NaN but {acc.fmt.name} has no NaN")
+    res = out.cpu().numpy().view(np.float32).reshape(shape)
+    if alpha != 1:
+        cc = np.zeros(shape) if c is None else np.asarray(
+            c.detach().cpu() if isinstance(c, torch.Tensor) else c, np.float64)
+        res = lp.fma(np.float64(alpha), res.astype(np.float64), cc, acc.fmt, acc.rounding,
+                     acc.overflow, dtype=np.float32)
+    return res
+
+
+def group_constants(acc, mab):
+    """The constexpr arguments of ``_group_kernel`` (``mab``: the terms' exponent offset,
+    ``lp.accumulate.group_terms``)."""
+    from lowprec._group_step import E_ZERO  # noqa: PLC0415
+    return dict(P=kernel_params(lp.plan(acc.fmt, acc.rounding, acc.overflow)),
+                F=acc.fused.frac_bits, MAB=int(mab), PER=acc.fused.n // acc.group,
+                CEMIN=(acc.addend_format or acc.fmt).emin, EZ=E_ZERO, ROWS=32)
 
 
 def kernel_constants(acc, fa, fb):
@@ -276,9 +371,10 @@ def _views(X, fmt, name, swap):
 def matmul(A, B, acc, c=None, *, dtype=None):
     """``lowprec_torch.matmul`` as a Triton kernel for fused-adder accumulators without
     stochastic rounding or promotion and with power-of-two block scales (every such
-    ``lp.hardware`` preset, e.g. ``h100-fp8``, ``b200-fp8``, ``b200-mxf8f6f4``, and
-    ``lp.exact_per_block``), into formats float32 holds: one (TILE, TILE) output tile per
-    program, the fused adder's steps along K (integer sums of the aligned products, one
+    ``lp.hardware`` preset, e.g. ``h100-fp8``, ``b200-fp8``, ``b200-mxf8f6f4``, the
+    ``mi300-*`` floored join, and ``lp.exact_per_block``) or the group rule of
+    ``b200-mxf4nvf4`` (``_group_kernel``), into formats float32 holds: one (TILE, TILE)
+    output tile per program, the fused adder's steps along K (integer sums of the aligned products, one
     rounding per step). A, B: float tensors of the input formats (same batch shape) or MX
     ``QuantizedTensor``s (A blocked along K, B along axis -2); c: values of the addend
     format. The operand views are prepared by the core on the CPU (a host round trip)."""
@@ -288,10 +384,13 @@ def matmul(A, B, acc, c=None, *, dtype=None):
     _need(torch.empty(0, device=dev))
     fz = acc.fused
     if fz is None or acc.stochastic or acc.promote_every is not None or (
-            acc.block_scales != "product"):
+            acc.block_scales == "promotion"):
         raise NotImplementedError(f"the Triton matmul models fused adders with power-of-two "
-                                  f"block scales, no stochastic rounding and no promotion; "
-                                  f"{acc} needs lowprec_torch.matmul")
+                                  f"or group block scales, no stochastic rounding and no "
+                                  f"promotion; {acc} needs lowprec_torch.matmul")
+    if acc.block_scales == "group":
+        res = torch.from_numpy(_group_matmul(A, B, acc, c, dev)).to(dev)
+        return _results(res, acc, dtype)
     cf = acc.addend_format or acc.fmt
     if not (lp.holds(acc.fmt, np.float32) and lp.holds(cf, np.float32)):
         raise NotImplementedError(f"the Triton matmul rounds into formats float32 holds, not "
@@ -321,7 +420,13 @@ def matmul(A, B, acc, c=None, *, dtype=None):
                          **kernel_constants(acc, fa, fb))
     if bool(err.any()):
         raise ValueError(f"a sum is NaN but {acc.fmt.name} has no NaN")
-    res = out.view(torch.float32).reshape(ba + (M, N))
+    return _results(out.view(torch.float32).reshape(ba + (M, N)), acc, dtype)
+
+
+def _results(res, acc, dtype):
+    """float32 results as the core returns them: one NaN (``Accumulator.nan``), +0 under
+    ``positive_zero``, cast to ``dtype``."""
+    from lowprec import accumulate as _acc  # noqa: PLC0415
     isnan = torch.isnan(res)
     res = torch.where(isnan, float("nan"), res)                     # the positive quiet NaN
     if acc.positive_zero:
