@@ -210,10 +210,17 @@ def fp4_block_operands(rng, M, K, N, blk, stype, sparse):
     return A, B, packed_a, packed_b, torch.tensor(sa).view(tdt), torch.tensor(sb).view(tdt)
 
 
+@pytest.mark.parametrize("unit", ["sm_100 tcgen05.mma", "sm_120 mma.sync"])
 @pytest.mark.parametrize("kind, blk, stype", BLOCK_SCALED)
-def test_block_scaled_fp4_equals_mmasim(kind, blk, stype):
-    sim = nv.TCGen05MMABlockScale(
-        "Blackwell", f"m128n8k64.kind::{kind}.block{blk}.f32.e2m1.e2m1.{stype}")
+def test_block_scaled_fp4_equals_mmasim(kind, blk, stype, unit):
+    """The b200-mxf4nvf4 preset is also RTX Blackwell's block-scaled ``mma`` (MMA-Sim gives
+    both the same rule)."""
+    if unit.startswith("sm_120"):
+        sim = nv.MMABlockScale("RTX Blackwell",
+                               f"m16n8k64.kind::{kind}.block{blk}.f32.e2m1.e2m1.f32.{stype}")
+    else:
+        sim = nv.TCGen05MMABlockScale(
+            "Blackwell", f"m128n8k64.kind::{kind}.block{blk}.f32.e2m1.e2m1.{stype}")
     rng = np.random.default_rng(zlib.crc32(f"{kind}{blk}{stype}".encode()))
     for chain, sparse, c_zero in ((1, False, False), (4, False, False), (4, True, False),
                                   (2, True, True)):
@@ -255,12 +262,18 @@ MXF8F6F4 = [("e4m3", "e4m3"), ("e5m2", "e4m3"), ("e3m2", "e2m3"), ("e2m1", "e2m1
             ("e2m1", "e5m2")]
 
 
+@pytest.mark.parametrize("unit", ["sm_100 tcgen05.mma", "sm_120 mma.sync"])
 @pytest.mark.parametrize("a, b", MXF8F6F4)
-def test_block_scaled_mxf8f6f4_equals_mmasim(a, b):
-    """tcgen05.mma kind::mxf8f6f4 (E8M0 scales per 32 along K) as the b200-mxf8f6f4 preset on
-    BlockTensors: each product's exponent carries both scales' exponents."""
-    sim = nv.TCGen05MMABlockScale("Blackwell", f"m128n8k32.kind::mxf8f6f4.block32.f32.{a}.{b}"
-                                  ".ue8m0")
+def test_block_scaled_mxf8f6f4_equals_mmasim(a, b, unit):
+    """tcgen05.mma kind::mxf8f6f4 (E8M0 scales per 32 along K), and RTX Blackwell's
+    block-scaled mma, as the b200-mxf8f6f4 preset on BlockTensors: each product's exponent
+    carries both scales' exponents."""
+    if unit.startswith("sm_120"):
+        sim = nv.MMABlockScale("RTX Blackwell",
+                               f"m16n8k32.kind::mxf8f6f4.block32.f32.{a}.{b}.f32.ue8m0")
+    else:
+        sim = nv.TCGen05MMABlockScale("Blackwell", f"m128n8k32.kind::mxf8f6f4.block32.f32.{a}."
+                                      f"{b}.ue8m0")
     rng = np.random.default_rng(zlib.crc32(f"mxf8f6f4 {a} {b}".encode()))
     for chain in (1, 4):
         M, K, N = 8, 32 * chain, 8
