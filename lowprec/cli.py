@@ -170,7 +170,10 @@ def cmd_presets(args) -> int:
     def how(acc):
         fz = acc.fused
         if fz is None:
-            return f"order={acc.order}"
+            h = f"order={acc.order}" + (f" block={acc.block}" if acc.block else "")
+            if acc.products is not None:
+                h += f" products={acc.products.name}"
+            return h + (" ftz" if acc.ftz else "")
         h = f"fused N={fz.n} F={fz.frac_bits}{'' if fz.align_addend else ' c-unaligned'}"
         if fz.sum_bits is not None:
             h += f" floored join {fz.sum_bits}" + (f" split {fz.split}" if fz.split > 1 else "")
