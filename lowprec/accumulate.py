@@ -266,11 +266,23 @@ def matmul(A, B, acc="fp32-sequential", c=None, *, seed=None, dtype=None):
     if errs[0]:
         raise ValueError(f"a sum is NaN (NaN or Inf - Inf among the terms) but {res_fmt.name} "
                          "has no NaN; pass overflow= or inputs without NaN/Inf")
-    rdt = np.dtype(dtype) if dtype is not None else (
-        np.dtype(np.float32) if holds(res_fmt, np.float32) else np.dtype(np.float64))
-    if not holds(res_fmt, rdt):
-        raise ValueError(f"dtype={rdt} cannot hold every value of {res_fmt.name}")
-    return _results(out, rdt, acc).reshape(shape)
+    return _results(out, _out_dtype(dtype, res_fmt), acc).reshape(shape)
+
+
+def _out_dtype(dtype, fmt):
+    """The float dtype of a result in ``fmt``: ``dtype``, checked to hold every value of
+    fmt, or float32 / float64."""
+    if dtype is None:
+        return np.dtype(np.float32) if holds(fmt, np.float32) else np.dtype(np.float64)
+    try:
+        rdt = np.dtype(dtype)
+        ok = holds(fmt, rdt)
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise ValueError(f"dtype={dtype!r} cannot hold every value of {fmt.name}: pass a float "
+                         "dtype that does (float32 or float64), or None")
+    return rdt
 
 
 def _f32_rne(acc):
@@ -356,8 +368,7 @@ def _block_matmul(A, B, acc, c, seed, dtype):
         from .arith import fma  # noqa: PLC0415
         cc = np.zeros(res.shape) if c is None else _floats(c, "c")
         res = fma(np.float64(alpha), res, cc, acc.fmt, acc.rounding, acc.overflow)
-    return _results(res, np.dtype(dtype or (np.float32 if holds(acc.fmt, np.float32)
-                                             else np.float64)), acc)
+    return _results(res, _out_dtype(dtype, acc.fmt), acc)
 
 
 def _fused_from_parts(acc, ea, sa, eb, sb, c, seed):

@@ -64,6 +64,10 @@ class FusedAdder:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or not lo <= v <= hi:
                 raise ValueError(f"FusedAdder {name}={v!r} is not allowed: an int in {lo}..{hi}")
+        for flag in ("align_addend", "drop_small_addend", "inf_products"):
+            if not isinstance(getattr(self, flag), (bool, np.bool_)):
+                raise TypeError(f"FusedAdder {flag} must be True or False, got "
+                                f"{getattr(self, flag)!r}")
         if self.terms not in TERM_RULES:
             raise ValueError(f"FusedAdder terms={self.terms!r} is not allowed; choose one of "
                              f"{list(TERM_RULES)}")
@@ -170,6 +174,10 @@ class Accumulator:
                              "float accumulators (no fused adder, not 'exact')")
         if self.nan not in NAN_RESULTS:
             raise ValueError(f"nan={self.nan!r} is not allowed; choose one of {list(NAN_RESULTS)}")
+        g = self.group
+        if isinstance(g, bool) or not isinstance(g, (int, np.integer)) or not 1 <= g <= 4096:
+            raise ValueError(f"group={g!r} is not allowed: an int in 1..4096 (products per "
+                             "block-scale group)")
         if self.block_scales not in BLOCK_SCALES:
             raise ValueError(f"block_scales={self.block_scales!r} is not allowed; choose one of "
                              f"{BLOCK_SCALES}")

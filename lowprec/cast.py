@@ -39,7 +39,11 @@ def _as_float_array(x, name="x"):
     if isinstance(x, bool) or isinstance(x, np.bool_):
         raise TypeError(f"{name} must be floating point, got a bool")
     if isinstance(x, (int, float)) and not isinstance(x, np.generic):
-        v = float(x)
+        try:
+            v = float(x)
+        except OverflowError:
+            raise ValueError(f"{name}={x} is an int beyond float64's range (about 1.8e308); "
+                             "lowprec rounds float64 values") from None
         if isinstance(x, int) and v != x:
             raise ValueError(f"{name}={x} is an int that float64 cannot hold exactly")
         return np.array(v, dtype=np.float64), True

@@ -140,6 +140,9 @@ def preset(name, inputs=None) -> Accumulator:
     acc = _PRESETS[name][0]
     if inputs is None:
         return acc
+    if isinstance(inputs, str) or not hasattr(inputs, "__len__") or len(inputs) != 2:
+        raise ValueError(f"inputs={inputs!r} is not allowed: a pair (format of A, format of "
+                         f"B), e.g. inputs=('float8_e5m2', 'float8_e4m3fn')")
     ins = tuple(_format(f) for f in inputs)
     import dataclasses  # noqa: PLC0415
     return dataclasses.replace(acc, input_formats=ins)

@@ -124,3 +124,20 @@ def test_stochastic_promotion_needs_a_stochastic_accumulator():
         lp.Accumulator("float32", "toward_zero", fused=lp.FusedAdder(16, 13),
                        input_formats=("float8_e4m3fn", "float8_e4m3fn"), promote_every=128,
                        promote_to=lp.Accumulator("float32", "stochastic"))
+
+
+def test_accumulator_arguments_are_checked_where_given():
+    """Issue 21's probes of the accumulator model: each refused at construction, naming the
+    argument and what is allowed (before, they were accepted and failed deep inside)."""
+    with pytest.raises(ValueError, match=r"group=0 is not allowed: an int in 1..4096"):
+        lp.Accumulator("float32", group=0)
+    with pytest.raises(TypeError, match="FusedAdder align_addend must be True or False, got "
+                                        "'maybe'"):
+        lp.FusedAdder(4, 10, "maybe")
+    with pytest.raises(ValueError, match=r"inputs='e4m3' is not allowed: a pair \(format of A"):
+        lp.hardware.preset("h100-fp8", inputs="e4m3")
+    with pytest.raises(ValueError, match=r"dtype=<class 'numpy.int32'> cannot hold every value "
+                                         r"of float32: pass a float dtype"):
+        lp.matmul(np.ones((2, 2)), np.ones((2, 2)), dtype=np.int32)
+    with pytest.raises(ValueError, match=r"x=1000.* is an int beyond float64's range"):
+        lp.round(10**400, "float32")
