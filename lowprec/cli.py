@@ -227,6 +227,8 @@ def cmd_check(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="lowprec", description="Bit-exact low-precision formats.")
+    from . import __version__  # noqa: PLC0415
+    p.add_argument("--version", action="version", version=f"lowprec {__version__}")
     sub = p.add_subparsers(dest="cmd", required=True)
     s = sub.add_parser("formats", help="table of every named format")
     s.set_defaults(fn=cmd_formats)

@@ -126,7 +126,8 @@ def encode(x, fmt, rounding="nearest_even", overflow=None, *, sr_bits=None, sr_v
 
 def decode(codes, fmt, dtype=None):
     """``lp.decode`` in JAX: a gather from the table of every code's value (formats of at most
-    16 bits; the table comes from the core)."""
+    16 bits; the table comes from the core). An out-of-range code raises as in the core, or,
+    under ``jit`` where nothing can raise, decodes as NaN."""
     fmt = lp.format(fmt)
     if fmt.bits > 16:
         raise NotImplementedError("lowprec_jax.decode supports formats of at most 16 bits")
@@ -139,6 +140,14 @@ def decode(codes, fmt, dtype=None):
     if getattr(fmt, "symmetric", False):        # the unused code -2^(bits-1) decodes as 0
         every = np.where(every == 1 << (fmt.bits - 1), 0, every)
     table = lp.decode(every, fmt, dtype=dt)
-    return jnp.asarray(table)[codes.astype(jnp.int32)]
+    wide = codes.astype(jnp.int64 if jax.config.jax_enable_x64 else jnp.int32)
+    bad = (wide < 0) | (wide >= (1 << fmt.bits))
+    if not isinstance(codes, jax.core.Tracer) and bool(jnp.any(bad)):
+        c = int(np.asarray(codes)[np.asarray(bad)].reshape(-1)[0])
+        raise ValueError(f"code {c} is out of range for {fmt.name}: codes are 0 .. "
+                         f"{(1 << fmt.bits) - 1} ({fmt.bits} bits)")
+    # traced codes cannot raise: an out-of-range code decodes as NaN (documented)
+    out = jnp.asarray(table)[jnp.clip(wide, 0, (1 << fmt.bits) - 1).astype(jnp.int32)]
+    return jnp.where(bad, jnp.asarray(np.nan, out.dtype), out)
 
 

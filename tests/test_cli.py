@@ -110,3 +110,9 @@ def test_presets_per_instruction(capsys):
     assert "sm_90   wgmma        f32.e4m3.e5m2   e8m13    toward_zero   fused N=32 F=13" in out
     assert "gfx942  v_mfma       f32.fp8.bf8     float32  nearest_even  fused N=16 F=24 " \
            "c-unaligned floored join 31 split 2" in out
+
+
+def test_version():
+    import lowprec
+    out = run("--version")
+    assert out.returncode == 0 and out.stdout.strip() == f"lowprec {lowprec.__version__}"

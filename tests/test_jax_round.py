@@ -171,3 +171,13 @@ def test_portable_clz_equals_lax_clz():
             for f in (clz, jax.jit(clz)):
                 got = np.asarray(f(jnp.asarray(x)))
                 assert got.dtype == want.dtype and np.array_equal(got, want)
+
+
+def test_decode_refuses_out_of_range_codes_as_the_core():
+    """Issue 21: a code past the format's range raises as lp.decode does; under jit, where
+    nothing can raise, it decodes as NaN instead of wrapping to another code's value."""
+    with pytest.raises(ValueError, match=r"code 16 is out of range for float4_e2m1fn: codes "
+                                         r"are 0 .. 15 \(4 bits\)"):
+        lj.decode(np.array([16, 3]), "float4_e2m1fn")
+    got = np.asarray(jax.jit(lambda c: lj.decode(c, "float4_e2m1fn"))(np.array([16, 3, -1])))
+    assert np.isnan(got[0]) and got[1] == 1.5 and np.isnan(got[2])
