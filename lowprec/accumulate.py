@@ -464,13 +464,13 @@ def _group_sums(ga, gb):
 
 
 def group_terms(acc, fmt_a, fmt_b, ea, sa, eb, sb):
-    """The terms of block_scales='group' (``lowprec._group_step``) for element values ea / eb
+    """The terms of block_scales='group' (``lowprec.group_step``) for element values ea / eb
     and per-element scales sa / sb (A (..., M, K), B (..., K, N)): (m, sig, label, bad,
     mab, shape) with (outputs, G) int64 arrays m (exact group sums in units of the smallest
     element product), sig (both scales' integer significands multiplied), label (sum of the
     scales' exponents, or E_ZERO), bad (a NaN scale), the exponent offset mab (term = m * sig
     * 2^(label - mab)) and the outputs' shape (..., M, N). Shared with the Triton kernel."""
-    from ._group_step import E_ZERO  # noqa: PLC0415
+    from .group_step import E_ZERO  # noqa: PLC0415
     g = acc.group
     M, K, N = ea.shape[-2], ea.shape[-1], eb.shape[-1]
     if K % g or acc.fused.n % g:
@@ -506,11 +506,11 @@ def group_terms(acc, fmt_a, fmt_b, ea, sa, eb, sb):
 
 
 def _grouped(acc, fmt_a, fmt_b, ea, sa, eb, sb, c, seed):
-    """block_scales='group' (``lowprec._group_step``): per step of n / group groups along K,
+    """block_scales='group' (``lowprec.group_step``): per step of n / group groups along K,
     the exact group sums times both scales aligned on the scales' exponents, truncated to F
     bits, summed exactly and rounded once; steps chain along K."""
     from ._fused_small import _exponent, _round_value, _sig_exp, _words  # noqa: PLC0415
-    from ._group_step import E_ZERO, group_step  # noqa: PLC0415
+    from .group_step import E_ZERO, group_step  # noqa: PLC0415
     from . import xstep  # noqa: PLC0415
     m, sig, label, bad, mab, shape = group_terms(acc, fmt_a, fmt_b, ea, sa, eb, sb)
     G, g = m.shape[1], acc.group

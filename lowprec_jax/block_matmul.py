@@ -176,9 +176,9 @@ def _promoted(acc, A, B, ea, sa, eb, sb, batch, M, K, N, c_acc, rnd):
 def _grouped(acc, A, B, ea, sa, eb, sb, batch, M, K, N, c_acc, rnd):
     """``_grouped`` (lowprec/accumulate.py): per step of n / group groups along K, the exact
     group sums times both scales aligned on the scales' exponents (``group_step``,
-    lowprec/_group_step.py, run here on jax.numpy), truncated to F bits, summed exactly and
+    lowprec/group_step.py, run here on jax.numpy), truncated to F bits, summed exactly and
     rounded once; steps chain along K."""
-    from lowprec._group_step import E_ZERO, group_step  # noqa: PLC0415
+    from lowprec.group_step import E_ZERO, group_step  # noqa: PLC0415
     from ._clz import clz  # noqa: PLC0415
     from .sums import INF, QNAN, _align, _bits_odd  # noqa: PLC0415
     g = acc.group

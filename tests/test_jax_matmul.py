@@ -339,7 +339,7 @@ def test_block_scales_at_promotion_equal_the_core(K, nan, batch, seed):
 @pytest.mark.parametrize("sparse", [False, True])
 def test_group_rule_equals_the_core(pair, sparse):
     """block_scales="group" (b200-mxf4nvf4: group terms aligned on their scales' exponents,
-    lowprec/_group_step.py) in JAX, under jit, against lp.matmul: chains of 1 and 2 steps,
+    lowprec/group_step.py) in JAX, under jit, against lp.matmul: chains of 1 and 2 steps,
     whole zero groups, a zero c, batches."""
     rng = np.random.default_rng(len(pair[1]) + sparse)
     for batch, (M, K, N) in (((), (4, 64, 3)), ((2,), (3, 128, 5))):

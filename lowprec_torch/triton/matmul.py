@@ -235,7 +235,7 @@ def _group_kernel(m_ptr, sig_ptr, label_ptr, bad_ptr, c_ptr, out_ptr, err_ptr, R
                   CEMIN: tl.constexpr, EZ: tl.constexpr, ROWS: tl.constexpr):
     """``_grouped`` (lowprec/accumulate.py) for ROWS outputs: steps of PER group terms
     m * sig * 2^(label - MAB) and the running sum, aligned on the largest label
-    (``group_step``, lowprec/_group_step.py), truncated to F bits, summed, rounded once."""
+    (``group_step``, lowprec/group_step.py), truncated to F bits, summed, rounded once."""
     rows = tl.program_id(0) * ROWS + tl.arange(0, ROWS)
     rm = rows < R
     kk = tl.arange(0, PER)
@@ -312,7 +312,7 @@ def _group_matmul(A, B, acc, c, dev):
 def group_constants(acc, mab):
     """The constexpr arguments of ``_group_kernel`` (``mab``: the terms' exponent offset,
     ``lp.accumulate.group_terms``)."""
-    from lowprec._group_step import E_ZERO  # noqa: PLC0415
+    from lowprec.group_step import E_ZERO  # noqa: PLC0415
     return dict(P=kernel_params(lp.plan(acc.fmt, acc.rounding, acc.overflow)),
                 F=acc.fused.frac_bits, MAB=int(mab), PER=acc.fused.n // acc.group,
                 CEMIN=(acc.addend_format or acc.fmt).emin, EZ=E_ZERO, ROWS=32)
