@@ -446,13 +446,16 @@ def _span_bits(bf):
 
 
 def check_group_sums_exact(bf_a, bf_b, g):
-    """block_scales='group' sums each group of g scaled products in float64: exact only while
-    the terms' bits together fit 53 bits (true for FP4 and FP6 elements); else ValueError."""
+    """block_scales='group' sums each group of g scaled products exactly (in float64, then as
+    int64 terms the group step aligns): exact only while the terms' bits together fit 40 bits
+    (true for FP4 and FP6 elements, whatever the values); else ValueError, decided by the
+    formats alone so that every backend refuses the same operands."""
     need = _span_bits(bf_a) + _span_bits(bf_b) + math.ceil(math.log2(g))
-    if need > 53:
+    if need > 40:
         raise ValueError(f"groups of {g} products of {bf_a.elem.name} and {bf_b.elem.name} "
-                         f"elements need {need:g} bits to sum exactly, more than float64's 53; "
-                         "block_scales='group' is for FP4 / FP6 elements (use 'product')")
+                         f"elements need {need:g} bits to sum exactly, more than the group "
+                         "step's 40; block_scales='group' is for FP4 / FP6 elements (use "
+                         "'product')")
 
 
 def _group_sums(ga, gb):
