@@ -142,6 +142,8 @@ def _round_bits(ub, rw, P):
     sig = (a & ((I64(1) << mw) - 1)) | (I64(ew != 0) << mw)
     E = max(ew, I64(1)) - P[BW]
     Et, below, meff = _grid(E, P)
+    if ew == 0 and E <= P[EMIN]:        # a work-type subnormal lies below 2^EMIN as well
+        below, meff = True, P[MB]
     sh = mw - meff + (Et - E)
     if sh < 64:
         q = sig >> sh

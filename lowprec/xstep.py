@@ -174,6 +174,9 @@ def round_bits(xp, ub, Rh, Rl, p):
     sig = (a & ((1 << mw) - 1)) | (_i64(xp, ew != 0) << mw)
     E = ew.clip(1, None) - bw
     Et, below, meff = _grid(xp, E, p)
+    sub = (ew == 0) & (E <= p.emin)            # a work-type subnormal lies below 2^emin too
+    below = below | sub
+    meff = xp.where(below, p.sub_man_bits, p.man_bits)
     sh = mw - meff + (Et - E)
     q = _shr(sig, sh)
     # D, the discarded fraction as 0.64 fixed point (bit 0 sticky), as two 32-bit halves

@@ -132,7 +132,7 @@ def round_bits_impl(ub, Rh, Rl, P):
     ew = (a >> mw).astype(it)
     sig = (a & ut((1 << mw) - 1)) | ((ew != 0).astype(ut) << mw)
     E = jnp.maximum(ew, 1) - bw
-    below = E < emin
+    below = (E < emin) | ((ew == 0) & (E <= emin))    # a work-type subnormal is below too
     Et = jnp.maximum(E, emin)
     meff = jnp.where(below, mb, mt).astype(it)
     sh = (mw - meff + (Et - E)).astype(jnp.int32)

@@ -235,7 +235,7 @@ def round_bits(ub, Rh, Rl, P: tl.constexpr):
     ew = (a >> mw).to(tl.int32)
     sig = (a & _u((1 << mw) - 1)) | ((ew != 0).to(tl.uint32) << mw)
     E = tl.maximum(ew, 1) - bw
-    below = E < emin
+    below = (E < emin) | ((ew == 0) & (E <= emin))    # a work-type subnormal is below too
     Et = tl.maximum(E, emin)
     meff = tl.where(below, mb, mt)
     sh = mw - meff + (Et - E)
