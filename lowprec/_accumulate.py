@@ -20,10 +20,10 @@ import math
 import numba as nb
 import numpy as np
 
-from ._exact import _ONE, _fma, _normal, _round_exact, _round_special
-from ._fast import _as, _fast, _general
 from numba.extending import intrinsic
 
+from ._exact import _ONE, _fma, _normal, _round_exact, _round_special
+from ._fast import _as, _fast, _general
 from ._kernels import CODE_BASE, ERR, I64, KIND, KIND_SIGNMAG, U64, philox4x32, _round_bits
 
 _CALL = dict(nogil=True, cache=True)

@@ -10,8 +10,9 @@ An ``Accumulator`` says how a sum of products is formed (docs/matrix-units.md):
   then c), ``"blocked"`` (sequential sums of ``block`` products, added in turn to c),
   ``"blocked_pairwise"`` (the same with each block summed by recursive halves: AMD CDNA2),
   ``"exact"`` (one rounding of the exact sum; with ``block=L``, one rounding per L products:
-  s = round(s + the exact sum of the next L products), s starting at c), or an explicit tree: nested tuples of product
-  indices, each node adding its children left to right (c last).
+  s = round(s + the exact sum of the next L products), s starting at c), or an explicit
+  tree: nested tuples of product indices, each node adding its children left to right (c
+  last).
 * ``fused=FusedAdder(n, frac_bits, align_addend, terms)``: a multi-term fused adder: each step
   takes n products and the running sum, aligns them to the largest exponent, keeps
   ``frac_bits`` bits below it (truncation, floor or nearest), adds exactly and rounds once into
@@ -513,6 +514,7 @@ def _grouped(acc, fmt_a, fmt_b, ea, sa, eb, sb, c, seed):
     the exact group sums times both scales aligned on the scales' exponents, truncated to F
     bits, summed exactly and rounded once; steps chain along K."""
     from ._fused_small import _exponent, _round_value, _sig_exp, _words  # noqa: PLC0415
+    from .cast import round as _round  # noqa: PLC0415
     from .group_step import E_ZERO, group_step  # noqa: PLC0415
     from . import xstep  # noqa: PLC0415
     m, sig, label, bad, mab, shape = group_terms(acc, fmt_a, fmt_b, ea, sa, eb, sb)
@@ -545,7 +547,6 @@ def _grouped(acc, fmt_a, fmt_b, ea, sa, eb, sb, c, seed):
             val, code = _round_value(v, plan, R)
             nerr += int(np.sum(code == xstep.NO_CODE))
         else:                              # the same step, compiled (lp.round)
-            from .cast import round as _round  # noqa: PLC0415
             val = _round(v, acc.fmt, acc.rounding, acc.overflow, dtype=np.float64)
         acc_v = val
     if nerr:

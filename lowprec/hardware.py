@@ -36,6 +36,12 @@ def _tc(name, inputs, n, F, doc, *, fmt="float32", rounding="toward_zero", align
                        input_formats=_IN[inputs], addend_format=addend, name=name), doc
 
 
+# How NVIDIA units return special results (MMA-Sim ``ldexp_and_normalize`` / ``t_fdpa``):
+# every NaN all ones, a zero +0; a truncated float32 result past the largest value is Inf.
+_NV_SPECIALS = dict(nan="all_ones", positive_zero=True)
+_NV_F32_OUT = dict(_NV_SPECIALS, overflow="inf_always")
+
+
 def _named(acc, name):
     import dataclasses  # noqa: PLC0415
     return dataclasses.replace(acc, name=name)
@@ -81,15 +87,14 @@ def _table():
     t["b200-mxf8f6f4"] = (Accumulator(
         "float32", "toward_zero", fused=FusedAdder(32, 25, zero_exponent=-133),
         input_formats=_FP8, addend_format="float32", block_scales="product",
-        overflow="inf_always", nan="all_ones", positive_zero=True, name="b200-mxf8f6f4"),
+        name="b200-mxf8f6f4", **_NV_F32_OUT),
         "B200 tcgen05 kind::mxf8f6f4: MX fp8/fp6/fp4 BlockTensors (E8M0 scales per 32 along "
         "K); each product's exponent is e_a + e_b plus both scale exponents, 32 products per "
         "step, 25 fraction bits, toward zero. docs/matrix-units.md (MMA-Sim); no hardware data here.")
     t["b200-mxf4nvf4"] = (Accumulator(
         "float32", "toward_zero", fused=FusedAdder(64, 35), input_formats=(
             "float4_e2m1fn", "float4_e2m1fn"), addend_format="float32", block_scales="group",
-        group=16, overflow="inf_always", nan="all_ones", positive_zero=True,
-        name="b200-mxf4nvf4"),
+        group=16, name="b200-mxf4nvf4", **_NV_F32_OUT),
         "B200 tcgen05 kind::mxf4nvf4: FP4 BlockTensors (UE4M3 scales per 16, or E8M0 per "
         "32); each group of 16 products summed exactly and multiplied by both scales, the 4 "
         "group terms of a 64-long step aligned with 35 fraction bits, toward zero; NVFP4 "
@@ -312,12 +317,11 @@ def instruction(arch, op, a, b=None, d="f32") -> Accumulator:
     fz = FusedAdder(n, F, zero_exponent=_E_ZERO[d][arch])
     if d == "f16":
         return Accumulator("float16", "nearest_even", fused=fz,
-                           input_formats=ins, addend_format="float16", nan="all_ones",
-                           positive_zero=True,
+                           input_formats=ins, addend_format="float16", **_NV_SPECIALS,
                            name=name)
     return Accumulator(E8M13 if narrow else "float32", "toward_zero", fused=fz,
-                       input_formats=ins, addend_format="float32", overflow="inf_always",
-                       nan="all_ones", positive_zero=True, name=name)
+                       input_formats=ins, addend_format="float32", name=name,
+                       **_NV_F32_OUT)
 
 
 def instructions() -> list:
