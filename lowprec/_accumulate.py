@@ -247,8 +247,6 @@ def _fused_step(SA, EA, SB, EB, SPA, SPB, k0, k1, acc, prm, P, rw):
     alignment), each kept to F fraction bits below E, summed exactly, normalised and rounded
     once into P's format (the addend added exactly first when it is not aligned)."""
     F, align_c, mode, mab, c_emin = prm[0], prm[1], prm[2], prm[3], prm[4]
-    if prm[5] >= 0:
-        return _floored_step(SA, EA, SB, EB, k0, k1, acc, prm, P, rw)
     E = I64(-(1 << 40))
     nz = False
     zero = align_c and acc == 0                       # a zero term in the alignment
@@ -375,8 +373,9 @@ def _floored_step(SA, EA, SB, EB, k0, k1, acc, prm, P, rw):
 
 @nb.njit(**_CALL)
 def _special_step(sa, ea, sb, eb, spa, spb, k0, k1, acc, prm, P, rw):
-    """A step whose products or addend hold Inf or NaN: the IEEE sum (NaN for 0 * Inf, a NaN
-    operand, or Inf - Inf; else the infinity), else the ordinary ``_fused_step``."""
+    """A step whose products or addend hold Inf or NaN: (the IEEE sum (NaN for 0 * Inf, a NaN
+    operand, or Inf - Inf; else the infinity), code, True); (0, 0, False) when the step holds
+    neither and the ordinary step applies."""
     inf_pos, inf_neg, nan = False, False, False
     for k in range(k0, k1):
         fa, fb = spa[k], spb[k]
@@ -390,10 +389,13 @@ def _special_step(sa, ea, sb, eb, spa, spb, k0, k1, acc, prm, P, rw):
                 inf_pos = True
     if nan or (inf_pos and inf_neg) or math.isnan(acc) or (
             math.isinf(acc) and ((acc > 0 and inf_neg) or (acc < 0 and inf_pos))):
-        return _round_value(np.nan, rw, P)
+        v, code = _round_value(np.nan, rw, P)
+        return v, code, True
     if inf_pos or inf_neg or math.isinf(acc):
-        return _round_value(acc if math.isinf(acc) else (np.inf if inf_pos else -np.inf), rw, P)
-    return _fused_step(sa, ea, sb, eb, spa, spb, k0, k1, acc, prm, P, rw)
+        v, code = _round_value(acc if math.isinf(acc) else (np.inf if inf_pos else -np.inf),
+                               rw, P)
+        return v, code, True
+    return 0.0, I64(0), False
 
 
 @nb.njit(cache=True, parallel=True)
@@ -422,8 +424,9 @@ def fused_matmul(SA, EA, SB, EB, SPA, SPB, BADA, BADB, C, n_terms, prm, P, promo
 @nb.njit(**_CALL)
 def _fused_dot(sa, ea, sb, eb, spa, spb, clean, c, n_terms, prm, P, promote, Ppro, sr, seed,
                o):
-    """One output of ``fused_matmul``: (value, count of errors). The steps are inlined here,
-    one call per output rather than per step."""
+    """One output of ``fused_matmul``: (value, count of errors). The ordinary step is inlined
+    here, once (one call per output rather than per step; one copy, since each inlined copy
+    costs compile time)."""
     K = sa.shape[0]
     outer = c
     acc = 0.0 if promote > 0 else c
@@ -433,10 +436,15 @@ def _fused_dot(sa, ea, sb, eb, spa, spb, clean, c, n_terms, prm, P, promote, Ppr
         k1 = min(k0 + n_terms, K)
         rw = _word(seed, o, j) if sr else U64(0)
         j += 1
-        if clean and math.isfinite(acc):
-            acc, code = _fused_step(sa, ea, sb, eb, spa, spb, k0, k1, acc, prm, P, rw)
+        v, code, done = 0.0, I64(0), False
+        if not (clean and math.isfinite(acc)):
+            v, code, done = _special_step(sa, ea, sb, eb, spa, spb, k0, k1, acc, prm, P, rw)
+        if done:
+            acc = v
+        elif prm[5] >= 0:
+            acc, code = _floored_step(sa, ea, sb, eb, k0, k1, acc, prm, P, rw)
         else:
-            acc, code = _special_step(sa, ea, sb, eb, spa, spb, k0, k1, acc, prm, P, rw)
+            acc, code = _fused_step(sa, ea, sb, eb, spa, spb, k0, k1, acc, prm, P, rw)
         bad += code == ERR
         if promote > 0 and (k1 % promote == 0 or k1 == K):
             rw = _word(seed, o, j) if sr else U64(0)
