@@ -4,7 +4,9 @@ GOLDEN.npz``."""
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import re
 import sys
 from fractions import Fraction
 
@@ -62,10 +64,40 @@ def cmd_show(args) -> int:
         print(f"({f.bits} bits: value table omitted; formats of at most 8 bits list every code)")
         return 0
     width = (f.bits + 3) // 4
+    values = cast.decode(np.arange(1 << f.bits, dtype=f.code_dtype), f, dtype=np.float64)
     for c in range(1 << f.bits):
         v = f.decode_code(c)
-        print(f"  {c:#0{width + 2}x}  {c:0{f.bits}b}  {_fmt_num(v)}")
+        text = "-0.0" if v == 0 and np.signbit(values[c]) else _fmt_num(v)
+        print(f"  {c:#0{width + 2}x}  {c:0{f.bits}b}  {text}")
     return 0
+
+
+def _seed(args) -> dict:
+    """{"seed": N} for stochastic rounding, which needs one (as the API does); {} otherwise."""
+    if args.rounding == "stochastic":
+        if args.seed is None:
+            raise ValueError("--rounding stochastic needs --seed N (the random stream is "
+                             "reproducible only from a seed)")
+        return {"seed": args.seed}
+    if args.seed is not None:
+        raise ValueError(f"--seed applies to --rounding stochastic, not {args.rounding}")
+    return {}
+
+
+def _neighbours(x, f) -> str:
+    """The values of f just below and above x: n/a for NaN; past the largest finite value,
+    that value and Inf (or none where the format has no Inf)."""
+    if np.isnan(x):
+        return "n/a (NaN)"
+    lo_hi = cast.round(np.float64([x]), f, "down", "saturate")[0], \
+        cast.round(np.float64([x]), f, "up", "saturate")[0]
+    inf = getattr(f, "has_inf", False)
+    if x > f.max:
+        return f"[{float(f.max)!r}, {'inf' if inf else 'none'}]"
+    if x < -f.max:
+        return f"[{'-inf' if inf else 'none'}, {-float(f.max)!r}]" \
+            if getattr(f, "signed", True) else "n/a"
+    return f"[{float(lo_hi[0])!r}, {float(lo_hi[1])!r}]"
 
 
 def cmd_round(args) -> int:
@@ -75,20 +107,16 @@ def cmd_round(args) -> int:
     except ValueError as e:
         raise ValueError(f"VALUE must be numbers: {e}") from None
     kw = dict(rounding=args.rounding, overflow=args.overflow)
-    if args.rounding == "stochastic":
-        kw["seed"] = args.seed
+    kw.update(_seed(args))
     r = cast.round(xs, f, **kw)
     codes = cast.encode(xs, f, **kw)
-    finite = np.where(np.isfinite(xs), xs, 0.0)
-    down = cast.round(finite, f, "down", "saturate")
-    up = cast.round(finite, f, "up", "saturate")
-    for x, y, c, lo, hi in zip(xs, r, codes, down, up):
+    for x, y, c in zip(xs, r, codes):
         err = (Fraction(float(y)) - Fraction(float(x))) if np.isfinite(y) and np.isfinite(x) \
             else "n/a"
         beyond = "  (beyond the largest finite value)" if abs(x) > f.max else ""
         print(f"{float(x)!r} -> {float(y)!r}  code {int(c):#0{(f.bits + 3) // 4 + 2}x} "
               f"({int(c):0{f.bits}b})  error {_fmt_num(err) if err != 'n/a' else err}  "
-              f"neighbours [{float(lo)!r}, {float(hi)!r}]{beyond}")
+              f"neighbours {_neighbours(x, f)}{beyond}")
     return 0
 
 
@@ -112,11 +140,11 @@ def cmd_block_formats(args) -> int:
 def cmd_quantize(args) -> int:
     from . import blocks  # noqa: PLC0415
     bf = blocks.block_format(args.format)
+    kw = _seed(args)
     try:
         x = np.load(args.file, allow_pickle=False)
     except (OSError, ValueError) as e:
         raise ValueError(f"FILE must be a .npy array: {e}") from None
-    kw = {"seed": args.seed} if args.rounding == "stochastic" else {}
     bt = blocks.quantize(x, bf, axis=args.axis, rounding=args.rounding, **kw)
     back = bt.dequantize(np.float64)
     xf = np.asarray(x, dtype=np.float64)
@@ -215,69 +243,156 @@ def cmd_check(args) -> int:
     from . import golden  # noqa: PLC0415
     try:
         actual = np.load(args.actual, allow_pickle=False)
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, EOFError) as e:
         raise ValueError(f"ACTUAL must be a .npy array: {e}") from None
-    g = golden.load(args.golden)
-    report = golden.check(actual, g, args.key)
-    print(f"{args.actual} vs {args.golden} [{args.key}] ({g['metadata']['op']} "
-          f"{g['metadata']['format']}, lowprec {g['metadata']['lowprec_version']})")
-    print(report)
+    if not isinstance(actual, np.ndarray):
+        raise ValueError(f"ACTUAL {args.actual} is an .npz archive; save the kernel's output "
+                         "as one .npy array")
+    g = golden.load(args.golden, keys=(args.key,), max_bytes=args.max_bytes,
+                    verify=not args.no_verify)
+    report = golden.check(actual, g, args.key, fmt=args.fmt, layout=args.layout,
+                          show=args.show, strict_nan=args.strict_nan)
+    meta = g["metadata"]
+    if args.json:
+        print(json.dumps(dict(report.to_dict(), actual=args.actual, golden=args.golden,
+                              key=args.key, op=meta["op"], format=meta["format"])))
+    else:
+        print(f"{args.actual} vs {args.golden} [{args.key}] ({meta['op']} {meta['format']}, "
+              f"lowprec {meta.get('lowprec_version')})")
+        print(report)
     return 0 if report.ok else 1
 
 
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """Examples kept as written; every option's default shown (where it has a value)."""
+
+    def _get_help_string(self, action):
+        h = action.help or ""
+        if action.default not in (None, False, argparse.SUPPRESS) and "default" not in h \
+                and action.option_strings:
+            h += " (default: %(default)s)"
+        return h
+
+
+EXAMPLES = {
+    "": """examples:
+  lowprec formats
+  lowprec round e4m3 1.3 464
+  lowprec golden make round float8_e4m3fn --shape 128,64 --seed 7 --out e4m3.npz
+  lowprec check out.npy e4m3.npz""",
+    "formats": "example:\n  lowprec formats",
+    "show": "examples:\n  lowprec show fp4\n  lowprec show float8_e4m3fn",
+    "round": """examples:
+  lowprec round e4m3 1.3 464
+  lowprec round bfloat16 0.1 --rounding toward_zero
+  lowprec round fp4 0.7 --rounding stochastic --seed 3""",
+    "block-formats": "example:\n  lowprec block-formats",
+    "quantize": """examples:
+  lowprec quantize nvfp4 weights.npy
+  lowprec quantize mxfp8_e4m3 acts.npy --axis 0 --out acts_mx.npz
+  lowprec quantize nvfp4 grads.npy --rounding stochastic --seed 1""",
+    "presets": "examples:\n  lowprec presets\n  lowprec presets --instructions",
+    "golden": """examples:
+  lowprec golden make round float8_e4m3fn --shape 128,64 --seed 7 --out e4m3.npz
+  lowprec golden make quantize nvfp4 --shape 128,64 --seed 7 --out nv.npz
+  lowprec golden make matmul h100-fp8 --shape 128,256,64 --seed 1 --out gemm.npz""",
+    "check": """examples:
+  lowprec check out.npy e4m3.npz
+  lowprec check codes.npy nv.npz --key codes                 # codes (rows, blocks, k) or (rows, cols)
+  lowprec check packed.npy nv.npz --key codes --layout fp4x2  # two FP4 codes per byte
+  lowprec check sf.npy nv.npz --key scale_codes --layout cublas-scales
+  lowprec check out.npy gemm.npz --json > report.json
+
+exit status: 0 every element matches, 1 a mismatch, 2 an error (bad arguments or files)""",
+}
+
+
+def golden_layouts():
+    from .golden import LAYOUTS  # noqa: PLC0415
+    return list(LAYOUTS)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="lowprec", description="Bit-exact low-precision formats.")
+    fmt_kw = dict(formatter_class=_Formatter)
+    p = argparse.ArgumentParser(prog="lowprec", description="Bit-exact low-precision formats.",
+                                epilog=EXAMPLES[""], **fmt_kw)
     from . import __version__  # noqa: PLC0415
     p.add_argument("--version", action="version", version=f"lowprec {__version__}")
     sub = p.add_subparsers(dest="cmd", required=True)
-    s = sub.add_parser("formats", help="table of every named format")
-    s.set_defaults(fn=cmd_formats)
-    s = sub.add_parser("show", help="every value and code of a format (<= 8 bits)")
-    s.add_argument("fmt", metavar="FMT")
-    s.set_defaults(fn=cmd_show)
-    s = sub.add_parser("round", help="round values: result, code, error, neighbours")
-    s.add_argument("fmt", metavar="FMT")
-    s.add_argument("values", metavar="VALUE", nargs="+")
-    s.add_argument("--rounding", default="nearest_even", choices=list(MODES))
-    s.add_argument("--overflow", default=None, choices=[o for o in OVERFLOWS if o])
-    s.add_argument("--seed", type=int, default=0, help="seed for --rounding stochastic")
-    s.set_defaults(fn=cmd_round)
-    s = sub.add_parser("block-formats", help="table of the block-format presets")
-    s.set_defaults(fn=cmd_block_formats)
-    s = sub.add_parser("quantize", help="block-quantize a .npy file: per-block scales, errors")
+
+    def cmd(name, help, fn, **kw):
+        s = sub.add_parser(name, help=help, description=help, epilog=EXAMPLES[name], **fmt_kw,
+                           **kw)
+        s.set_defaults(fn=fn)
+        return s
+    cmd("formats", "table of every named format", cmd_formats)
+    s = cmd("show", "every value and code of a format (<= 8 bits)", cmd_show)
+    s.add_argument("fmt", metavar="FMT", help="a format name (lowprec formats)")
+    s = cmd("round", "round values: result, code, error, neighbours", cmd_round)
+    s.add_argument("fmt", metavar="FMT", help="a format name (lowprec formats)")
+    s.add_argument("values", metavar="VALUE", nargs="+", help="numbers to round")
+    # negative VALUEs such as -1e39 or -inf are values, not options (argparse knows only -12.5)
+    s._negative_number_matcher = re.compile(
+        r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$|^-(inf|infinity|nan)$", re.IGNORECASE)
+    s.add_argument("--rounding", default="nearest_even", choices=list(MODES),
+                   help="rounding mode")
+    s.add_argument("--overflow", default=None, choices=[o for o in OVERFLOWS if o],
+                   help="beyond the largest finite value (default: the format's own rule)")
+    s.add_argument("--seed", type=int, default=None, help="seed of the random stream "
+                   "(required with --rounding stochastic)")
+    cmd("block-formats", "table of the block-format presets", cmd_block_formats)
+    s = cmd("quantize", "block-quantize a .npy file: per-block scales, errors", cmd_quantize)
     s.add_argument("format", metavar="FORMAT", help="a preset (see block-formats)")
-    s.add_argument("file", metavar="FILE.npy")
-    s.add_argument("--axis", type=int, default=-1, help="the blocked axis (default -1)")
+    s.add_argument("file", metavar="FILE.npy", help="the array to quantize")
+    s.add_argument("--axis", type=int, default=-1, help="the blocked axis")
     s.add_argument("--out", default=None, help="write codes, scales and values to this .npz")
-    s.add_argument("--rounding", default="nearest_even", choices=list(MODES))
-    s.add_argument("--seed", type=int, default=0, help="seed for --rounding stochastic")
-    s.add_argument("--show", type=int, default=8, help="blocks to list (default 8)")
-    s.set_defaults(fn=cmd_quantize)
-    s = sub.add_parser("presets", help="the matrix-unit presets of lp.hardware")
+    s.add_argument("--rounding", default="nearest_even", choices=list(MODES),
+                   help="rounding mode of the elements")
+    s.add_argument("--seed", type=int, default=None, help="seed of the random stream "
+                   "(required with --rounding stochastic)")
+    s.add_argument("--show", type=int, default=8, help="blocks to list")
+    s = cmd("presets", "the matrix-unit presets of lp.hardware", cmd_presets)
     s.add_argument("--instructions", action="store_true",
                    help="every instruction lp.hardware.instruction models instead")
-    s.set_defaults(fn=cmd_presets)
-    s = sub.add_parser("golden", help="golden files for kernel tests")
+    s = sub.add_parser("golden", help="golden files for kernel tests", epilog=EXAMPLES["golden"],
+                       **fmt_kw)
     gs = s.add_subparsers(dest="golden_cmd", required=True)
-    s = gs.add_parser("make", help="seeded inputs and lowprec's outputs, as one .npz")
-    s.add_argument("op", choices=["round", "encode", "quantize", "matmul"])
+    s = gs.add_parser("make", help="seeded inputs and lowprec's outputs, as one .npz",
+                      epilog=EXAMPLES["golden"], **fmt_kw)
+    s.add_argument("op", choices=["round", "encode", "quantize", "matmul"], help="the operation")
     s.add_argument("format", metavar="FORMAT", help="a format (round, encode), a block "
                                                      "format (quantize) or a preset (matmul)")
     s.add_argument("--shape", type=_shape, required=True, help="e.g. 128,64 (matmul: M,K,N)")
-    s.add_argument("--seed", type=int, required=True)
+    s.add_argument("--seed", type=int, required=True, help="seed of the inputs (and of "
+                   "stochastic rounding)")
     s.add_argument("--out", required=True, help="the .npz to write")
-    s.add_argument("--rounding", default="nearest_even", choices=list(MODES))
-    s.add_argument("--overflow", default=None, choices=[o for o in OVERFLOWS if o])
+    s.add_argument("--rounding", default="nearest_even", choices=list(MODES),
+                   help="rounding mode")
+    s.add_argument("--overflow", default=None, choices=[o for o in OVERFLOWS if o],
+                   help="beyond the largest finite value (default: the format's own rule)")
     s.add_argument("--scale", type=float, default=1.0, help="inputs are N(0, scale^2)")
     s.add_argument("--no-specials", action="store_true", help="no Inf/NaN/0/max inputs")
     s.add_argument("--axis", type=int, default=-1, help="blocked axis (quantize)")
     s.set_defaults(fn=cmd_golden_make)
-    s = sub.add_parser("check", help="compare a kernel's output with a golden file")
-    s.add_argument("actual", metavar="ACTUAL.npy")
-    s.add_argument("golden", metavar="GOLDEN.npz")
+    s = cmd("check", "compare a kernel's output with a golden file", cmd_check)
+    s.add_argument("actual", metavar="ACTUAL.npy", help="the kernel's output (values, or codes "
+                   "as an unsigned integer array)")
+    s.add_argument("golden", metavar="GOLDEN.npz", help="a file of `lowprec golden make`")
     s.add_argument("--key", default="expected", help="golden array to compare with "
                                                      "(expected, codes, scale_codes)")
-    s.set_defaults(fn=cmd_check)
+    s.add_argument("--fmt", default=None, help="compare in this format (default: the golden "
+                   "array's own)")
+    s.add_argument("--layout", default="plain", choices=golden_layouts(),
+                   help="how ACTUAL is laid out: plain, fp4x2 (two FP4 codes per byte), "
+                   "cublas-scales (block scales in cuBLAS's 128x4 swizzle)")
+    s.add_argument("--show", type=int, default=10, help="mismatches to list, worst first")
+    s.add_argument("--strict-nan", action="store_true",
+                   help="NaNs must agree in sign and payload too")
+    s.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    s.add_argument("--max-bytes", type=int, default=1 << 30,
+                   help="refuse golden arrays larger than this")
+    s.add_argument("--no-verify", action="store_true", help="do not recompute the golden's "
+                   "expected arrays from its input and metadata")
     return p
 
 
@@ -285,12 +400,16 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.fn(args)
-    except (ValueError, TypeError) as e:
-        print(f"lowprec: error: {e}", file=sys.stderr)
-        return 2
     except BrokenPipeError:             # output piped into `head`: stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except (ValueError, TypeError) as e:
+        print(f"lowprec: error: {e}", file=sys.stderr)
+        return 2
+    except (Exception, RecursionError) as e:          # never a traceback; 1 means mismatch
+        print(f"lowprec: error: {type(e).__name__}: {e} (this is a bug in lowprec; please "
+              "report it with the command)", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from .compare import CompareReport, compare
 from .formats import format as _format
 from .rounding import mode_name
 
-__all__ = ["make", "save", "load", "check", "OPS"]
+__all__ = ["make", "save", "load", "check", "OPS", "LAYOUTS"]
 
 FILE_VERSION = 1
 OPS = ("round", "encode", "quantize", "matmul")
@@ -104,61 +104,252 @@ def save(golden: dict, path) -> None:
     np.savez(path, metadata=meta, **arrays)
 
 
-def load(path) -> dict:
-    """Read and validate a golden file: its metadata version, op, arrays, dtypes and shapes.
-    Raises ValueError naming what is wrong."""
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            data = {k: z[k] for k in z.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
-        raise ValueError(f"{path}: not a readable .npz golden file ({e})") from None
-    if "metadata" not in data:
-        raise ValueError(f"{path}: no 'metadata' entry; not a lowprec golden file")
-    try:
-        meta = json.loads(data.pop("metadata").tobytes().decode())
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ValueError(f"{path}: metadata is not UTF-8 JSON ({e})") from None
-    if not isinstance(meta, dict) or meta.get("lowprec_golden") != FILE_VERSION:
-        raise ValueError(f"{path}: golden file version {meta.get('lowprec_golden')!r} "
-                         f"(this lowprec reads version {FILE_VERSION})"
-                         if isinstance(meta, dict) else f"{path}: metadata is not an object")
+MAX_BYTES = 1 << 30              # default limit on one array read from a golden file
+_MAX_META = 1 << 20
+_META_TYPES = {"lowprec_golden": int, "op": str, "format": str, "arrays": dict, "seed": int,
+               "shape": list, "rounding": str}
+_QUANTIZE_TYPES = {"axis": int, "element": str, "scale_format": str}
+
+
+def _header(zf, info, path, max_bytes):
+    """(shape, dtype) of a member's .npy header, checked before anything is allocated."""
+    with zf.open(info) as f:
+        try:
+            version = np.lib.format.read_magic(f)
+            shape, fortran, dtype = (np.lib.format.read_array_header_1_0(f) if version == (1, 0)
+                                     else np.lib.format.read_array_header_2_0(f))
+        except ValueError as e:
+            raise ValueError(f"{path}: member {info.filename} is not a .npy array ({e})") \
+                from None
+    if dtype.hasobject:
+        raise ValueError(f"{path}: array {info.filename[:-4]!r} holds Python objects; golden "
+                         "arrays are numbers only")
+    nbytes = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    if nbytes > max_bytes:
+        raise ValueError(f"{path}: array {info.filename[:-4]!r} declares shape {shape} of "
+                         f"{dtype} = {nbytes} bytes, above the limit of {max_bytes} bytes "
+                         "(max_bytes= / --max-bytes to allow more)")
+    return shape, dtype
+
+
+def _read(zf, name, path, max_bytes):
+    info = zf.getinfo(name + ".npy")
+    _header(zf, info, path, max_bytes)
+    with zf.open(info) as f:
+        try:
+            return np.lib.format.read_array(f, allow_pickle=False)
+        except (ValueError, EOFError, OSError) as e:
+            raise ValueError(f"{path}: array {name!r} cannot be read ({e})") from None
+
+
+def _check_meta(meta, path):
+    """The metadata schema: field types, the op, the arrays table and the formats it names."""
+    if not isinstance(meta, dict):
+        raise ValueError(f"{path}: metadata is a JSON {type(meta).__name__}, not an object")
+    if meta.get("lowprec_golden") != FILE_VERSION:
+        raise ValueError(f"{path}: golden file version {meta.get('lowprec_golden')!r} (this "
+                         f"lowprec reads version {FILE_VERSION})")
     op = meta.get("op")
     if op not in _REQUIRED:
         raise ValueError(f"{path}: unknown op {op!r}; known: {list(_REQUIRED)}")
-    for k in _REQUIRED[op]:
-        if k not in data:
-            raise ValueError(f"{path}: missing array {k!r} for op {op!r}")
-        want = meta.get("arrays", {}).get(k)
-        if not want or list(data[k].shape) != want[1]:
-            raise ValueError(f"{path}: array {k!r} has shape {data[k].shape}, metadata says "
-                             f"{want[1] if want else 'nothing'}")
-        if data[k].dtype.name != want[0]:
-            raise ValueError(f"{path}: array {k!r} is {data[k].dtype}, metadata says {want[0]}")
+    types = dict(_META_TYPES, **(_QUANTIZE_TYPES if op == "quantize" else {}))
+    for k, t in types.items():
+        if k not in meta:
+            raise ValueError(f"{path}: metadata has no {k!r} field")
+        if not isinstance(meta[k], t) or isinstance(meta[k], bool):
+            raise ValueError(f"{path}: metadata field {k!r} is {meta[k]!r}, not a "
+                             f"{t.__name__}")
+    for k, v in meta["arrays"].items():
+        if not (isinstance(v, list) and len(v) == 2 and isinstance(v[0], str) and
+                isinstance(v[1], list) and all(isinstance(n, int) and not isinstance(n, bool)
+                                               and n >= 0 for n in v[1])):
+            raise ValueError(f"{path}: metadata arrays[{k!r}] is {str(v)[:80]}; each entry is "
+                             "[dtype name, [sizes]]")
+    try:
+        if op == "quantize":
+            bf = blocks.block_format(meta["format"])
+            if (meta["element"], meta["scale_format"]) != (bf.elem.name, bf.scale_fmt.name):
+                raise ValueError(f"{path}: metadata says element {meta['element']!r} and scale "
+                                 f"{meta['scale_format']!r}, but {bf.name} has "
+                                 f"{bf.elem.name!r} and {bf.scale_fmt.name!r}")
+        elif op == "matmul":
+            from .hardware import resolve  # noqa: PLC0415
+            resolve(meta["format"])
+        else:
+            _format(meta["format"])
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"{path}: metadata format {meta['format']!r}: {e}") from None
+
+
+def load(path, *, keys=None, max_bytes=MAX_BYTES, verify=True) -> dict:
+    """Read and validate a golden file; raises ValueError naming what is wrong.
+
+    Checked in order, before any large allocation: a .npz (zip) file; its metadata (at most
+    1 MiB of UTF-8 JSON) against the schema (field types, a known op, formats that exist); each
+    needed array's declared dtype and shape against the metadata, and its size against
+    ``max_bytes``. Only the arrays the op needs (and ``keys``) are decompressed. ``verify``:
+    for round, encode and quantize files, the expected arrays must be what the metadata
+    describes (recomputed from the input), so a file whose metadata names another format is
+    refused rather than passed."""
+    try:
+        with open(path, "rb") as f:
+            magic = f.read(6)
+    except OSError as e:
+        raise ValueError(f"{path}: cannot be read ({e.strerror})") from None
+    if magic == b"\x93NUMPY":
+        raise ValueError(f"{path} is a .npy array, not a golden file (a .npz written by "
+                         "`lowprec golden make` or lp.golden.save)")
+    try:
+        zf = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as e:
+        raise ValueError(f"{path}: not a readable .npz golden file ({e})") from None
+    with zf:
+        names = {n[:-4] for n in zf.namelist() if n.endswith(".npy")}
+        if "metadata" not in names:
+            raise ValueError(f"{path}: no 'metadata' entry; not a lowprec golden file")
+        meta_arr = _read(zf, "metadata", path, _MAX_META)
+        if meta_arr.dtype != np.uint8 or meta_arr.ndim != 1:
+            raise ValueError(f"{path}: metadata must be a 1-D uint8 array of UTF-8 JSON, got "
+                             f"{meta_arr.dtype} {meta_arr.shape}")
+        try:
+            meta = json.loads(meta_arr.tobytes().decode())
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ValueError(f"{path}: metadata is not UTF-8 JSON ({e})") from None
+        except RecursionError:
+            raise ValueError(f"{path}: metadata JSON is nested too deeply") from None
+        _check_meta(meta, path)
+        op = meta["op"]
+        want = list(_REQUIRED[op]) + [k for k in (keys or ()) if k not in _REQUIRED[op]]
+        data = {}
+        for k in want:
+            if k not in names:
+                raise ValueError(f"{path}: missing array {k!r} for op {op!r}" if k in
+                                 _REQUIRED[op] else f"key={k!r} is not an array of this "
+                                 f"golden file; it has {sorted(names - {'metadata'})}")
+            decl = meta["arrays"].get(k)
+            shape, dtype = _header(zf, zf.getinfo(k + ".npy"), path, max_bytes)
+            if not decl or list(shape) != decl[1]:
+                raise ValueError(f"{path}: array {k!r} has shape {shape}, metadata says "
+                                 f"{decl[1] if decl else 'nothing'}")
+            if dtype.name != decl[0]:
+                raise ValueError(f"{path}: array {k!r} is {dtype}, metadata says {decl[0]}")
+            data[k] = _read(zf, k, path, max_bytes)
+    if verify:
+        _verify(data, meta, path)
     data["metadata"] = meta
     return data
 
 
-def check(actual, golden, key="expected") -> CompareReport:
-    """Compare a kernel's ``actual`` output with the golden array ``key`` (a dict from
-    ``load`` or a path), bit for bit, in the format that array holds values of."""
-    g = load(golden) if not isinstance(golden, dict) else golden
+def _verify(data, meta, path):
+    """The expected arrays of round / encode / quantize files recomputed from the input."""
+    op, fmt = meta["op"], meta["format"]
+    kw = {"seed": meta["seed"]} if mode_name(meta["rounding"]) == "stochastic" else {}
+    try:
+        if op == "quantize":
+            bt = blocks.quantize(data["input"], fmt, meta["axis"], meta["rounding"], **kw)
+            got = dict(codes=bt.codes, scale_codes=bt.scale_codes,
+                       expected=bt.dequantize(np.float32))
+        elif op in ("round", "encode"):
+            fn = cast.round if op == "round" else cast.encode
+            got = dict(expected=fn(data["input"], fmt, meta["rounding"], meta.get("overflow"),
+                                   **kw))
+        else:
+            return
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"{path}: its metadata ({op} {fmt!r}, {meta['rounding']}) does not "
+                         f"apply to its input: {e}") from None
+    for k, g in got.items():
+        have = data[k]
+        same = (g.shape == have.shape and g.dtype == have.dtype and
+                (g.view(f"u{g.dtype.itemsize}") == have.view(f"u{have.dtype.itemsize}")).all())
+        if not same:
+            n = (int((g.view(f"u{g.dtype.itemsize}") != have.view(f"u{g.dtype.itemsize}"))
+                     .sum()) if g.shape == have.shape and g.dtype == have.dtype else have.size)
+            raise ValueError(
+                f"{path}: array {k!r} is not {op}(input, {fmt!r}, {meta['rounding']!r}) as its "
+                f"metadata says ({n} of {have.size} elements differ): the metadata names the "
+                f"wrong format or rounding, or the file was written by another lowprec "
+                f"(file: {meta.get('lowprec_version')}, this: {_version()}). "
+                "Remake it with `lowprec golden make`, or pass verify=False / --no-verify")
+
+
+LAYOUTS = ("plain", "fp4x2", "cublas-scales")
+
+
+def _golden_format(g, key, fmt):
+    """The format the golden array ``key`` is compared in, and whether it holds codes."""
     meta = g["metadata"]
+    codes = meta["op"] == "encode" or key in ("codes", "scale_codes")
+    if fmt is not None:
+        return _format(fmt), codes
+    if key == "codes":
+        return _format(meta["element"]), True
+    if key == "scale_codes":
+        return _format(meta["scale_format"]), True
+    if meta["op"] in ("round", "encode"):
+        return _format(meta["format"]), codes
+    if meta["op"] == "matmul":
+        from .hardware import resolve  # noqa: PLC0415
+        out = resolve(meta["format"]).fmt
+        want = g[key].astype(np.float64)
+        if g[key].dtype == np.float64:
+            return _format("float64"), False
+        if out.bits < 32 and (cast.round(want, out, overflow="saturate") == want).all():
+            return out, False                          # a narrow output: its own ulps
+    return _format("float32"), False
+
+
+def _apply_layout(actual, want, layout, fmt, key):
+    """``actual`` in the golden array's layout: fp4 bytes unpacked, swizzled scales put back,
+    block codes (rows, cols) compared as the kernel wrote them (the golden reshaped)."""
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout={layout!r} is not known; choose one of {list(LAYOUTS)}")
+    if layout == "fp4x2":
+        if fmt.bits != 4:
+            raise ValueError(f"layout='fp4x2' holds 4-bit codes; the golden array {key!r} is "
+                             f"{fmt.name} ({fmt.bits} bits)")
+        n = want.shape[-1] * (want.shape[-2] if key == "codes" and want.ndim >= 2 else 1)
+        if actual.dtype != np.uint8 or actual.ndim == 0 or actual.shape[-1] * 2 < n:
+            raise ValueError(f"layout='fp4x2': actual must be uint8 bytes, two codes each, "
+                             f"with at least {(n + 1) // 2} along its last axis; got "
+                             f"{actual.dtype} {actual.shape}")
+        from .packing import unpack  # noqa: PLC0415
+        actual = unpack(actual, 4, actual.shape[-1] * 2)
+    elif layout == "cublas-scales":
+        if key != "scale_codes":
+            raise ValueError("layout='cublas-scales' applies to key='scale_codes', got key="
+                             f"{key!r}")
+        from .packing import unswizzle_scales  # noqa: PLC0415
+        rows, cols = int(np.prod(want.shape[:-1])), want.shape[-1]
+        return unswizzle_scales(actual, rows, cols), want.reshape(rows, cols)
+    if actual.shape != want.shape and actual.size == want.size and want.ndim >= 2 and \
+            actual.shape == want.shape[:-2] + (want.shape[-2] * want.shape[-1],):
+        return actual, want.reshape(actual.shape)     # block codes as (rows, cols)
+    if actual.shape != want.shape:
+        raise ValueError(f"actual has shape {actual.shape}, golden {key!r} has {want.shape}"
+                         + (" (merged last two axes also accepted)" if want.ndim >= 2 else ""))
+    return actual, want
+
+
+def check(actual, golden, key="expected", *, fmt=None, layout="plain", show=10,
+          strict_nan=False) -> CompareReport:
+    """Compare a kernel's ``actual`` output with the golden array ``key`` (a dict from
+    ``load`` or a path) bit for bit (``compare``'s report).
+
+    The format is the one the golden array holds (element / scale format for ``codes`` /
+    ``scale_codes``, the file's format for round and encode, a matmul's output format when its
+    values all lie in it, else float32), or ``fmt``. Either side may hold values or (integer
+    arrays) codes. ``layout``: ``"plain"``; ``"fp4x2"``: actual is uint8 bytes with two FP4
+    codes each (``lp.packing``); ``"cublas-scales"``: actual is block scales in cuBLAS's
+    swizzled 128 x 4 layout (``lp.packing.swizzle_scales``). Block codes may also be given as
+    (rows, cols), the golden's (rows, blocks, k) merged."""
+    g = load(golden, keys=(key,)) if not isinstance(golden, dict) else golden
     if key not in g or key == "metadata":
         raise ValueError(f"key={key!r} is not an array of this golden file; it has "
                          f"{[k for k in g if k != 'metadata']}")
-    want = g[key]
-    if meta["op"] == "encode" or key in ("codes", "scale_codes"):
-        fmt = {"codes": meta.get("element"), "scale_codes": meta.get("scale_format")}.get(
-            key, meta["format"])
-        got = np.asarray(actual)
-        if got.shape != want.shape:
-            raise ValueError(f"actual has shape {got.shape}, golden {key!r} has {want.shape}")
-        return compare(cast.decode(got, fmt, dtype=np.float64),
-                       cast.decode(want, fmt, dtype=np.float64), fmt)
-    fmt = meta["format"] if meta["op"] == "round" else "float32"
-    if meta["op"] == "matmul" and want.dtype == np.float64:
-        fmt = "float64"
-    return compare(np.asarray(actual).astype(np.float64), want.astype(np.float64), fmt)
+    f, _ = _golden_format(g, key, fmt)
+    got, want = _apply_layout(np.asarray(actual), g[key], layout, f, key)
+    return compare(got, want, f, show=show, strict_nan=strict_nan)
 
 
 def _version():

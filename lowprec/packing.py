@@ -10,12 +10,19 @@
 
 Packing runs along the last axis; a length that does not fill the last byte(s) is padded with
 code 0, and ``unpack`` takes the original length back.
+
+Block scales, as cuBLAS and the Blackwell tensor cores read them (cuBLAS documentation, "1D
+Block Scaling Factors Layout"; torchao's ``to_blocked``): the (rows, cols) scale matrix (one
+row per row of the operand, one column per block along K) is padded with zeros to multiples of
+128 rows and 4 columns and cut into 128 x 4 tiles, stored one after another (row tiles outer,
+column tiles inner), 512 bytes each; inside a tile, scale (r, c) is at byte
+(r mod 32) * 16 + (r div 32) * 4 + c.
 """
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["pack", "unpack"]
+__all__ = ["pack", "unpack", "swizzle_scales", "unswizzle_scales"]
 
 _PER = {4: (2, 1), 6: (4, 3), 8: (1, 1)}       # bits -> (codes per group, bytes per group)
 
@@ -80,3 +87,41 @@ def unpack(packed, fmt, n=None) -> np.ndarray:
     mask = np.uint32((1 << bits) - 1)
     out = np.stack([(word >> np.uint32(bits * i)) & mask for i in range(per)], axis=-1)
     return out.astype(np.uint8).reshape(p.shape[:-1] + (-1,))[..., :n]
+
+
+def _scale_offsets(rows, cols):
+    """Byte offset of each scale (r, c) in the swizzled layout (the rule above)."""
+    r = np.arange(rows)[:, None]
+    c = np.arange(cols)[None, :]
+    tile = (r // 128) * (-(-cols // 4)) + c // 4
+    return tile * 512 + (r % 32) * 16 + (r % 128) // 32 * 4 + c % 4
+
+
+def swizzle_scales(scales) -> np.ndarray:
+    """A (rows, cols) matrix of block-scale codes (uint8) in cuBLAS's 128 x 4 tiled layout
+    (module docstring): a flat uint8 array of 128 * ceil(rows / 128) * 4 * ceil(cols / 4)
+    bytes, the padding zero."""
+    s = np.asarray(scales)
+    if s.dtype != np.uint8 or s.ndim != 2:
+        raise TypeError(f"scales must be a 2-D uint8 array (rows, blocks), got {s.dtype} of "
+                        f"shape {s.shape}")
+    rows, cols = s.shape
+    out = np.zeros(128 * -(-rows // 128) * 4 * -(-cols // 4), np.uint8)
+    out[_scale_offsets(rows, cols)] = s
+    return out
+
+
+def unswizzle_scales(swizzled, rows, cols) -> np.ndarray:
+    """The (rows, cols) block-scale matrix that ``swizzle_scales`` laid out (any shape of
+    ``swizzled`` with the padded byte count)."""
+    s = np.asarray(swizzled)
+    if s.dtype != np.uint8:
+        raise TypeError(f"swizzled scales must be uint8, got {s.dtype}")
+    for name, v in (("rows", rows), ("cols", cols)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
+            raise ValueError(f"{name}={v!r} must be an int >= 0")
+    need = 128 * -(-rows // 128) * 4 * -(-cols // 4)
+    if s.size != need:
+        raise ValueError(f"swizzled scales of a ({rows}, {cols}) matrix take {need} bytes "
+                         f"(padded to 128 x 4 tiles); got {s.size} (shape {s.shape})")
+    return s.reshape(-1)[_scale_offsets(rows, cols)]

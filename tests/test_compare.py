@@ -14,8 +14,10 @@ def test_report_by_hand():
     r = lp.compare(a, e)
     assert (r.count, r.mismatches, r.nan_mismatches, r.max_ulp) == (6, 3, 1, 1)
     assert r.ulp_histogram == {0: 1, 1: 1}                 # -0 vs +0: 0 ulp, 2 vs 2+: 1 ulp
-    assert [f[0] for f in r.first] == [(1,), (2,), (3,)]
-    assert r.first[0][3:] == ("0x40000000", "0x40000001", "-1/4194304")
+    assert [w["index"] for w in r.worst] == [(2,), (1,), (3,)]  # worst first: NaN, 1 ulp, -0
+    w = r.worst[1]
+    assert (w["actual_code"], w["expected_code"], w["diff"]) == ("0x40000000", "0x40000001",
+                                                                 "-1/4194304")
     assert not r.ok and "3 bit mismatches" in str(r)
     with pytest.raises(AssertionError, match="at \\(1,\\): actual 2.0"):
         lp.assert_bits_equal(a, e)
@@ -51,5 +53,5 @@ def test_compare_bad_input():
         lp.compare(np.zeros(3, np.float32), np.zeros(4, np.float32))
     with pytest.raises(ValueError, match="pass fmt="):
         lp.compare(np.zeros(3, np.float32), np.zeros(3, np.float64))
-    with pytest.raises(ValueError, match="actual holds 0.1 .* not a value of float8_e4m3fn"):
-        lp.compare(np.array([0.1]), np.array([0.125]), "float8_e4m3fn")
+    with pytest.raises(ValueError, match="expected holds 0.1 .* not a value of float8_e4m3fn"):
+        lp.compare(np.array([0.125]), np.array([0.1]), "float8_e4m3fn")
