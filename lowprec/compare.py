@@ -95,9 +95,11 @@ class CompareReport:
                  f"{self.off_format} not values of {self.fmt}"]
         lines += [f"  {k}: {v}" for k, v in self.inputs.items() if v != "values"]
         if self.buckets:
-            lines.append("ulp distance: " + " | ".join(f"{k}: {n}" for k, n in
-                                                       self.buckets.items())
-                         + (f"  (max {self.max_ulp})" if self.max_ulp is not None else ""))
+            items = [f"{k}: {n}" for k, n in self.buckets.items()]
+            head = "ulp distance" + (f" (max {self.max_ulp})" if self.max_ulp is not None
+                                     else "") + ": "
+            for i in range(0, len(items), 6):
+                lines.append((head if i == 0 else " " * len(head)) + " | ".join(items[i:i + 6]))
         if self.mismatches and self.mean_error is not None:
             rel = (f"relative error max {self.max_rel_error:.3g}, mean {self.mean_rel_error:.3g}"
                    if self.max_rel_error is not None else "relative error n/a")
@@ -180,8 +182,9 @@ def _line(codes, values, fmt, finite):
 
 
 def _bucket_label(k):
+    """Distances 2^k .. 2^(k+1) - 1: '1', '2-3', ..., '512-1023', then '[2^10, 2^11)'."""
     lo, hi = 1 << k, (1 << (k + 1)) - 1
-    return str(lo) if lo == hi else f"{lo}-{hi}"
+    return str(lo) if lo == hi else f"{lo}-{hi}" if k < 10 else f"[2^{k}, 2^{k + 1})"
 
 
 def _pattern(bad2):
@@ -200,8 +203,10 @@ def _pattern(bad2):
         for p in (2, 4, 8, 16, 32, 64, 128, 256):
             if p >= n or n % p:
                 continue
-            res = np.flatnonzero(counts.reshape(n // p, p).sum(0))
-            if len(res) < p and (best is None or len(res) / p < len(best[1]) / best[0]):
+            folded = counts.reshape(n // p, p)
+            res = np.flatnonzero(folded.sum(0))
+            repeats = np.count_nonzero(folded.sum(1)) > 1      # else the box says it all
+            if len(res) < p and repeats and (best is None or len(res) / p < len(best[1]) / best[0]):
                 best = (p, res)
         if best:
             out.append(f"every mismatch lies in {name}s whose index mod {best[0]} is in "

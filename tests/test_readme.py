@@ -89,3 +89,26 @@ def test_torch_comments_hold():
     assert np.array_equal(y.numpy().view(np.uint32), want.view(np.uint32))
     assert np.array_equal(lt.quantize(x, "nvfp4").codes.numpy(), lp.quantize(x.numpy(),
                                                                                "nvfp4").codes)
+
+
+def test_broken_kernel_report_is_what_the_commands_print(tmp_path):
+    """README's "Checking a kernel": the three commands, run as written, print the report
+    shown under them (the box of the wrong tile, the buckets, worst first)."""
+    import subprocess
+    import sys
+    text = README.read_text()
+    sec = text[text.index("## Checking a kernel's output"):]
+    cmds = re.search(r"```\n(lowprec golden make matmul.*?)```", sec, re.S).group(1)
+    shown = re.search(r"```text\n(.*?)```", sec, re.S).group(1)
+    root = README.parent
+    out = None
+    for line in cmds.strip().splitlines():
+        args = line.split()
+        if args[0] == "lowprec":
+            args = [sys.executable, "-m", "lowprec.cli"] + args[1:]
+        else:
+            args = [sys.executable, str(root / args[1])] + args[2:]
+        out = subprocess.run(args, capture_output=True, text=True, cwd=tmp_path)
+    assert out.returncode == 1, out.stderr
+    assert out.stdout == shown.replace("lowprec 0.1.0", f"lowprec {lp.__version__}")
+    assert "every mismatch lies in rows 128-191 x columns 64-127 (100% of that box" in shown
