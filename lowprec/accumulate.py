@@ -68,8 +68,8 @@ from .formats import FloatFormat, IntFormat, format as _format
 from .rounding import check_overflow, check_seed, mode_name
 
 __all__ = ["Accumulator", "FusedAdder", "matmul", "dot", "sum", "a2q_bits", "exact_per_block",
-           "program", "check_values", "sig_exp", "nan_result_bits", "group_terms", "LEAF_C",
-           "ADD"]
+           "program", "check_values", "check_operands", "nan_sums", "int_result_dtype", "sig_exp",
+           "nan_result_bits", "group_terms", "LEAF_C", "ADD"]
 
 LEAF_C, ADD = _A.LEAF_C, _A.ADD   # the postfix program's leaf for c and its addition
 
@@ -102,6 +102,51 @@ def check_values(x, fmt, name):
         i = tuple(int(v) for v in np.unravel_index(int(np.flatnonzero(bad)[0]), x.shape))
         raise ValueError(f"{name}{list(i)} = {float(x[i])!r} is not one of the {what}; round the "
                          f"input first, e.g. lp.round({name}, ...)")
+
+
+def check_operands(A, B, C, acc):
+    """``lp.matmul``'s checks of its operand values (A (..., M, K), B (..., K, N), C the
+    addend broadcast to the result), raising ValueError naming the first bad element; the
+    adapters call it on concrete arrays so that they refuse what the core refuses. A and B must
+    hold values of the input formats (float32 values without ``input_formats``); an integer
+    accumulator takes integers below 2^31 in magnitude; otherwise c holds values of the addend
+    format; and a float accumulator format without NaN refuses operands whose sum is NaN
+    (a NaN, 0 * Inf or Inf - Inf among the terms), as no code can hold it."""
+    fa, fb = acc.input_formats
+    check_values(A, fa, "A")
+    check_values(B, fb, "B")
+    if isinstance(acc.fmt, IntFormat):
+        for arr, name in ((A, "A"), (B, "B"), (C, "c")):
+            if not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr)) or \
+                    np.any(np.abs(arr) >= 2**31):
+                raise ValueError(f"{name} must hold integers below 2^31 in magnitude for an "
+                                 "integer accumulator")
+        return
+    check_values(C, acc.addend_format or acc.fmt, "c")
+    if not acc.fmt.has_nan and not (np.isfinite(A).all() and np.isfinite(B).all() and
+                                    np.isfinite(C).all()):
+        if nan_sums(A, B, C).any():
+            raise ValueError(
+                f"a sum is NaN (NaN, 0 * Inf or Inf - Inf among the terms) but "
+                f"{acc.fmt.name} has no NaN, so the sum cannot be written (whatever "
+                "overflow=): pass inputs without NaN/Inf or an accumulator format with NaN")
+
+
+def nan_sums(A, B, C, xp=np):
+    """Which sums A @ B + C have NaN as their IEEE value: a NaN term, a product 0 * Inf, or
+    infinite terms of both signs (counted with matmuls of 0/1 masks, exact). ``xp``: the
+    array module (NumPy, or jax.numpy for ``lowprec_jax`` under jit)."""
+    def mm(x, y):
+        return xp.matmul(x.astype(xp.float64), y.astype(xp.float64)) > 0
+    inf = xp.inf
+    nan = xp.isnan(A).any(-1)[..., :, None] | xp.isnan(B).any(-2)[..., None, :] | xp.isnan(C)
+    ia, ib = xp.isinf(A), xp.isinf(B)
+    nan = nan | mm(A == 0, ib) | mm(ia, B == 0)
+    pos = mm(A == inf, B > 0) | mm(A == -inf, B < 0) | mm(A > 0, B == inf) | \
+        mm(A < 0, B == -inf) | (C == inf)
+    neg = mm(A == inf, B < 0) | mm(A == -inf, B > 0) | mm(A > 0, B == -inf) | \
+        mm(A < 0, B == inf) | (C == -inf)
+    return nan | (pos & neg)
 
 
 def sig_exp(x, fmt):
@@ -171,7 +216,7 @@ def _rplan(fmt, rounding, overflow, sr_bits, sr_variant, sr):
     """The rounding plan of an accumulator's additions (float64 work type)."""
     mode, r, variant = _check_rounding_args(fmt, rounding, sr_bits, sr_variant,
                                             0 if sr else None, None, np.float64)
-    return _build(fmt, mode, check_overflow(overflow, fmt), overflow is None, r, variant, 64)
+    return _build(fmt, mode, check_overflow(overflow, fmt), False, r, variant, 64)
 
 
 def _rparams(fmt, rounding, overflow, sr_bits, sr_variant, sr):
@@ -213,11 +258,8 @@ def matmul(A, B, acc="fp32-sequential", c=None, *, seed=None, dtype=None):
         raise ValueError(f"shapes do not broadcast: A {A.shape}, B {B.shape}, c "
                          f"{np.shape(c)}") from None
     fa, fb = acc.input_formats
-    check_values(A, fa, "A")
-    check_values(B, fb, "B")
+    check_operands(A, B, C, acc)
     fma64 = _fma64_chain(acc)
-    if not isinstance(acc.fmt, IntFormat):
-        check_values(C, acc.addend_format or acc.fmt, "c")
     nb = int(np.prod(batch, dtype=np.int64))
     A3 = np.ascontiguousarray(np.broadcast_to(A, batch + (M, K))).reshape(nb, M, K)
     B3 = np.ascontiguousarray(np.swapaxes(np.broadcast_to(B, batch + (K, N)), -1, -2)
@@ -234,7 +276,7 @@ def matmul(A, B, acc="fp32-sequential", c=None, *, seed=None, dtype=None):
     sd = np.uint64(check_seed(seed) if sr else 0)
     if isinstance(fmt, IntFormat):
         res = _int(acc, A3, B3, C3, K)
-        return res.reshape(shape) if dtype is None else res.reshape(shape).astype(dtype)
+        return res.reshape(shape).astype(int_result_dtype(dtype, fmt))
     mode, P = _rparams(fmt, acc.rounding, acc.overflow, acc.sr_bits, acc.sr_variant, sr)
     if acc.fused is not None:
         SA, EA, FA = sig_exp(A3, fa)
@@ -266,7 +308,8 @@ def matmul(A, B, acc="fp32-sequential", c=None, *, seed=None, dtype=None):
         res_fmt = fmt
     if errs[0]:
         raise ValueError(f"a sum is NaN (NaN or Inf - Inf among the terms) but {res_fmt.name} "
-                         "has no NaN; pass overflow= or inputs without NaN/Inf")
+                         "has no NaN, so the sum cannot be written (whatever overflow=): pass inputs "
+                         "without NaN/Inf or an accumulator format with NaN")
     return _results(out, _out_dtype(dtype, res_fmt), acc).reshape(shape)
 
 
@@ -550,7 +593,8 @@ def _grouped(acc, fmt_a, fmt_b, ea, sa, eb, sb, c, seed):
             val = _round(v, acc.fmt, acc.rounding, acc.overflow, dtype=np.float64)
         acc_v = val
     if nerr:
-        raise ValueError(f"a sum is NaN but {acc.fmt.name} has no NaN; pass overflow=")
+        raise ValueError(f"a sum is NaN but {acc.fmt.name} has no NaN, so it cannot be written "
+                         "(whatever overflow=): pass inputs without NaN/Inf")
     return acc_v.reshape(shape)
 
 
@@ -595,13 +639,26 @@ def _run_fused(acc, SA, EA, FA, SB, EB, FB, mab, C3, seed, n_terms):
     return out
 
 
+def int_result_dtype(dtype, fmt):
+    """The dtype of an integer accumulator's results: int64, or ``dtype`` if it holds every
+    value of ``fmt`` (an integer dtype wide enough, or a float dtype that is exact on them)."""
+    if dtype is None:
+        return np.dtype(np.int64)
+    try:
+        rdt = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"dtype={dtype!r} is not a NumPy dtype") from None
+    lo, hi = int(fmt.min_int), int(fmt.max_int)
+    ok = (rdt.kind in "iu" and np.iinfo(rdt).min <= lo and hi <= np.iinfo(rdt).max) or (
+        rdt.kind == "f" and max(-lo, hi).bit_length() <= np.finfo(rdt).nmant + 1)
+    if not ok:
+        raise ValueError(f"dtype={rdt} cannot hold every value of {fmt.name} ({lo} .. {hi}): "
+                         "pass a wider integer dtype, or None (int64)")
+    return rdt
+
+
 def _int(acc, A3, B3, C3, K):
     fmt = acc.fmt
-    for arr, name in ((A3, "A"), (B3, "B"), (C3, "c")):
-        if not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr)) or \
-                np.any(np.abs(arr) >= 2**31):
-            raise ValueError(f"{name} must hold integers below 2^31 in magnitude for an "
-                             "integer accumulator")
     prog, depth = program(acc.order, K, acc.block)
     out = np.empty(C3.shape, dtype=np.int64)
     _A.int_matmul(A3.astype(np.int64), B3.astype(np.int64), C3.astype(np.int64), prog, depth,

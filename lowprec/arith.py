@@ -12,7 +12,7 @@ with ``lp.round`` to model a narrow operand). Special values follow IEEE 754-201
 NaN operands give NaN, invalid operations (0 * Inf, Inf - Inf, 0/0, Inf/Inf, sqrt of x < 0) give
 NaN, x/0 gives a signed infinity, and an exact zero sum of opposite-signed terms is +0 (-0 when
 rounding ``down``). Infinite and NaN results then meet the format as ``lp.round`` meets +-Inf and
-NaN inputs (the ``overflow`` policy; a format without NaN raises). The result dtype follows
+NaN inputs (the ``overflow`` policy); a NaN result in a format without NaN raises, whatever the policy (``lp.round`` instead maps a NaN input to zero under ``overflow=None``, as ml_dtypes casts do). The result dtype follows
 ``lp.round``'s rule applied to the inputs' common dtype; ``dtype=`` overrides it.
 """
 from __future__ import annotations
@@ -58,12 +58,12 @@ def _apply(op, operands, fmt, rounding, overflow, sr_bits, sr_variant, seed, rbi
             rsrc, sd = 2, check_seed(seed)
     n = flat[0].shape[0]
     if n < SMALL:                                 # Python integers, no compiled kernel
-        plan = _build(fmt, mode, policy, overflow is None, r, variant, 64)
+        plan = _build(fmt, mode, policy, False, r, variant, 64)     # NaN: no zero
         code, vb = arith_small(op, *flat, plan, *_word_halves(rsrc, rb, sd, n, plan))
         out, nerr = vb.view(np.uint64), int(np.sum(code == NO_CODE))
     else:
         from . import _exact  # noqa: PLC0415  (compiled on first use)
-        P = _params(fmt, 64, mode, policy, overflow is None, r, variant)
+        P = _params(fmt, 64, mode, policy, False, r, variant)
         out = np.empty(n, dtype=np.uint64)
         errs = np.zeros(1, dtype=np.int64)
         _exact.arith_array(op, flat[0], flat[1], flat[2], P, rsrc, rb, np.uint64(sd), out,

@@ -21,7 +21,8 @@ import numpy as np
 
 from . import cast, xscale
 from .formats import FloatFormat, IntFormat, format as _format
-from .rounding import check_seed, mode_name, random_bits
+from .plan import rounding_args
+from .rounding import check_random_source, check_seed, mode_name, random_bits
 
 __all__ = ["BlockFormat", "BlockTensor", "quantize", "fake_quantize", "block_format",
            "block_formats"]
@@ -187,6 +188,20 @@ class BlockTensor:
             raise ValueError(f"codes {self.codes.shape} must be (..., blocks, {bf.k}) with "
                              f"one scale code per block; scale_codes has shape "
                              f"{self.scale_codes.shape}")
+        shape = tuple(self.shape) if isinstance(self.shape, (tuple, list)) else None
+        if shape is None or not all(isinstance(n, (int, np.integer)) and n >= 0 for n in shape):
+            raise TypeError(f"shape must be a tuple of sizes, got {self.shape!r}")
+        if isinstance(self.axis, bool) or not isinstance(self.axis, (int, np.integer)) or \
+                not -len(shape) <= self.axis < len(shape):
+            raise ValueError(f"axis={self.axis!r} must be the blocked axis of shape {shape}: "
+                             f"an int in [{-len(shape)}, {len(shape)})")
+        object.__setattr__(self, "axis", int(self.axis) % len(shape))
+        object.__setattr__(self, "shape", tuple(int(n) for n in shape))
+        want = blocked_shape(shape, self.axis, bf)
+        if self.codes.shape != want:
+            raise ValueError(f"codes have shape {self.codes.shape}, but a tensor of shape "
+                             f"{shape} blocked along axis {self.axis} in {bf.name} has codes "
+                             f"of shape {want}")
 
     def dequantize(self, dtype=np.float32) -> np.ndarray:
         """Values element x block scale (x tensor scale), in the original shape. Each value is
@@ -250,6 +265,17 @@ def _block(x, axis, bf):
     x = x.reshape(x.shape[:-2] + (R // r, r, C // c, c))
     x = np.swapaxes(x, -3, -2)                         # (..., R/r, C/c, r, c)
     return x.reshape(x.shape[:-2] + (r * c,))
+
+
+def blocked_shape(shape, axis, bf):
+    """The shape ``_block`` gives a tensor of ``shape`` blocked along ``axis``: (..., blocks,
+    k), padding included (computed from the sizes alone)."""
+    moved = list(shape)
+    moved.append(moved.pop(axis))
+    if bf.tile is None:
+        return tuple(moved[:-1]) + (-(-moved[-1] // bf.k), bf.k)
+    r, c = bf.tile
+    return tuple(moved[:-2]) + (-(-moved[-2] // r), -(-moved[-1] // c), r * c)
 
 
 def unblock(v, shape, axis, bf, xp=np):
@@ -332,14 +358,18 @@ def quantize(x, bf, axis=-1, rounding="nearest_even", *, sr_bits=None, sr_varian
         raise ValueError("sr_variant='te' is TE's 8-bit float32 stochastic rounding: it needs "
                          "rounding='stochastic', sr_bits=None or 8, and an input of at most "
                          "32 bits")
-    if mode_name(rounding) == "stochastic" and (seed is None) == (rbits is None):
-        raise ValueError("rounding='stochastic' needs exactly one source of random bits: "
-                         "seed=<int> or rbits=<unsigned int array shaped like x>")
+    check_random_source(mode_name(rounding), seed, rbits)      # as lp.round checks them
+    rounding_args(rounding, sr_bits, sr_variant if sr_variant != "te" else "srff",
+                  in_dtype.itemsize > 4)
     if rbits is not None and np.shape(rbits) != arr.shape:
         raise ValueError(f"rbits must have x's shape {arr.shape}, got {np.shape(rbits)}")
     if tensor_amax is not None and bf.scale_rule not in TWO_LEVEL:
         raise ValueError(f"tensor_amax is for the two-level rules {TWO_LEVEL}; "
                          f"{bf.name} uses scale_rule={bf.scale_rule!r}")
+    if tensor_amax is not None and (np.ndim(tensor_amax) != 0 or isinstance(tensor_amax, bool)
+                                    or np.asarray(tensor_amax).dtype.kind not in "uif"):
+        raise ValueError(f"tensor_amax must be one number (the tensor's amax), got "
+                         f"{np.asarray(tensor_amax).dtype} of shape {np.shape(tensor_amax)}")
     if tensor_amax is not None and not np.float64(tensor_amax) >= 0:
         raise ValueError(f"tensor_amax={tensor_amax!r} must be a number >= 0 (Inf allowed)")
     fast = _fast_quantize(arr, axis, bf, rounding, sr_bits, sr_variant, seed, rbits,
@@ -611,6 +641,13 @@ def fake_quantize(x, bf, axis=-1, rounding="nearest_even", *, dtype=None, **kw):
     """``quantize(x, ...).dequantize(dtype)``: the values the block format gives back (dtype:
     x's float dtype by default)."""
     arr, _ = cast._as_float_array(x)
-    dtype = np.dtype(arr.dtype if dtype is None else dtype)
+    try:
+        dtype = np.dtype(arr.dtype if dtype is None else dtype)
+    except TypeError:
+        raise TypeError(f"dtype={dtype!r} is not a NumPy dtype") from None
+    if dtype.name not in ("float16", "bfloat16", "float32", "float64"):
+        raise ValueError(f"dtype={dtype} is not allowed: fake_quantize returns values, so a "
+                         "float dtype (float16, bfloat16, float32, float64); use "
+                         "lp.quantize(...).codes for the codes")
     out = quantize(arr, bf, axis, rounding, _want_values=dtype == np.float32, **kw)
     return out if isinstance(out, np.ndarray) else out.dequantize(dtype)

@@ -34,6 +34,24 @@ def result_dtype(x_dtype, fmt) -> np.dtype:
 
 # ---- input validation -----------------------------------------------------------------------
 
+def _refuse_foreign(x, name):
+    """JAX tracers and torch tensors NumPy cannot read as they are: an error naming the
+    adapter that takes them (lowprec_jax / lowprec_torch give the same bits)."""
+    mod = type(x).__module__ or ""
+    if mod.startswith("jax") and "Tracer" in type(x).__name__:
+        raise TypeError(f"{name} is a JAX tracer (inside jax.jit, grad or vmap): the NumPy core "
+                        "cannot see its values; use lowprec_jax (lowprec_jax.round, "
+                        "lowprec_jax.quantize, lowprec_jax.matmul: the same bits, traceable)")
+    if mod.startswith("torch"):
+        why = ("requires grad" if getattr(x, "requires_grad", False) else
+               f"is {x.dtype}" if str(getattr(x, "dtype", "")) == "torch.bfloat16" else
+               f"lives on {x.device}" if str(getattr(x, "device", "cpu")) != "cpu" else None)
+        if why:
+            raise TypeError(f"{name} is a torch tensor that {why}: use lowprec_torch "
+                            "(lowprec_torch.round, .quantize, .matmul: the same bits, on "
+                            "tensors), or pass x.detach().cpu().float().numpy()")
+
+
 def _as_float_array(x, name="x"):
     """(array, was_scalar). Accepts float16/bfloat16/float32/float64 arrays and Python numbers."""
     if isinstance(x, bool) or isinstance(x, np.bool_):
@@ -48,7 +66,10 @@ def _as_float_array(x, name="x"):
             raise ValueError(f"{name}={x} is an int that float64 cannot hold exactly")
         return np.array(v, dtype=np.float64), True
     scalar = isinstance(x, np.generic)
+    _refuse_foreign(x, name)
     arr = np.asarray(x)
+    if not arr.dtype.isnative:                       # big-endian data: same values, native
+        arr = arr.astype(arr.dtype.newbyteorder("="))
     if arr.dtype.name not in _FLOAT_IN:
         hint = " (cast it first, e.g. x.astype(np.float32))" if arr.dtype.kind in "iub" else ""
         raise TypeError(f"{name} must be a float16, bfloat16, float32 or float64 array or a "

@@ -556,7 +556,7 @@ register(_F("bfloat16", 8, 7), "bf16", "brain_float16", ml_dtypes_name=True)
 register(_F("float16", 5, 10), "binary16", "fp16", "f16", "half")
 register(_F("float8_e5m2", 5, 2), "e5m2", "fp8_e5m2", "mxfp8_e5m2_element", ml_dtypes_name=True)
 register(_F("float8_e4m3fn", 4, 3, **_FN), "e4m3", "e4m3fn", "fp8_e4m3", "fp8_e4m3fn",
-         "mxfp8_e4m3_element", "fp8", ml_dtypes_name=True)
+         "mxfp8_e4m3_element", ml_dtypes_name=True)
 register(_F("float8_e4m3fnuz", 4, 3, 8, **_FNUZ), "e4m3fnuz", "fp8_e4m3fnuz", ml_dtypes_name=True)
 register(_F("float8_e5m2fnuz", 5, 2, 16, **_FNUZ), "e5m2fnuz", "fp8_e5m2fnuz",
          ml_dtypes_name=True)
@@ -633,6 +633,15 @@ def format(name) -> FloatFormat | IntFormat | TableFormat:
     m = _P3109.match(low)
     if m:
         return p3109(int(m[1]), int(m[2]), m[3] == "s", m[4] == "e")
+    if low in ("fp8", "float8"):
+        raise ValueError(f"format {name!r} names no one format: FP8 is e4m3 (float8_e4m3fn, "
+                         "OCP), e5m2 (float8_e5m2), or e4m3fnuz / e5m2fnuz (AMD CDNA3); say "
+                         "which")
+    from . import blocks  # noqa: PLC0415  (blocks imports formats)
+    if low in blocks.block_formats():
+        raise ValueError(f"{name!r} is a block format (element codes with shared scales): "
+                         f"use lp.quantize(x, {name!r}) or lp.fake_quantize; lp.round takes "
+                         f"a scalar format such as {blocks.block_format(low).elem.name!r}")
     known = list(_REGISTRY) + list(_ALIASES)
     close = difflib.get_close_matches(low, known, n=5, cutoff=0.5)
     hint = f"; did you mean {', '.join(close)}?" if close else ""

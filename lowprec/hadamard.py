@@ -11,6 +11,7 @@ an order of its own; compare against it with that in mind.
 """
 from __future__ import annotations
 
+import math
 from fractions import Fraction
 
 import numba as nb
@@ -118,8 +119,11 @@ def rht16(x, axis=-1, *, inverse=False, signs=TE_SIGNS) -> np.ndarray:
         redo[easy] = (np.abs(hi) < 2.0**-1020) & (hi != 0)        # 0 is exact
         redo[fin & big] = True
         for r, j in zip(*np.nonzero(redo)):             # rare: an exact rational, rounded once
-            y[r, j] = float(sum(Fraction(float(v)) * int(sgn[i, j])
-                                for i, v in enumerate(rows[r])) / 4)
+            q = sum(Fraction(float(v)) * int(sgn[i, j]) for i, v in enumerate(rows[r])) / 4
+            try:
+                y[r, j] = float(q)
+            except OverflowError:                        # rounds past float64's max: Inf
+                y[r, j] = math.inf if q > 0 else -math.inf
     else:
         y[easy] = odd * 0.25        # round-to-odd in float64 (53 >= 24 + 2 bits), then one
         y[fin & big] = 0.0          # rounding to the narrow type; |x| < 2^1000 here

@@ -49,6 +49,25 @@ from .sums import I64, U64, _f64_bits, _Rounder
 
 __all__ = ["matmul"]
 
+def _check_operands(A, B, c, acc, shape):
+    """The core's operand checks (``lp.accumulate.check_operands``) on concrete operands, so
+    that eager calls raise what ``lp.matmul`` raises. Under jit nothing can raise: for a float
+    accumulator format without NaN, the sums whose IEEE value is NaN come back as NaN (the
+    mask, else None); values outside the input formats are not detected while tracing."""
+    ops = (A, B) + (() if c is None else (c,))
+    if not any(isinstance(x, jax.core.Tracer) for x in ops):
+        C = np.zeros(shape) if c is None else np.broadcast_to(
+            np.asarray(c, dtype=np.float64), shape)
+        lp.accumulate.check_operands(np.asarray(A, np.float64), np.asarray(B, np.float64), C,
+                                     acc)
+        return None
+    if isinstance(acc.fmt, IntFormat) or acc.fmt.has_nan:
+        return None
+    C = jnp.zeros(shape) if c is None else jnp.broadcast_to(jnp.asarray(c, jnp.float64), shape)
+    return lp.accumulate.nan_sums(jnp.asarray(A, jnp.float64), jnp.asarray(B, jnp.float64), C,
+                                  xp=jnp)
+
+
 def matmul(A, B, acc="fp32-sequential", c=None, *, seed=None, dtype=None):
     """``lp.matmul`` in JAX (fused-adder presets and sequential accumulators; see the module
     docstring): ``A @ B + c`` formed as ``acc`` forms it, bit for bit. A: (..., M, K), B:
@@ -76,6 +95,7 @@ def matmul(A, B, acc="fp32-sequential", c=None, *, seed=None, dtype=None):
         raise NotImplementedError("accumulators of more than 51 mantissa bits need lp.matmul")
     ab, bb, batch, M, K, N = _float_operands(A, B)
     shape = batch + (M, N)
+    bad = _check_operands(A, B, c, acc, shape)
     nb = int(np.prod(batch, dtype=np.int64))
     n_out = nb * M * N
     if isinstance(acc.fmt, IntFormat):
@@ -83,7 +103,7 @@ def matmul(A, B, acc="fp32-sequential", c=None, *, seed=None, dtype=None):
             jnp.asarray(c).astype(I64), shape)
         prog, _ = _acc.program(acc.order, K, acc.block)
         return _program_int(acc, ab, bb, ci.reshape(n_out), prog).reshape(shape).astype(
-            dtype or jnp.int64)
+            lp.accumulate.int_result_dtype(dtype, acc.fmt))
     cb = jnp.zeros(shape, U64) if c is None else jnp.broadcast_to(_f64_bits(jnp.asarray(c)),
                                                                    shape)
     rnd = _Rounder(acc.fmt, acc.rounding, acc.overflow, acc.sr_bits, acc.sr_variant, seed,
@@ -112,4 +132,5 @@ def matmul(A, B, acc="fp32-sequential", c=None, *, seed=None, dtype=None):
         rnd.check_odd_sum("the sequential order")
         out = _sequential(ab, bb, cb.reshape(n_out), rnd)
         res_fmt = acc.fmt
-    return _finish(out, shape, res_fmt, dtype, acc)
+    out = _finish(out, shape, res_fmt, dtype, acc)
+    return out if bad is None else jnp.where(bad, jnp.nan, out)

@@ -60,7 +60,7 @@ def to_numpy(x):
 
 def from_numpy(a, device):
     """A NumPy float or unsigned array as a tensor on ``device`` (bit patterns kept)."""
-    a = np.ascontiguousarray(a)
+    a = np.asarray(a, order="C")                     # (ascontiguousarray makes 0-d 1-d)
     if a.dtype == ml_dtypes.bfloat16:
         return torch.from_numpy(a.view(np.int16)).view(torch.bfloat16).to(device)
     if a.dtype.kind == "u" and a.dtype.itemsize > 1:

@@ -1,0 +1,64 @@
+"""Issue 21's bad-input probes of the adapters: each refuses what the core refuses, with the
+core's message (checked by running both), or, under jax.jit where nothing can raise, marks the
+result (NaN) as documented."""
+import numpy as np
+import pytest
+
+import lowprec as lp
+
+jax = pytest.importorskip("jax")
+import jax.numpy as jnp  # noqa: E402
+
+import lowprec_jax as lj  # noqa: E402
+
+
+def _core_error(fn):
+    with pytest.raises((ValueError, TypeError)) as e:
+        fn()
+    return str(e.value)
+
+
+@pytest.mark.parametrize("a,b,acc,kw", [
+    ([[1.3] * 32], [[1.0]] * 32, "h100-fp8", {}),                 # not an E4M3 value
+    ([[np.nan, 1.0]], [[1.0], [1.0]], "int8", {}),                 # NaN into an integer unit
+    ([[1.5, 1.0]], [[1.0], [1.0]], "int8", {}),                    # not an integer
+    ([[np.nan, 1.0]], [[1.0], [1.0]], "float4_e2m1fn", {}),        # NaN sum, no NaN code
+    ([[-100.0, 1.0]], [[1.0], [1.0]], "int8", dict(dtype=np.uint8)),
+])
+def test_jax_matmul_refuses_what_the_core_refuses(a, b, acc, kw):
+    acc = lp.Accumulator(acc) if acc in ("int8", "float4_e2m1fn") else acc
+    A, B = np.array(a), np.array(b)
+    want = _core_error(lambda: lp.matmul(A, B, acc, **kw))
+    with jax.enable_x64(True):
+        got = _core_error(lambda: lj.matmul(jnp.asarray(A), jnp.asarray(B), acc, **kw))
+    assert got == want
+
+
+def test_jax_matmul_under_jit_marks_nan_sums():
+    acc = lp.Accumulator("float4_e2m1fn")
+    A = np.array([[np.nan, 1.0], [1.0, 2.0], [np.inf, 1.0]])
+    B = np.array([[1.0, 0.0], [1.0, -np.inf]])
+    want_nan = lp.accumulate.nan_sums(A, B, np.zeros((3, 2)))
+    with jax.enable_x64(True):
+        out = np.asarray(jax.jit(lambda a, b: lj.matmul(a, b, acc))(A, B))
+    assert np.array_equal(np.isnan(out), want_nan) and want_nan.any() and not want_nan.all()
+    assert out[1, 0] == lp.matmul(A[1:2], B[:, :1], acc)[0, 0]
+
+
+def test_torch_zero_d_tensors_keep_their_shape():
+    torch = pytest.importorskip("torch")
+    import lowprec_torch as lt
+    x = torch.tensor(1.3)
+    for backend in ("auto", "torch", "core"):
+        assert lt.round(x, "e4m3", backend=backend).shape == ()
+        assert lt.encode(x, "e4m3", backend=backend).shape == ()
+        assert lt.round(x, "e4m3", backend=backend).item() == 1.25
+
+
+def test_torch_matmul_refuses_nan_sums_as_the_core():
+    torch = pytest.importorskip("torch")
+    import lowprec_torch as lt
+    acc = lp.Accumulator("float4_e2m1fn")
+    A, B = np.array([[np.nan, 1.0]]), np.ones((2, 1))
+    want = _core_error(lambda: lp.matmul(A, B, acc))
+    assert _core_error(lambda: lt.matmul(torch.tensor(A), torch.tensor(B), acc)) == want
