@@ -26,7 +26,7 @@ I64 = np.int64
 
 # rounding modes and stochastic variants (numbering shared with rounding.py)
 RNE, RNA, RZ, UP, DOWN, ODD, SR = 0, 1, 2, 3, 4, 5, 6
-SRFF, SRF, SRC, SRODD = 0, 1, 2, 3
+SRFF, SRF, SRC, SRODD, SRNODD = 0, 1, 2, 3, 4
 
 # indices into the parameter array P
 (MW, BW, WSH, MT, EMIN, MB, CODE_BASE, MAXPOS, MAXNEG, KIND, SBIT, CMASK, NEGZ_OK,
@@ -39,7 +39,8 @@ ERR = -1          # a special code of -1 means "this input cannot be represented
 
 MODE_IDS = {"nearest_even": RNE, "nearest_away": RNA, "toward_zero": RZ, "up": UP,
             "down": DOWN, "odd": ODD, "stochastic": SR}
-VARIANT_IDS = {"srff": SRFF, "srf": SRF, "src": SRC, "sr_odd": SRODD}
+VARIANT_IDS = {"srff": SRFF, "srf": SRF, "src": SRC, "sr_odd": SRODD,
+               "sr_nearest_odd": SRNODD}
 KIND_IDS = {"sign_magnitude": KIND_SIGNMAG, "twos_complement": KIND_TWOS,
             "unsigned": KIND_UNSIGNED}
 _FIELDS = {  # parameter slot <- Plan field
@@ -88,9 +89,9 @@ def _sr_decide(D, R, r, variant):
     k = U64(64 - r)
     t = D >> k
     rr = D & ((U64(1) << k) - U64(1))
-    if variant == SRC:
-        h = U64(1) << (k - U64(1))
-        if rr > h or (rr == h and (t & U64(1)) == U64(1)):
+    if variant == SRC or variant == SRNODD:        # round d to r bits, nearest; a tie to
+        h = U64(1) << (k - U64(1))                 # even (src) / odd (sr_nearest_odd)
+        if rr > h or (rr == h and (t & U64(1)) == (U64(1) if variant == SRC else U64(0))):
             t += U64(1)
     else:                                          # SR-odd: round d to r bits, to odd
         if rr != U64(0):

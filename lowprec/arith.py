@@ -89,42 +89,42 @@ _DOC_ARGS = """
     Rules for special values and the result dtype: ``lowprec.arith``."""
 
 
-def add(x, y, fmt, rounding="nearest_even", overflow=None, *, sr_bits=None, sr_variant="srff",
+def add(x, y, fmt, rounding=None, overflow=None, *, sr_bits=None, sr_variant="srff",
         seed=None, rbits=None, dtype=None):
     """x + y rounded once to ``fmt`` (IEEE 754-2019 §5.4.1 addition, any format and mode)."""
     return _apply(ADD, (x, y), fmt, rounding, overflow, sr_bits, sr_variant, seed, rbits,
                   dtype)
 
 
-def sub(x, y, fmt, rounding="nearest_even", overflow=None, *, sr_bits=None, sr_variant="srff",
+def sub(x, y, fmt, rounding=None, overflow=None, *, sr_bits=None, sr_variant="srff",
         seed=None, rbits=None, dtype=None):
     """x - y rounded once to ``fmt`` (IEEE 754-2019 §5.4.1 subtraction: x + (-y))."""
     return _apply(SUB, (x, y), fmt, rounding, overflow, sr_bits, sr_variant, seed, rbits,
                   dtype)
 
 
-def mul(x, y, fmt, rounding="nearest_even", overflow=None, *, sr_bits=None, sr_variant="srff",
+def mul(x, y, fmt, rounding=None, overflow=None, *, sr_bits=None, sr_variant="srff",
         seed=None, rbits=None, dtype=None):
     """x * y rounded once to ``fmt`` (IEEE 754-2019 §5.4.1 multiplication)."""
     return _apply(MUL, (x, y), fmt, rounding, overflow, sr_bits, sr_variant, seed, rbits,
                   dtype)
 
 
-def div(x, y, fmt, rounding="nearest_even", overflow=None, *, sr_bits=None, sr_variant="srff",
+def div(x, y, fmt, rounding=None, overflow=None, *, sr_bits=None, sr_variant="srff",
         seed=None, rbits=None, dtype=None):
     """x / y rounded once to ``fmt`` (IEEE 754-2019 §5.4.1 division)."""
     return _apply(DIV, (x, y), fmt, rounding, overflow, sr_bits, sr_variant, seed, rbits,
                   dtype)
 
 
-def fma(x, y, z, fmt, rounding="nearest_even", overflow=None, *, sr_bits=None,
+def fma(x, y, z, fmt, rounding=None, overflow=None, *, sr_bits=None,
         sr_variant="srff", seed=None, rbits=None, dtype=None):
     """x * y + z with one rounding to ``fmt`` (IEEE 754-2019 §5.4.1 fusedMultiplyAdd)."""
     return _apply(FMA, (x, y, z), fmt, rounding, overflow, sr_bits, sr_variant, seed,
                   rbits, dtype)
 
 
-def sqrt(x, fmt, rounding="nearest_even", overflow=None, *, sr_bits=None, sr_variant="srff",
+def sqrt(x, fmt, rounding=None, overflow=None, *, sr_bits=None, sr_variant="srff",
          seed=None, rbits=None, dtype=None):
     """sqrt(x) rounded once to ``fmt`` (IEEE 754-2019 §5.4.1 squareRoot; sqrt(-0) = -0)."""
     return _apply(SQRT, (x,), fmt, rounding, overflow, sr_bits, sr_variant, seed, rbits,

@@ -20,7 +20,7 @@ from fractions import Fraction
 import numpy as np
 
 from . import cast, xscale
-from .formats import FloatFormat, IntFormat, format as _format
+from .formats import BLOCK_NAMES, FloatFormat, IntFormat, format as _format
 from .plan import rounding_args
 from .rounding import check_random_source, check_seed, mode_name, random_bits
 
@@ -125,6 +125,7 @@ _PRESETS: dict[str, BlockFormat] = {}
 
 def _preset(name, **kw):
     _PRESETS[name] = BlockFormat(name=name, **kw)
+    BLOCK_NAMES[name] = _PRESETS[name].elem.name      # lp.round(x, name) points here
 
 
 for _n, _e in [("mxfp8_e4m3", "float8_e4m3fn"), ("mxfp8_e5m2", "float8_e5m2"),

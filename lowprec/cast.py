@@ -80,7 +80,7 @@ def _as_float_array(x, name="x"):
 def _check_rounding_args(fmt, rounding, sr_bits, sr_variant, seed, rbits, in_dtype):
     """(mode, random bits r, variant name) after checking the stochastic arguments."""
     mode, r, variant = rounding_args(rounding, sr_bits, sr_variant,
-                                     np.dtype(in_dtype).itemsize > 4)
+                                     np.dtype(in_dtype).itemsize > 4, fmt.rounding)
     check_random_source(mode, seed, rbits)
     return mode, r, variant
 
@@ -245,7 +245,7 @@ def _run(arr, fmt, rounding, overflow, sr_bits, sr_variant, seed, rbits, want_co
     return W, out
 
 
-def round(x, fmt, rounding="nearest_even", overflow=None, *, sr_bits=None, sr_variant="srff",
+def round(x, fmt, rounding=None, overflow=None, *, sr_bits=None, sr_variant="srff",
           seed=None, rbits=None, dtype=None, out=None):
     """Round ``x`` to the values of ``fmt``, once, with the given mode and overflow policy.
 
@@ -312,7 +312,7 @@ def _check_out(out, arr, dtype, in_place_ok=True):
                          "array")
 
 
-def encode(x, fmt, rounding="nearest_even", overflow=None, *, sr_bits=None, sr_variant="srff",
+def encode(x, fmt, rounding=None, overflow=None, *, sr_bits=None, sr_variant="srff",
            seed=None, rbits=None, out=None):
     """Round ``x`` to ``fmt`` (as ``round``) and return the codes, in the smallest unsigned
     dtype holding ``fmt.bits`` bits. NaN is written as ``fmt.nan_code`` with the input's sign

@@ -331,11 +331,13 @@ def build_parser() -> argparse.ArgumentParser:
     s = cmd("round", "round values: result, code, error, neighbours", cmd_round)
     s.add_argument("fmt", metavar="FMT", help="a format name (lowprec formats)")
     s.add_argument("values", metavar="VALUE", nargs="+", help="numbers to round")
+    s.set_defaults(rounding=None)
     # negative VALUEs such as -1e39 or -inf are values, not options (argparse knows only -12.5)
     s._negative_number_matcher = re.compile(
         r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$|^-(inf|infinity|nan)$", re.IGNORECASE)
-    s.add_argument("--rounding", default="nearest_even", choices=list(MODES),
-                   help="rounding mode")
+    s.add_argument("--rounding", default=None, choices=list(MODES),
+                   help="rounding mode (default: the format's own: nearest_even; hifloat8 "
+                   "nearest_away)")
     s.add_argument("--overflow", default=None, choices=[o for o in OVERFLOWS if o],
                    help="beyond the largest finite value (default: the format's own rule)")
     s.add_argument("--seed", type=int, default=None, help="seed of the random stream "

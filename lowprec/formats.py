@@ -52,6 +52,12 @@ class _FormatBase:
     name: str
 
     @property
+    def rounding(self) -> str:
+        """The format's own rounding, what ``rounding=None`` means: nearest-even (IEEE 754's
+        default, OCP's conversions); a ``TableFormat`` may name another (HiFloat8: ties away)."""
+        return "nearest_even"
+
+    @property
     def code_dtype(self) -> np.dtype:
         """The smallest unsigned NumPy dtype that holds a code (what ``encode`` returns)."""
         return _unsigned_dtype(self.bits)
@@ -412,6 +418,7 @@ class TableFormat(_FormatBase):
     overflow_value: Fraction = Fraction(0)
     min_normal_value: Fraction = Fraction(0)
     doc: str = ""
+    rounding: str = "nearest_even"
 
     @cached_property
     def _table(self):
@@ -522,12 +529,15 @@ def _hifloat8_decode(code: int):
 
 HIFLOAT8 = TableFormat("hifloat8", 8, _hifloat8_decode, overflow_value=Fraction(3 * 2**14),
                        min_normal_value=Fraction(1, 2**15),
-                       doc="Huawei HiFloat8, tapered precision (arXiv:2409.16626)")
+                       doc="Huawei HiFloat8, tapered precision (arXiv:2409.16626)",
+                       rounding="nearest_away")     # the HiF8 paper's rounding: ties away
 
 # ---- registry -------------------------------------------------------------------------------
 
 _REGISTRY: dict[str, object] = {}
 _ALIASES: dict[str, str] = {}
+BLOCK_NAMES: dict[str, str] = {}   # block-format preset -> its element format (lowprec.blocks
+                                   # fills it), so that format() can point to lp.quantize
 _ML_DTYPES_NAMES = set()
 
 
@@ -637,11 +647,10 @@ def format(name) -> FloatFormat | IntFormat | TableFormat:
         raise ValueError(f"format {name!r} names no one format: FP8 is e4m3 (float8_e4m3fn, "
                          "OCP), e5m2 (float8_e5m2), or e4m3fnuz / e5m2fnuz (AMD CDNA3); say "
                          "which")
-    from . import blocks  # noqa: PLC0415  (blocks imports formats)
-    if low in blocks.block_formats():
+    if low in BLOCK_NAMES:
         raise ValueError(f"{name!r} is a block format (element codes with shared scales): "
                          f"use lp.quantize(x, {name!r}) or lp.fake_quantize; lp.round takes "
-                         f"a scalar format such as {blocks.block_format(low).elem.name!r}")
+                         f"a scalar format such as {BLOCK_NAMES[low]!r}")
     known = list(_REGISTRY) + list(_ALIASES)
     close = difflib.get_close_matches(low, known, n=5, cutoff=0.5)
     hint = f"; did you mean {', '.join(close)}?" if close else ""

@@ -41,7 +41,7 @@ def _inputs(shape, seed, scale, specials, fmt_max):
     return x
 
 
-def make(op, fmt, shape, seed, *, rounding="nearest_even", overflow=None, scale=1.0,
+def make(op, fmt, shape, seed, *, rounding=None, overflow=None, scale=1.0,
          specials=True, axis=-1) -> dict:
     """Arrays and metadata of a golden file: ``op`` in ``OPS`` applied to seeded float32 inputs
     of ``shape`` (``fmt`` a format name for round/encode, a block-format preset for quantize;
@@ -52,6 +52,8 @@ def make(op, fmt, shape, seed, *, rounding="nearest_even", overflow=None, scale=
     if op not in OPS:
         raise ValueError(f"op={op!r} is not supported; choose one of {list(OPS)}")
     shape = tuple(int(n) for n in shape)
+    if rounding is None:                                 # the format's own, written down
+        rounding = _format(fmt).rounding if op in ("round", "encode") else "nearest_even"
     kw = {"seed": seed} if mode_name(rounding) == "stochastic" else {}
     meta = dict(lowprec_golden=FILE_VERSION, op=op, format=str(fmt), rounding=rounding,
                 overflow=overflow, seed=int(seed), shape=list(shape), scale=float(scale),

@@ -175,11 +175,12 @@ def _specials(fmt, policy, natural, W):
     return d
 
 
-def rounding_args(rounding, sr_bits, sr_variant, wide_input):
-    """(mode, r, variant) of a rounding request: the canonical mode, the random bits r one
-    stochastic decision reads (``sr_bits`` 1..32, or for None, exact SR: 32, or 64 for float64
-    inputs; 0 unless stochastic) and the variant (srff for exact SR and deterministic modes)."""
-    mode = mode_name(rounding)
+def rounding_args(rounding, sr_bits, sr_variant, wide_input, own="nearest_even"):
+    """(mode, r, variant) of a rounding request: the canonical mode (``rounding=None``: the
+    format's own, ``own``), the random bits r one stochastic decision reads (``sr_bits``
+    1..32, or for None, exact SR: 32, or 64 for float64 inputs; 0 unless stochastic) and the
+    variant (srff for exact SR and deterministic modes)."""
+    mode = mode_name(own if rounding is None else rounding)
     if sr_variant not in VARIANT_NAMES:
         raise ValueError(f"sr_variant={sr_variant!r} is not allowed; choose one of "
                          f"{list(VARIANT_NAMES)}")
@@ -197,7 +198,7 @@ def rounding_args(rounding, sr_bits, sr_variant, wide_input):
     return mode, int(sr_bits), sr_variant
 
 
-def plan(fmt, rounding="nearest_even", overflow=None, *, sr_bits=None, sr_variant="srff",
+def plan(fmt, rounding=None, overflow=None, *, sr_bits=None, sr_variant="srff",
          dtype=np.float32) -> Plan:
     """The ``Plan`` of rounding inputs of float ``dtype`` to ``fmt`` (module docstring).
 
@@ -214,7 +215,8 @@ def plan(fmt, rounding="nearest_even", overflow=None, *, sr_bits=None, sr_varian
     if dt.name not in _FLOAT_IN:
         raise TypeError(f"dtype must be float16, bfloat16, float32 or float64 (the input's "
                         f"dtype), got {dt}")
-    mode, r, variant = rounding_args(rounding, sr_bits, sr_variant, dt.itemsize > 4)
+    mode, r, variant = rounding_args(rounding, sr_bits, sr_variant, dt.itemsize > 4,
+                                     fmt.rounding)
     policy = check_overflow(overflow, fmt)
     return _build(fmt, mode, policy, overflow is None, r, variant, work_bits(fmt, dt))
 

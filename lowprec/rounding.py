@@ -13,7 +13,9 @@ Modes (IEEE 754-2019 §4.3 plus round-to-odd and stochastic rounding):
               hardware does when it adds r random bits below the last kept bit and truncates)
   ``srf``     floor(d 2^(r+1)) + 2R + 1 >= 2^(r+1)
   ``src``     rne(d 2^r) + R >= 2^r         (round d to r bits, nearest-even)
-  ``sr_odd``  rto(d 2^r) + R >= 2^r         (round d to r bits, to odd)
+  ``sr_odd``  rto(d 2^r) + R >= 2^r         (round d to r bits, to odd: sticky)
+  ``sr_nearest_odd``  rnto(d 2^r) + R >= 2^r (round d to r bits, nearest, ties to odd:
+              gfloat's ``StochasticOdd``)
   ==========  ==========================================================
 
   with R the low r bits of the element's random word. ``sr_bits=None`` is exact stochastic
@@ -54,7 +56,7 @@ MODE_ALIASES = {
     "rna": "nearest_away", "rz": "toward_zero", "rtz": "toward_zero", "trunc": "toward_zero",
     "ru": "up", "ceil": "up", "rd": "down", "floor": "down", "rto": "odd", "sr": "stochastic",
 }
-VARIANT_NAMES = ("srff", "srf", "src", "sr_odd")
+VARIANT_NAMES = ("srff", "srf", "src", "sr_odd", "sr_nearest_odd")
 OVERFLOWS = (None, "saturate", "inf", "nan", "inf_always")
 
 __all__ = ["MODES", "VARIANT_NAMES", "OVERFLOWS", "random_bits", "philox4x32",

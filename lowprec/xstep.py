@@ -80,7 +80,8 @@ def _sr_decide(xp, Dh, Dl, Rh, Rl, r, variant):
     """Stochastic rounding decision (``docs/rounding.md``): D the 0.64 discarded fraction
     (bit 0 sticky) as a pair, R the random words (only the low r bits are used). True = round
     away from zero. srff: floor(d 2^r) + R >= 2^r; srf: floor(d 2^(r+1)) + 2R + 1 >=
-    2^(r+1); src / sr_odd: d rounded to r bits (nearest-even / to odd) + R >= 2^r."""
+    2^(r+1); src / sr_odd / sr_nearest_odd: d rounded to r bits (nearest-even / to odd /
+    nearest, ties to odd) + R >= 2^r."""
     full = lambda v: xp.full_like(Dh, v)  # noqa: E731
     if r < 64:
         Rh, Rl = _low64(xp, Rh, Rl, full(r))
@@ -97,9 +98,10 @@ def _sr_decide(xp, Dh, Dl, Rh, Rl, r, variant):
     k = 64 - r
     th, tl = _shr64(xp, Dh, Dl, full(k))
     rh, rl = _low64(xp, Dh, Dl, full(k))
-    if variant == "src":                               # round d to r bits, to nearest even
-        hh, hl = (1 << (k - 33), 0) if k - 1 >= 32 else (0, 1 << (k - 1))
-        up = _gt(rh, rl, hh, hl) | ((rh == hh) & (rl == hl) & ((tl & 1) == 1))
+    if variant in ("src", "sr_nearest_odd"):           # round d to r bits, to nearest; a tie
+        hh, hl = (1 << (k - 33), 0) if k - 1 >= 32 else (0, 1 << (k - 1))   # to even / odd
+        up = _gt(rh, rl, hh, hl) | ((rh == hh) & (rl == hl) &
+                                    ((tl & 1) == (1 if variant == "src" else 0)))
         tl = tl + _i64(xp, up)
         th, tl = th + (tl >> 32), tl & M32
     else:                                              # sr_odd: round d to r bits, to odd

@@ -86,13 +86,14 @@ def _sr_decide(Dh, Dl, Rh, Rl, r, variant):
     kk = jnp.full_like(Dh, k, dtype=jnp.int32)
     th, tl = _shr64(Dh, Dl, kk)
     rh, rl = _low64(Dh, Dl, kk)
-    if variant == "src":
+    if variant in ("src", "sr_nearest_odd"):           # nearest; a tie to even / odd
         hh, hl = (U32(1 << (k - 33)), U32(0)) if k - 1 >= 32 else (U32(0), U32(1 << (k - 1)))
-        up = _gt(rh, rl, hh, hl) | ((rh == hh) & (rl == hl) & ((tl & 1) == 1))
+        up = _gt(rh, rl, hh, hl) | ((rh == hh) & (rl == hl) &
+                                    ((tl & 1) == (1 if variant == "src" else 0)))
     else:                                              # SR-odd: round d to r bits, to odd
         up = jnp.zeros_like(Dh, dtype=bool)
         tl = tl | ((rh | rl) != 0).astype(U32)
-    if variant == "src":
+    if variant != "sr_odd":
         tl2 = tl + up.astype(U32)
         th = th + (tl2 < tl).astype(U32)
         tl = tl2
@@ -139,7 +140,8 @@ def round_bits_impl(ub, Rh, Rl, P):
     q = _shr(sig, sh, W).astype(it)
     # D, the discarded fraction as 0.64 fixed point (bit 0 sticky), as two uint32 halves.
     # Float32 inputs under a decision that reads at most D's top 32 bits (every mode but SR
-    # with 64 random bits or variant srf/src/sr_odd) carry only the high half Dh: below it
+    # with 64 random bits or variant srf/src/sr_odd/sr_nearest_odd) carry only the high half
+    # Dh: below it
     # every bit only says "non-zero", which rem != 0 says (a third of the graph to compile).
     lean = W == 32 and (mode != "stochastic" or (P.sr_variant == "srff" and P.sr_bits <= 32))
     rem = sig & _mask(sh, W, ut)

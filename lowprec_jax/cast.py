@@ -67,7 +67,7 @@ def _raise_if_concrete(err, x, fmt):
 GRADS = ("ste", "none")
 
 
-def round(x, fmt, rounding="nearest_even", overflow=None, *, sr_bits=None, sr_variant="srff",
+def round(x, fmt, rounding=None, overflow=None, *, sr_bits=None, sr_variant="srff",
           seed=None, rbits=None, key=None, dtype=None, grad="ste", grad_fmt=None,
           grad_rounding="nearest_even", grad_kw=None):
     """``lp.round`` in JAX: x rounded once to ``fmt``; the result dtype follows the core's
@@ -115,7 +115,7 @@ def _round_values(x, fmt, rounding, overflow, sr_bits, sr_variant, seed, rbits, 
     return v.astype(rdt)
 
 
-def encode(x, fmt, rounding="nearest_even", overflow=None, *, sr_bits=None, sr_variant="srff",
+def encode(x, fmt, rounding=None, overflow=None, *, sr_bits=None, sr_variant="srff",
            seed=None, rbits=None, key=None):
     """``lp.encode`` in JAX: the codes, in the smallest unsigned dtype holding the format."""
     fmt = lp.format(fmt)

@@ -70,7 +70,7 @@ def _call(x, fmt, rounding, overflow, sr_bits, sr_variant, seed, rbits, key, int
     return fmt, x, vb[:n].reshape(x.shape), code[:n].reshape(x.shape)
 
 
-def round(x, fmt, rounding="nearest_even", overflow=None, *, sr_bits=None, sr_variant="srff",
+def round(x, fmt, rounding=None, overflow=None, *, sr_bits=None, sr_variant="srff",
           seed=None, rbits=None, key=None, interpret=True):
     """``lowprec_jax.round`` as a Pallas kernel (no gradient rule; the values only)."""
     fmt, x, vb, code = _call(x, fmt, rounding, overflow, sr_bits, sr_variant, seed, rbits, key,
@@ -80,7 +80,7 @@ def round(x, fmt, rounding="nearest_even", overflow=None, *, sr_bits=None, sr_va
     return v.astype(lp.result_dtype(x.dtype, fmt))
 
 
-def encode(x, fmt, rounding="nearest_even", overflow=None, *, sr_bits=None, sr_variant="srff",
+def encode(x, fmt, rounding=None, overflow=None, *, sr_bits=None, sr_variant="srff",
            seed=None, rbits=None, key=None, interpret=True):
     """``lowprec_jax.encode`` as a Pallas kernel."""
     fmt, x, _, code = _call(x, fmt, rounding, overflow, sr_bits, sr_variant, seed, rbits, key,

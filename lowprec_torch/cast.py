@@ -300,7 +300,7 @@ def with_gradient(x, f, grad, gfn=None):
     return _Quantize.apply(x, f, grad, gfn)
 
 
-def round(x, fmt, rounding="nearest_even", overflow=None, *, sr_bits=None, sr_variant="srff",
+def round(x, fmt, rounding=None, overflow=None, *, sr_bits=None, sr_variant="srff",
           seed=None, rbits=None, generator=None, dtype=None, grad="ste", grad_fmt=None,
           grad_rounding="nearest_even", grad_kw=None, backend="auto"):
     """``lp.round`` for torch tensors: x rounded once to ``fmt``, on x's device; the result
@@ -321,7 +321,7 @@ def round(x, fmt, rounding="nearest_even", overflow=None, *, sr_bits=None, sr_va
     return with_gradient(x, lambda v: _round_values(v, *args), grad, gfn)
 
 
-def encode(x, fmt, rounding="nearest_even", overflow=None, *, sr_bits=None, sr_variant="srff",
+def encode(x, fmt, rounding=None, overflow=None, *, sr_bits=None, sr_variant="srff",
            seed=None, rbits=None, generator=None, backend="auto"):
     """``lp.encode`` for torch tensors: the codes, in the smallest unsigned torch dtype holding
     the format (torch.uint8 .. torch.uint64)."""

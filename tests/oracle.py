@@ -209,6 +209,8 @@ def round_exact(x, t, mode, policy=None, sr=None):
                 up = (d * 2 ** (r + 1)).__floor__() + 2 * R + 1 >= 2 ** (r + 1)
             elif variant == "src":
                 up = _rne(d * 2**r) + R >= 2**r
+            elif variant == "sr_nearest_odd":
+                up = _rnto(d * 2**r) + R >= 2**r
             else:
                 up = _rto(d * 2**r) + R >= 2**r
             v = aw if up else tz
@@ -366,3 +368,12 @@ def _away_mode(mode, neg):
     if mode == "down":
         return neg.copy()
     return np.zeros_like(neg)
+
+
+def _rnto(y):
+    """y rounded to the nearest integer, ties to the odd one (gfloat's _rnito)."""
+    f = y.__floor__()
+    rem = y - f
+    if rem > Fr(1, 2) or (rem == Fr(1, 2) and f % 2 == 0):
+        return f + 1
+    return f

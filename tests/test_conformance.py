@@ -118,7 +118,8 @@ def test_every_bfloat16_pattern_every_mode_equals_the_oracle(backend, fmt, monke
 
 
 SR_CASES = [("float8_e4m3fn", None, "srff"), ("bfloat16", 4, "srff"), ("float4_e2m1fn", 3, "srf"),
-            ("float8_e5m2", 5, "src"), ("float6_e2m3fn", 2, "sr_odd")]
+            ("float8_e5m2", 5, "src"), ("float6_e2m3fn", 2, "sr_odd"),
+            ("float8_e4m3fn", 3, "sr_nearest_odd")]
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

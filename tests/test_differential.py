@@ -97,6 +97,28 @@ def test_hifloat8_values_match_en_dtypes():
     assert (bits(got[~nan]) == bits(want[~nan])).all()
 
 
+@pytest.mark.parametrize("small", [True, False])
+def test_hifloat8_rounds_ties_away_by_default_as_en_dtypes(small, monkeypatch):
+    """rounding=None is HiFloat8's own rounding, ties away from zero (arXiv:2409.16626; Huawei's
+    en_dtypes casts so): every midpoint of neighbouring values and a sweep of float32 inputs,
+    within the finite range, on the small-array path and the compiled one."""
+    import en_dtypes
+    from lowprec import cast
+    if not small:
+        monkeypatch.setattr(cast, "SMALL", 0)
+    v = lp.format("hifloat8").values()
+    mids = ((v[1:] + v[:-1]) / 2).astype(np.float32)          # exact: <= 5 significant bits
+    sweep = np.arange(0, 1 << 16, dtype=np.uint16).view(ml_dtypes.bfloat16).astype(np.float32)
+    x = np.concatenate([mids, sweep])
+    x = x[np.isfinite(x) & (np.abs(x) <= lp.format("hifloat8").max)]
+    want = x.astype(en_dtypes.hifloat8).astype(np.float64)
+    got = lp.round(x, "hifloat8", dtype=np.float64)
+    assert (bits(got) == bits(want)).all()
+    assert (lp.round(mids, "hifloat8", "nearest_even") != lp.round(mids, "hifloat8")).sum() \
+        == len(mids) // 2                                     # half the ties differ from RNE
+    assert lp.plan("hifloat8").mode == "nearest_away" and lp.plan("e4m3").mode == "nearest_even"
+
+
 def test_hifloat8_properties_match_en_dtypes_finfo():
     import en_dtypes
     fi = en_dtypes.finfo(en_dtypes.hifloat8)

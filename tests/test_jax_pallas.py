@@ -43,7 +43,7 @@ def test_pallas_round_and_encode_equal_the_core(fmt, mode, shape, seed, specials
 def test_pallas_rbits():
     x = np.random.default_rng(1).standard_normal(2000).astype(np.float32)
     rb = np.random.default_rng(2).integers(0, 2**32, x.shape, dtype=np.uint64).astype(np.uint32)
-    for variant in ("srff", "srf", "src", "sr_odd"):
+    for variant in ("srff", "srf", "src", "sr_odd", "sr_nearest_odd"):
         kw = dict(sr_bits=6, sr_variant=variant, rbits=rb)
         assert np.array_equal(np.asarray(lpp.encode(x, "float8_e4m3fn", "stochastic", **kw, interpret=INTERPRET)),
                               lp.encode(x, "float8_e4m3fn", "stochastic", **kw))

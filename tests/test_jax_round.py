@@ -58,7 +58,7 @@ def test_float16_and_bfloat16_inputs(fmt):
             check(x, fmt, mode)
 
 
-@pytest.mark.parametrize("variant", ["srff", "srf", "src", "sr_odd"])
+@pytest.mark.parametrize("variant", ["srff", "srf", "src", "sr_odd", "sr_nearest_odd"])
 @pytest.mark.parametrize("r", [1, 8, 31, 32])
 def test_stochastic_variants_with_explicit_bits(variant, r):
     x = inputs(np.float32, 2000, seed=r)

@@ -81,7 +81,7 @@ SR_CASES = ["float8_e4m3fn", "float4_e2m1fn", "float8_e5m2", "bfloat16", "int8",
 
 
 @pytest.mark.parametrize("name", SR_CASES)
-@pytest.mark.parametrize("variant", ["srff", "srf", "src", "sr_odd"])
+@pytest.mark.parametrize("variant", ["srff", "srf", "src", "sr_odd", "sr_nearest_odd"])
 @pytest.mark.parametrize("r", [1, 2, 3, 5, 8])
 def test_every_random_value_against_the_definition(name, variant, r):
     t = table(name)
@@ -139,7 +139,7 @@ def test_exact_sr_is_unbiased_over_all_random_values():
 
 
 @pytest.mark.parametrize("name", ["float8_e4m3fn", "float4_e2m1fn", "bfloat16", "float8_e5m2"])
-@pytest.mark.parametrize("variant", ["srff", "srf", "src", "sr_odd"])
+@pytest.mark.parametrize("variant", ["srff", "srf", "src", "sr_odd", "sr_nearest_odd"])
 def test_subnormal_range_against_the_definition(name, variant):
     """Below the smallest normal the kernels take a separate path (one exact float addition):
     inputs there, from float32 subnormals up to just under 2^emin, in float32 and float64,
@@ -185,3 +185,55 @@ def test_the_word_width_follows_r_not_the_work_type():
                               (x, "float8_e4m3fn", {}, True)):
         want = lp.encode(xs, fmt, "stochastic", rbits=lp.random_bits(4, xs.shape, wide), **kw)
         assert np.array_equal(lp.encode(xs, fmt, "stochastic", seed=4, **kw), want)
+
+
+@pytest.mark.parametrize("variant", ["src", "sr_odd", "sr_nearest_odd"])
+@pytest.mark.parametrize("r", [1, 2, 3, 5])
+def test_discarded_fractions_at_r_bit_ties(variant, r):
+    """d exactly halfway between two r-bit fractions, (2j+1) / 2^(r+1), where the three
+    'round d to r bits' variants part: every random word R, against the definitions."""
+    name = "float8_e4m3fn"
+    t = table(name)
+    fin = [v for v in t.finite if v > 0][:40]
+    xs = []
+    for lo, hi in zip(fin, fin[1:]):
+        for j in range(1 << r):
+            xs.append(lo + (hi - lo) * oracle.Fr(2 * j + 1, 2 ** (r + 1)))
+    x = np.array([float(v) for v in xs], np.float32)
+    assert all(oracle.to_fraction(v) == w for v, w in zip(x, xs))     # exact in float32
+    R = np.arange(2**r, dtype=np.uint32)
+    got = lp.encode(np.repeat(x, R.size), name, "stochastic", sr_bits=r, sr_variant=variant,
+                    rbits=np.tile(R, x.size))
+    want = [oracle.round_exact(w, t, "stochastic", None, sr=(int(Ri), r, variant))
+            for w in xs for Ri in R]
+    assert got.tolist() == want
+
+
+@pytest.mark.parametrize("fmt,gname", [("float8_e4m3fn", "format_info_ocp_e4m3"),
+                                       ("float8_e5m2", "format_info_ocp_e5m2"),
+                                       ("float6_e2m3fn", "format_info_ocp_e2m3"),
+                                       ("binary8p3se", None)])
+def test_sr_nearest_odd_is_gfloats_stochastic_odd(fmt, gname):
+    """gfloat 0.5.2 (the P3109 reference implementation) as the oracle: its StochasticOdd and
+    Stochastic are our sr_nearest_odd and src, on ties and on random values, every R."""
+    import gfloat                                   # pinned in the dev extra and the lock
+    import gfloat.formats as gf
+    fi = getattr(gf, gname) if gname else gf.format_info_p3109(8, 3)
+    rng = np.random.default_rng(7)
+    fin = lp.format(fmt).values()
+    fin = fin[(fin > 0) & (fin < fin[-1])]
+    for r in (2, 4):
+        i = rng.integers(0, len(fin) - 1, 24)
+        lo, hi = fin[i], fin[i + 1]
+        frac = np.concatenate([(2 * rng.integers(0, 2**r, 12) + 1) / 2 ** (r + 1),
+                               rng.random(12)])               # ties, then anything
+        x = (lo + (hi - lo) * frac).astype(np.float32)
+        x = np.concatenate([x, -x])
+        R = np.arange(2**r, dtype=np.uint32)
+        for variant, mode in (("sr_nearest_odd", gfloat.RoundMode.StochasticOdd),
+                              ("src", gfloat.RoundMode.Stochastic)):
+            got = lp.round(np.repeat(x, R.size), fmt, "stochastic", sr_bits=r,
+                           sr_variant=variant, rbits=np.tile(R, x.size), dtype=np.float64)
+            want = [gfloat.round_float(fi, float(v), mode, True, int(Ri), r)
+                    for v in x for Ri in R]
+            assert np.array_equal(got, np.array(want)), (variant, r)

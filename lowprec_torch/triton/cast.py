@@ -107,7 +107,7 @@ def _run(x, fmt, rounding, overflow, sr_bits, sr_variant, seed, rbits, generator
     return fmt, x, code.reshape(x.shape), val.reshape(x.shape)
 
 
-def round(x, fmt, rounding="nearest_even", overflow=None, *, sr_bits=None, sr_variant="srff",
+def round(x, fmt, rounding=None, overflow=None, *, sr_bits=None, sr_variant="srff",
           seed=None, rbits=None, generator=None):
     """``lowprec_torch.round`` as a Triton kernel (values in the core's result dtype; no
     gradient rule)."""
@@ -117,7 +117,7 @@ def round(x, fmt, rounding="nearest_even", overflow=None, *, sr_bits=None, sr_va
                                  _TORCH[lp.result_dtype(_NP[x.dtype], fmt)])
 
 
-def encode(x, fmt, rounding="nearest_even", overflow=None, *, sr_bits=None, sr_variant="srff",
+def encode(x, fmt, rounding=None, overflow=None, *, sr_bits=None, sr_variant="srff",
            seed=None, rbits=None, generator=None):
     """``lowprec_torch.encode`` as a Triton kernel."""
     fmt, x, code, _ = _run(x, fmt, rounding, overflow, sr_bits, sr_variant, seed, rbits,

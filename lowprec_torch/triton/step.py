@@ -51,6 +51,7 @@ SR = tl.constexpr(6)
 SRFF = tl.constexpr(0)
 SRF = tl.constexpr(1)
 SRC = tl.constexpr(2)
+SRNODD = tl.constexpr(4)
 KIND_SIGNMAG = tl.constexpr(0)
 KIND_TWOS = tl.constexpr(1)
 
@@ -63,7 +64,8 @@ _SLOTS = (  # slot -> Plan field (slots 2 and 11 unused: the work type is float3
     "max_neg_code", "max_pos_bits", "max_neg_bits", "zero_in_code", "zero_in_bits",
     "min_code", "min_bits", "subnormal_step_exp", "mode", "sr_bits", "sr_variant")
 _IDS = {"nearest_even": 0, "nearest_away": 1, "toward_zero": 2, "up": 3, "down": 4, "odd": 5,
-        "stochastic": 6, "srff": 0, "srf": 1, "src": 2, "sr_odd": 3, "sign_magnitude": 0,
+        "stochastic": 6, "srff": 0, "srf": 1, "src": 2, "sr_odd": 3, "sr_nearest_odd": 4,
+        "sign_magnitude": 0,
         "twos_complement": 1, "unsigned": 2}
 
 
@@ -156,7 +158,7 @@ def _sr_decide(Dh, Dl, Rh, Rl, r: tl.constexpr, variant: tl.constexpr):
     else:
         th, tl_ = _shr64(Dh, Dl, zero + (64 - r))
         rh, rl = _low64(Dh, Dl, zero + (64 - r))
-        if variant == SRC:
+        if variant == SRC or variant == SRNODD:     # nearest; a tie to even / odd
             k: tl.constexpr = 64 - r
             if k - 1 >= 32:
                 hh = _u(1 << (k - 33))
@@ -164,7 +166,9 @@ def _sr_decide(Dh, Dl, Rh, Rl, r: tl.constexpr, variant: tl.constexpr):
             else:
                 hh = _u(0)
                 hl = _u(1 << (k - 1))
-            inc = _gt(rh, rl, hh, hl) | ((rh == hh) & (rl == hl) & ((tl_ & _u(1)) == _u(1)))
+            odd_tie: tl.constexpr = 1 if variant == SRC else 0
+            inc = _gt(rh, rl, hh, hl) | ((rh == hh) & (rl == hl) &
+                                         ((tl_ & _u(1)) == _u(odd_tie)))
             t2 = tl_ + inc.to(tl.uint32)
             th = th + (t2 < tl_).to(tl.uint32)
             tl_ = t2
