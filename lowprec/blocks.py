@@ -377,37 +377,76 @@ def quantize(x, bf, axis=-1, rounding="nearest_even", *, sr_bits=None, sr_varian
                           tensor_amax, _want_values)
     if fast is not None:
         return fast
-    x32 = arr.astype(np.float64 if in_dtype.itemsize > 4 else np.float32)
+    x32 = arr.astype(np.float64 if in_dtype.itemsize > 4 else np.float32, copy=False)
     if bf.flush_subnormal_inputs:
         tiny = np.finfo(np.float32).tiny
         x32 = np.where(np.abs(x32) < tiny, np.copysign(0.0, x32), x32).astype(x32.dtype)
     blocks = _block(x32, axis, bf)
     rb = None
+    chunk_seed = None                         # a seed whose words each chunk draws itself
     if mode_name(rounding) == "stochastic":
-        if seed is not None:
-            r = sr_bits if sr_bits is not None else 64 if in_dtype.itemsize > 4 else 32
+        r = sr_bits if sr_bits is not None else 64 if in_dtype.itemsize > 4 else 32
+        if seed is not None and axis == arr.ndim - 1 and bf.tile is None and \
+                arr.shape[-1] % bf.k == 0:
+            chunk_seed = (seed, r > 32)       # block j holds flat elements j*k .. j*k + k - 1
+        elif seed is not None:
             rbits = random_bits(seed, arr.shape, wide=r > 32)     # as lp.round reads them
-            seed = None
-        rb = _block(np.asarray(rbits), axis, bf)
+        if chunk_seed is None:
+            rb = _block(np.asarray(rbits), axis, bf)
+        seed = None
         if sr_bits is None and in_dtype.itemsize <= 4 and sr_variant != "te":
             sr_bits, sr_variant = 32, "srff"    # exact SR of a <= 32-bit input: the 32-bit
                                                 # word, as lp.round uses it
-    amax, nan, inf = _amax(blocks)
-    any_nan = bool(nan.any())                 # a NaN input (torch.max propagates it)
+    kw = dict(sr_bits=sr_bits, sr_variant=sr_variant)
+    lead, k = blocks.shape[:-1], blocks.shape[-1]
+    flat = blocks.reshape(-1, k)
+    rbf = None if rb is None else rb.reshape(-1, k)
+    n = flat.shape[0]
+    stats = np.zeros(n), np.zeros(n, bool), np.zeros(n, bool)   # per block: amax, NaN, Inf
+    for s in range(0, n, CHUNK_BLOCKS):
+        for dst, src in zip(stats, _amax(flat[s:s + CHUNK_BLOCKS])):
+            dst[s:s + CHUNK_BLOCKS] = src
+    if bf.scale_rule in TWO_LEVEL:                    # the scales of every block at once
+        scales = _two_level_scales(stats, tensor_amax, bf)
+    else:
+        scales = _pow2_scales(stats, bf, in_dtype)
+    codes = np.empty(flat.shape, bf.elem.code_dtype)
+    for s in range(0, n, CHUNK_BLOCKS):               # the elements chunk by chunk: blocks
+        e = min(s + CHUNK_BLOCKS, n)                  # are independent, temporaries bounded
+        ckw = dict(kw, rbits=None if rbf is None else rbf[s:e])
+        if chunk_seed is not None:            # the same words random_bits(seed, x.shape) gives
+            ckw["rbits"] = random_bits(chunk_seed[0], (e - s, k), chunk_seed[1], offset=s * k)
+        part = tuple(a[s:e] if isinstance(a, np.ndarray) and a.ndim else a for a in scales)
+        if bf.scale_rule in TWO_LEVEL:
+            codes[s:e], scales[0][s:e] = _two_level_elements(flat[s:e], part, bf, rounding, ckw)
+        else:
+            codes[s:e] = _pow2_elements(flat[s:e], part, bf, rounding, ckw)
+    t_scale = scales[-1] if bf.scale_rule in TWO_LEVEL else np.float32(1.0)
+    return BlockTensor(codes.reshape(lead + (k,)), scales[0].reshape(lead),
+                       np.float32(t_scale), arr.shape, axis, bf)
+
+
+CHUNK_BLOCKS = 4096     # blocks whose elements are encoded at once on the NumPy path
+
+
+def _pow2_scales(stats, bf, in_dtype):
+    """(scale codes, clipped scale exponents, NaN-block flags) of every block under a
+    power-of-two rule, from its (amax, has NaN, has Inf)."""
+    amax, nan, inf = stats
     if bf.nonfinite == "nan":
         nan = nan | inf
-    kw = dict(sr_bits=sr_bits, sr_variant=sr_variant, rbits=rb)
-    if bf.scale_rule in TWO_LEVEL:
-        return _quantize_two_level(blocks, amax, nan, inf, arr.shape, axis, bf, rounding, kw,
-                                   tensor_amax, any_nan)
-    scodes, exp, nan = _mx_scales(amax, nan, inf, bf, in_dtype)
+    return _mx_scales(amax, nan, inf, bf, in_dtype)
+
+
+def _pow2_elements(blocks, scales, bf, rounding, kw):
+    """Element codes of (n, k) blocks under a power-of-two rule, given their scales."""
+    _, exp, nan = scales
     scaled = _ldexp_sticky(blocks.astype(np.float64), -exp[..., None])
     if bf.nonfinite == "saturate":
         scaled = np.where(np.isinf(scaled), np.copysign(np.float64(bf.elem.max), scaled),
                           scaled)
     scaled = np.where(nan[..., None], 0.0, scaled)     # NaN blocks: the scale says NaN
-    codes = _mark_nan_blocks(_encode_elements(scaled, bf.elem, rounding, kw), nan, bf.elem)
-    return BlockTensor(codes, scodes, np.float32(1.0), arr.shape, axis, bf)
+    return _mark_nan_blocks(_encode_elements(scaled, bf.elem, rounding, kw), nan, bf.elem)
 
 
 def _mx_scales(amax, nan, inf, bf, in_dtype):
@@ -564,31 +603,50 @@ def _round_scale(sf):
     return round_scale
 
 
-def _quantize_two_level(blocks, amax, nan, inf, shape, axis, bf, rounding, kw, tensor_amax,
-                        any_nan):
-    """E4M3 block scales under a float32 tensor scale (``xscale``'s two-level rules, in
-    float32 and in the operation order of the implementation each reproduces)."""
+def _two_level_scales(stats, tensor_amax, bf):
+    """Every block's scales under the two-level rules (``xscale``'s, in float32 and in the
+    operation order of the implementation each reproduces), from its (amax, has NaN, has
+    Inf): (E4M3 scale codes, element multiplier, NaN-block flags, block-scale input (TE),
+    float32 tensor scale)."""
     f32 = np.float32
+    amax, nan, inf = stats
+    any_nan = bool(nan.any())                          # (torch.max propagates a NaN)
+    if bf.nonfinite == "nan":
+        nan = nan | inf
     amax32 = np.where(inf, np.inf, amax).astype(f32)
     g = _global_amax(amax32, any_nan, tensor_amax, bf)
     rs = _round_scale(bf.scale_fmt)
+    sb_in = None
     with np.errstate(over="ignore", divide="ignore", invalid="ignore", under="ignore"):
-        x32 = blocks.astype(f32)
         if bf.scale_rule == "nvfp4_torchao":
             p, p_inv = xscale.torchao_tensor_scales(_F, g)
             s_codes, _, mult, s_nan = xscale.torchao_block_scales(_F, amax32, p, p_inv, rs)
-            prod = _F.clamp_abs(x32 * mult[..., None], f32(bf.elem.max))
             nan, t_scale = nan | s_nan, p
         else:
             sb_mult, t_scale = _te_scale_inputs(g, bf)
             sb_in = amax32 * sb_mult
             s_codes, _, mult = xscale.te_block_scales(_F, sb_in, t_scale, rs)
-            prod = x32 * mult[..., None]
     if nan.any():
-        s_codes = np.where(nan, bf.scale_fmt.nan_code, s_codes).astype(s_codes.dtype)
+        s_codes = np.where(nan, bf.scale_fmt.nan_code, s_codes)
+    return s_codes.astype(bf.scale_fmt.code_dtype), mult, nan, sb_in, f32(t_scale)
+
+
+def _two_level_elements(blocks, scales, bf, rounding, kw):
+    """(element codes, scale codes) of (n, k) blocks under a two-level rule, given their
+    scales (``_two_level_scales``); 4over6 keeps, per block, the scale (x1 or x1.5 its
+    input) whose values are nearer the block's."""
+    f32 = np.float32
+    s_codes, mult, nan, sb_in, t_scale = scales
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore", under="ignore"):
+        x32 = blocks.astype(f32, copy=False)
+        prod = x32 * mult[..., None]
+        if bf.scale_rule == "nvfp4_torchao":
+            prod = _F.clamp_abs(prod, f32(bf.elem.max))
+    if nan.any():
         prod = np.where(nan[..., None], f32(0.0), prod)
     codes = _encode_elements(prod, bf.elem, rounding, kw)
     if bf.scale_rule == "4over6":           # the same rule with 1.5x the block scale input
+        rs = _round_scale(bf.scale_fmt)
         with np.errstate(over="ignore", invalid="ignore", under="ignore", divide="ignore"):
             s4, _, mult4 = xscale.te_block_scales(_F, (sb_in * f32(1.5)).astype(f32),
                                                   t_scale, rs)
@@ -597,7 +655,7 @@ def _quantize_two_level(blocks, amax, nan, inf, shape, axis, bf, rounding, kw, t
         use4 = _smaller_error(codes4, s4, codes, s_codes, t_scale, x32, bf) & ~nan
         codes = np.where(use4[..., None], codes4, codes)
         s_codes = np.where(use4, s4, s_codes).astype(s_codes.dtype)
-    return BlockTensor(codes, s_codes, f32(t_scale), shape, axis, bf)
+    return codes, s_codes
 
 
 def _global_amax(amax32, any_nan, tensor_amax, bf):

@@ -49,6 +49,27 @@ from .sums import I64, U64, _f64_bits, _Rounder
 
 __all__ = ["matmul"]
 
+BYTES_PER_PRODUCT = 128    # measured peak per product of the table orders (64-256 B)
+
+
+def _check_size(acc, n_products, max_bytes):
+    """Every order but the sequential one forms all M * N * K products at once (a table the
+    rounding steps then combine): refuse, with the numbers, one that would not fit."""
+    if acc.order == "sequential" and acc.fused is None and acc.products is None:
+        return
+    if isinstance(max_bytes, bool) or not isinstance(max_bytes, (int, np.integer)) or \
+            max_bytes <= 0:
+        raise ValueError(f"max_bytes={max_bytes!r} must be an int > 0")
+    need = n_products * BYTES_PER_PRODUCT
+    if need > max_bytes:
+        raise ValueError(
+            f"lowprec_jax.matmul forms all {n_products} products at once for this "
+            f"accumulator (about {need / 2**30:.2f} GiB at {BYTES_PER_PRODUCT} bytes each), "
+            f"above max_bytes={max_bytes} ({max_bytes / 2**30:.2f} GiB): split the product "
+            "into tiles along M or N, use lp.matmul (which streams), or pass a larger "
+            "max_bytes=")
+
+
 def _check_operands(A, B, c, acc, shape):
     """The core's operand checks (``lp.accumulate.check_operands``) on concrete operands, so
     that eager calls raise what ``lp.matmul`` raises. Under jit nothing can raise: for a float
@@ -68,13 +89,15 @@ def _check_operands(A, B, c, acc, shape):
                                   xp=jnp)
 
 
-def matmul(A, B, acc="fp32-sequential", c=None, *, seed=None, dtype=None):
+def matmul(A, B, acc="fp32-sequential", c=None, *, seed=None, dtype=None, max_bytes=4 << 30):
     """``lp.matmul`` in JAX (fused-adder presets and sequential accumulators; see the module
     docstring): ``A @ B + c`` formed as ``acc`` forms it, bit for bit. A: (..., M, K), B:
     (..., K, N) float arrays holding values of the accumulator's input formats (float32
     values without ``input_formats``), batch axes broadcast, or two ``QuantizedArray``s (A
     blocked along K, B along axis -2, or tiles); c broadcastable to the result (values of the
-    addend format). Jittable; needs ``jax_enable_x64``."""
+    addend format). Jittable; needs ``jax_enable_x64``. Every accumulator but the plain
+    sequential one forms all M * N * K products at once (about 128 bytes each at the peak):
+    a product estimated above ``max_bytes`` (default 4 GiB) is refused with the numbers."""
     acc = lp.hardware.resolve(acc)
     if not jax.config.jax_enable_x64:
         raise ValueError("lowprec_jax.matmul works in 64-bit integers: enable jax_enable_x64 "
@@ -96,6 +119,7 @@ def matmul(A, B, acc="fp32-sequential", c=None, *, seed=None, dtype=None):
     ab, bb, batch, M, K, N = _float_operands(A, B)
     shape = batch + (M, N)
     bad = _check_operands(A, B, c, acc, shape)
+    _check_size(acc, int(np.prod(shape, dtype=np.int64)) * K, max_bytes)
     nb = int(np.prod(batch, dtype=np.int64))
     n_out = nb * M * N
     if isinstance(acc.fmt, IntFormat):

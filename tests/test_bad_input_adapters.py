@@ -62,3 +62,17 @@ def test_torch_matmul_refuses_nan_sums_as_the_core():
     A, B = np.array([[np.nan, 1.0]]), np.ones((2, 1))
     want = _core_error(lambda: lp.matmul(A, B, acc))
     assert _core_error(lambda: lt.matmul(torch.tensor(A), torch.tensor(B), acc)) == want
+
+
+def test_jax_matmul_refuses_a_product_table_beyond_max_bytes():
+    acc = lp.Accumulator("float32", order="pairwise")
+    with jax.enable_x64(True):
+        with pytest.raises(ValueError, match=r"forms all 134217728 products at once .* \(about "
+                                             r"16.00 GiB .*\), above max_bytes=4294967296"):
+            lj.matmul(jnp.ones((512, 512)), jnp.ones((512, 512)), acc)
+        with pytest.raises(ValueError, match="max_bytes=0 must be an int > 0"):
+            lj.matmul(jnp.ones((4, 4)), jnp.ones((4, 4)), acc, max_bytes=0)
+        out = lj.matmul(jnp.ones((4, 4)), jnp.ones((4, 4)), acc, max_bytes=1 << 20)
+        assert np.asarray(out).tolist() == [[4.0] * 4] * 4        # exact: sums of ones
+        # the sequential order streams over K: no table, no limit
+        lj.matmul(jnp.ones((64, 64)), jnp.ones((64, 64)), "fp32-sequential", max_bytes=1)

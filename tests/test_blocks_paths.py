@@ -91,3 +91,32 @@ def test_other_axes_and_padding_take_the_fused_path_too(preset, shape, axis, mon
                                                                        want.scale_codes)
         assert got_v.shape == x.shape
         assert np.array_equal(bits(got_v), bits(want.dequantize()))
+
+
+@pytest.mark.parametrize("preset,rounding,kw", [
+    ("nvfp4", "stochastic", dict(sr_variant="te")), ("nvfp4_4over6", "nearest_even", {}),
+    ("nvfp4_torchao", "stochastic", {}), ("mxfp4", "stochastic", dict(sr_bits=5)),
+    ("mxfp8_e4m3", "nearest_even", {})])
+@pytest.mark.parametrize("axis", [-1, 0])
+def test_numpy_path_in_chunks_equals_one_pass(preset, rounding, kw, axis, monkeypatch):
+    """The NumPy path encodes its blocks in chunks (bounded memory): chunks of 3 blocks, with
+    the seeded words each chunk draws itself, give the bits of one pass and of rbits= the
+    stream's words for the whole tensor (the documented meaning of seed=)."""
+    monkeypatch.setattr(lp.blocks, "FAST_MIN_SIZE", 1 << 40)          # the NumPy path
+    rng = np.random.default_rng(3)
+    x = (rng.standard_normal((48, 64)) * np.exp2(rng.integers(-20, 20, (48, 1)))).astype(
+        np.float32)
+    x[1, 5], x[7, 2] = np.nan, np.inf
+    sr = dict(seed=11) if rounding == "stochastic" else {}
+    runs = []
+    for chunk in (3, 1 << 30):
+        monkeypatch.setattr(lp.blocks, "CHUNK_BLOCKS", chunk)
+        runs.append(lp.quantize(x, preset, axis, rounding, **kw, **sr))
+    if sr:
+        wide = kw.get("sr_bits", 32) > 32
+        runs.append(lp.quantize(x, preset, axis, rounding, **kw,
+                                rbits=lp.random_bits(11, x.shape, wide)))
+    for bt in runs[1:]:
+        assert np.array_equal(bt.codes, runs[0].codes)
+        assert np.array_equal(bt.scale_codes, runs[0].scale_codes)
+        assert bits(np.float32(bt.tensor_scale)) == bits(np.float32(runs[0].tensor_scale))
