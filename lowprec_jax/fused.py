@@ -142,6 +142,29 @@ def _view(b, fmt):
     return jnp.where(m < 0, -sig, sig), ex, flag
 
 
+def members(b, fmt):
+    """Which float64 bit patterns ``b`` hold values of ``fmt`` (a FloatFormat; float32 where
+    fmt is None): no bits below the format's last place at its exponent, within its range and
+    sign. Inf and NaN pass, as ``lp.accumulate.check_values`` checks finite values only."""
+    m, e, flag = _parts(b)
+    a = jnp.abs(m)
+    msb = 63 - clz(jnp.where(a == 0, U64(1), a.astype(U64))).astype(I64)
+    man, emin = (23, -126) if fmt is None else (fmt.man_bits, fmt.emin)
+    top = float(np.finfo(np.float32).max) if fmt is None else float(fmt.max)
+    sh = (jnp.maximum(msb + e, emin) - man) - e          # bits of a below the last place
+    low = a & ((I64(1) << jnp.clip(sh, 0, 62)) - 1)
+    exact = (a == 0) | (sh <= 0) | ((sh < 63) & (low == 0))
+    mag = jnp.abs(lax.bitcast_convert_type(b, jnp.float64))
+    ok = exact & (mag <= top)
+    if fmt is not None and not fmt.signed:
+        ok = ok & (m >= 0)
+    if fmt is not None and not fmt.has_neg_zero:         # fnuz, unsigned: no -0
+        ok = ok & (flag != NEGZERO)
+    if fmt is not None and not fmt.zero:
+        ok = ok & (a != 0)
+    return (flag == INF) | (flag == NAN) | ok
+
+
 def _float_operands(A, B):
     """Validated float operands as float64 bits, A (nb, M, K) and B transposed (nb, N, K),
     and (batch, M, K, N)."""

@@ -43,7 +43,7 @@ from lowprec.rounding import check_seed
 
 from .block_matmul import _block_matmul
 from .blocks import QuantizedArray
-from .fused import _finish, _float_operands, _fused, _sequential, _view
+from .fused import _finish, _float_operands, _fused, _sequential, _view, members
 from .orders import _exact, _program, _program_int
 from .sums import I64, U64, _f64_bits, _Rounder
 
@@ -73,8 +73,10 @@ def _check_size(acc, n_products, max_bytes):
 def _check_operands(A, B, c, acc, shape):
     """The core's operand checks (``lp.accumulate.check_operands``) on concrete operands, so
     that eager calls raise what ``lp.matmul`` raises. Under jit nothing can raise: for a float
-    accumulator format without NaN, the sums whose IEEE value is NaN come back as NaN (the
-    mask, else None); values outside the input formats are not detected while tracing."""
+    accumulator the outputs whose row of A or column of B holds a value outside its input
+    format, and, for a format without NaN, the sums whose IEEE value is NaN, come back as NaN
+    (the mask, else None). Integer results cannot hold NaN: their operands are not checked
+    while tracing."""
     ops = (A, B) + (() if c is None else (c,))
     if not any(isinstance(x, jax.core.Tracer) for x in ops):
         C = np.zeros(shape) if c is None else np.broadcast_to(
@@ -82,11 +84,17 @@ def _check_operands(A, B, c, acc, shape):
         lp.accumulate.check_operands(np.asarray(A, np.float64), np.asarray(B, np.float64), C,
                                      acc)
         return None
-    if isinstance(acc.fmt, IntFormat) or acc.fmt.has_nan:
+    if isinstance(acc.fmt, IntFormat):
         return None
-    C = jnp.zeros(shape) if c is None else jnp.broadcast_to(jnp.asarray(c, jnp.float64), shape)
-    return lp.accumulate.nan_sums(jnp.asarray(A, jnp.float64), jnp.asarray(B, jnp.float64), C,
-                                  xp=jnp)
+    A64, B64 = jnp.asarray(A, jnp.float64), jnp.asarray(B, jnp.float64)
+    fa, fb = acc.input_formats
+    bad = ~members(_f64_bits(A64), fa).all(-1)[..., :, None] | \
+        ~members(_f64_bits(B64), fb).all(-2)[..., None, :]
+    if not acc.fmt.has_nan:
+        C = jnp.zeros(shape) if c is None else jnp.broadcast_to(jnp.asarray(c, jnp.float64),
+                                                                 shape)
+        bad = bad | lp.accumulate.nan_sums(A64, B64, C, xp=jnp)
+    return jnp.broadcast_to(bad, shape)
 
 
 def matmul(A, B, acc="fp32-sequential", c=None, *, seed=None, dtype=None, max_bytes=4 << 30):

@@ -76,3 +76,36 @@ def test_jax_matmul_refuses_a_product_table_beyond_max_bytes():
         assert np.asarray(out).tolist() == [[4.0] * 4] * 4        # exact: sums of ones
         # the sequential order streams over K: no table, no limit
         lj.matmul(jnp.ones((64, 64)), jnp.ones((64, 64)), "fp32-sequential", max_bytes=1)
+
+
+@pytest.mark.parametrize("fmt", [None, "float8_e4m3fn", "float8_e5m2", "float8_e4m3fnuz",
+                                 "float4_e2m1fn", "float6_e3m2fn", "bfloat16", "float16",
+                                 "tfloat32", "float8_e8m0fnu"])
+def test_jax_members_is_the_cores_representability(fmt):
+    """lowprec_jax's traced membership test against the core's ``is_representable`` (table
+    lookups of the format's values), on every value of the format, its neighbours in float64,
+    midpoints, values past the range and the float32 corner cases."""
+    from lowprec_jax.fused import members
+    from lowprec_jax.sums import _f64_bits
+    f = lp.format(fmt or "float32")
+    v = f.values() if f.bits <= 16 else np.float64(
+        [0.0, 1.0, 1 + 2.0**-f.man_bits, f.min_subnormal, f.min_normal, f.max])
+    x = np.concatenate([v, -v, np.nextafter(v, np.inf), np.nextafter(v, -np.inf),
+                        (v[1:] + v[:-1]) / 2, [v.max() * 2, 2.0**-160, 1.3, np.inf, np.nan]])
+    with jax.enable_x64(True):
+        got = np.asarray(jax.jit(lambda b: members(b, lp.format(fmt) if fmt else None))(
+            _f64_bits(jnp.asarray(x))))
+    want = ~np.isfinite(x) | (np.asarray(f.is_representable(x)) if fmt else
+                              (x.astype(np.float32).astype(np.float64) == x))
+    assert np.array_equal(got, want)
+
+
+def test_jax_matmul_under_jit_marks_values_outside_the_input_formats():
+    A = np.ones((3, 32))
+    A[0, 5] = 1.3                                                 # not an E4M3 value
+    B = np.ones((32, 2))
+    B[4, 1] = 500.0                                               # beyond E4M3's 448
+    with jax.enable_x64(True):
+        out = np.asarray(jax.jit(lambda a, b: lj.matmul(a, b, "h100-fp8"))(A, B))
+    assert np.isnan(out[0]).all() and np.isnan(out[:, 1]).all()
+    assert out[1, 0] == out[2, 0] == 32.0
