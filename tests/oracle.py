@@ -210,7 +210,7 @@ def round_exact(x, t, mode, policy=None, sr=None):
             elif variant == "src":
                 up = _rne(d * 2**r) + R >= 2**r
             elif variant == "sr_nearest_odd":
-                up = _rnto(d * 2**r) + R >= 2**r
+                up = _rne(d * 2**r, tie_odd=True) + R >= 2**r
             else:
                 up = _rto(d * 2**r) + R >= 2**r
             v = aw if up else tz
@@ -249,10 +249,12 @@ def _even(lo, ulp, t):
     return (abs(lo) / ulp) % 2 == 0
 
 
-def _rne(y):
+def _rne(y, tie_odd=False):
+    """y rounded to the nearest integer, ties to the even one (``tie_odd``: the odd one,
+    gfloat's _rnito)."""
     f = y.__floor__()
     rem = y - f
-    if rem > Fr(1, 2) or (rem == Fr(1, 2) and f % 2 == 1):
+    if rem > Fr(1, 2) or (rem == Fr(1, 2) and f % 2 == (0 if tie_odd else 1)):
         return f + 1
     return f
 
@@ -368,12 +370,3 @@ def _away_mode(mode, neg):
     if mode == "down":
         return neg.copy()
     return np.zeros_like(neg)
-
-
-def _rnto(y):
-    """y rounded to the nearest integer, ties to the odd one (gfloat's _rnito)."""
-    f = y.__floor__()
-    rem = y - f
-    if rem > Fr(1, 2) or (rem == Fr(1, 2) and f % 2 == 0):
-        return f + 1
-    return f
