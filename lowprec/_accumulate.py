@@ -198,6 +198,26 @@ def _f32_add(x, y):
     return np.float64(np.float32(s))
 
 
+F32_RNE, F32_RZ, F32_RZ_INF = 1, 2, 3    # prm[10]: a float32 output one conversion rounds
+
+
+@nb.njit(**_INLINE)
+def _f32_out(v, how):
+    """An exact float64 v rounded once to float32: ``F32_RNE`` the IEEE conversion itself;
+    ``F32_RZ`` toward zero: the conversion, stepped one code toward zero where it went past v
+    (RNE's result lies within one code of RZ's; from Inf the step gives the largest finite
+    value, IEEE's RZ overflow); ``F32_RZ_INF``: the same, but |v| >= 2^128 (an overflow of the
+    truncated result) gives Inf (``overflow="inf_always"``)."""
+    f = np.float32(v)
+    if how == F32_RNE:
+        return np.float64(f)
+    if how == F32_RZ_INF and abs(v) >= 2.0 ** 128:
+        return np.inf if v > 0 else -np.inf
+    if abs(np.float64(f)) > abs(v):
+        f = _as(np.int32(_as(f, np.int32(0)) - np.int32(1)), np.float32(0))
+    return np.float64(f)
+
+
 @nb.njit(**_INLINE)
 def _align(p, sh, mode):
     """p * 2^sh rounded to an integer (p signed): truncation toward zero, floor, or
@@ -282,8 +302,8 @@ def _fused_step(SA, EA, SB, EB, SPA, SPB, k0, k1, acc, prm, P, rw):
     else:
         v = math.ldexp(np.float64(S), x)
     if align_c or acc == 0:
-        if prm[10]:                     # float32, nearest-even: one IEEE conversion of v
-            return np.float64(np.float32(v)), I64(0)
+        if prm[10]:                     # float32: one IEEE conversion of v (_f32_out)
+            return _f32_out(v, prm[10]), I64(0)
         return _round_value(v, rw, P)
     return _round_sum(v, acc, rw, P, False)
 
@@ -366,8 +386,8 @@ def _floored_step(SA, EA, SB, EB, k0, k1, acc, prm, P, rw):
         v = np.float64(T) * _as((x + 1023) << 52, np.float64(0))
     else:
         v = math.ldexp(np.float64(T), x)
-    if prm[10]:                         # float32, nearest-even: the IEEE conversion rounds v
-        return np.float64(np.float32(v)), I64(0)       # (exact, |T| < 2^53) once
+    if prm[10]:                         # float32: the IEEE conversion rounds v (exact,
+        return _f32_out(v, prm[10]), I64(0)            # |T| < 2^53) once (_f32_out)
     return _round_value(v, rw, P)
 
 

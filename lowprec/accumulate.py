@@ -336,6 +336,22 @@ def _f32_rne(acc):
             and mode_name(acc.rounding) == "nearest_even" and acc.overflow in (None, "inf"))
 
 
+def _f32_out_kind(acc):
+    """How the fused kernel may round a float32 result with one IEEE conversion
+    (``_accumulate._f32_out``): nearest-even with IEEE overflow, toward zero with IEEE overflow
+    (or saturation, the same there), toward zero with overflow to Inf; 0: the general step."""
+    if acc.fmt != _format("float32") or acc.stochastic:
+        return 0
+    mode = mode_name(acc.rounding)
+    if mode == "nearest_even" and acc.overflow in (None, "inf"):
+        return _A.F32_RNE
+    if mode == "toward_zero" and acc.overflow in (None, "inf", "saturate"):
+        return _A.F32_RZ
+    if mode == "toward_zero" and acc.overflow == "inf_always":
+        return _A.F32_RZ_INF
+    return 0
+
+
 def _fma64_chain(acc):
     """True for the float64 fused multiply-add chain (float64 inputs, the float64 accumulator,
     nearest-even, sequential); ValueError for any other model whose products do not fit in
@@ -610,7 +626,7 @@ def _run_fused(acc, SA, EA, FA, SB, EB, FB, mab, C3, seed, n_terms):
                     -1 if fz.sum_bits is None else fz.sum_bits, fz.split,
                     int(fz.drop_small_addend), int(fz.inf_products),
                     _A.NO_EXP if fz.zero_exponent is None else fz.zero_exponent,
-                    int(_f32_rne(acc))], dtype=np.int64)
+                    _f32_out_kind(acc)], dtype=np.int64)
     pro = acc.promote_to
     Ppro = P if pro is None else _rparams(pro.fmt, pro.rounding, pro.overflow, pro.sr_bits,
                                           pro.sr_variant, pro.stochastic)[1]

@@ -2,6 +2,7 @@
 (tests/oracle_mma.py) and the core oracle's stochastic rounding; hypothesis properties."""
 from fractions import Fraction as Fr
 
+import math
 import re
 import ml_dtypes
 import numpy as np
@@ -636,3 +637,32 @@ def test_floored_join_arguments():
     with pytest.raises(ValueError, match="promote_every with a floored join"):
         lp.Accumulator("float32", fused=lp.FusedAdder(8, 24, False, sum_bits=31),
                        input_formats=("float16", "float16"), promote_every=16)
+
+
+@pytest.mark.parametrize("kind,mode,overflow", [(1, "nearest_even", "inf"),
+                                                (2, "toward_zero", "inf"),
+                                                (3, "toward_zero", "inf_always")])
+def test_f32_output_by_one_conversion_is_mpfrs_rounding(kind, mode, overflow):
+    """The fused kernel's float32 output step (``_accumulate._f32_out``: the IEEE conversion,
+    stepped toward zero for RZ) against MPFR at float32's precision and range: subnormals,
+    ties, the top binade, past the largest value and past 2^128."""
+    import gmpy2
+    from lowprec import _accumulate as A
+    rng = np.random.default_rng(kind)
+    top = float(np.finfo(np.float32).max)
+    v = np.concatenate([
+        rng.standard_normal(300) * np.exp2(rng.integers(-160, 129, 300)),
+        np.float64([0.0, -0.0, 2.0**-149, 2.0**-150, 3 * 2.0**-151, 2.0**-126 * (1 - 2**-30),
+                    top, top * (1 + 2**-25), top * (1 + 2**-24), 2.0**128 * (1 - 2**-50),
+                    2.0**128, 2.0**129, 1 + 2**-24, 1 + 3 * 2**-25])])
+    v = np.concatenate([v, -v])
+    rnd = {"nearest_even": gmpy2.RoundToNearest, "toward_zero": gmpy2.RoundToZero}[mode]
+    ctx = gmpy2.context(precision=24, emin=-148, emax=128, subnormalize=True, round=rnd)
+    for x in v:
+        got = A._f32_out(float(x), kind)
+        with ctx:
+            want = float(gmpy2.mpfr(float(x), 53) * 1)          # MPFR rounds the exact x once
+        if abs(x) >= 2.0**128:                                   # the overflow policy decides
+            want = math.copysign(np.inf if (overflow == "inf_always" or mode ==
+                                            "nearest_even") else top, x)
+        assert got == want and math.copysign(1, got) == math.copysign(1, want), x
