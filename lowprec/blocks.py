@@ -409,7 +409,7 @@ def quantize(x, bf, axis=-1, rounding="nearest_even", *, sr_bits=None, sr_varian
     if bf.scale_rule in TWO_LEVEL:                    # the scales of every block at once
         scales = _two_level_scales(stats, tensor_amax, bf)
     else:
-        scales = _pow2_scales(stats, bf, in_dtype)
+        scales = _scales_of_pow2_blocks(stats, bf, in_dtype)
     codes = np.empty(flat.shape, bf.elem.code_dtype)
     for s in range(0, n, CHUNK_BLOCKS):               # the elements chunk by chunk: blocks
         e = min(s + CHUNK_BLOCKS, n)                  # are independent, temporaries bounded
@@ -429,7 +429,7 @@ def quantize(x, bf, axis=-1, rounding="nearest_even", *, sr_bits=None, sr_varian
 CHUNK_BLOCKS = 4096     # blocks whose elements are encoded at once on the NumPy path
 
 
-def _pow2_scales(stats, bf, in_dtype):
+def _scales_of_pow2_blocks(stats, bf, in_dtype):
     """(scale codes, clipped scale exponents, NaN-block flags) of every block under a
     power-of-two rule, from its (amax, has NaN, has Inf)."""
     amax, nan, inf = stats
