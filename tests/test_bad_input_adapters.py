@@ -109,3 +109,14 @@ def test_jax_matmul_under_jit_marks_values_outside_the_input_formats():
         out = np.asarray(jax.jit(lambda a, b: lj.matmul(a, b, "h100-fp8"))(A, B))
     assert np.isnan(out[0]).all() and np.isnan(out[:, 1]).all()
     assert out[1, 0] == out[2, 0] == 32.0
+
+
+def test_triton_matmul_refuses_nan_sums_as_the_core():
+    torch = pytest.importorskip("torch")
+    from lowprec_torch import triton as tk
+    acc = lp.Accumulator("float4_e2m1fn", fused=lp.FusedAdder(4, 10),
+                         input_formats=("float16", "float16"))
+    A, B = np.array([[np.nan, 1.0, 0.0, 0.0]]), np.ones((4, 1))
+    want = _core_error(lambda: lp.matmul(A, B, acc))
+    assert _core_error(lambda: tk.matmul(torch.tensor(A, dtype=torch.float32),
+                                         torch.tensor(B, dtype=torch.float32), acc)) == want

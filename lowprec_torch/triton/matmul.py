@@ -9,7 +9,7 @@ import triton.language as tl
 import lowprec as lp
 from lowprec import blocks as _B
 
-from ..cast import cast_keeping_nan_sign
+from ..cast import cast_keeping_nan_sign, to_numpy
 from .cast import _need
 from .step import _u, kernel_params, msb64, round_bits, round_int
 
@@ -399,6 +399,13 @@ def matmul(A, B, acc, c=None, *, dtype=None):
         raise NotImplementedError("this fused adder's sums exceed 53 bits; use "
                                   "lowprec_torch.matmul")
     fa, fb = acc.input_formats
+    if isinstance(A, torch.Tensor) and isinstance(B, torch.Tensor) and not acc.fmt.has_nan:
+        a64, b64 = to_numpy(A).astype(np.float64), to_numpy(B).astype(np.float64)
+        shape = np.broadcast_shapes(a64.shape[:-2], b64.shape[:-2]) + (a64.shape[-2],
+                                                                        b64.shape[-1])
+        c64 = np.zeros(shape) if c is None else np.broadcast_to(np.asarray(
+            c.detach().cpu() if isinstance(c, torch.Tensor) else c, np.float64), shape)
+        _acc.check_operands(a64, b64, c64, acc)    # NaN sums: the core's refusal, same text
     (sa, ea, fla), ba, (M, K), fa = _views(A, fa, "A", False)
     (sb, eb, flb), bb, (K2, N), fb = _views(B, fb, "B", True)
     if K != K2 or ba != bb:
