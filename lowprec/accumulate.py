@@ -308,8 +308,8 @@ def matmul(A, B, acc="fp32-sequential", c=None, *, seed=None, dtype=None):
         res_fmt = fmt
     if errs[0]:
         raise ValueError(f"a sum is NaN (NaN or Inf - Inf among the terms) but {res_fmt.name} "
-                         "has no NaN, so the sum cannot be written (whatever overflow=): pass inputs "
-                         "without NaN/Inf or an accumulator format with NaN")
+                         "has no NaN, so the sum cannot be written (whatever overflow=): pass "
+                         "inputs without NaN/Inf or an accumulator format with NaN")
     return _results(out, _out_dtype(dtype, res_fmt), acc).reshape(shape)
 
 

@@ -12,8 +12,9 @@ with ``lp.round`` to model a narrow operand). Special values follow IEEE 754-201
 NaN operands give NaN, invalid operations (0 * Inf, Inf - Inf, 0/0, Inf/Inf, sqrt of x < 0) give
 NaN, x/0 gives a signed infinity, and an exact zero sum of opposite-signed terms is +0 (-0 when
 rounding ``down``). Infinite and NaN results then meet the format as ``lp.round`` meets +-Inf and
-NaN inputs (the ``overflow`` policy); a NaN result in a format without NaN raises, whatever the policy (``lp.round`` instead maps a NaN input to zero under ``overflow=None``, as ml_dtypes casts do). The result dtype follows
-``lp.round``'s rule applied to the inputs' common dtype; ``dtype=`` overrides it.
+NaN inputs (the ``overflow`` policy); a NaN result in a format without NaN raises, whatever
+the policy (``lp.round`` instead maps a NaN input to zero under ``overflow=None``, as
+ml_dtypes casts do). The result dtype follows ``lp.round``'s rule applied to the inputs' common dtype; ``dtype=`` overrides it.
 """
 from __future__ import annotations
 

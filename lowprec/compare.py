@@ -206,7 +206,8 @@ def _pattern(bad2):
             folded = counts.reshape(n // p, p)
             res = np.flatnonzero(folded.sum(0))
             repeats = np.count_nonzero(folded.sum(1)) > 1      # else the box says it all
-            if len(res) < p and repeats and (best is None or len(res) / p < len(best[1]) / best[0]):
+            sharper = best is None or len(res) / p < len(best[1]) / best[0]
+            if len(res) < p and repeats and sharper:
                 best = (p, res)
         if best:
             out.append(f"every mismatch lies in {name}s whose index mod {best[0]} is in "
