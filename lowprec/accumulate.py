@@ -291,8 +291,8 @@ def matmul(A, B, acc="fp32-sequential", c=None, *, seed=None, dtype=None):
         _A.exact_matmul(A3, B3, C3, acc.block or 0, P, sr, sd, out, errs)
         res_fmt = fmt
     elif acc.order == "sequential" and acc.products is None and not acc.ftz:
-        _A.sequential_matmul(A3, B3, C3, P, _f32_rne(acc), not sr and fmt.man_bits <= 51, sr, sd,
-                             out, errs)
+        _A.sequential_matmul(A3, B3, C3, P, _f32_out_kind(acc) == _A.F32_RNE,
+                             not sr and fmt.man_bits <= 51, sr, sd, out, errs)
         res_fmt = fmt
     else:
         prog, depth = program(acc.order, K, acc.block)
@@ -327,13 +327,6 @@ def _out_dtype(dtype, fmt):
         raise ValueError(f"dtype={dtype!r} cannot hold every value of {fmt.name}: pass a float "
                          "dtype that does (float32 or float64), or None")
     return rdt
-
-
-def _f32_rne(acc):
-    """True for the IEEE float32 accumulator rounding to nearest-even with IEEE overflow: a
-    float64 -> float32 conversion of an exact value is then its one rounding."""
-    return (acc.fmt == _format("float32") and not acc.stochastic
-            and mode_name(acc.rounding) == "nearest_even" and acc.overflow in (None, "inf"))
 
 
 def _f32_out_kind(acc):

@@ -113,35 +113,37 @@ _META_TYPES = {"lowprec_golden": int, "op": str, "format": str, "arrays": dict, 
 _QUANTIZE_TYPES = {"axis": int, "element": str, "scale_format": str}
 
 
-def _header(zf, info, path, max_bytes):
-    """(shape, dtype) of a member's .npy header, checked before anything is allocated."""
-    with zf.open(info) as f:
+def _read(zf, name, path, max_bytes, decl=False):
+    """One member read in one pass: its .npy header checked first (numbers only, at most
+    ``max_bytes``, and, unless ``decl`` is False, the [dtype, shape] the metadata declares,
+    ``decl``), then its data."""
+    with zf.open(zf.getinfo(name + ".npy")) as f:
         try:
             version = np.lib.format.read_magic(f)
             shape, fortran, dtype = (np.lib.format.read_array_header_1_0(f) if version == (1, 0)
                                      else np.lib.format.read_array_header_2_0(f))
         except ValueError as e:
-            raise ValueError(f"{path}: member {info.filename} is not a .npy array ({e})") \
-                from None
-    if dtype.hasobject:
-        raise ValueError(f"{path}: array {info.filename[:-4]!r} holds Python objects; golden "
-                         "arrays are numbers only")
-    nbytes = int(np.prod(shape, dtype=object)) * dtype.itemsize
-    if nbytes > max_bytes:
-        raise ValueError(f"{path}: array {info.filename[:-4]!r} declares shape {shape} of "
-                         f"{dtype} = {nbytes} bytes, above the limit of {max_bytes} bytes "
-                         "(max_bytes= / --max-bytes to allow more)")
-    return shape, dtype
-
-
-def _read(zf, name, path, max_bytes):
-    info = zf.getinfo(name + ".npy")
-    _header(zf, info, path, max_bytes)
-    with zf.open(info) as f:
-        try:
-            return np.lib.format.read_array(f, allow_pickle=False)
-        except (ValueError, EOFError, OSError) as e:
-            raise ValueError(f"{path}: array {name!r} cannot be read ({e})") from None
+            raise ValueError(f"{path}: member {name}.npy is not a .npy array ({e})") from None
+        if dtype.hasobject:
+            raise ValueError(f"{path}: array {name!r} holds Python objects; golden arrays "
+                             "are numbers only")
+        nbytes = int(np.prod(shape, dtype=object)) * dtype.itemsize
+        if nbytes > max_bytes:
+            raise ValueError(f"{path}: array {name!r} declares shape {shape} of {dtype} = "
+                             f"{nbytes} bytes, above the limit of {max_bytes} bytes "
+                             "(max_bytes= / --max-bytes to allow more)")
+        if decl is None:
+            raise ValueError(f"{path}: array {name!r} is in the file, metadata says nothing "
+                             "of it")
+        if decl is not False and list(shape) != decl[1]:
+            raise ValueError(f"{path}: array {name!r} has shape {shape}, metadata says "
+                             f"{decl[1]}")
+        if decl is not False and dtype.name != decl[0]:
+            raise ValueError(f"{path}: array {name!r} is {dtype}, metadata says {decl[0]}")
+        raw = f.read(nbytes)
+    if len(raw) != nbytes:
+        raise ValueError(f"{path}: array {name!r} is cut short ({len(raw)} of {nbytes} bytes)")
+    return np.frombuffer(raw, dtype).reshape(shape, order="F" if fortran else "C").copy()
 
 
 def _check_meta(meta, path):
@@ -228,14 +230,7 @@ def load(path, *, keys=None, max_bytes=MAX_BYTES, verify=True) -> dict:
                 raise ValueError(f"{path}: missing array {k!r} for op {op!r}" if k in
                                  _REQUIRED[op] else f"key={k!r} is not an array of this "
                                  f"golden file; it has {sorted(names - {'metadata'})}")
-            decl = meta["arrays"].get(k)
-            shape, dtype = _header(zf, zf.getinfo(k + ".npy"), path, max_bytes)
-            if not decl or list(shape) != decl[1]:
-                raise ValueError(f"{path}: array {k!r} has shape {shape}, metadata says "
-                                 f"{decl[1] if decl else 'nothing'}")
-            if dtype.name != decl[0]:
-                raise ValueError(f"{path}: array {k!r} is {dtype}, metadata says {decl[0]}")
-            data[k] = _read(zf, k, path, max_bytes)
+            data[k] = _read(zf, k, path, max_bytes, meta["arrays"].get(k))
     if verify:
         _verify(data, meta, path)
     data["metadata"] = meta
