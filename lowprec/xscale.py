@@ -18,9 +18,11 @@ Users: ``lowprec.blocks`` (NumPy, every size), ``lowprec_jax.blocks`` and
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
-__all__ = ["floor_log2", "is_pow2", "scale_exp", "pow2_scales", "times_pow2", "NativeF32",
+__all__ = ["floor_log2", "is_pow2", "scale_exp", "pow2_scales", "rceil_exp32", "times_pow2", "NativeF32",
            "te_tensor_scales", "te_block_scales", "torchao_tensor_scales",
            "torchao_block_scales", "F32_MAX", "LAYOUT"]
 
@@ -66,7 +68,8 @@ def scale_exp(xp, amax, bf, w=32, mul=None):
       mantissa width (half an ulp added, mantissa cleared), minus emax_elem;
     - ``rceil`` (TE, cuBLAS): e = ceil(log2(amax * fl(1 / max_elem))) with the product
       rounded in the input's float type; ``mul(a_bits, c)`` is that product's bits for a
-      constant ``c`` (np.float32 / np.float64), supplied by the backend.
+      constant ``c`` (np.float32 / np.float64), supplied by the backend; without ``mul``,
+      float32 amaxes take ``rceil_exp32`` (the same exponents in integer operations).
     """
     emax = bf.emax_elem
     mw, bias = LAYOUT[w]
@@ -81,11 +84,63 @@ def scale_exp(xp, amax, bf, w=32, mul=None):
         return ((safe + half) >> mw) - bias - emax
     if rule != "rceil":
         raise ValueError(f"scale_rule={rule!r} is not a power-of-two rule")
+    if w == 32 and mul is None:
+        return rceil_exp32(xp, safe, bf)
     ft = np.float32 if w == 32 else np.float64
     p = mul(safe, ft(1.0) / ft(bf.elem.max)) & ((1 << (w - 1)) - 1)
     e = floor_log2(xp, xp.where(p == 0, 1, p), w) + xp.where(is_pow2(xp, p, w), 0, 1)
     inf = p == ((2 * bias + 1) << mw)
     return xp.where(inf, 1023, xp.where(p == 0, _NO_SCALE, e))
+
+
+@functools.lru_cache(maxsize=64)
+def _rceil_table32(elem_max, scale_emin):
+    """(f0, m_star, [(k, t_k)]) of ``rceil_exp32``, found with NumPy's IEEE float32 product
+    (subnormals kept): f0 = e(1.0); m_star, the largest mantissa field m with e((1 + m 2^-23))
+    = f0; t_k, the largest amax bits with e(amax) <= k, for the scale exponents k below -126
+    down to the scale format's emin (there float32's subnormal rounding breaks the pattern)."""
+    tiny = np.array([2.0**-140], np.float32)
+    if (tiny * np.float32(2.0**10))[0] == 0:
+        raise RuntimeError("rceil_exp32's table needs IEEE float32 subnormals in NumPy, and "
+                           "this thread flushes them")
+    c = np.float32(1.0) / np.float32(elem_max)
+
+    def e(bits):
+        p = (np.asarray([bits], np.uint32).view(np.float32) * c).view(np.uint32).astype(
+            np.int64) & 0x7FFFFFFF
+        if p[0] == 0:
+            return _NO_SCALE
+        return int(floor_log2(np, p)[0] + np.where(is_pow2(np, p), 0, 1)[0])
+
+    def last(lo, hi, ok):                   # the largest b in [lo, hi] with ok(b); ok(lo)
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            lo, hi = (mid, hi) if ok(mid) else (lo, mid - 1)
+        return lo
+
+    one = 127 << 23
+    f0 = e(one)
+    m_star = last(0, (1 << 23) - 1, lambda m: e(one | m) == f0) if e(one) == f0 else -1
+    if e(one | ((1 << 23) - 1)) > f0 + 1:
+        raise ValueError("rceil_exp32: the product crosses two binades")
+    lows = [(k, last(0, 0x7F7FFFFF, lambda b, k=k: e(b) <= k)) for k in range(scale_emin, -126)]
+    return f0, m_star, lows
+
+
+def rceil_exp32(xp, amax, bf):
+    """``scale_exp``'s rceil rule for float32 amax bits (> 0) in integer operations only:
+    e = ceil(log2(fl32(amax * fl32(1 / max_elem)))), the IEEE float32 product, as
+    floor_log2(amax) + f0 + [mantissa(amax) > m_star] where the product is normal, and by
+    comparison with tabulated amaxes where it is not (``_rceil_table32``). Exponents below
+    the scale format's emin come out as emin (the caller clips them there)."""
+    sf = bf.scale_fmt
+    if sf.emin < -149:
+        raise NotImplementedError("rceil_exp32 needs a scale format with emin >= -149")
+    f0, m_star, lows = _rceil_table32(float(bf.elem.max), int(sf.emin))
+    e = (amax >> 23) - 127 + f0 + xp.where((amax & 0x7FFFFF) > m_star, 1, 0)
+    for k, t in reversed(lows):
+        e = xp.where(amax <= t, k, e)
+    return e
 
 
 def pow2_scales(xp, amax, nan, inf, bf, w=32, mul=None):

@@ -271,3 +271,84 @@ def _overflow(s, away, P, ut, top):
 
 round_bits = jax.jit(round_bits_impl, static_argnames=("P",))
 round_bits.__doc__ = round_bits_impl.__doc__
+
+
+# ---- the values-only step of power-of-two-scaled blocks -----------------------------------------
+
+_LEAN_MODES = ("nearest_even", "nearest_away", "up", "down", "toward_zero", "odd", "stochastic")
+
+
+def scaled_values_ok(P, e_min):
+    """Can ``round_scaled_values`` round to the plan ``P`` with scale exponents >= ``e_min``?
+    A float32 work type, a sign-magnitude element format whose subnormals keep its mantissa
+    width, saturating, every grid step (2^(emin - man_bits + e)) at least 2^-149, and a mode
+    whose decision reads at most 32 discarded bits (SR: srff with up to 32 random bits)."""
+    return (P.work_bits == 32 and P.kind == "sign_magnitude" and P.code_base == 0
+            and P.sub_man_bits == P.man_bits and 0 < P.man_bits <= 22
+            and P.overflow == "saturate" and P.emin - P.man_bits + e_min >= -149
+            and P.mode in _LEAN_MODES
+            and (P.mode != "stochastic" or (P.sr_variant == "srff" and P.sr_bits <= 32)))
+
+
+def round_scaled_values(ub, e, Rl, P):
+    """The float32 bits of (x 2^-e rounded as ``P`` says) times 2^e, for float32 bits ``ub``
+    and int32 scale exponents ``e`` (broadcast): the value ``_round_bits`` gives a block
+    element, then the exact product by the block scale, on integers alone (no float32
+    arithmetic, so no backend's subnormal flushing can change a bit) and without forming
+    x 2^-e: x's significand is cut at x's own exponent minus e. ``Rl``: the random words
+    (stochastic rounding; None otherwise). Finite x, or Inf (saturated to the largest value);
+    the caller gives NaN blocks their NaN. Only where ``scaled_values_ok``."""
+    mt, emin = P.man_bits, P.emin
+    I32 = jnp.int32
+    a = ub & U32(0x7FFFFFFF)
+    ew = (a >> 23).astype(I32)
+    sig = (a & U32(0x7FFFFF)) | ((ew != 0).astype(U32) << 23)
+    e_sig = jnp.maximum(ew, 1) - 150                   # |x| = sig 2^e_sig
+    msb = (jax.lax.bitcast_convert_type(sig.astype(jnp.float32), U32) >> 23).astype(I32) - 127
+    Ey = msb + e_sig - e                               # floor(log2 |x 2^-e|), subnormal x too
+    Et = jnp.maximum(Ey, emin)
+    sh_full = Et - mt + e - e_sig                      # bits of sig below the grid 2^(Et-mt+e)
+    sh = jnp.minimum(sh_full, 31).astype(U32)
+    q = sig >> sh
+    rem = sig - (q << sh)                              # sig itself where sh_full > 23
+    mode = P.mode
+    if mode in ("nearest_even", "nearest_away"):
+        half = U32(1) << (sh - U32(1))                 # > sig where sh_full > 24
+        inc = (rem > half) | ((rem == half) & (((q & 1) == 1) if mode == "nearest_even"
+                                               else True))
+    elif mode == "stochastic":                         # srff: t + R >= 2^r, t = D's top r bits
+        r = P.sr_bits
+        Dh = (rem << jnp.clip(32 - sh_full, 0, 31).astype(U32)) >> jnp.clip(
+            sh_full - 32, 0, 31).astype(U32)
+        t = Dh >> U32(32 - r)
+        R = Rl & U32((1 << r) - 1) if r < 32 else Rl
+        inc = (t + R < t) if r == 32 else (t + R >= U32(1 << r))
+    elif mode == "up":
+        inc = (rem != 0) & ((ub >> 31) == 0)
+    elif mode == "down":
+        inc = (rem != 0) & ((ub >> 31) == 1)
+    elif mode == "odd":
+        inc = (rem != 0) & ((q & 1) == 0)
+    else:                                              # toward zero
+        inc = jnp.zeros_like(rem, dtype=bool)
+    q = q + inc.astype(U32)
+    carry = (q >> U32(mt + 1)).astype(I32)             # 2^(mt+1): the next binade
+    q = q >> carry.astype(U32)
+    Et = Et + carry
+    mb = int(P.max_pos_bits)
+    e_max, q_max = (mb >> 23) - 127, ((mb & 0x7FFFFF) | 0x800000) >> (23 - mt)
+    ovf = (Et > e_max) | ((Et == e_max) & (q > U32(q_max)))
+    q = jnp.where(ovf, U32(q_max), q)
+    Et = jnp.where(ovf, e_max, Et)
+    j = Et - mt + e                                    # value = q 2^j, q < 2^(mt+1)
+    fq = jax.lax.bitcast_convert_type(q.astype(jnp.float32), U32)     # exact
+    ef = (fq >> 23).astype(I32) + j
+    v = jnp.where(ef >= 1, fq + (j << 23).astype(U32),
+                  q << jnp.clip(j + 149, 0, 31).astype(U32))         # subnormal: q 2^(j+149)
+    v = jnp.where(ef > 254, U32(0x7F800000), v)
+    zero = q == 0
+    v = jnp.where(zero, U32(0), v)
+    sign = ub & U32(0x80000000)
+    if not P.neg_zero:
+        sign = jnp.where(zero, U32(0), sign)
+    return v | sign

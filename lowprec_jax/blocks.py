@@ -35,7 +35,7 @@ from lowprec.rounding import check_overflow  # noqa: F401  (same validation as t
 from .cast import check_x as _check_x
 from .stream import random_words as _random_words
 from . import _f32 as F
-from ._round import round_bits_impl
+from ._round import round_bits_impl, round_scaled_values, scaled_values_ok
 
 __all__ = ["quantize", "dequantize", "fake_quantize", "QuantizedArray"]
 
@@ -177,11 +177,9 @@ def quantize_bits(xb, Rh, Rl, bf, P, ts=None, f=F.BitsF32):
 
 
 def _pow2_scale_codes(amax, nan, inf, bf, f=F.BitsF32):
-    """(scale codes, clipped exponents, NaN flags): ``xscale.pow2_scales`` on int32 lanes,
-    rceil's float32 product by ``f``."""
-    def mul(a, c):
-        return _i32(f.mul(a.astype(U32), F.const(c)))
-    codes, exp, nan = xscale.pow2_scales(jnp, _i32(amax), nan, inf, bf, 32, mul)
+    """(scale codes, clipped exponents, NaN flags): ``xscale.pow2_scales`` on int32 lanes
+    (rceil's float32 product by ``xscale.rceil_exp32``, in integers: ``f`` is not needed)."""
+    codes, exp, nan = xscale.pow2_scales(jnp, _i32(amax), nan, inf, bf, 32)
     return codes.astype(bf.scale_fmt.code_dtype), exp, nan
 
 
@@ -239,10 +237,9 @@ class QuantizedArray:
                               np.float32(self.tensor_scale), self.shape, self.axis, self.fmt)
 
 
-def prepare(x, bf, axis, rounding, sr_bits, sr_variant, seed, rbits, key, tensor_amax=None):
-    """Validated (bf, x, axis), x's float32 bits and random words cut into blocks, the element
-    rounding parameters P and the bits of the two-level rules' global amax g
-    (``global_amax``; None for the other rules)."""
+def _validated(x, bf, axis, rounding, sr_bits, sr_variant, seed, rbits, key, tensor_amax):
+    """(bf, x, axis, P): the block format, input and axis checked (``_check``), the random
+    source and ``tensor_amax`` checked, and the element rounding parameters P."""
     bf, x, axis = _check(x, bf, axis)
     if sum(v is not None for v in (seed, rbits, key)) > 1:
         raise ValueError("give one of seed=, rbits=, key= for stochastic rounding")
@@ -253,12 +250,58 @@ def prepare(x, bf, axis, rounding, sr_bits, sr_variant, seed, rbits, key, tensor
                          f"scale_rule={bf.scale_rule!r}")
     P = lp.plan(bf.elem, rounding, "saturate", sr_bits=sr_bits, sr_variant=sr_variant)
     check_random_source(P.mode, 0 if key is not None else seed, rbits)
+    return bf, x, axis, P
+
+
+def prepare(x, bf, axis, rounding, sr_bits, sr_variant, seed, rbits, key, tensor_amax=None):
+    """Validated (bf, x, axis), x's float32 bits and random words cut into blocks, the element
+    rounding parameters P and the bits of the two-level rules' global amax g
+    (``global_amax``; None for the other rules)."""
+    bf, x, axis, P = _validated(x, bf, axis, rounding, sr_bits, sr_variant, seed, rbits, key,
+                                tensor_amax)
     r = P.sr_bits
     xb = _blocked(lax.bitcast_convert_type(x.astype(jnp.float32), U32), axis, bf)
     Rh, Rl = _random_words(x.shape, 32, r, seed, rbits, key)
     Rh, Rl = _blocked(Rh, axis, bf), _blocked(Rl, axis, bf)
     g = global_amax(xb, tensor_amax, bf.scale_rule) if bf.scale_rule in TWO_LEVEL else None
     return bf, x, axis, xb, Rh, Rl, P, g
+
+
+def in_place_path(bf, P):
+    """Does ``pow2_values`` serve ``fake_quantize`` for ``bf`` rounded as ``P`` says? A
+    power-of-two rule on 1 x k blocks whose element rounding ``round_scaled_values`` does."""
+    return (bf.scale_rule in POW2_RULES and bf.tile is None
+            and scaled_values_ok(P, bf.scale_fmt.emin))
+
+
+def pow2_values(x, Rl, bf, P, axis):
+    """``fake_quantize``'s values for a power-of-two rule (``in_place_path``) in x's layout:
+    each block's amax along ``axis`` (one integer max: NaN and Inf bits are the largest),
+    its scale exponent (``xscale.pow2_scales``, rceil by ``xscale.rceil_exp32``), then every
+    element rounded and scaled back on the integers (``round_scaled_values``). No transposes,
+    no float32 arithmetic: exact on every backend, no host fallback."""
+    xb = lax.bitcast_convert_type(x.astype(jnp.float32), U32)
+    n, k = x.shape[axis], bf.k
+    padn = -n % k
+    if padn and not bf.pad:
+        raise ValueError(f"axis {axis} has length {n}, not a multiple of k={k}; use a "
+                         "BlockFormat with pad=True or pad the input")
+    widths = [(0, 0)] * x.ndim
+    widths[axis] = (0, padn)
+    shape = x.shape[:axis] + ((n + padn) // k, k) + x.shape[axis + 1:]
+    xb = jnp.pad(xb, widths).reshape(shape)
+    a_max = jnp.max(xb & U32(0x7FFFFFFF), axis=axis + 1, keepdims=True)
+    nan, inf = a_max > F.INF, a_max == F.INF
+    if bf.nonfinite == "nan":
+        nan = nan | inf
+    # an Inf block's scale does not depend on its finite amax (largest scale, or NaN)
+    amax = jnp.where(a_max >= F.INF, U32(0), a_max)
+    _, exp, nan = xscale.pow2_scales(jnp, _i32(amax), nan, inf, bf, 32)
+    R = None if Rl is None else jnp.pad(Rl, widths).reshape(shape)
+    v = round_scaled_values(xb, exp, R, P)
+    v = jnp.where(nan, F.QNAN, v).reshape(x.shape[:axis] + (n + padn,) + x.shape[axis + 1:])
+    v = lax.slice_in_dim(v, 0, n, axis=axis)
+    return lax.bitcast_convert_type(v, jnp.float32)
 
 
 NATIVE_G_MIN = 2.0 ** -100
@@ -278,13 +321,6 @@ def native_path(bf, P):
             and (P.mode, P.sr_variant) in _FLUSH_SAFE and P.subnormal_step_exp > -60)
 
 
-def pow2_amax_min(bf):
-    """log2 of the smallest non-zero block amax for which rceil's product amax * fl(1 / max)
-    (max < 2^(emax_elem + 1)) is a normal float32: -125 + emax_elem. The other power-of-two
-    rules need only normal elements: -126."""
-    return -125 + bf.emax_elem if bf.scale_rule == "rceil" else -126
-
-
 def native_ok(xb, g, bf, P):
     """Do the backend's own float32 instructions (``_f32.NativeF32``) give these blocks the
     IEEE bits (``native_path``)? XLA's CPU treats subnormal operands as zero and flushes
@@ -295,8 +331,8 @@ def native_ok(xb, g, bf, P):
       (``NativeF32.pow2_product``), exact where normal. A scaled x below 2^-126 flushes to a
       signed zero, which a flush-safe mode rounds as the subnormal. A dequantized v * 2^e is
       x rounded to a grid that holds 2^-126 (a power of two inside the element's range), so
-      it is 0 or >= 2^-126 when x is. rceil also needs its product amax * fl(1 / max)
-      normal: every non-zero block amax >= 2^``pow2_amax_min``.
+      it is 0 or >= 2^-126 when x is. (rceil's product amax * fl(1 / max) is not formed in
+      float32: ``xscale.rceil_exp32``.)
     - NVFP4 (TE): the global amax g is 0, Inf, or in [2^-100, FLT_MAX]. Then S_enc = min(2688 /
       g, FLT_MAX) is in [2^-116, 2^112] and S_dec = 1 / S_enc in [2^-112, 2^116]; the block
       scale s_b is 0 or in [2^-9, 448], so s_b * S_dec and its reciprocal are normal (or 0 and
@@ -306,14 +342,11 @@ def native_ok(xb, g, bf, P):
 
     Where it fails (subnormal inputs, tiny blocks or tensor amaxes: rare in training) the core
     answers through a host callback (``_host_step``)."""
-    a, _, _, amax = _amax(xb)
+    a = xb & U32(0x7FFFFFFF)
     ok = jnp.max(((a != 0) & (a < U32(0x00800000))).astype(U32)) == 0
     if bf.scale_rule == "nvfp4":
         return ok & ((g == 0) | ((g >= F.const(NATIVE_G_MIN)) & (g <= F.INF)))
-    if bf.scale_rule != "rceil":
-        return ok
-    tiny = (amax != 0) & (amax < F.const(2.0 ** pow2_amax_min(bf)))
-    return ok & (jnp.max(tiny.astype(U32)) == 0)
+    return ok
 
 
 def _keeps_subnormals():
@@ -455,6 +488,13 @@ def fake_quantize(x, bf, axis=-1, rounding="nearest_even", *, sr_bits=None,
 
     @jax.custom_vjp
     def f(v):
+        bf_, v, ax, P = _validated(v, bf, axis, rounding, sr_bits, sr_variant, seed, rbits,
+                                   key, tensor_amax)
+        if in_place_path(bf_, P):
+            Rl = None
+            if P.mode == "stochastic":
+                Rl = _random_words(v.shape, 32, P.sr_bits, seed, rbits, key)[1]
+            return pow2_values(v, Rl, bf_, P, ax).astype(v.dtype)
         bf_, v, ax, xb, Rh, Rl, P, g = prepare(v, bf, axis, rounding, sr_bits, sr_variant,
                                                seed, rbits, key, tensor_amax)
         vb = _block_step_jit(v, xb, Rh, Rl, bf_, P, g, ax, tensor_amax)[2]

@@ -207,14 +207,13 @@ def test_nvfp4_native_float32_with_a_jit_time_constant_amax():
                                     "mxfp6_e2m3", "mxint8"])
 @pytest.mark.parametrize("mode, kw", MODES[::2])
 def test_pow2_native_float32_at_its_edges(preset, mode, kw):
-    """The power-of-two rules on XLA's own float32: a block whose amax is exactly the proof's
-    bound 2^pow2_amax_min (rceil: its product just above 2^-126; the others: the smallest
-    normal), elements down to the smallest normal (scaled values that flush to zero), the
-    largest float32 (scales clipped); one ulp below the bound sends the tensor to the core.
-    Bits equal to the core either way."""
+    """The power-of-two rules on XLA's own float32 (``quantize``): a block whose amax is
+    exactly the proof's bound, the smallest normal, elements down to it (scaled values that
+    flush to zero), the largest float32 (scales clipped); one ulp below the bound sends the
+    tensor to the core. Bits equal to the core either way."""
     rng = np.random.default_rng(31)
     bf = lp.blocks.block_format(preset)
-    T = 2.0 ** jb.pow2_amax_min(bf)
+    T = 2.0 ** -126
     x = rng.uniform(-1, 1, (6, 4 * bf.k)) * np.exp2(rng.uniform(-40, 0, (6, 4 * bf.k)))
     x = x * np.exp2(rng.uniform(np.log2(T), 127, (6, 1)))
     x = np.where(np.abs(x) < 2.0**-126, 2.0**-126, x).astype(np.float32)
@@ -223,7 +222,7 @@ def test_pow2_native_float32_at_its_edges(preset, mode, kw):
     x[1, :2] = [np.finfo(np.float32).max, -np.finfo(np.float32).max]
     assert _native(x, preset, mode, kw)
     _assert_core_bits(x, preset, mode, kw, note="at the bound")
-    x[0, 0] = np.nextafter(np.float32(T), np.float32(0))         # subnormal for the others
+    x[0, 0] = np.nextafter(np.float32(T), np.float32(0))         # subnormal
     assert not _native(x, preset, mode, kw)
     _assert_core_bits(x, preset, mode, kw, note="below the bound")
 
@@ -305,3 +304,83 @@ def test_rceil_scale_of_a_block_whose_amax_over_the_max_is_subnormal(preset):
     q = jb.quantize(x, preset)
     assert int(np.asarray(q.scale_codes).ravel()[0]) == want_code == int(
         lp.quantize(x, preset).scale_codes.ravel()[0])
+
+
+POW2_IN_PLACE = ["mxfp8_e4m3", "mxfp8_e5m2", "mxfp6_e3m2", "mxfp6_e2m3", "mxfp4",
+                 "mxfp8_e4m3_rceil", "mxfp8_e5m2_rceil", "mxfp4_rceil",
+                 lp.blocks.BlockFormat("float8_e4m3fnuz", 16, scale_rule="ceil",
+                                       nonfinite="saturate", name="fnuz16_ceil"),
+                 lp.blocks.BlockFormat("float6_e3m2fn", 32, scale_rule="even", name="e3m2_even")]
+IN_PLACE_MODES = [("nearest_even", {}), ("nearest_away", {}), ("up", {}), ("down", {}),
+                  ("toward_zero", {}), ("odd", {}), ("stochastic", dict(seed=5)),
+                  ("stochastic", dict(seed=6, sr_bits=3))]
+
+
+def _edge_inputs(rng, shape):
+    """Blocks at float32's edges: subnormal elements and blocks, the smallest normal, tiny
+    amaxes, the largest float32, ties of every small grid, Inf, NaN, signed zeros."""
+    x = (rng.standard_normal(shape) * np.exp2(rng.integers(-30, 30, shape))).astype(np.float32)
+    flat = x.reshape(-1)
+    n = flat.size
+    pick = rng.permutation(n)
+    flat[pick[: n // 8]] = rng.integers(1, 1 << 23, n // 8).astype(np.uint32).view(np.float32)
+    flat[pick[n // 8: n // 4]] *= np.float32(2.0**-100)
+    ties = (rng.integers(1, 64, n // 8) * 2 + 1).astype(np.float32) * np.float32(2.0**-7)
+    flat[pick[n // 4: n // 4 + n // 8]] = ties
+    spec = np.array([0, 0x80000000, 0x7F800000, 0xFF800000, 0x7FC00000, 0x7F7FFFFF,
+                     0xFF7FFFFF, 0x00800000, 0x80000001, 0x00000001], np.uint32)
+    flat[pick[-len(spec):]] = spec.view(np.float32)
+    return x
+
+
+@pytest.mark.parametrize("preset", POW2_IN_PLACE)
+@pytest.mark.parametrize("mode, kw", IN_PLACE_MODES)
+def test_pow2_fake_quantize_in_place_equals_the_core(preset, mode, kw):
+    """``fake_quantize``'s in-place path (``pow2_values``: blocks along any axis without a
+    transpose, rounding and scaling back on the integers, no host fallback) gives the core's
+    bits under ``jit`` on XLA's CPU, which flushes subnormals: along the last axis, the
+    first, a middle one and a padded one, with subnormal and tiny blocks, the largest float32,
+    Inf and NaN (oracle: ``lp.fake_quantize``, itself checked against exact rationals)."""
+    bf = lp.blocks.block_format(preset)
+    P = lp.plan(bf.elem, mode, "saturate", sr_bits=kw.get("sr_bits"))
+    assert jb.in_place_path(bf, P)
+    rng = np.random.default_rng(41)
+    for shape, axis in (((6, 2 * bf.k), -1), ((2 * bf.k, 5), 0), ((3, bf.k, 4), 1),
+                        ((4, bf.k + 5), 1)):
+        x = _edge_inputs(rng, shape)
+        try:
+            want = lp.fake_quantize(x, preset, axis, mode, **kw)
+        except ValueError as e:                     # a preset that does not pad
+            with pytest.raises(ValueError, match="not a multiple"):
+                jb.fake_quantize(x, preset, axis, mode, **kw)
+            assert "multiple" in str(e)
+            continue
+        got = jax.jit(lambda v: jb.fake_quantize(v, preset, axis, mode, **kw))(x)
+        assert np.array_equal(np.asarray(got).view(np.uint32), want.view(np.uint32)), (
+            shape, axis)
+
+
+@pytest.mark.parametrize("elem", ["float8_e4m3fn", "float8_e5m2", "float4_e2m1fn",
+                                  "float6_e2m3fn", "float6_e3m2fn", "float8_e4m3fnuz"])
+def test_rceil_exponent_in_integers_equals_the_float32_product(elem):
+    """``xscale.rceil_exp32`` (rceil's ceil(log2(fl32(amax * fl32(1/max)))) by a table and
+    integer comparisons) against NumPy's IEEE float32 product, subnormal products included:
+    every amax of the smallest 2^24 bit patterns, every mantissa around the tabulated
+    threshold and 4M patterns around it, and 2M random finite amaxes."""
+    from lowprec import xscale
+    bf = lp.blocks.BlockFormat(elem, scale_rule="rceil")
+    c = np.float32(1) / np.float32(bf.elem.max)
+    f0, m_star, lows = xscale._rceil_table32(float(bf.elem.max), int(bf.scale_fmt.emin))
+    rng = np.random.default_rng(43)
+    t = lows[0][1]
+    a = np.concatenate([np.arange(1, 1 << 24), np.arange(t - (1 << 21), t + (1 << 21)),
+                        rng.integers(1, 0x7F800000, 2_000_000),
+                        ((np.arange(1, 255) << 23)[:, None] + np.array(
+                            [0, 1, m_star - 1, m_star, m_star + 1, (1 << 23) - 1])).ravel()])
+    a = a.astype(np.int64)
+    p = (a.astype(np.uint32).view(np.float32) * c).view(np.uint32).astype(np.int64)
+    m, e = np.frexp(p.astype(np.uint32).view(np.float32).astype(np.float64))
+    want = np.where(p == 0, -(1 << 20), e - 1 + (m != 0.5))
+    got = xscale.rceil_exp32(np, a, bf)
+    lo = bf.scale_fmt.emin
+    assert np.array_equal(np.maximum(got, lo), np.maximum(want, lo))
