@@ -10,7 +10,7 @@ import numpy as np
 
 from lowprec.rounding import check_seed
 
-__all__ = ["random_bits", "philox"]
+__all__ = ["random_bits", "philox", "key_words", "mix32"]
 
 
 def _mulhilo(a, b):
@@ -53,6 +53,35 @@ def random_bits(seed, shape, wide=False):
     return jnp.zeros(shape, jnp.uint32), lo
 
 
+def mix32(x):
+    """Wellons' ``lowbias32`` integer hash of uint32 words (a bijection; "Prospecting for
+    hash functions", 2018): x ^= x >> 16; x *= 0x7feb352d; x ^= x >> 15; x *= 0x846ca68b;
+    x ^= x >> 16."""
+    x = x ^ (x >> 16)
+    x = x * jnp.uint32(0x7FEB352D)
+    x = x ^ (x >> 15)
+    x = x * jnp.uint32(0x846CA68B)
+    return x ^ (x >> 16)
+
+
+def key_words(key, shape, wide=False):
+    """The random words of ``key=`` (stochastic rounding) as (hi, lo) uint32 arrays; hi is 0
+    unless ``wide``. Four words k = ``jax.random.bits(key, (4,), uint32)`` seed a counter
+    hash: element i (flat, row-major) takes lo = mix32(mix32(i ^ k0) ^ k1) and, if ``wide``,
+    hi = mix32(mix32(i ^ k2) ^ k3) (``mix32``). Threefry makes the four words; the hash
+    spreads them over the elements at a twentieth of Threefry's cost per word. The words
+    depend on the key, the shape and the index alone: not on ``jit``, ``vmap``, ``scan`` or
+    sharding (the index is a global ``iota``)."""
+    n = int(np.prod(shape, dtype=np.int64))
+    if n >= 2**32:
+        raise ValueError(f"key= supports up to 2^32 elements per call, got shape {shape}")
+    k = jax.random.bits(key, (4,), jnp.uint32)
+    i = jax.lax.iota(jnp.uint32, n).reshape(shape)
+    lo = mix32(mix32(i ^ k[0]) ^ k[1])
+    hi = mix32(mix32(i ^ k[2]) ^ k[3]) if wide else jnp.zeros(shape, jnp.uint32)
+    return hi, lo
+
+
 def random_words(shape, W, r, seed, rbits, key):
     if rbits is not None:
         rb = jnp.asarray(rbits)
@@ -66,10 +95,7 @@ def random_words(shape, W, r, seed, rbits, key):
             return (rb >> 32).astype(jnp.uint32), (rb & 0xFFFFFFFF).astype(jnp.uint32)
         return jnp.zeros(shape, jnp.uint32), rb.astype(jnp.uint32)
     if key is not None:
-        lo = jax.random.bits(key, shape, jnp.uint32)
-        hi = jax.random.bits(jax.random.fold_in(key, 1), shape, jnp.uint32) if r > 32 else \
-            jnp.zeros(shape, jnp.uint32)
-        return hi, lo
+        return key_words(key, shape, wide=r > 32)
     if seed is not None:
         return random_bits(seed, shape, wide=r > 32)
     z = jnp.zeros(shape, jnp.uint32)

@@ -118,3 +118,24 @@ def block_inputs(rng, shape, specials):
             flat[rng.integers(0, flat.size)] = v
         x.reshape(-1)[: min(32, x.size)] = 0.0
     return x
+
+
+def key_words(key, shape, wide=False):
+    """The documented words of lowprec_jax's ``key=`` (docs/training.md), rebuilt in NumPy
+    from the key's four Threefry words: element i takes mix(mix(i ^ k0) ^ k1) (hi: k2, k3),
+    mix being Wellons' lowbias32. Returns uint32 words, or uint64 (hi << 32 | lo) if wide."""
+    import jax                                   # noqa: PLC0415  (JAX tests only)
+    k = np.asarray(jax.random.bits(key, (4,), np.uint32)).astype(np.uint64)
+    i = np.arange(int(np.prod(shape)), dtype=np.uint64).reshape(shape)
+    m32 = np.uint64(0xFFFFFFFF)
+
+    def mix(x):
+        x = x ^ (x >> np.uint64(16))
+        x = (x * np.uint64(0x7FEB352D)) & m32
+        x = x ^ (x >> np.uint64(15))
+        x = (x * np.uint64(0x846CA68B)) & m32
+        return x ^ (x >> np.uint64(16))
+    lo = mix(mix(i ^ k[0]) ^ k[1])
+    if not wide:
+        return lo.astype(np.uint32)
+    return (mix(mix(i ^ k[2]) ^ k[3]) << np.uint64(32)) | lo

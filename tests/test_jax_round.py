@@ -67,12 +67,44 @@ def test_stochastic_variants_with_explicit_bits(variant, r):
         check(np.nan_to_num(x), fmt, "stochastic", sr_bits=r, sr_variant=variant, rbits=rb)
 
 
-def test_key_gives_the_words_of_jax_random_bits():
-    x = inputs(np.float32, 1000)
+def test_key_gives_the_documented_words():
+    """key=: Threefry seeds four words, a counter hash spreads them (docs/training.md); the
+    words rebuilt in NumPy (helpers.key_words) give the core's bits, 32- and 64-bit SR, under
+    jit and vmap."""
+    from helpers import key_words
+    x = inputs(np.float32, 1000).reshape(8, 125)
     key = jax.random.key(3)
-    words = np.asarray(jax.random.bits(key, x.shape, jnp.uint32))
     same(lj.round(x, "bfloat16", "stochastic", key=key),
-         lp.round(x, "bfloat16", "stochastic", rbits=words))
+         lp.round(x, "bfloat16", "stochastic", rbits=key_words(key, x.shape)))
+    with jax.enable_x64(True):
+        x64 = x.astype(np.float64)
+        same(jax.jit(lambda v: lj.round(v, "bfloat16", "stochastic",
+                                        key=key))(x64),
+             lp.round(x64, "bfloat16", "stochastic",
+                      rbits=key_words(key, x.shape, wide=True)))
+    keys = jax.random.split(key, 3)
+    got = jax.vmap(lambda k: lj.round(x[0], "bfloat16", "stochastic", key=k))(keys)
+    for j in range(3):
+        same(got[j], lp.round(x[0], "bfloat16", "stochastic",
+                              rbits=key_words(keys[j], x[0].shape)))
+
+
+def test_key_words_are_uniform_and_unbiased_for_stochastic_rounding():
+    """The hashed stream is fit for SR: each of the 32 bit positions of 2^20 words is one
+    with frequency 1/2 within 5 sigma, words of neighbouring keys are uncorrelated, and
+    the mean of 4096 stochastically rounded copies of 1 + 2^-9 in bfloat16 (step 2^-7, so
+    P(up) = 1/4) is within 5 sigma of the value."""
+    hi, lo = lj.key_words(jax.random.key(0), (1 << 20,))
+    w = np.asarray(lo)
+    ones = ((w[:, None] >> np.arange(32, dtype=np.uint32)) & 1).mean(axis=0)
+    assert np.all(np.abs(ones - 0.5) < 5 * 0.5 / np.sqrt(w.size)), ones
+    w2 = np.asarray(lj.key_words(jax.random.key(1), (1 << 20,))[1])
+    c = np.corrcoef(w.astype(np.float64), w2.astype(np.float64))[0, 1]
+    assert abs(c) < 5 / np.sqrt(w.size), c
+    x = np.full(4096, 1 + 2.0**-9, np.float32)
+    r = np.asarray(lj.round(x, "bfloat16", "stochastic", key=jax.random.key(7)))
+    up = np.mean(r > 1)
+    assert abs(up - 0.25) < 5 * np.sqrt(0.25 * 0.75 / x.size), up
 
 
 def test_seed_words_equal_the_cores():

@@ -14,6 +14,7 @@ import lowprec as lp  # noqa: E402
 import lowprec_jax as lj  # noqa: E402
 from lowprec.recipes import Quant, Recipe  # noqa: E402
 from lowprec_jax import optim  # noqa: E402
+from helpers import key_words  # noqa: E402
 
 RNG = np.random.default_rng(4)
 X = RNG.standard_normal((32, 64)).astype(np.float32)
@@ -90,8 +91,7 @@ def test_round_weights_stochastic_equals_the_core_with_the_same_words():
     leaves = jax.tree_util.tree_leaves(p)
     for i, k in enumerate(sorted(p)):            # dict leaves are flattened in key order
         assert leaves[i] is p[k]
-        words = np.asarray(jax.random.bits(jax.random.fold_in(step_key, i), p[k].shape,
-                                           jnp.uint32))
+        words = key_words(jax.random.fold_in(step_key, i), p[k].shape)
         want = lp.round(p[k] + u[k], "bfloat16", "stochastic", rbits=words)
         assert np.array_equal(bits(new[k]), bits(want)), k
     ups2, _ = jax.jit(tx.update)(u, state2, p)   # the next step draws other bits
