@@ -145,6 +145,11 @@ class BitsF32:
     def iszero(a):
         return (a & U32(0x7FFFFFFF)) == 0
 
+    @staticmethod
+    def scale_by(b, m):
+        """Bits of b * m for element bits b and a non-negative multiplier m (``mul``)."""
+        return mul(b, m)
+
 
 def _as_f32(a):
     return lax.bitcast_convert_type(jnp.asarray(a, U32), jnp.float32)
@@ -163,6 +168,19 @@ class NativeF32(BitsF32):
     compile: one instruction where ``BitsF32`` spends about a hundred."""
     mul = staticmethod(lambda a, b: _as_bits(_as_f32(a) * _as_f32(b)))
     div = staticmethod(lambda a, b: _as_bits(_as_f32(a) / _as_f32(b)))
+
+    @staticmethod
+    def scale_by(b, m):
+        """Bits of b * m (m >= 0, normal or 0) by the backend's product, IEEE also where b is
+        subnormal (an operand XLA's CPU reads as zero) and the product normal: such a b is
+        taken times 2^64 on the integers (``float(|bits|)`` 2^-85) and m times 2^-64 (0 where
+        m < 2^-62: the product is then below 2^-188). Results below 2^-126 flush to a signed
+        zero, as ``mul``'s."""
+        a = b & U32(0x7FFFFFFF)
+        sub = (a != 0) & (a < U32(0x00800000))
+        big = (_as_bits(a.astype(jnp.float32)) - U32(85 << 23)) | (b & SIGN)
+        m_small = jnp.where((m >> 23) > 64, m - U32(64 << 23), U32(0))
+        return jnp.where(sub, NativeF32.mul(big, m_small), NativeF32.mul(b, m))
 
     @staticmethod
     def pow2_product(b, k):

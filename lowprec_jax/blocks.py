@@ -141,19 +141,20 @@ def tensor_scale(ts, bf):
     return ts[0] if bf.scale_rule == "nvfp4_torchao" else ts[1]
 
 
-def quantize_bits(xb, Rh, Rl, bf, P, ts=None, f=F.BitsF32):
+def quantize_bits(xb, Rh, Rl, bf, P, ts=None, f=F.BitsF32, values_only=False):
     """The block step on float32 bits already cut into blocks (..., blocks, k): (element codes,
     scale codes, dequantized value bits). Shared by ``quantize`` / ``fake_quantize`` and the
     Pallas kernels; P: the element rounding parameters (a tuple, saturating); ts: NVFP4's
     ``tensor_scales``; f: their float32 arithmetic (``_f32.BitsF32``, or ``_f32.NativeF32``
-    where ``native_ok``)."""
+    where ``native_ok``). ``values_only``: the codes are not wanted (None), and the elements
+    are rounded by the values-only step ``round_scaled_values`` where it applies."""
     a, nan, inf, amax = _amax(xb)
     if bf.nonfinite == "nan":
         nan = nan | inf
     if bf.scale_rule in TWO_LEVEL:
         if bf.scale_rule == "nvfp4":
-            s_codes, mult, vscale = _nvfp4_scales(amax, nan, inf, bf, ts, f)
-            scaled = f.mul(xb, mult[..., None])
+            s_codes, mult, vscale = _nvfp4_scales(amax, nan, inf, bf, ts, f, values_only)
+            scaled = f.scale_by(xb, mult[..., None])
         else:
             s_codes, scaled, vscale, nan = _torchao_scales(xb, amax, nan, inf, bf, ts)
         t = tensor_scale(ts, bf)
@@ -167,6 +168,9 @@ def quantize_bits(xb, Rh, Rl, bf, P, ts=None, f=F.BitsF32):
                                scaled)
         scale_value = lambda v: f.pow2_product(v, exp[..., None])  # noqa: E731  exact
     scaled = jnp.where(nan[..., None], U32(0), scaled)
+    if values_only and scaled_values_ok(P, 0):
+        vb = round_scaled_values(scaled, 0, Rl, P)
+        return None, s_codes, jnp.where(nan[..., None], F.QNAN, scale_value(vb))
     codes, vb = round_bits_impl(scaled, Rh, Rl, P)
     elem = bf.elem
     codes = codes & U32((1 << elem.bits) - 1)
@@ -183,26 +187,29 @@ def _pow2_scale_codes(amax, nan, inf, bf, f=F.BitsF32):
     return codes.astype(bf.scale_fmt.code_dtype), exp, nan
 
 
-def _round_scale(sf):
+def _round_scale(sf, values_only=False):
     """``xscale``'s round_scale: float32 bits -> (codes, value bits) of the scale format,
-    nearest even, saturating, through the same rounding step as the elements."""
+    nearest even, saturating, through the same rounding step as the elements (codes None and
+    the values-only step where ``values_only`` and it applies)."""
     Ps = lp.plan(sf, "nearest_even", "saturate")
 
     def round_scale(v):
+        if values_only and scaled_values_ok(Ps, 0):
+            return None, round_scaled_values(v, 0, None, Ps)
         z = jnp.zeros_like(v)
         code, vb = round_bits_impl(v, z, z, Ps)
         return code & U32((1 << sf.bits) - 1), vb
     return round_scale
 
 
-def _nvfp4_scales(amax, nan, inf, bf, ts, f=F.BitsF32):
+def _nvfp4_scales(amax, nan, inf, bf, ts, f=F.BitsF32, values_only=False):
     """TE's block scales (``xscale.te_block_scales``). Returns (scale codes, multipliers,
-    s_b)."""
+    s_b); the codes are None where ``values_only``."""
     sf = bf.scale_fmt
     sb_in = f.mul(jnp.where(inf, F.INF, amax), ts[0])
-    code, s_b, mult = xscale.te_block_scales(f, sb_in, ts[1], _round_scale(sf))
-    s_codes = jnp.where(nan, sf.nan_code, code)
-    return s_codes.astype(sf.code_dtype), mult, s_b
+    code, s_b, mult = xscale.te_block_scales(f, sb_in, ts[1], _round_scale(sf, values_only))
+    s_codes = None if code is None else jnp.where(nan, sf.nan_code, code).astype(sf.code_dtype)
+    return s_codes, mult, s_b
 
 
 def _torchao_scales(xb, amax, nan, inf, bf, ts):
@@ -338,15 +345,17 @@ def native_ok(xb, g, bf, P):
       scale s_b is 0 or in [2^-9, 448], so s_b * S_dec and its reciprocal are normal (or 0 and
       Inf, as IEEE); a dequantized value (element * s_b) * S_dec is >= 2^-10 * 2^-112. The two
       products that can fall below 2^-126, amax_b * S_enc / 6 and x * multiplier, flush to a
-      signed zero and are rounded to E4M3 or E2M1 by a flush-safe mode (the same code).
+      signed zero and are rounded to E4M3 or E2M1 by a flush-safe mode (the same code). A
+      subnormal block amax gives amax_b * S_enc / 6 < 2^-126 * 2^110, which E4M3 rounds to 0
+      as the flushed product does; a subnormal element is multiplied exactly
+      (``NativeF32.scale_by``). So subnormal inputs need no fallback: only g is tested.
 
-    Where it fails (subnormal inputs, tiny blocks or tensor amaxes: rare in training) the core
-    answers through a host callback (``_host_step``)."""
-    a = xb & U32(0x7FFFFFFF)
-    ok = jnp.max(((a != 0) & (a < U32(0x00800000))).astype(U32)) == 0
+    Where it fails (power-of-two rules: subnormal inputs; NVFP4: a tensor amax below
+    2^-100; rare in training) the core answers through a host callback (``_host_step``)."""
     if bf.scale_rule == "nvfp4":
-        return ok & ((g == 0) | ((g >= F.const(NATIVE_G_MIN)) & (g <= F.INF)))
-    return ok
+        return (g == 0) | ((g >= F.const(NATIVE_G_MIN)) & (g <= F.INF))
+    a = xb & U32(0x7FFFFFFF)
+    return jnp.max(((a != 0) & (a < U32(0x00800000))).astype(U32)) == 0
 
 
 def _keeps_subnormals():
@@ -412,33 +421,35 @@ def _host_step(xb, Rh, Rl, g, tensor_amax, *, bf, P, shape, axis):
     return jax.pure_callback(host, shapes, xb, Rh, Rl, tam, vmap_method="sequential")
 
 
-def block_step(x, xb, Rh, Rl, bf, P, g, axis, tensor_amax=None):
+def block_step(x, xb, Rh, Rl, bf, P, g, axis, tensor_amax=None, values_only=False):
     """(element codes, scale codes, dequantized value bits, tensor scale bits) of ``prepare``'s
-    outputs, blocked. Where ``native_path`` allows, the float32 scale arithmetic (NVFP4's
-    products and quotients, the power-of-two scalings, rceil's product) runs on the backend's
-    own instructions when ``native_ok`` proves them IEEE, and the core answers otherwise
-    (``lax.cond``): a fraction of the bit-level graph to compile, and the same bits. Every
-    other case runs ``quantize_bits`` on the bits (``_f32.BitsF32``)."""
+    outputs, blocked; ``values_only``: the value bits alone. Where ``native_path`` allows, the
+    float32 scale arithmetic (NVFP4's products and quotients, the power-of-two scalings) runs
+    on the backend's own instructions when ``native_ok`` proves them IEEE, and the core
+    answers otherwise (``lax.cond``): a fraction of the bit-level graph to compile, and the
+    same bits. Every other case runs ``quantize_bits`` on the bits (``_f32.BitsF32``)."""
     one = F.const(1.0)
-    if not native_path(bf, P):
-        ts = None if g is None else tensor_scales(g, bf.scale_rule)
-        codes, s_codes, vb = quantize_bits(xb, Rh, Rl, bf, P, ts)
+
+    def step(xb, Rh, Rl, g, f):
+        ts = None if g is None else tensor_scales(g, bf.scale_rule, f)
+        codes, s_codes, vb = quantize_bits(xb, Rh, Rl, bf, P, ts, f, values_only)
+        if values_only:
+            return vb
         return codes, s_codes, vb, U32(one) if ts is None else tensor_scale(ts, bf)
 
-    def native(xb, Rh, Rl, g):
-        if g is None:
-            return (*quantize_bits(xb, Rh, Rl, bf, P, None, F.NativeF32), U32(one))
-        ts = tensor_scales(g, bf.scale_rule, F.NativeF32)
-        return (*quantize_bits(xb, Rh, Rl, bf, P, ts, F.NativeF32), tensor_scale(ts, bf))
+    if not native_path(bf, P):
+        return step(xb, Rh, Rl, g, F.BitsF32)
 
     def host(xb, Rh, Rl, g):
-        return _host_step(xb, Rh, Rl, g, tensor_amax, bf=bf, P=P, shape=tuple(x.shape),
-                          axis=axis)
+        out = _host_step(xb, Rh, Rl, g, tensor_amax, bf=bf, P=P, shape=tuple(x.shape),
+                         axis=axis)
+        return out[2] if values_only else out
 
-    return lax.cond(native_ok(xb, g, bf, P), native, host, xb, Rh, Rl, g)
+    return lax.cond(native_ok(xb, g, bf, P), lambda *a: step(*a, F.NativeF32), host,
+                    xb, Rh, Rl, g)
 
 
-_block_step_jit = jax.jit(block_step, static_argnames=("bf", "P", "axis"))
+_block_step_jit = jax.jit(block_step, static_argnames=("bf", "P", "axis", "values_only"))
 
 
 def quantize(x, bf, axis=-1, rounding="nearest_even", *, sr_bits=None, sr_variant="srff",
@@ -497,7 +508,7 @@ def fake_quantize(x, bf, axis=-1, rounding="nearest_even", *, sr_bits=None,
             return pow2_values(v, Rl, bf_, P, ax).astype(v.dtype)
         bf_, v, ax, xb, Rh, Rl, P, g = prepare(v, bf, axis, rounding, sr_bits, sr_variant,
                                                seed, rbits, key, tensor_amax)
-        vb = _block_step_jit(v, xb, Rh, Rl, bf_, P, g, ax, tensor_amax)[2]
+        vb = _block_step_jit(v, xb, Rh, Rl, bf_, P, g, ax, tensor_amax, values_only=True)
         return unblocked(lax.bitcast_convert_type(vb, jnp.float32), v.shape, ax,
                          bf_).astype(v.dtype)
 

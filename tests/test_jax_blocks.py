@@ -228,15 +228,19 @@ def test_pow2_native_float32_at_its_edges(preset, mode, kw):
 
 
 def test_nvfp4_native_and_core_paths_under_vmap():
-    """Under ``vmap`` each tensor of the batch takes its own path (a tensor with a subnormal
-    element goes to the core, the other stays native) and both give the core's values."""
+    """Under ``vmap`` each tensor of the batch takes its own path (a tensor whose amax is
+    below 2^-100 goes to the core, the others stay native, subnormal elements included:
+    ``NativeF32.scale_by``) and all give the core's values, nearest and stochastic."""
     rng = np.random.default_rng(29)
-    x = rng.standard_normal((2, 4, 32)).astype(np.float32)
+    x = rng.standard_normal((3, 4, 32)).astype(np.float32)
     x[1, 2, 3] = 1e-40
-    got = np.asarray(jax.jit(jax.vmap(lambda v: jb.fake_quantize(v, "nvfp4")))(x))
-    for i in range(2):
-        assert np.array_equal(got[i].view(np.uint32),
-                              lp.fake_quantize(x[i], "nvfp4").view(np.uint32))
+    x[1, 3, :16] = rng.integers(1, 1 << 23, 16).astype(np.uint32).view(np.float32)
+    x[2] *= np.float32(2.0**-110)
+    for kw in (dict(), dict(rounding="stochastic", seed=3)):
+        got = np.asarray(jax.jit(jax.vmap(lambda v: jb.fake_quantize(v, "nvfp4", **kw)))(x))
+        for i in range(3):
+            assert np.array_equal(got[i].view(np.uint32),
+                                  lp.fake_quantize(x[i], "nvfp4", **kw).view(np.uint32)), i
 
 
 SPECIAL_BITS = np.array([0, 0x80000000, 0x7F800000, 0xFF800000, 0x7FC00000, 1, 0x7F7FFFFF,
@@ -384,3 +388,23 @@ def test_rceil_exponent_in_integers_equals_the_float32_product(elem):
     got = xscale.rceil_exp32(np, a, bf)
     lo = bf.scale_fmt.emin
     assert np.array_equal(np.maximum(got, lo), np.maximum(want, lo))
+
+
+def test_nvfp4_subnormal_elements_are_multiplied_exactly_on_the_native_path():
+    """A subnormal element of a block with a small normal amax is multiplied by a large
+    multiplier (2^-115 amax: about 2^118): the product is far from zero, and SR with random
+    words all ones rounds any non-zero remainder up. XLA's CPU reads a subnormal operand as
+    zero, which would give 0; ``NativeF32.scale_by`` gives the core's values, with no
+    fallback (the tensor stays on the native path)."""
+    x = np.zeros((2, 32), np.float32)
+    x[0, 0] = np.float32(2.0**-100)                      # g: the smallest native tensor amax
+    x[1, 0] = np.float32(2.0**-115)
+    x[1, 1:16] = (np.arange(1, 16, dtype=np.uint32) << np.uint32(18)).view(np.float32)
+    x[1, 16:] = -x[1, :16]
+    rb = np.full(x.shape, 0xFFFFFFFF, np.uint32)
+    assert _native(x, "nvfp4", "stochastic", {}, 2.0**-100)
+    for kw in (dict(rounding="stochastic", rbits=rb), dict()):
+        want = lp.fake_quantize(x, "nvfp4", **kw)
+        got = jax.jit(lambda v: jb.fake_quantize(v, "nvfp4", **kw))(x)
+        assert np.array_equal(np.asarray(got).view(np.uint32), want.view(np.uint32)), kw
+    assert np.count_nonzero(lp.fake_quantize(x, "nvfp4", rounding="stochastic", rbits=rb)[1, 1:16])
