@@ -8,7 +8,7 @@ bfloat16 inputs work with JAX's default 32-bit types; float64 inputs, and format
 float64 holds, need ``jax.config.update("jax_enable_x64", True)`` (``matmul`` always does).
 Stochastic rounding takes ``rbits=`` (unsigned integers broadcastable to x), ``seed=`` (the
 core's Philox4x32-10 counter generator, same words as ``lp.random_bits``) or ``key=`` (a JAX
-PRNG key: four Threefry words spread over the elements by a counter hash, ``key_words``). Where the core raises (a NaN input into
+PRNG key: the key's words hashed with the element index, ``key_words``). Where the core raises (a NaN input into
 a format without NaN under an explicit overflow policy), the JAX functions cannot raise under
 ``jit``: the value is NaN and the code all ones; outside ``jit`` they raise as the core does.
 Every conversion is integer arithmetic on the bits: XLA's CPU backend flushes subnormals.
@@ -19,13 +19,13 @@ the submodules ``lowprec_jax.nn`` (Flax Linen and NNX drop-ins), ``lowprec_jax.q
 (optax ``round_weights``) need flax / qwix / optax and are imported by name.
 """
 from .cast import decode, encode, round  # noqa: F401
-from .stream import key_words, random_bits  # noqa: F401
+from .stream import fold, key_words, random_bits  # noqa: F401
 from .blocks import QuantizedArray, dequantize, fake_quantize, quantize  # noqa: F401
 from .matmul import matmul  # noqa: F401
 from .dot import (Quant, Recipe, quantized_dot_general, quantized_einsum, recipe,  # noqa: F401
                   recipes)
 
-__all__ = ["round", "encode", "decode", "random_bits", "key_words", "quantize", "dequantize",
+__all__ = ["round", "encode", "decode", "random_bits", "key_words", "fold", "quantize", "dequantize",
            "fake_quantize", "QuantizedArray", "matmul", "quantized_dot_general",
            "quantized_einsum", "Quant",
            "Recipe", "recipe", "recipes"]

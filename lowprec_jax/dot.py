@@ -27,6 +27,8 @@ from lowprec import blocks as _B
 from lowprec.hadamard import rht16_matrix
 from lowprec.recipes import Quant, Recipe, recipe, recipes  # noqa: F401  (re-exported)
 
+from .stream import fold
+
 __all__ = ["Quant", "Recipe", "recipe", "recipes", "quantized_dot_general", "quantized_einsum"]
 
 
@@ -79,7 +81,7 @@ def _product(a, b, acc, qa=None, qb=None):
 def _keys(key, n):
     if key is None:
         return [None] * n
-    return [jax.random.fold_in(key, i) for i in range(n)]
+    return [fold(key, i) for i in range(n)]
 
 
 def _axis_free(q):
@@ -117,7 +119,7 @@ def _qmm_fwd(x, w, key, rc):
 
 def _qmm_bwd(rc, res, g):
     x, w, key, x_dt, w_dt = res
-    k = _keys(None if key is None else jax.random.fold_in(key, 7), 4)
+    k = _keys(None if key is None else fold(key, 7), 4)
     g32 = g.astype(jnp.float32)
     gd = _apply(rc.dgrad[0], g32, -1, k[0])                        # dY blocked along N
     reuse_w = rc.fwd[1] == rc.dgrad[1] and _axis_free(rc.fwd[1])

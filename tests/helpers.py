@@ -120,22 +120,46 @@ def block_inputs(rng, shape, specials):
     return x
 
 
+_M32 = np.uint64(0xFFFFFFFF)
+_ROUNDS = (0x9E3779B9, 0x7F4A7C15)
+
+
+def _mix(x):
+    """Wellons' lowbias32 on uint32 values held in uint64."""
+    x = x ^ (x >> np.uint64(16))
+    x = (x * np.uint64(0x7FEB352D)) & _M32
+    x = x ^ (x >> np.uint64(15))
+    x = (x * np.uint64(0x846CA68B)) & _M32
+    return x ^ (x >> np.uint64(16))
+
+
+def _feistel(a, b):
+    for c in _ROUNDS:
+        a, b = b, a ^ _mix(b ^ np.uint64(c))
+    return a, b
+
+
 def key_words(key, shape, wide=False):
     """The documented words of lowprec_jax's ``key=`` (docs/training.md), rebuilt in NumPy
-    from the key's four Threefry words: element i takes mix(mix(i ^ k0) ^ k1) (hi: k2, k3),
-    mix being Wellons' lowbias32. Returns uint32 words, or uint64 (hi << 32 | lo) if wide."""
+    from the key's two words: (k0, k1) = Feistel(a, b), two rounds of lowbias32 with the
+    round constants; element i takes mix(mix(i ^ k0) ^ k1) (wide: hi from (k2, k3) =
+    Feistel(k0 ^ 0x9E3779B9, k1)). Returns uint32 words, or uint64 (hi << 32 | lo)."""
     import jax                                   # noqa: PLC0415  (JAX tests only)
-    k = np.asarray(jax.random.bits(key, (4,), np.uint32)).astype(np.uint64)
+    d = np.asarray(jax.random.key_data(key)).astype(np.uint64)
+    assert d.shape == (2,)
+    k0, k1 = _feistel(d[0], d[1])
     i = np.arange(int(np.prod(shape)), dtype=np.uint64).reshape(shape)
-    m32 = np.uint64(0xFFFFFFFF)
-
-    def mix(x):
-        x = x ^ (x >> np.uint64(16))
-        x = (x * np.uint64(0x7FEB352D)) & m32
-        x = x ^ (x >> np.uint64(15))
-        x = (x * np.uint64(0x846CA68B)) & m32
-        return x ^ (x >> np.uint64(16))
-    lo = mix(mix(i ^ k[0]) ^ k[1])
+    lo = _mix(_mix(i ^ k0) ^ k1)
     if not wide:
         return lo.astype(np.uint32)
-    return (mix(mix(i ^ k[2]) ^ k[3]) << np.uint64(32)) | lo
+    k2, k3 = _feistel(k0 ^ np.uint64(0x9E3779B9), k1)
+    return (_mix(_mix(i ^ k2) ^ k3) << np.uint64(32)) | lo
+
+
+def fold_key(key, i):
+    """lowprec_jax.fold rebuilt in NumPy: the key's words (a, b) become
+    Feistel(a, b ^ mix(i)), as a Threefry key."""
+    import jax                                   # noqa: PLC0415
+    d = np.asarray(jax.random.key_data(key)).astype(np.uint64)
+    a, b = _feistel(d[0], d[1] ^ _mix(np.uint64(i)))
+    return jax.random.wrap_key_data(np.array([a, b], np.uint32))

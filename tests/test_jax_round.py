@@ -68,9 +68,10 @@ def test_stochastic_variants_with_explicit_bits(variant, r):
 
 
 def test_key_gives_the_documented_words():
-    """key=: Threefry seeds four words, a counter hash spreads them (docs/training.md); the
-    words rebuilt in NumPy (helpers.key_words) give the core's bits, 32- and 64-bit SR, under
-    jit and vmap."""
+    """key=: the key's words hashed with each element's index (docs/training.md); the words
+    rebuilt in NumPy (helpers.key_words) give the core's bits, 32- and 64-bit SR, under jit
+    and vmap; lowprec_jax.fold equals its NumPy rebuild, and a raw uint32 key is read as its
+    words."""
     from helpers import key_words
     x = inputs(np.float32, 1000).reshape(8, 125)
     key = jax.random.key(3)
@@ -82,6 +83,12 @@ def test_key_gives_the_documented_words():
                                         key=key))(x64),
              lp.round(x64, "bfloat16", "stochastic",
                       rbits=key_words(key, x.shape, wide=True)))
+    from helpers import fold_key
+    for i in (0, 7, 2**31 + 5):
+        assert np.array_equal(jax.random.key_data(lj.fold(key, i)),
+                              jax.random.key_data(fold_key(key, i)))
+    same(lj.round(x, "bfloat16", "stochastic", key=jax.random.key_data(key)),
+         lp.round(x, "bfloat16", "stochastic", rbits=key_words(key, x.shape)))
     keys = jax.random.split(key, 3)
     got = jax.vmap(lambda k: lj.round(x[0], "bfloat16", "stochastic", key=k))(keys)
     for j in range(3):
