@@ -19,13 +19,13 @@ the submodules ``lowprec_jax.nn`` (Flax Linen and NNX drop-ins), ``lowprec_jax.q
 (optax ``round_weights``) need flax / qwix / optax and are imported by name.
 """
 from .cast import decode, encode, round  # noqa: F401
-from .stream import fold, key_words, random_bits  # noqa: F401
+from .stream import SiteKey, fold, key_words, random_bits  # noqa: F401
 from .blocks import QuantizedArray, dequantize, fake_quantize, quantize  # noqa: F401
 from .matmul import matmul  # noqa: F401
 from .dot import (Quant, Recipe, quantized_dot_general, quantized_einsum, recipe,  # noqa: F401
                   recipes)
 
-__all__ = ["round", "encode", "decode", "random_bits", "key_words", "fold", "quantize", "dequantize",
+__all__ = ["round", "encode", "decode", "random_bits", "key_words", "fold", "SiteKey", "quantize", "dequantize",
            "fake_quantize", "QuantizedArray", "matmul", "quantized_dot_general",
            "quantized_einsum", "Quant",
            "Recipe", "recipe", "recipes"]

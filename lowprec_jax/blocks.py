@@ -33,6 +33,7 @@ from lowprec.rounding import check_random_source
 from lowprec.rounding import check_overflow  # noqa: F401  (same validation as the core)
 
 from .cast import check_x as _check_x
+from .stream import hashed_words, key_seeds
 from .stream import random_words as _random_words
 from . import _f32 as F
 from ._round import round_bits_impl, round_scaled_values, scaled_values_ok
@@ -104,25 +105,25 @@ def unblocked(v, shape, axis, bf):
 
 
 def _amax(xb):
-    """Per block: (|x| bits, NaN flag, Inf flag, largest finite |x| bits). ``max`` of 0/1
-    integers rather than ``any``: Triton has no boolean reductions."""
+    """Per block: (|x| bits, NaN flag, Inf flag, largest |x| bits where the block holds no
+    NaN or Inf, else 0), from one integer max over the block (NaN and Inf bits are the
+    largest). Every rule overrides the scale of a block holding Inf or NaN, so its finite
+    amax is not needed."""
     a = xb & U32(0x7FFFFFFF)
-    nan = jnp.max((a > U32(0x7F800000)).astype(U32), axis=-1) > 0
-    inf = jnp.max((a == U32(0x7F800000)).astype(U32), axis=-1) > 0
-    amax = jnp.max(jnp.where(a < U32(0x7F800000), a, U32(0)), axis=-1)
-    return a, nan, inf, amax
+    top = jnp.max(a, axis=-1)
+    return a, top > F.INF, top == F.INF, jnp.where(top >= F.INF, U32(0), top)
 
 
 def global_amax(xb, tensor_amax=None, rule="nvfp4"):
     """The bits of the global amax g the two-level tensor scale comes from: ``tensor_amax``,
-    else the largest |x| (Inf counts; for ``nvfp4_torchao`` NaN when any input is NaN, as
-    torch.max)."""
+    else the largest |x| that is not NaN (Inf counts; for ``nvfp4_torchao`` NaN when any
+    input is NaN, as torch.max)."""
     if tensor_amax is not None:
         return lax.bitcast_convert_type(jnp.asarray(tensor_amax, jnp.float32), U32)
-    _, nan, inf, amax = _amax(xb)
-    g = jnp.max(jnp.where(inf, F.INF, amax))
+    a = xb & U32(0x7FFFFFFF)
+    g = jnp.max(jnp.where(a > F.INF, U32(0), a))
     if rule == "nvfp4_torchao":
-        g = jnp.where(jnp.max(nan.astype(U32)) > 0, F.QNAN, g)
+        g = jnp.where(jnp.max(a) > F.INF, F.QNAN, g)
     return g
 
 
@@ -260,16 +261,22 @@ def _validated(x, bf, axis, rounding, sr_bits, sr_variant, seed, rbits, key, ten
     return bf, x, axis, P
 
 
-def prepare(x, bf, axis, rounding, sr_bits, sr_variant, seed, rbits, key, tensor_amax=None):
+def prepare(x, bf, axis, rounding, sr_bits, sr_variant, seed, rbits, key, tensor_amax=None,
+            key_as_seeds=False):
     """Validated (bf, x, axis), x's float32 bits and random words cut into blocks, the element
     rounding parameters P and the bits of the two-level rules' global amax g
-    (``global_amax``; None for the other rules)."""
+    (``global_amax``; None for the other rules). ``key_as_seeds``: a key's words are not
+    made here; Rh is None and Rl holds ``key_seeds`` (``block_step(seeds=...)`` makes them
+    where they are used)."""
     bf, x, axis, P = _validated(x, bf, axis, rounding, sr_bits, sr_variant, seed, rbits, key,
                                 tensor_amax)
     r = P.sr_bits
     xb = _blocked(lax.bitcast_convert_type(x.astype(jnp.float32), U32), axis, bf)
-    Rh, Rl = _random_words(x.shape, 32, r, seed, rbits, key)
-    Rh, Rl = _blocked(Rh, axis, bf), _blocked(Rl, axis, bf)
+    if key_as_seeds and key is not None and P.mode == "stochastic":
+        Rh, Rl = None, key_seeds(key)
+    else:
+        Rh, Rl = _random_words(x.shape, 32, r, seed, rbits, key)
+        Rh, Rl = _blocked(Rh, axis, bf), _blocked(Rl, axis, bf)
     g = global_amax(xb, tensor_amax, bf.scale_rule) if bf.scale_rule in TWO_LEVEL else None
     return bf, x, axis, xb, Rh, Rl, P, g
 
@@ -427,10 +434,19 @@ def block_step(x, xb, Rh, Rl, bf, P, g, axis, tensor_amax=None, values_only=Fals
     float32 scale arithmetic (NVFP4's products and quotients, the power-of-two scalings) runs
     on the backend's own instructions when ``native_ok`` proves them IEEE, and the core
     answers otherwise (``lax.cond``): a fraction of the bit-level graph to compile, and the
-    same bits. Every other case runs ``quantize_bits`` on the bits (``_f32.BitsF32``)."""
+    same bits. Every other case runs ``quantize_bits`` on the bits (``_f32.BitsF32``).
+    Rh None: Rl holds a key's seeds (``prepare(key_as_seeds=True)``), and each branch makes
+    the words itself (smaller to compile than words passed into both branches)."""
     one = F.const(1.0)
 
+    def words(Rh, Rl):
+        if Rh is not None:
+            return Rh, Rl
+        hi, lo = hashed_words(Rl, tuple(x.shape), wide=P.sr_bits > 32)
+        return _blocked(hi, axis, bf), _blocked(lo, axis, bf)
+
     def step(xb, Rh, Rl, g, f):
+        Rh, Rl = words(Rh, Rl)
         ts = None if g is None else tensor_scales(g, bf.scale_rule, f)
         codes, s_codes, vb = quantize_bits(xb, Rh, Rl, bf, P, ts, f, values_only)
         if values_only:
@@ -441,6 +457,7 @@ def block_step(x, xb, Rh, Rl, bf, P, g, axis, tensor_amax=None, values_only=Fals
         return step(xb, Rh, Rl, g, F.BitsF32)
 
     def host(xb, Rh, Rl, g):
+        Rh, Rl = words(Rh, Rl)
         out = _host_step(xb, Rh, Rl, g, tensor_amax, bf=bf, P=P, shape=tuple(x.shape),
                          axis=axis)
         return out[2] if values_only else out
@@ -507,7 +524,8 @@ def fake_quantize(x, bf, axis=-1, rounding="nearest_even", *, sr_bits=None,
                 Rl = _random_words(v.shape, 32, P.sr_bits, seed, rbits, key)[1]
             return pow2_values(v, Rl, bf_, P, ax).astype(v.dtype)
         bf_, v, ax, xb, Rh, Rl, P, g = prepare(v, bf, axis, rounding, sr_bits, sr_variant,
-                                               seed, rbits, key, tensor_amax)
+                                               seed, rbits, key, tensor_amax,
+                                               key_as_seeds=True)
         vb = _block_step_jit(v, xb, Rh, Rl, bf_, P, g, ax, tensor_amax, values_only=True)
         return unblocked(lax.bitcast_convert_type(vb, jnp.float32), v.shape, ax,
                          bf_).astype(v.dtype)

@@ -4,13 +4,15 @@ the random words of stochastic rounding, in ``jax.numpy`` uint32 lanes (JAX's de
 runs in int64 lanes; the products here are built from 16-bit limbs."""
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from lowprec.rounding import check_seed
 
-__all__ = ["random_bits", "philox", "key_words", "fold", "mix32"]
+__all__ = ["random_bits", "philox", "key_words", "fold", "SiteKey", "mix32"]
 
 
 def _mulhilo(a, b):
@@ -64,68 +66,79 @@ def mix32(x):
     return x ^ (x >> 16)
 
 
-_ROUND = (0x9E3779B9, 0x7F4A7C15)                # one constant per round
+def mix32_int(x):
+    """``mix32`` of a Python int (trace-time site constants)."""
+    x &= 0xFFFFFFFF
+    x ^= x >> 16
+    x = (x * 0x7FEB352D) & 0xFFFFFFFF
+    x ^= x >> 15
+    x = (x * 0x846CA68B) & 0xFFFFFFFF
+    return x ^ (x >> 16)
 
 
-def _feistel(a, b):
-    """Two Feistel rounds on the word pair (a, b) with ``mix32`` as the round function: a
-    bijection of the 64-bit pairs, so distinct keys keep distinct pairs. (Each scalar round
-    costs compile time at every site; the words are mixed again per element.)"""
-    for c in _ROUND:
-        a, b = b, a ^ mix32(b ^ jnp.uint32(c))
-    return a, b
+HI_SALT = 0x5BD1E995                  # the high words' index salt (64-bit SR)
 
 
-def _key_data(key):
-    """The key's words (uint32, (..., n >= 2)): ``jax.random.key_data`` of a typed key, or
-    a raw uint32 key array (``jax.random.PRNGKey``) itself."""
-    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
-        return jax.random.key_data(key).astype(jnp.uint32), jax.random.key_impl(key)
-    key = jnp.asarray(key)
-    if key.dtype != jnp.uint32 or key.ndim == 0 or key.shape[-1] < 2:
-        raise TypeError(f"key must be a JAX PRNG key (jax.random.key) or a uint32 key array, "
-                        f"got {key.dtype} of shape {key.shape}")
-    return key, None
-
-
-def _pair(key):
-    d, _ = _key_data(key)
-    a, b = d[..., 0], d[..., 1]
-    for j in range(2, d.shape[-1]):                    # keys of more than two words
-        a, b = _feistel(a ^ d[..., j], b)
-    return a, b
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class SiteKey:
+    """A JAX PRNG key and a site number (``fold``): a pytree whose leaf is the key and whose
+    site is static, so that folding costs nothing to compile. Accepted wherever ``key=`` is."""
+    key: jax.Array
+    site: int = dataclasses.field(default=0, metadata=dict(static=True))
 
 
 def fold(key, i):
-    """A new key for site ``i`` of ``key``, of the same kind: the key's first two words
-    (a, b) become ``_feistel(a, b ^ mix32(i))``, the rest stay. Distinct sites of one key,
-    and one site of distinct keys, give distinct keys. ``jax.random.fold_in``'s role at a
-    fraction of its compile time (Threefry, 20 rounds, compiled at every call site)."""
-    d, impl = _key_data(key)
-    a, b = _feistel(d[..., 0], d[..., 1] ^ mix32(jnp.uint32(i)))
-    d = jnp.concatenate([a[..., None], b[..., None], d[..., 2:]], axis=-1)   # no scatter:
-    return d if impl is None else jax.random.wrap_key_data(d, impl=impl)     # cheaper to compile
+    """The key of site ``i`` of ``key`` (a JAX key or a ``SiteKey``): the same key with the
+    site number mix32(mix32(site) ^ mix32(i + 1)), computed when tracing (``mix32_int``; not
+    commutative: fold(fold(k, a), b) and fold(fold(k, b), a) differ). ``jax.random.fold_in``'s
+    role with nothing to compile (Threefry's 20 rounds compile again at each call site)."""
+    if not isinstance(i, (int, np.integer)) or isinstance(i, bool):
+        raise TypeError(f"fold takes a Python int site, got {i!r}")
+    base, site = (key.key, key.site) if isinstance(key, SiteKey) else (key, 0)
+    return SiteKey(base, mix32_int(mix32_int(site) ^ mix32_int(int(i) + 1)))
+
+
+def key_seeds(key):
+    """(a, b, c): the seed words of ``key_words``, uint32. a and b: the key's words (a typed
+    key's ``jax.random.key_data`` or a raw uint32 key array; further words are xor-ed into
+    a), c: its site number (0 for a plain key)."""
+    base, site = (key.key, key.site) if isinstance(key, SiteKey) else (key, 0)
+    if jnp.issubdtype(base.dtype, jax.dtypes.prng_key):
+        d = jax.random.key_data(base).astype(jnp.uint32)
+    else:
+        d = jnp.asarray(base)
+        if d.dtype != jnp.uint32 or d.ndim == 0 or d.shape[-1] < 2:
+            raise TypeError(f"key must be a JAX PRNG key (jax.random.key), a uint32 key array "
+                            f"or a SiteKey, got {d.dtype} of shape {d.shape}")
+    a = d[..., 0]
+    for j in range(2, d.shape[-1]):
+        a = a ^ d[..., j]
+    return jnp.stack([a, d[..., 1], jnp.full_like(a, site)], axis=-1)
+
+
+def hashed_words(seeds, shape, wide=False):
+    """``key_words`` from its seeds (``key_seeds``): (hi, lo) uint32 arrays of ``shape``."""
+    n = int(np.prod(shape, dtype=np.int64))
+    if n >= 2**32:
+        raise ValueError(f"key= supports up to 2^32 elements per call, got shape {shape}")
+    i = jax.lax.iota(jnp.uint32, n).reshape(shape)
+    a, b, c = seeds[..., 0], seeds[..., 1], seeds[..., 2]
+    lo = mix32(mix32(mix32(i ^ a) ^ b) ^ c)
+    if not wide:
+        return jnp.zeros(shape, jnp.uint32), lo
+    return mix32(mix32(mix32(i ^ a ^ jnp.uint32(HI_SALT)) ^ b) ^ c), lo
 
 
 def key_words(key, shape, wide=False):
     """The random words of ``key=`` (stochastic rounding) as (hi, lo) uint32 arrays; hi is 0
-    unless ``wide``. The key's words (``jax.random.key_data``; a key of more than two words
-    is first folded to two) pass through ``_feistel`` to (k0, k1), and element i (flat,
-    row-major) takes lo = mix32(mix32(i ^ k0) ^ k1); ``wide``: (k2, k3) = _feistel(k0 ^
-    0x9E3779B9, k1) give hi the same way (``mix32``: Wellons' lowbias32). Integer hashing
-    alone: no Threefry to compile at each site, a twentieth of its cost per word. The words
-    depend on the key, the shape and the index alone: not on ``jit``, ``vmap``, ``scan`` or
-    sharding (the index is a global ``iota``)."""
-    n = int(np.prod(shape, dtype=np.int64))
-    if n >= 2**32:
-        raise ValueError(f"key= supports up to 2^32 elements per call, got shape {shape}")
-    k0, k1 = _feistel(*_pair(key))
-    i = jax.lax.iota(jnp.uint32, n).reshape(shape)
-    lo = mix32(mix32(i ^ k0) ^ k1)
-    if not wide:
-        return jnp.zeros(shape, jnp.uint32), lo
-    k2, k3 = _feistel(k0 ^ jnp.uint32(0x9E3779B9), k1)
-    return mix32(mix32(i ^ k2) ^ k3), lo
+    unless ``wide``. With (a, b, c) = ``key_seeds(key)`` (the key's two words and its site
+    number), element i (flat, row-major) takes lo = mix32(mix32(mix32(i ^ a) ^ b) ^ c) and,
+    if ``wide``, hi the same with i ^ 0x5BD1E995 for i (``mix32``: Wellons' lowbias32).
+    Integer hashing alone: no Threefry to compile at each site, a twentieth of its cost per
+    word. The words depend on the key, the site, the shape and the index alone: not on
+    ``jit``, ``vmap``, ``scan`` or sharding (the index is a global ``iota``)."""
+    return hashed_words(key_seeds(key), shape, wide)
 
 
 def random_words(shape, W, r, seed, rbits, key):

@@ -121,11 +121,11 @@ def block_inputs(rng, shape, specials):
 
 
 _M32 = np.uint64(0xFFFFFFFF)
-_ROUNDS = (0x9E3779B9, 0x7F4A7C15)
 
 
 def _mix(x):
-    """Wellons' lowbias32 on uint32 values held in uint64."""
+    """Wellons' lowbias32 on uint32 values held in uint64 (NumPy arrays or scalars)."""
+    x = np.uint64(x) if isinstance(x, int) else x
     x = x ^ (x >> np.uint64(16))
     x = (x * np.uint64(0x7FEB352D)) & _M32
     x = x ^ (x >> np.uint64(15))
@@ -133,33 +133,23 @@ def _mix(x):
     return x ^ (x >> np.uint64(16))
 
 
-def _feistel(a, b):
-    for c in _ROUNDS:
-        a, b = b, a ^ _mix(b ^ np.uint64(c))
-    return a, b
+def fold_site(site, i):
+    """lowprec_jax.fold's site number, rebuilt: mix(mix(site) ^ mix(i + 1))."""
+    return int(_mix(_mix(site) ^ _mix(i + 1)))
 
 
-def key_words(key, shape, wide=False):
-    """The documented words of lowprec_jax's ``key=`` (docs/training.md), rebuilt in NumPy
-    from the key's two words: (k0, k1) = Feistel(a, b), two rounds of lowbias32 with the
-    round constants; element i takes mix(mix(i ^ k0) ^ k1) (wide: hi from (k2, k3) =
-    Feistel(k0 ^ 0x9E3779B9, k1)). Returns uint32 words, or uint64 (hi << 32 | lo)."""
+def key_words(key, shape, wide=False, site=0):
+    """The documented words of lowprec_jax's ``key=`` (docs/training.md), rebuilt in NumPy:
+    with (a, b) the key's two words and c the site number, element i takes
+    mix(mix(mix(i ^ a) ^ b) ^ c), mix being Wellons' lowbias32 (wide: the high word with
+    i ^ 0x5BD1E995). Returns uint32 words, or uint64 (hi << 32 | lo) if wide."""
     import jax                                   # noqa: PLC0415  (JAX tests only)
     d = np.asarray(jax.random.key_data(key)).astype(np.uint64)
     assert d.shape == (2,)
-    k0, k1 = _feistel(d[0], d[1])
     i = np.arange(int(np.prod(shape)), dtype=np.uint64).reshape(shape)
-    lo = _mix(_mix(i ^ k0) ^ k1)
+    c = np.uint64(site)
+    lo = _mix(_mix(_mix(i ^ d[0]) ^ d[1]) ^ c)
     if not wide:
         return lo.astype(np.uint32)
-    k2, k3 = _feistel(k0 ^ np.uint64(0x9E3779B9), k1)
-    return (_mix(_mix(i ^ k2) ^ k3) << np.uint64(32)) | lo
-
-
-def fold_key(key, i):
-    """lowprec_jax.fold rebuilt in NumPy: the key's words (a, b) become
-    Feistel(a, b ^ mix(i)), as a Threefry key."""
-    import jax                                   # noqa: PLC0415
-    d = np.asarray(jax.random.key_data(key)).astype(np.uint64)
-    a, b = _feistel(d[0], d[1] ^ _mix(np.uint64(i)))
-    return jax.random.wrap_key_data(np.array([a, b], np.uint32))
+    hi = _mix(_mix(_mix(i ^ d[0] ^ np.uint64(0x5BD1E995)) ^ d[1]) ^ c)
+    return (hi << np.uint64(32)) | lo

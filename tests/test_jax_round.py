@@ -70,8 +70,8 @@ def test_stochastic_variants_with_explicit_bits(variant, r):
 def test_key_gives_the_documented_words():
     """key=: the key's words hashed with each element's index (docs/training.md); the words
     rebuilt in NumPy (helpers.key_words) give the core's bits, 32- and 64-bit SR, under jit
-    and vmap; lowprec_jax.fold equals its NumPy rebuild, and a raw uint32 key is read as its
-    words."""
+    and vmap; lowprec_jax.fold's site numbers equal their rebuild (and do not commute), and
+    a raw uint32 key is read as its words."""
     from helpers import key_words
     x = inputs(np.float32, 1000).reshape(8, 125)
     key = jax.random.key(3)
@@ -83,10 +83,11 @@ def test_key_gives_the_documented_words():
                                         key=key))(x64),
              lp.round(x64, "bfloat16", "stochastic",
                       rbits=key_words(key, x.shape, wide=True)))
-    from helpers import fold_key
-    for i in (0, 7, 2**31 + 5):
-        assert np.array_equal(jax.random.key_data(lj.fold(key, i)),
-                              jax.random.key_data(fold_key(key, i)))
+    from helpers import fold_site
+    k = lj.fold(lj.fold(key, 7), 2)
+    assert k.site == fold_site(fold_site(0, 7), 2) != lj.fold(lj.fold(key, 2), 7).site
+    same(lj.round(x, "bfloat16", "stochastic", key=k),
+         lp.round(x, "bfloat16", "stochastic", rbits=key_words(key, x.shape, site=k.site)))
     same(lj.round(x, "bfloat16", "stochastic", key=jax.random.key_data(key)),
          lp.round(x, "bfloat16", "stochastic", rbits=key_words(key, x.shape)))
     keys = jax.random.split(key, 3)
