@@ -10,8 +10,10 @@ change a bit; except that the power-of-two rules and NVFP4 (Transformer Engine's
 nearest or stochastic mode use the backend's own float32 instructions where ``native_ok``
 proves them IEEE (every operand and result normal, or flushed where the rounding cannot tell),
 and ask the core through a host callback where it does not (subnormal inputs, tiny amaxes):
-a fraction of the compile time, the same bits. torchao 0.18's NVFP4 rule (``nvfp4_torchao``)
-too; the 4over6 rule stays in the core.
+a fraction of the compile time, the same bits. ``fake_quantize`` with a power-of-two rule on
+1 x k blocks takes a third path, ``pow2_values``: every element rounded and scaled back on the
+integers in x's own layout (no float32 arithmetic, no fallback; docs/blocks.md). torchao
+0.18's NVFP4 rule (``nvfp4_torchao``) too; the 4over6 rule stays in the core.
 """
 from __future__ import annotations
 
