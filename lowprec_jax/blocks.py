@@ -275,7 +275,7 @@ def prepare(x, bf, axis, rounding, sr_bits, sr_variant, seed, rbits, key, tensor
     r = P.sr_bits
     xb = _blocked(lax.bitcast_convert_type(x.astype(jnp.float32), U32), axis, bf)
     if key_as_seeds and key is not None and P.mode == "stochastic":
-        Rh, Rl = None, key_seeds(key)
+        Rh, Rl = None, key_seeds(key, wide=r > 32)
     else:
         Rh, Rl = _random_words(x.shape, 32, r, seed, rbits, key)
         Rh, Rl = _blocked(Rh, axis, bf), _blocked(Rl, axis, bf)
@@ -444,7 +444,7 @@ def block_step(x, xb, Rh, Rl, bf, P, g, axis, tensor_amax=None, values_only=Fals
     def words(Rh, Rl):
         if Rh is not None:
             return Rh, Rl
-        hi, lo = hashed_words(Rl, tuple(x.shape), wide=P.sr_bits > 32)
+        hi, lo = hashed_words(Rl, tuple(x.shape))
         return _blocked(hi, axis, bf), _blocked(lo, axis, bf)
 
     def step(xb, Rh, Rl, g, f):

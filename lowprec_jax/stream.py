@@ -76,9 +76,6 @@ def mix32_int(x):
     return x ^ (x >> 16)
 
 
-HI_SALT = 0x5BD1E995                  # the high words' index salt (64-bit SR)
-
-
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
 class SiteKey:
@@ -99,10 +96,24 @@ def fold(key, i):
     return SiteKey(base, mix32_int(mix32_int(site) ^ mix32_int(int(i) + 1)))
 
 
-def key_seeds(key):
-    """(a, b, c): the seed words of ``key_words``, uint32. a and b: the key's words (a typed
-    key's ``jax.random.key_data`` or a raw uint32 key array; further words are xor-ed into
-    a), c: its site number (0 for a plain key)."""
+_ROUND = (0x9E3779B9, 0x7F4A7C15)                # one constant per Feistel round
+
+
+def _feistel(a, b):
+    """Two Feistel rounds on the uint32 pair (a, b) with ``mix32`` as the round function: a
+    bijection of the 64-bit pairs."""
+    for c in _ROUND:
+        a, b = b, a ^ mix32(b ^ jnp.uint32(c))
+    return a, b
+
+
+def key_seeds(key, wide=False):
+    """The seed words of ``key_words``, uint32 (k0, k1) and, if ``wide``, (k2, k3): with (a, b)
+    the key's words (a typed key's ``jax.random.key_data`` or a raw uint32 key array; further
+    words are xor-ed into a) and s its site number (0 for a plain key), (k0, k1) =
+    _feistel(a ^ mix32(s), b ^ mix32(s ^ 0x85EBCA6B)) and (k2, k3) = _feistel(k0 ^
+    0x9E3779B9, k1). Distinct (key, site) pairs give distinct (k0, k1) when the keys differ
+    in b alone (``jax.random.key(seed)``) or at random."""
     base, site = (key.key, key.site) if isinstance(key, SiteKey) else (key, 0)
     if jnp.issubdtype(base.dtype, jax.dtypes.prng_key):
         d = jax.random.key_data(base).astype(jnp.uint32)
@@ -114,31 +125,35 @@ def key_seeds(key):
     a = d[..., 0]
     for j in range(2, d.shape[-1]):
         a = a ^ d[..., j]
-    return jnp.stack([a, d[..., 1], jnp.full_like(a, site)], axis=-1)
+    k0, k1 = _feistel(a ^ jnp.uint32(mix32_int(site)),
+                      d[..., 1] ^ jnp.uint32(mix32_int(site ^ 0x85EBCA6B)))
+    if not wide:
+        return jnp.stack([k0, k1], axis=-1)
+    k2, k3 = _feistel(k0 ^ jnp.uint32(0x9E3779B9), k1)
+    return jnp.stack([k0, k1, k2, k3], axis=-1)
 
 
-def hashed_words(seeds, shape, wide=False):
+def hashed_words(seeds, shape):
     """``key_words`` from its seeds (``key_seeds``): (hi, lo) uint32 arrays of ``shape``."""
     n = int(np.prod(shape, dtype=np.int64))
     if n >= 2**32:
         raise ValueError(f"key= supports up to 2^32 elements per call, got shape {shape}")
     i = jax.lax.iota(jnp.uint32, n).reshape(shape)
-    a, b, c = seeds[..., 0], seeds[..., 1], seeds[..., 2]
-    lo = mix32(mix32(mix32(i ^ a) ^ b) ^ c)
-    if not wide:
+    lo = mix32(mix32(i ^ seeds[..., 0]) ^ seeds[..., 1])
+    if seeds.shape[-1] == 2:
         return jnp.zeros(shape, jnp.uint32), lo
-    return mix32(mix32(mix32(i ^ a ^ jnp.uint32(HI_SALT)) ^ b) ^ c), lo
+    return mix32(mix32(i ^ seeds[..., 2]) ^ seeds[..., 3]), lo
 
 
 def key_words(key, shape, wide=False):
     """The random words of ``key=`` (stochastic rounding) as (hi, lo) uint32 arrays; hi is 0
-    unless ``wide``. With (a, b, c) = ``key_seeds(key)`` (the key's two words and its site
-    number), element i (flat, row-major) takes lo = mix32(mix32(mix32(i ^ a) ^ b) ^ c) and,
-    if ``wide``, hi the same with i ^ 0x5BD1E995 for i (``mix32``: Wellons' lowbias32).
-    Integer hashing alone: no Threefry to compile at each site, a twentieth of its cost per
-    word. The words depend on the key, the site, the shape and the index alone: not on
-    ``jit``, ``vmap``, ``scan`` or sharding (the index is a global ``iota``)."""
-    return hashed_words(key_seeds(key), shape, wide)
+    unless ``wide``. With (k0, k1[, k2, k3]) = ``key_seeds(key, wide)`` (the key's words and
+    its site number, mixed by two Feistel rounds), element i (flat, row-major) takes
+    lo = mix32(mix32(i ^ k0) ^ k1) and hi = mix32(mix32(i ^ k2) ^ k3) (``mix32``: Wellons'
+    lowbias32). Integer hashing alone: no Threefry to compile at each site, a twentieth of
+    its cost per word. The words depend on the key, the site, the shape and the index
+    alone: not on ``jit``, ``vmap``, ``scan`` or sharding (the index is a global ``iota``)."""
+    return hashed_words(key_seeds(key, wide), shape)
 
 
 def random_words(shape, W, r, seed, rbits, key):

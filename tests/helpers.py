@@ -138,18 +138,26 @@ def fold_site(site, i):
     return int(_mix(_mix(site) ^ _mix(i + 1)))
 
 
+def _feistel(a, b):
+    for c in (0x9E3779B9, 0x7F4A7C15):
+        a, b = b, a ^ _mix(b ^ np.uint64(c))
+    return a, b
+
+
 def key_words(key, shape, wide=False, site=0):
     """The documented words of lowprec_jax's ``key=`` (docs/training.md), rebuilt in NumPy:
-    with (a, b) the key's two words and c the site number, element i takes
-    mix(mix(mix(i ^ a) ^ b) ^ c), mix being Wellons' lowbias32 (wide: the high word with
-    i ^ 0x5BD1E995). Returns uint32 words, or uint64 (hi << 32 | lo) if wide."""
+    with (a, b) the key's two words and s the site number, (k0, k1) = Feistel(a ^ mix(s),
+    b ^ mix(s ^ 0x85EBCA6B)) (two rounds of lowbias32 with constants 0x9E3779B9,
+    0x7F4A7C15), and element i takes mix(mix(i ^ k0) ^ k1); wide: the high word the same
+    from (k2, k3) = Feistel(k0 ^ 0x9E3779B9, k1). Returns uint32 words, or uint64
+    (hi << 32 | lo) if wide."""
     import jax                                   # noqa: PLC0415  (JAX tests only)
     d = np.asarray(jax.random.key_data(key)).astype(np.uint64)
     assert d.shape == (2,)
+    k0, k1 = _feistel(d[0] ^ _mix(site), d[1] ^ _mix(site ^ 0x85EBCA6B))
     i = np.arange(int(np.prod(shape)), dtype=np.uint64).reshape(shape)
-    c = np.uint64(site)
-    lo = _mix(_mix(_mix(i ^ d[0]) ^ d[1]) ^ c)
+    lo = _mix(_mix(i ^ k0) ^ k1)
     if not wide:
         return lo.astype(np.uint32)
-    hi = _mix(_mix(_mix(i ^ d[0] ^ np.uint64(0x5BD1E995)) ^ d[1]) ^ c)
-    return (hi << np.uint64(32)) | lo
+    k2, k3 = _feistel(k0 ^ np.uint64(0x9E3779B9), k1)
+    return (_mix(_mix(i ^ k2) ^ k3) << np.uint64(32)) | lo

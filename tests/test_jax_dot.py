@@ -146,27 +146,30 @@ def test_sharded_quantized_matmul_gives_the_single_device_bits():
 
 def test_sharded_block_quantizers_take_either_path_with_the_core_bits():
     """NVFP4 and MXFP4 (SR) quantizers on a 2 x 2 mesh: a tensor the native float32 path
-    serves, and one with a subnormal element that goes to the core through the host
-    callback; the bits equal the core's sharded or not."""
+    serves (one with a subnormal element too), and one whose amax is below 2^-100, which
+    NVFP4 sends to the core through the host callback; the bits equal the core's sharded or
+    not. The MX quantizer (no callback) keeps its input's sharding."""
     devs = np.array(jax.devices()[:4])
     mesh = Mesh(devs.reshape(2, 2), ("rows", "cols"))
     rng = np.random.default_rng(6)
     x = rng.standard_normal((64, 64)).astype(np.float32)
     x_sub = x.copy()
     x_sub[5, 7] = np.float32(1e-40)
+    x_tiny = x * np.float32(2.0**-110)
     rb = rng.integers(0, 2**32, x.shape, dtype=np.uint64).astype(np.uint32)
 
     def f(a, r):
         return (lj.fake_quantize(a, "nvfp4"),
                 lj.fake_quantize(a, "mxfp4_rceil", 0, "stochastic", rbits=r))
 
-    for v in (x, x_sub):
+    for v in (x, x_sub, x_tiny):
         put = lambda a: jax.device_put(a, NamedSharding(mesh, P("rows", "cols")))  # noqa: E731
         sharded = jax.jit(f)(put(v), put(rb))
         want = (lp.fake_quantize(v, "nvfp4"),
                 lp.fake_quantize(v, "mxfp4_rceil", 0, "stochastic", rbits=rb))
         for got, ref in zip(sharded, want):
             assert same(got, ref)
+        assert not sharded[1].sharding.is_fully_replicated
 
 
 @pytest.mark.parametrize("rc", ["mxfp8", "nvfp4"])
