@@ -144,8 +144,8 @@ plt.show()
 # ## Finding
 #
 # Full run, 600 steps of 32 sequences, one seed: held-out loss bf16 2.249, mxfp8 2.264, nvfp4
-# 2.342, mxfp4 2.405; the same MXFP4 training with the OCP floor scales on its stochastically
-# rounded gradients reaches only 3.333, and with nearest-even gradients 3.454 (the uniform guess
+# 2.341, mxfp4 2.416; the same MXFP4 training with the OCP floor scales on its stochastically
+# rounded gradients reaches only 3.154, and with nearest-even gradients 3.454 (the uniform guess
 # is 3.466). The floor scale clips 2.2% of this gradient's values, a bias of 5.1% of ‖g‖ that
 # averaging SR draws cannot remove (the mean of 256 draws stops at 5.2%, on the bias computed
 # from the definition). With scales rounded up (rceil) nothing is clipped and the mean of SR
