@@ -35,7 +35,6 @@ from lowprec.rounding import check_random_source
 from lowprec.rounding import check_overflow  # noqa: F401  (same validation as the core)
 
 from .cast import check_x as _check_x
-from .stream import hashed_words, key_seeds
 from .stream import random_words as _random_words
 from . import _f32 as F
 from ._round import round_bits_impl, round_scaled_values, scaled_values_ok
@@ -263,22 +262,16 @@ def _validated(x, bf, axis, rounding, sr_bits, sr_variant, seed, rbits, key, ten
     return bf, x, axis, P
 
 
-def prepare(x, bf, axis, rounding, sr_bits, sr_variant, seed, rbits, key, tensor_amax=None,
-            key_as_seeds=False):
+def prepare(x, bf, axis, rounding, sr_bits, sr_variant, seed, rbits, key, tensor_amax=None):
     """Validated (bf, x, axis), x's float32 bits and random words cut into blocks, the element
     rounding parameters P and the bits of the two-level rules' global amax g
-    (``global_amax``; None for the other rules). ``key_as_seeds``: a key's words are not
-    made here; Rh is None and Rl holds ``key_seeds`` (``block_step(seeds=...)`` makes them
-    where they are used)."""
+    (``global_amax``; None for the other rules)."""
     bf, x, axis, P = _validated(x, bf, axis, rounding, sr_bits, sr_variant, seed, rbits, key,
                                 tensor_amax)
     r = P.sr_bits
     xb = _blocked(lax.bitcast_convert_type(x.astype(jnp.float32), U32), axis, bf)
-    if key_as_seeds and key is not None and P.mode == "stochastic":
-        Rh, Rl = None, key_seeds(key, wide=r > 32)
-    else:
-        Rh, Rl = _random_words(x.shape, 32, r, seed, rbits, key)
-        Rh, Rl = _blocked(Rh, axis, bf), _blocked(Rl, axis, bf)
+    Rh, Rl = _random_words(x.shape, 32, r, seed, rbits, key)
+    Rh, Rl = _blocked(Rh, axis, bf), _blocked(Rl, axis, bf)
     g = global_amax(xb, tensor_amax, bf.scale_rule) if bf.scale_rule in TWO_LEVEL else None
     return bf, x, axis, xb, Rh, Rl, P, g
 
@@ -436,19 +429,10 @@ def block_step(x, xb, Rh, Rl, bf, P, g, axis, tensor_amax=None, values_only=Fals
     float32 scale arithmetic (NVFP4's products and quotients, the power-of-two scalings) runs
     on the backend's own instructions when ``native_ok`` proves them IEEE, and the core
     answers otherwise (``lax.cond``): a fraction of the bit-level graph to compile, and the
-    same bits. Every other case runs ``quantize_bits`` on the bits (``_f32.BitsF32``).
-    Rh None: Rl holds a key's seeds (``prepare(key_as_seeds=True)``), and each branch makes
-    the words itself (smaller to compile than words passed into both branches)."""
+    same bits. Every other case runs ``quantize_bits`` on the bits (``_f32.BitsF32``)."""
     one = F.const(1.0)
 
-    def words(Rh, Rl):
-        if Rh is not None:
-            return Rh, Rl
-        hi, lo = hashed_words(Rl, tuple(x.shape))
-        return _blocked(hi, axis, bf), _blocked(lo, axis, bf)
-
     def step(xb, Rh, Rl, g, f):
-        Rh, Rl = words(Rh, Rl)
         ts = None if g is None else tensor_scales(g, bf.scale_rule, f)
         codes, s_codes, vb = quantize_bits(xb, Rh, Rl, bf, P, ts, f, values_only)
         if values_only:
@@ -459,7 +443,6 @@ def block_step(x, xb, Rh, Rl, bf, P, g, axis, tensor_amax=None, values_only=Fals
         return step(xb, Rh, Rl, g, F.BitsF32)
 
     def host(xb, Rh, Rl, g):
-        Rh, Rl = words(Rh, Rl)
         out = _host_step(xb, Rh, Rl, g, tensor_amax, bf=bf, P=P, shape=tuple(x.shape),
                          axis=axis)
         return out[2] if values_only else out
@@ -526,8 +509,7 @@ def fake_quantize(x, bf, axis=-1, rounding="nearest_even", *, sr_bits=None,
                 Rl = _random_words(v.shape, 32, P.sr_bits, seed, rbits, key)[1]
             return pow2_values(v, Rl, bf_, P, ax).astype(v.dtype)
         bf_, v, ax, xb, Rh, Rl, P, g = prepare(v, bf, axis, rounding, sr_bits, sr_variant,
-                                               seed, rbits, key, tensor_amax,
-                                               key_as_seeds=True)
+                                               seed, rbits, key, tensor_amax)
         vb = _block_step_jit(v, xb, Rh, Rl, bf_, P, g, ax, tensor_amax, values_only=True)
         return unblocked(lax.bitcast_convert_type(vb, jnp.float32), v.shape, ax,
                          bf_).astype(v.dtype)

@@ -137,18 +137,6 @@ def key_seeds(key, wide=False):
     return jnp.stack([k0, k1, k2, k3], axis=-1)
 
 
-def hashed_words(seeds, shape):
-    """``key_words`` from its seeds (``key_seeds``): (hi, lo) uint32 arrays of ``shape``."""
-    n = int(np.prod(shape, dtype=np.int64))
-    if n >= 2**32:
-        raise ValueError(f"key= supports up to 2^32 elements per call, got shape {shape}")
-    i = jax.lax.iota(jnp.uint32, n).reshape(shape)
-    lo = mix32(mix32(i ^ seeds[..., 0]) ^ seeds[..., 1])
-    if seeds.shape[-1] == 2:
-        return jnp.zeros(shape, jnp.uint32), lo
-    return mix32(mix32(i ^ seeds[..., 2]) ^ seeds[..., 3]), lo
-
-
 def key_words(key, shape, wide=False):
     """The random words of ``key=`` (stochastic rounding) as (hi, lo) uint32 arrays; hi is 0
     unless ``wide``. With (k0, k1[, k2, k3]) = ``key_seeds(key, wide)`` (the key's words and
@@ -157,7 +145,15 @@ def key_words(key, shape, wide=False):
     lowbias32). Integer hashing alone: no Threefry to compile at each site, a twentieth of
     its cost per word. The words depend on the key, the site, the shape and the index
     alone: not on ``jit``, ``vmap``, ``scan`` or sharding (the index is a global ``iota``)."""
-    return hashed_words(key_seeds(key, wide), shape)
+    n = int(np.prod(shape, dtype=np.int64))
+    if n >= 2**32:
+        raise ValueError(f"key= supports up to 2^32 elements per call, got shape {shape}")
+    seeds = key_seeds(key, wide)
+    i = jax.lax.iota(jnp.uint32, n).reshape(shape)
+    lo = mix32(mix32(i ^ seeds[..., 0]) ^ seeds[..., 1])
+    if not wide:
+        return jnp.zeros(shape, jnp.uint32), lo
+    return mix32(mix32(i ^ seeds[..., 2]) ^ seeds[..., 3]), lo
 
 
 def random_words(shape, W, r, seed, rbits, key):
