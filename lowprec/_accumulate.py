@@ -34,6 +34,26 @@ TRUNC, FLOOR, NEAREST = 0, 1, 2
 NO_EXP = -(1 << 40)          # FusedAdder.zero_exponent=None in the parameter array
 
 
+TILE = 16             # outputs are computed in TILE x TILE tiles: a tile's rows of A and
+                      # columns of B stay in cache while its outputs are formed
+
+
+@nb.njit(**_INLINE)
+def _n_tiles(nb_, M, N):
+    """The number of output tiles of an (nb_, M, N) result."""
+    return nb_ * ((M + TILE - 1) // TILE) * ((N + TILE - 1) // TILE)
+
+
+@nb.njit(**_INLINE)
+def _tile(t, M, N):
+    """(b, m0, m1, n0, n1): tile t's batch index and its output rows m0..m1-1, columns
+    n0..n1-1 (output o = (b * M + m) * N + n keeps its number, and so its random words)."""
+    tm, tn = (M + TILE - 1) // TILE, (N + TILE - 1) // TILE
+    b, r = t // (tm * tn), t % (tm * tn)
+    m0, n0 = (r // tn) * TILE, (r % tn) * TILE
+    return b, m0, min(m0 + TILE, M), n0, min(n0 + TILE, N)
+
+
 @nb.njit(**_CALL)
 def _word(seed, o, j):
     """Random word of rounding ``j`` of output element ``o``: Philox4x32-10 keyed by the seed
@@ -199,6 +219,7 @@ def _f32_add(x, y):
 
 
 F32_RNE, F32_RZ, F32_RZ_INF = 1, 2, 3    # prm[10]: a float32 output one conversion rounds
+NARROW_RNE = 4                           # prm[10]: an IEEE-style output (_narrow_rne)
 
 
 @nb.njit(**_INLINE)
@@ -213,32 +234,44 @@ def _f32_out(v, how):
         return np.float64(f)
     if how == F32_RZ_INF and abs(v) >= 2.0 ** 128:
         return np.inf if v > 0 else -np.inf
-    if abs(np.float64(f)) > abs(v):
-        f = _as(np.int32(_as(f, np.int32(0)) - np.int32(1)), np.float32(0))
-    return np.float64(f)
+    past = np.int32(abs(np.float64(f)) > abs(v))     # no branch: RNE passes v half the time
+    return np.float64(_as(np.int32(_as(f, np.int32(0)) - past), np.float32(0)))
+
+
+@nb.njit(**_INLINE)
+def _narrow_rne(v, man, emin, vmax):
+    """An exact float64 v (|v| < 2^1000) rounded once to nearest-even into an IEEE-style format
+    of ``man`` fraction bits, exponents >= ``emin``, largest value ``vmax`` (beyond: Inf). The
+    quantum is Q = 2^(max(e, emin) - man) for e = floor(log2|v|); v + 1.5 * 2^52 * Q lies in a
+    binade whose spacing is Q, so that one float64 addition rounds v to a multiple of Q (ties to
+    even) and the subtraction is exact. A result of zero takes v's sign."""
+    e = _exponent(v, emin) if v != 0 else emin
+    c = _as((e - man + 52 + 1023) << 52 | (I64(1) << 51), np.float64(0))
+    r = abs((v + c) - c)
+    return math.copysign(r if r <= vmax else np.inf, v)
 
 
 @nb.njit(**_INLINE)
 def _align(p, sh, mode):
-    """p * 2^sh rounded to an integer (p signed): truncation toward zero, floor, or
-    nearest-even, as a fused adder keeps F fraction bits."""
-    if sh >= 0:
-        return p << sh
-    k = -sh
-    if k >= 62:
-        if mode == FLOOR and p < 0:
-            return I64(-1)
-        return I64(0)
-    if mode == FLOOR:
-        return p >> k
-    a = -p if p < 0 else p
-    q = a >> k
-    if mode == NEAREST:
+    """p * 2^sh rounded to an integer (p signed, |p| < 2^62): truncation toward zero, floor, or
+    nearest-even, as a fused adder keeps F fraction bits. The k = -sh low bits (none when
+    sh >= 0) are shifted out, the result shifted left by max(sh, 0); without branches for
+    truncation (a negative p first gains 2^k - 1, so the arithmetic shift rounds toward zero)
+    and floor (the arithmetic shift itself). k is capped at 62, past every |p|."""
+    k = min(max(-sh, 0), 62)
+    if mode == TRUNC:
+        q = (p + ((p >> 63) & ((I64(1) << k) - 1))) >> k
+    elif mode == FLOOR:
+        q = p >> k
+    else:
+        a = -p if p < 0 else p
+        q = a >> k
         rem = a & ((I64(1) << k) - 1)
-        half = I64(1) << (k - 1)
-        if rem > half or (rem == half and (q & 1) == 1):
+        half = (I64(1) << k) >> 1
+        if k > 0 and (rem > half or (rem == half and (q & 1) == 1)):
             q += 1
-    return -q if p < 0 else q
+        q = -q if p < 0 else q
+    return q << max(sh, 0)
 
 
 @nb.njit(**_INLINE)
@@ -302,7 +335,9 @@ def _fused_step(SA, EA, SB, EB, SPA, SPB, k0, k1, acc, prm, P, rw):
     else:
         v = math.ldexp(np.float64(S), x)
     if align_c or acc == 0:
-        if prm[10]:                     # float32: one IEEE conversion of v (_f32_out)
+        if prm[10] == NARROW_RNE and abs(v) < 2.0 ** 1000:
+            return _narrow_rne(v, prm[11], prm[12], _as(prm[13], np.float64(0))), I64(0)
+        if 0 < prm[10] < NARROW_RNE:    # float32: one IEEE conversion of v (_f32_out)
             return _f32_out(v, prm[10]), I64(0)
         return _round_value(v, rw, P)
     return _round_sum(v, acc, rw, P, False)
@@ -386,7 +421,9 @@ def _floored_step(SA, EA, SB, EB, k0, k1, acc, prm, P, rw):
         v = np.float64(T) * _as((x + 1023) << 52, np.float64(0))
     else:
         v = math.ldexp(np.float64(T), x)
-    if prm[10]:                         # float32: the IEEE conversion rounds v (exact,
+    if prm[10] == NARROW_RNE and abs(v) < 2.0 ** 1000:
+        return _narrow_rne(v, prm[11], prm[12], _as(prm[13], np.float64(0))), I64(0)
+    if 0 < prm[10] < NARROW_RNE:        # float32: the IEEE conversion rounds v (exact,
         return _f32_out(v, prm[10]), I64(0)            # |T| < 2^53) once (_f32_out)
     return _round_value(v, rw, P)
 
@@ -430,14 +467,16 @@ def fused_matmul(SA, EA, SB, EB, SPA, SPB, BADA, BADB, C, n_terms, prm, P, promo
     nb_, M, K = SA.shape
     N = SB.shape[1]
     nerr = 0
-    for o in nb.prange(nb_ * M * N):
-        b, rest = o // (M * N), o % (M * N)
-        m, n = rest // N, rest % N
-        v, bad = _fused_dot(SA[b, m], EA[b, m], SB[b, n], EB[b, n], SPA[b, m], SPB[b, n],
-                            not (BADA[b, m] or BADB[b, n]), C[b, m, n], n_terms, prm, P,
-                            promote, Ppro, sr, seed, o)
-        out[b, m, n] = v
-        nerr += bad
+    for t in nb.prange(_n_tiles(nb_, M, N)):
+        b, m0, m1, n0, n1 = _tile(t, M, N)
+        for m in range(m0, m1):
+            for n in range(n0, n1):
+                v, bad = _fused_dot(SA[b, m], EA[b, m], SB[b, n], EB[b, n], SPA[b, m],
+                                    SPB[b, n], not (BADA[b, m] or BADB[b, n]), C[b, m, n],
+                                    n_terms, prm, P, promote, Ppro, sr, seed,
+                                    (b * M + m) * N + n)
+                out[b, m, n] = v
+                nerr += bad
     errs[0] = nerr
 
 

@@ -330,12 +330,21 @@ def _out_dtype(dtype, fmt):
 
 
 def _f32_out_kind(acc):
-    """How the fused kernel may round a float32 result with one IEEE conversion
-    (``_accumulate._f32_out``): nearest-even with IEEE overflow, toward zero with IEEE overflow
-    (or saturation, the same there), toward zero with overflow to Inf; 0: the general step."""
-    if acc.fmt != _format("float32") or acc.stochastic:
+    """How the fused kernel may round its result in one or two float operations: a float32
+    result with one IEEE conversion (``_accumulate._f32_out``): nearest-even with IEEE
+    overflow, toward zero with IEEE overflow (or saturation, the same there), toward zero with
+    overflow to Inf; ``NARROW_RNE``: an IEEE-style format (float16, bfloat16, ...) with
+    nearest-even and IEEE overflow (``_accumulate._narrow_rne``); 0: the general step."""
+    f = acc.fmt
+    if acc.stochastic or acc.ftz:
         return 0
     mode = mode_name(acc.rounding)
+    if (f != _format("float32") and isinstance(f, FloatFormat) and f.signed and f.subnormals
+            and f.inf is True and f.nan == "ieee" and f.zero and f.man_bits <= 50
+            and mode == "nearest_even" and acc.overflow in (None, "inf")):
+        return _A.NARROW_RNE
+    if f != _format("float32"):
+        return 0
     if mode == "nearest_even" and acc.overflow in (None, "inf"):
         return _A.F32_RNE
     if mode == "toward_zero" and acc.overflow in (None, "inf", "saturate"):
@@ -343,6 +352,11 @@ def _f32_out_kind(acc):
     if mode == "toward_zero" and acc.overflow == "inf_always":
         return _A.F32_RZ_INF
     return 0
+
+
+def _narrow_params(f):
+    """prm[11:14] of ``NARROW_RNE``: fraction bits, emin, the bits of the largest value."""
+    return f.man_bits, f.emin, int(np.float64(f.max).view(np.int64))
 
 
 def _fma64_chain(acc):
@@ -615,11 +629,13 @@ def _run_fused(acc, SA, EA, FA, SB, EB, FB, mab, C3, seed, n_terms):
     _, P = _rparams(acc.fmt, acc.rounding, acc.overflow, acc.sr_bits, acc.sr_variant, sr)
     fz = acc.fused
     cf = acc.addend_format or acc.fmt
+    kind = _f32_out_kind(acc)
     prm = np.array([fz.frac_bits, int(fz.align_addend), TERMS[fz.terms], mab, cf.emin,
                     -1 if fz.sum_bits is None else fz.sum_bits, fz.split,
                     int(fz.drop_small_addend), int(fz.inf_products),
                     _A.NO_EXP if fz.zero_exponent is None else fz.zero_exponent,
-                    _f32_out_kind(acc)], dtype=np.int64)
+                    kind] + list(_narrow_params(acc.fmt) if kind == _A.NARROW_RNE else
+                                 (0, 0, 0)), dtype=np.int64)
     pro = acc.promote_to
     Ppro = P if pro is None else _rparams(pro.fmt, pro.rounding, pro.overflow, pro.sr_bits,
                                           pro.sr_variant, pro.stochastic)[1]

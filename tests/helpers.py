@@ -3,6 +3,7 @@ from fractions import Fraction
 
 import numpy as np
 
+import lowprec as lp
 import oracle
 
 # name -> oracle table, from the parameters in docs/formats.md
@@ -161,3 +162,18 @@ def key_words(key, shape, wide=False, site=0):
         return lo.astype(np.uint32)
     k2, k3 = _feistel(k0 ^ np.uint64(0x9E3779B9), k1)
     return (_mix(_mix(i ^ k2) ^ k3) << np.uint64(32)) | lo
+
+
+def matmul_both_paths(A, B, acc, **kw):
+    """lp.matmul through both of its paths, the NumPy one for small products and the compiled
+    kernels (forced by a zero size threshold): they must give the same bits."""
+    small = lp.matmul(A, B, acc, **kw)
+    threshold = lp.accumulate.SMALL_PRODUCTS
+    lp.accumulate.SMALL_PRODUCTS = 0
+    try:
+        compiled = lp.matmul(A, B, acc, **kw)
+    finally:
+        lp.accumulate.SMALL_PRODUCTS = threshold
+    u = {2: np.uint16, 4: np.uint32, 8: np.uint64}[small.itemsize]
+    assert np.array_equal(small.view(u), compiled.view(u)), "NumPy path != compiled kernel"
+    return small

@@ -15,6 +15,7 @@ import mmasim.nv_ptx as nv
 import torch
 from mmasim.nv_ptx import isa_mma
 
+import helpers
 import lowprec as lp
 
 MMASIM_ARCH = {"sm_70": "Volta", "sm_75": "Turing", "sm_80": "Ampere", "sm_86": "Ampere",
@@ -34,21 +35,6 @@ AMD_OLD = {"gfx908": ("CDNA1", {"f32": "f32_32x32x2f32", "f16": "f32_32x32x8f16"
                                 "bf16_1k": "f32_32x32x8bf16_1k"})}
 SUB_BYTE_SHIFT = {"e3m2": 0, "e2m3": 0, "e2m1": 2}   # MMA-Sim: fp6 in bits 5:0, fp4 in 5:2
 K_STEP = {"tf32": 8, "f16": 16, "bf16": 16}
-
-
-def matmul_both_paths(A, B, acc, **kw):
-    """lp.matmul through both of its paths, the NumPy one for small products and the compiled
-    kernels (forced by a zero size threshold): they must give the same bits."""
-    small = lp.matmul(A, B, acc, **kw)
-    threshold = lp.accumulate.SMALL_PRODUCTS
-    lp.accumulate.SMALL_PRODUCTS = 0
-    try:
-        compiled = lp.matmul(A, B, acc, **kw)
-    finally:
-        lp.accumulate.SMALL_PRODUCTS = threshold
-    u = {2: np.uint16, 4: np.uint32, 8: np.uint64}[small.itemsize]
-    assert np.array_equal(small.view(u), compiled.view(u)), "NumPy path != compiled kernel"
-    return small
 
 
 def mmasim_op(arch, op, a, b, d):
@@ -120,7 +106,7 @@ def compare(arch, op, a, b, d, seed, M=8, N=8):
         C, tC = addend(rng, d, (M, N))
         want = sim(tA, tB, tC).numpy()
         ut, ft = bits(want, d)
-        got = matmul_both_paths(A, B, acc, c=C, dtype=ft)
+        got = helpers.matmul_both_paths(A, B, acc, c=C, dtype=ft)
         w, g = want.view(ut), got.view(ut)
         bad = np.argwhere(w != g)
         assert not bad.size, (f"{acc.name}, K={k * chain}: {len(bad)} of {w.size} differ, "
@@ -166,7 +152,7 @@ def test_instruction_specials_equal_mmasim(arch, op, a, b, d):
     A, B, C = with_specials(A, B, C, a, b, d)
     want = sim(as_sim(A, a), as_sim(B, b), torch.tensor(C).to(TORCH[d])).numpy()
     ut, ft = bits(want, d)
-    got = matmul_both_paths(A, B, acc, c=C, dtype=ft)
+    got = helpers.matmul_both_paths(A, B, acc, c=C, dtype=ft)
     differ = want.view(ut) != got.view(ut)
     if acc.nan == "quiet":     # MMA-Sim's FMA and exact-sum models keep the host CPU's NaN bits
         differ &= ~(np.isnan(want) & np.isnan(got))
@@ -230,7 +216,7 @@ def test_block_scaled_fp4_equals_mmasim(kind, blk, stype, unit):
         if c_zero:
             C, tC = np.zeros_like(C), torch.zeros_like(tC)
         want = sim(pa, pb, tC, alpha, beta).numpy()
-        got = matmul_both_paths(A, B, "b200-mxf4nvf4", c=C, dtype=np.float32)
+        got = helpers.matmul_both_paths(A, B, "b200-mxf4nvf4", c=C, dtype=np.float32)
         bad = np.argwhere(want.view(np.uint32) != got.view(np.uint32))
         assert not bad.size, (f"{kind} block{blk} {stype}, K={64 * chain}, sparse={sparse}: "
                               f"{len(bad)} of 64 differ, first {want[tuple(bad[0])]!r} vs "
@@ -253,7 +239,7 @@ def test_zero_products_align_at_the_units_zero_exponent(arch, op, a, b, d):
     A[1, 0], B[0, :] = 2.0**-20, 2.0**-20          # row 1: no zero product at position 0
     A[1, 3:], B[3:, :] = 2.0**-14, 2.0**-14
     want = sim(as_sim(A, a), as_sim(B, b), torch.tensor(C).to(torch.float16)).numpy()
-    got = matmul_both_paths(A, B, acc, c=C, dtype=np.float16)
+    got = helpers.matmul_both_paths(A, B, acc, c=C, dtype=np.float16)
     assert np.array_equal(want.view(np.uint16), got.view(np.uint16)), (want, got)
     assert want[0, 0] == 0.0
 
@@ -299,7 +285,7 @@ def test_block_scaled_mxf8f6f4_equals_mmasim(a, b, unit):
                      torch.tensor(sa[:, s:s + 1]).view(torch.float8_e8m0fnu),
                      torch.tensor(sb[s:s + 1]).view(torch.float8_e8m0fnu))
         want = tC.numpy()
-        got = matmul_both_paths(A, B, "b200-mxf8f6f4", c=C, dtype=np.float32)
+        got = helpers.matmul_both_paths(A, B, "b200-mxf8f6f4", c=C, dtype=np.float32)
         bad = np.argwhere(want.view(np.uint32) != got.view(np.uint32))
         assert not bad.size, (f"{a} x {b}, K={K}: {len(bad)} of 64 differ, first "
                               f"{want[tuple(bad[0])]!r} vs {got[tuple(bad[0])]!r}")
