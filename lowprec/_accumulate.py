@@ -75,6 +75,28 @@ def _round_value(x, rw, P):
     return _as(vb, np.float64(0)), code
 
 
+@nb.njit(**_INLINE)
+def _two_sum(x, y):
+    """(s, err): s = x + y rounded to nearest-even and err = x + y - s exactly, for finite
+    float64 x, y whose sum does not overflow (Knuth's TwoSum; exact with subnormals too)."""
+    s = x + y
+    bb = s - x
+    return s, (x - (s - bb)) + (y - bb)
+
+
+@nb.njit(**_INLINE)
+def _to_odd(s, err):
+    """s + err rounded to odd at float64's 53 bits, where s + err lies strictly between s and
+    s's neighbour on err's side (as for s the nearest rounding of s + err): s when err is 0,
+    else the one of s and that neighbour whose last bit is odd."""
+    if err == 0:
+        return s
+    sb = _as(s, I64(0))
+    if (err < 0) != (s < 0):                         # |s| > |s + err|: one code toward zero
+        sb -= 1
+    return _as(sb | I64(1), np.float64(0))
+
+
 @nb.njit(**_CALL)
 def _round_sum(x, y, rw, P, odd_ok):
     """x + y (float64) rounded once into P's format. ``odd_ok`` (deterministic modes, formats
@@ -82,14 +104,8 @@ def _round_sum(x, y, rw, P, odd_ok):
     rounding needs (Boldo & Melquiond 2008), so two float operations replace the exact path."""
     s = x + y
     if odd_ok and s != 0 and math.isfinite(s):
-        bb = s - x
-        err = (x - (s - bb)) + (y - bb)              # TwoSum: x + y = s + err exactly
-        if err != 0:
-            sb = _as(s, I64(0))
-            if (err < 0) != (s < 0):                 # |s| > |x + y|: truncate toward zero
-                sb -= 1
-            s = _as(sb | I64(1), np.float64(0))
-        return _round_value(s, rw, P)
+        s, err = _two_sum(x, y)
+        return _round_value(_to_odd(s, err), rw, P)
     r = _fma(_as(x, I64(0)), _ONE, _as(y, I64(0)), True, P)
     special, bits, sg, H, L, st, T = r
     if special:
@@ -206,13 +222,8 @@ def _f32_add(x, y):
     float64 -> float32 conversion (exact sums and specials pass straight through)."""
     s = x + y
     if s != 0 and math.isfinite(s):
-        bb = s - x
-        err = (x - (s - bb)) + (y - bb)
-        if err != 0:
-            sb = _as(s, I64(0))
-            if (err < 0) != (s < 0):
-                sb -= 1
-            s = _as(sb | I64(1), np.float64(0))
+        s, err = _two_sum(x, y)
+        s = _to_odd(s, err)
     elif s == 0 and x == 0 and y == 0:
         s = x + y                                       # IEEE signed-zero sum
     return np.float64(np.float32(s))
@@ -603,27 +614,64 @@ def _exact_dot(a, bt, c, P, rw):
     return _limb_round(L, rw, P, neg_zero)
 
 
+@nb.njit(**_INLINE)
+def _odd_block(a, bt, k0, k1, c):
+    """c + sum a[k] * bt[k] over k0 <= k < k1, rounded to odd at float64's 53 bits, where the
+    TwoSums below are exact (``exact_matmul``'s ``odd_sums``); NaN when a term is Inf or NaN.
+    (s, lo): the products' exact sum (TwoSums, their errors added exactly), normalised so that
+    s is its nearest rounding; (h, l) = TwoSum(c, s); (t, u) = TwoSum(l, lo); (z, r) =
+    TwoSum(h, t). Then c + the products = z + r + u exactly, and z + (r + u) lies strictly
+    between z and its neighbour on the side of r (of u where r is 0): either l = 0 (so u = 0
+    and r is the error of z) or c + s was inexact, which (Sterbenz) makes |t| < 2 ulp(h) so
+    that r, a multiple of ulp(t), outweighs |u| <= ulp(t) / 2. docs/matrix-units.md."""
+    s, lo = a[k0] * bt[k0], 0.0
+    for k in range(k0 + 1, k1):
+        s, e = _two_sum(s, a[k] * bt[k])
+        lo += e
+    s, lo = _two_sum(s, lo)
+    h, l = _two_sum(c, s)
+    t, u = _two_sum(l, lo)
+    z, r = _two_sum(h, t)
+    return _to_odd(z, r if r != 0 else u)
+
+
 @nb.njit(cache=True, parallel=True)
-def exact_matmul(A, Bt, C, block, P, sr, seed, out, errs):
+def exact_matmul(A, Bt, C, block, P, sr, seed, odd_sums, f32_rne, out, errs):
     """out[b, m, n] = the exact sum_k A*B + C rounded once (``_exact_dot``); with ``block``
     > 0, once per ``block`` products: s = round(s + the exact sum of the next block), s
-    starting at C (rounding j takes word j)."""
+    starting at C (rounding j takes word j). ``odd_sums`` (deterministic modes into at most
+    51 fraction bits, products whose TwoSums add exactly): each exact sum is first rounded to
+    odd at 53 bits by TwoSums (``_odd_block``), which carries every bit the one rounding needs
+    (Boldo & Melquiond 2008); a zero or non-finite sum takes the long accumulator, which owns
+    the signs of zeros and the IEEE specials. ``f32_rne``: that rounding is float32's
+    nearest-even, one IEEE conversion."""
     nb_, M, K = A.shape
     N = Bt.shape[1]
     L = K if block <= 0 else block
     nerr = 0
-    for o in nb.prange(nb_ * M * N):
-        b, rest = o // (M * N), o % (M * N)
-        m, n = rest // N, rest % N
-        v = C[b, m, n]
-        j = 0
-        for k0 in range(0, max(K, 1), max(L, 1)):
-            k1 = min(k0 + L, K)
-            rw = _word(seed, o, j) if sr else U64(0)
-            j += 1
-            v, code = _exact_dot(A[b, m, k0:k1], Bt[b, n, k0:k1], v, P, rw)
-            nerr += code == ERR
-        out[b, m, n] = v
+    for t in nb.prange(_n_tiles(nb_, M, N)):
+        b, m0, m1, n0, n1 = _tile(t, M, N)
+        for m in range(m0, m1):
+            for n in range(n0, n1):
+                o = (b * M + m) * N + n
+                a, bt = A[b, m], Bt[b, n]
+                v = C[b, m, n]
+                j = 0
+                for k0 in range(0, max(K, 1), max(L, 1)):
+                    k1 = min(k0 + L, K)
+                    rw = _word(seed, o, j) if sr else U64(0)
+                    j += 1
+                    ro = _odd_block(a, bt, k0, k1, v) if odd_sums and k1 > k0 else 0.0
+                    if math.isfinite(ro) and abs(ro) >= 2.0 ** -960:   # 53 bits, not 0
+                        if f32_rne:
+                            v = np.float64(np.float32(ro))
+                        else:
+                            v, code = _round_value(ro, rw, P)
+                            nerr += code == ERR
+                    else:
+                        v, code = _exact_dot(a[k0:k1], bt[k0:k1], v, P, rw)
+                        nerr += code == ERR
+                out[b, m, n] = v
     errs[0] = nerr
 
 

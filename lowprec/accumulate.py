@@ -288,7 +288,8 @@ def matmul(A, B, acc="fp32-sequential", c=None, *, seed=None, dtype=None):
         _A.fma64_matmul(A3, B3, C3, out)
         res_fmt = fmt
     elif acc.order == "exact":
-        _A.exact_matmul(A3, B3, C3, acc.block or 0, P, sr, sd, out, errs)
+        _A.exact_matmul(A3, B3, C3, acc.block or 0, P, sr, sd, _odd_sums(acc, K),
+                        _f32_out_kind(acc) == _A.F32_RNE, out, errs)
         res_fmt = fmt
     elif acc.order == "sequential" and acc.products is None and not acc.ftz:
         _A.sequential_matmul(A3, B3, C3, P, _f32_out_kind(acc) == _A.F32_RNE,
@@ -352,6 +353,27 @@ def _f32_out_kind(acc):
     if mode == "toward_zero" and acc.overflow == "inf_always":
         return _A.F32_RZ_INF
     return 0
+
+
+def _odd_sums(acc, K):
+    """True where ``exact_matmul`` may round each exact sum to odd with float64 TwoSums
+    (``_accumulate._odd_block``): a deterministic rounding into at most 51 fraction bits, and
+    n products (n = block, or K) that TwoSums add exactly: n <= 2 (one TwoSum is exact), or
+    float input formats whose products lie on the grid 2^g of the smallest product, with n
+    of the largest below 2^T and T - g + log2(n - 1) < 106, so that the n - 1 TwoSum errors
+    (each a multiple of 2^g, at most 2^(T - 53)) add exactly in float64."""
+    f = acc.fmt
+    if acc.stochastic or not isinstance(f, FloatFormat) or f.man_bits > 51:
+        return False
+    n = acc.block or K
+    if n <= 2:
+        return True
+    fa, fb = acc.input_formats
+    if not (isinstance(fa, FloatFormat) and isinstance(fb, FloatFormat)):
+        return False
+    g = (fa.emin - fa.man_bits) + (fb.emin - fb.man_bits)
+    T = math.ceil(math.log2(n * float(fa.max) * float(fb.max)))
+    return T - g + math.log2(n - 1) < 106
 
 
 def _narrow_params(f):

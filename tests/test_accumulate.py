@@ -626,6 +626,48 @@ def test_exact_order_with_a_block_rounds_once_per_block():
         lp.matmul(a, np.float32([[1.0]]), "mi300-fp8")
 
 
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), block=st.integers(1, 8), K=st.integers(1, 40),
+       ins=st.sampled_from(["float16", "bfloat16", "float8_e4m3fn", "float8_e5m2"]),
+       out=st.sampled_from([("float32", "nearest_even"), ("float32", "toward_zero"),
+                            ("float16", "nearest_even"), ("bfloat16", "up"),
+                            ("e8m13", "down")]))
+def test_exact_blocks_with_cancellation_match_the_rationals(seed, block, K, ins, out):
+    """order="exact" with a block: each block's exact sum is rounded to odd by TwoSums
+    (``_odd_block``) before its one rounding. Products that cancel to a few bits, addends
+    from far above to far below them, and overflow, against exact rationals."""
+    rng = np.random.default_rng(seed)
+    a = values(rng, (4, K), ins, spread=10)
+    b = values(rng, (K, 3), ins, spread=10)
+    b[:, 1] = -b[:, 0]                       # column 1 cancels column 0's products ...
+    a[1::2, 1::2] = a[::2, ::2][:a[1::2].shape[0], :a[:, 1::2].shape[1]]   # ... and rows pair
+    b[1::2, 2] = -b[::2, 2][:b[1::2].shape[0]] * (1 + 2.0 ** -3)
+    b = values_of(b, ins)
+    acc_name, mode = out
+    p, emin, emax = ACC[acc_name]
+    c = values(rng, (4, 3), "bfloat16", spread=60) if acc_name in ("float32", "bfloat16",
+                                                                  "e8m13") else \
+        values(rng, (4, 3), "float16", spread=12)
+    acc = lp.Accumulator(fmt(acc_name), mode, order="exact", block=block,
+                         input_formats=(ins, ins))
+    got = lp.matmul(a, b, acc, c)
+    for i in range(4):
+        for j in range(3):
+            d = Fr(float(c[i, j]))
+            for k0 in range(0, K, block):
+                d = om.round_ieee(d + sum(Fr(float(a[i, k])) * Fr(float(b[k, j]))
+                                          for k in range(k0, min(k0 + block, K))),
+                                  p, emin, emax, mode)
+            assert same(got[i, j], d), (i, j, float(d), got[i, j])
+
+
+def values_of(x, name):
+    """x rounded into an input format (ml_dtypes), non-finite values as 0."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        v = x.astype(IN[name][0]).astype(np.float32)
+    return np.where(np.isfinite(v), v, 0).astype(np.float32)
+
+
 def test_floored_join_arguments():
     with pytest.raises(ValueError, match="sum_bits=.*align_addend=False"):
         lp.FusedAdder(8, 24, sum_bits=31)
