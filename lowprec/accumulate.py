@@ -597,26 +597,44 @@ def group_terms(acc, fmt_a, fmt_b, ea, sa, eb, sb):
     return m, sig, label, bad, sfa.man_bits + sfb.man_bits - q, shape
 
 
+GROUP_CHUNK = 1 << 20      # group terms formed at a time by block_scales='group' (rows of A)
+
+
 def _grouped(acc, fmt_a, fmt_b, ea, sa, eb, sb, c, seed):
     """block_scales='group' (``lowprec.group_step``): per step of n / group groups along K,
     the exact group sums times both scales aligned on the scales' exponents, truncated to F
-    bits, summed exactly and rounded once; steps chain along K."""
+    bits, summed exactly and rounded once; steps chain along K. Rows of A are taken
+    ``GROUP_CHUNK`` group terms at a time, so the terms stay in cache and memory stays small
+    (a 512 x 512 x 512 product would otherwise hold six arrays of 8.4M terms)."""
+    M, K, N = ea.shape[-2], ea.shape[-1], eb.shape[-1]
+    shape = np.broadcast_shapes(ea.shape[:-2], eb.shape[:-2]) + (M, N)
+    C = np.zeros(shape) if c is None else np.broadcast_to(_floats(c, "c"), shape)
+    check_values(C, acc.addend_format or acc.fmt, "c")
+    if acc.stochastic and seed is None:
+        raise ValueError("a stochastic accumulator needs seed=<int> at the call")
+    sd = check_seed(seed) if acc.stochastic else 0
+    nb = int(np.prod(shape[:-2], dtype=np.int64))
+    o = np.arange(nb * M * N, dtype=np.int64).reshape(shape)     # output numbers (SR words)
+    rows = max(1, GROUP_CHUNK // max(1, N * (K // acc.group)))
+    parts = [_grouped_rows(acc, fmt_a, fmt_b, ea[..., r:r + rows, :], sa[..., r:r + rows, :],
+                           eb, sb, C[..., r:r + rows, :], sd, o[..., r:r + rows, :])
+             for r in range(0, max(M, 1), rows)]
+    return np.concatenate(parts, axis=-2) if len(parts) > 1 else parts[0]
+
+
+def _grouped_rows(acc, fmt_a, fmt_b, ea, sa, eb, sb, C, sd, o):
+    """``_grouped`` for some rows of A: C and the output numbers ``o`` of those rows."""
     from ._fused_small import _exponent, _round_value, _sig_exp, _words  # noqa: PLC0415
     from .cast import round as _round  # noqa: PLC0415
     from .group_step import E_ZERO, group_step  # noqa: PLC0415
     from . import xstep  # noqa: PLC0415
     m, sig, label, bad, mab, shape = group_terms(acc, fmt_a, fmt_b, ea, sa, eb, sb)
     G, g = m.shape[1], acc.group
-    C = np.zeros(shape) if c is None else np.broadcast_to(_floats(c, "c"), shape)
     cf = acc.addend_format or acc.fmt
-    check_values(C, cf, "c")
     plan = _rplan(acc.fmt, acc.rounding, acc.overflow, acc.sr_bits, acc.sr_variant,
                   acc.stochastic)
-    if acc.stochastic and seed is None:
-        raise ValueError("a stochastic accumulator needs seed=<int> at the call")
-    sd = check_seed(seed) if acc.stochastic else 0
-    o = np.arange(m.shape[0], dtype=np.int64)
-    acc_v = np.ascontiguousarray(C, dtype=np.float64).reshape(-1).copy()
+    o = np.broadcast_to(o, shape).reshape(-1)
+    acc_v = np.ascontiguousarray(np.broadcast_to(C, shape), dtype=np.float64).reshape(-1).copy()
     per = acc.fused.n // g
     nerr = 0
     for j, k0 in enumerate(range(0, G, per)):

@@ -94,6 +94,20 @@ def fused_terms(terms_list, c, F, align_c, terms, c_emin, out):
     return round_ieee(total, *out)
 
 
+def group_step(groups, c, F, c_emin, e_zero, out):
+    """One step of the block-scaled FP4 instructions (tcgen05.mma kind::mxf4nvf4 / mxf4) as
+    MMA-Sim describes them (arXiv:2511.10909): ``groups`` holds (v, label) with v a group's
+    exact sum of products times both its scales and label the sum of the two scales'
+    exponents, or None (label e_zero) for a zero scale or a group whose products are all
+    zero; c's label is its exponent, e_zero when c is 0. With E the largest label, each v and
+    c is truncated toward zero to F fraction bits below E, the sum is exact and rounded once."""
+    labels = [e_zero if lab is None else lab for _, lab in groups]
+    labels.append(exponent(c, c_emin) if c != 0 else e_zero)
+    scale = Fr(2) ** (F - max(labels))
+    S = sum((_keep(v * scale, "truncate") for v, _ in groups), 0) + _keep(c * scale, "truncate")
+    return round_ieee(Fr(S) / scale, *out)
+
+
 def fused_dot(a, b, c, n, F, align_c, terms, a_emin, b_emin, c_emin, out, promote=None,
               outer=None):
     """Chained steps of n products; ``promote`` = k: every k products the partial sum (from

@@ -2,6 +2,7 @@
 (tests/oracle_mma.py) and the core oracle's stochastic rounding; hypothesis properties."""
 from fractions import Fraction as Fr
 
+import dataclasses
 import math
 import re
 import ml_dtypes
@@ -446,6 +447,87 @@ def test_nvfp4_blocktensors_on_b200_mxf4nvf4():
             want = om.round_ieee(alpha * acc + Fr(float(c[i, j])), 24, -126, 127,
                                  "toward_zero")
             assert bits(got[i, j]) == bits(to_f32(want))
+
+
+FP4 = [0, 0.5, 1, 1.5, 2, 3, 4, 6]
+
+
+def _scale_value(code, stype):
+    """UE4M3 (bias 7, subnormals below 2^-6) or E8M0 (2^(code - 127)), from OCP / NVIDIA's
+    definitions."""
+    if stype == "ue8m0":
+        return Fr(2) ** (int(code) - 127)
+    e, m = int(code) >> 3, int(code) & 7
+    return Fr(m, 8) * Fr(2) ** -6 if e == 0 else (1 + Fr(m, 8)) * Fr(2) ** (e - 7)
+
+
+@pytest.mark.parametrize("blk, stype", [(16, "ue4m3"), (16, "ue8m0"), (32, "ue8m0")])
+def test_group_rule_matches_the_rational_model(blk, stype, monkeypatch):
+    """block_scales='group' (b200-mxf4nvf4) against tests/oracle_mma.group_step: group terms
+    aligned on their scales' exponent sums, zero groups / zero scales / a zero addend at
+    e_zero = -139, chains of four 64-long steps. Rows of A taken one at a time
+    (GROUP_CHUNK) give the same bits, with stochastic rounding too."""
+    rng = np.random.default_rng(blk + len(stype))
+    M, K, N = 6, 256, 5
+    bf = lp.BlockFormat("float4_e2m1fn", blk, "ue4m3" if stype == "ue4m3" else
+                        "float8_e8m0fnu", "nvfp4" if stype == "ue4m3" else "floor")
+    ca = rng.integers(0, 16, (M, K)).astype(np.uint8)
+    cb = rng.integers(0, 16, (K, N)).astype(np.uint8)
+    ca.reshape(M, K // 16, 16)[rng.random((M, K // 16)) < 0.25] = 0       # zero groups
+    cb[:16, 0] = 8                                                        # -0 elements
+    ca[0, 16:32] = [2, 10] * 8                                            # products cancel
+    cb[16:32, 0] = 2
+    lo, hi = (0, 0x7F) if stype == "ue4m3" else (0x60, 0x90)
+    sa = rng.integers(lo, hi, (M, K // blk)).astype(np.uint8)
+    sb = rng.integers(lo, hi, (K // blk, N)).astype(np.uint8)
+    if stype == "ue4m3":
+        sa[1, :4] = [0, 1, 3, 7]                                          # zero, subnormal
+    else:                            # labels below e_zero: a zero group then sets E
+        sa[3] = 0x0A
+        sb[:, 1] = rng.integers(0x40, 0x60, K // blk)
+    ca[3].reshape(4, 64)[:, :16] = 0                                      # one per step
+    if (blk, stype) == (16, "ue8m0"):
+        # row 3, column 4, first step: 2^-140 and -2^-172 beside a zero group. E = e_zero =
+        # -139 keeps the second (2^-174 units), so RZ gives 2^-140 - 2^-149; a larger e_zero
+        # would drop it and give 2^-140.
+        ca[3, 16:48] = 0
+        ca[3, 64:] = 0                                                    # later steps keep it
+        ca[3, 16], ca[3, 32], cb[16, 4], cb[32, 4] = 2, 1, 2, 9           # 1 * 1, 0.5 * -0.5
+        sa[3, 1:3], sb[1, 4], sb[2, 4] = 10, 104, 74                      # 2^-140, 2^-170
+    A = lp.BlockTensor(ca.reshape(M, K // blk, blk), sa, np.float32(1), (M, K), 1, bf)
+    B = lp.BlockTensor(np.ascontiguousarray(cb.T).reshape(N, K // blk, blk),
+                       np.ascontiguousarray(sb.T), np.float32(1), (K, N), 0, bf)
+    c = (rng.standard_normal((M, N)) * 2.0 ** rng.integers(-30, 30, (M, N))).astype(np.float32)
+    c[0, :2] = 0
+    c[3, 4] = 0
+    got = lp.matmul(A, B, "b200-mxf4nvf4", c)
+
+    def elem(code):
+        return (-1 if code & 8 else 1) * Fr(FP4[code & 7])
+
+    s_emin = -6 if stype == "ue4m3" else -127
+    for i in range(M):
+        for j in range(N):
+            acc = Fr(float(c[i, j]))
+            for k0 in range(0, K, 64):
+                groups = []
+                for g0 in range(k0, k0 + 64, 16):
+                    prods = [elem(ca[i, k]) * elem(cb[k, j]) for k in range(g0, g0 + 16)]
+                    x, y = _scale_value(sa[i, g0 // blk], stype), \
+                        _scale_value(sb[g0 // blk, j], stype)
+                    zero = x == 0 or y == 0 or not any(prods)
+                    groups.append((sum(prods, Fr(0)) * x * y, None if zero else
+                                   om.exponent(x, s_emin) + om.exponent(y, s_emin)))
+                acc = om.group_step(groups, acc, 35, -126, -139,
+                                    (24, -126, 127, "toward_zero"))
+            assert Fr(float(got[i, j])) == acc, (i, j, float(acc), got[i, j])
+    sr = dataclasses.replace(lp.hardware.preset("b200-mxf4nvf4"), rounding="stochastic")
+    whole = lp.matmul(A, B, sr, c, seed=5)
+    monkeypatch.setattr(lp.accumulate, "GROUP_CHUNK", 1)
+    assert np.array_equal(lp.matmul(A, B, "b200-mxf4nvf4", c).view(np.uint32),
+                          got.view(np.uint32))
+    assert np.array_equal(lp.matmul(A, B, sr, c, seed=5).view(np.uint32),
+                          whole.view(np.uint32))
 
 
 def test_blocktensor_errors():
