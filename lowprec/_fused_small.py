@@ -19,22 +19,22 @@ TRUNC, FLOOR, NEAREST = 0, 1, 2          # as lowprec._accumulate
 
 
 def _align(p, sh, mode):
-    """p * 2^sh rounded to an integer (p signed): truncation toward zero, floor, or
-    nearest-even."""
-    up = p << sh.clip(0, 62)
+    """p * 2^sh rounded to an integer (p signed int64, |p| < 2^62): truncation toward zero,
+    floor, or nearest-even; the same steps as the compiled ``_accumulate._align``: k = -sh low
+    bits (none when sh >= 0, at most 62) shifted out, then a shift left by max(sh, 0)."""
     k = (-sh).clip(0, 62)
-    a = np.abs(p)
-    q = a >> k
-    if mode == FLOOR:
-        down = p >> k
+    if mode == TRUNC:                    # a negative p gains 2^k - 1: the shift truncates
+        q = (p + ((p >> 63) & ((np.int64(1) << k) - 1))) >> k
+    elif mode == FLOOR:
+        q = p >> k
     else:
-        if mode == NEAREST:
-            rem = a & ((np.int64(1) << k) - 1)
-            half = np.where(k > 0, np.int64(1) << (k - 1).clip(0, 62), 0)
-            q = q + ((k > 0) & ((rem > half) | ((rem == half) & ((q & 1) == 1))))
-        down = np.where(p < 0, -q, q)
-    far = np.where((mode == FLOOR) & (p < 0), np.int64(-1), np.int64(0))
-    return np.where(sh >= 0, up, np.where(-sh >= 62, far, down))
+        a = np.abs(p)
+        q = a >> k
+        rem = a & ((np.int64(1) << k) - 1)
+        half = (np.int64(1) << k) >> 1
+        q = q + ((k > 0) & ((rem > half) | ((rem == half) & ((q & 1) == 1))))
+        q = np.where(p < 0, -q, q)
+    return q << sh.clip(0, 62)
 
 
 def _exponent(x, emin):
