@@ -67,20 +67,25 @@ def _keep(t: Fr, how: str) -> int:
     return fl + (rest > Fr(1, 2) or (rest == Fr(1, 2) and fl % 2 == 1))
 
 
-def fused_step(a, b, c, F, align_c, terms, a_emin, b_emin, c_emin, out):
+def fused_step(a, b, c, F, align_c, terms, a_emin, b_emin, c_emin, out, zero_exp=None):
     """One fused dot-add step: products a_k*b_k exact with exponent e_a + e_b (each as its
     input format sees it), E the largest (and c's, if aligned), each term kept to F fraction
-    bits below E, exact sum, one rounding ``out`` = (p, emin, emax, mode)."""
+    bits below E, exact sum, one rounding ``out`` = (p, emin, emax, mode). ``zero_exp``: a
+    zero product, or a zero c that joins the alignment, counts with this exponent in E."""
+    has_zero = any(x == 0 or y == 0 for x, y in zip(a, b)) or (align_c and c == 0)
     return fused_terms([(x * y, exponent(x, a_emin) + exponent(y, b_emin))
                         for x, y in zip(a, b) if x != 0 and y != 0], c, F, align_c, terms,
-                       c_emin, out)
+                       c_emin, out, zero_exp if has_zero else None)
 
 
-def fused_terms(terms_list, c, F, align_c, terms, c_emin, out):
-    """``fused_step`` on given (value, alignment exponent) terms."""
+def fused_terms(terms_list, c, F, align_c, terms, c_emin, out, zero_exp=None):
+    """``fused_step`` on given (value, alignment exponent) terms; ``zero_exp`` joins E when
+    given (and some term or an aligned c is not zero)."""
     exps = [e for _, e in terms_list]
     if align_c and c != 0:
         exps.append(exponent(c, c_emin))
+    if exps and zero_exp is not None:
+        exps.append(zero_exp)
     if not exps:
         return round_ieee(c, *out)
     E = max(exps)
@@ -109,14 +114,14 @@ def group_step(groups, c, F, c_emin, e_zero, out):
 
 
 def fused_dot(a, b, c, n, F, align_c, terms, a_emin, b_emin, c_emin, out, promote=None,
-              outer=None):
+              outer=None, zero_exp=None):
     """Chained steps of n products; ``promote`` = k: every k products the partial sum (from
     0) is added into ``outer`` = (p, emin, emax, mode), which starts at c."""
     acc = Fr(0) if promote else c
     big = c
     for k0 in range(0, len(a), n):
         acc = fused_step(a[k0:k0 + n], b[k0:k0 + n], acc, F, align_c, terms, a_emin, b_emin,
-                         c_emin, out)
+                         c_emin, out, zero_exp)
         k1 = min(k0 + n, len(a))
         if promote and (k1 % promote == 0 or k1 == len(a)):
             big = round_ieee(big + acc, *outer)

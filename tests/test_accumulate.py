@@ -67,14 +67,15 @@ def to_f32(r):
                             ("float16", "nearest_even"), ("e8m13", "toward_zero"),
                             ("bfloat16", "up"), ("float32", "odd"), ("float32", "down"),
                             ("bfloat16", "nearest_even")]),
-       K=st.integers(1, 70))
-def test_fused_adder_matches_the_rational_model(seed, n, F, align, terms, ins, out, K):
+       K=st.integers(1, 70), ze=st.sampled_from([None, None, -30, -8, 0, 6]))
+def test_fused_adder_matches_the_rational_model(seed, n, F, align, terms, ins, out, K, ze):
     rng = np.random.default_rng(seed)
     a = values(rng, (3, K), ins[0])
     b = values(rng, (K, 2), ins[1])
     acc_name, mode = out
     c = values(rng, (3, 2), "float16", spread=3)        # float16 values: in every acc format
-    acc = lp.Accumulator(fmt(acc_name), mode, fused=lp.FusedAdder(n, F, align, terms),
+    acc = lp.Accumulator(fmt(acc_name), mode, fused=lp.FusedAdder(n, F, align, terms,
+                                                                 zero_exponent=ze),
                          input_formats=ins, addend_format="float16")
     got = helpers.matmul_both_paths(a, b, acc, c=c)
     p, emin, emax = ACC[acc_name]
@@ -82,7 +83,7 @@ def test_fused_adder_matches_the_rational_model(seed, n, F, align, terms, ins, o
         for j in range(2):
             want = om.fused_dot([Fr(float(v)) for v in a[i]], [Fr(float(v)) for v in b[:, j]],
                                 Fr(float(c[i, j])), n, F, align, terms, IN[ins[0]][2],
-                                IN[ins[1]][2], -14, (p, emin, emax, mode))
+                                IN[ins[1]][2], -14, (p, emin, emax, mode), zero_exp=ze)
             assert bits(got[i, j]) == bits(to_f32(want)), (i, j, float(want), got[i, j])
 
 
