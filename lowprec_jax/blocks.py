@@ -27,6 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+from jax.experimental.shard_alike import shard_alike
 
 import lowprec as lp
 from lowprec import blocks as _B
@@ -511,8 +512,9 @@ def fake_quantize(x, bf, axis=-1, rounding="nearest_even", *, sr_bits=None,
         bf_, v, ax, xb, Rh, Rl, P, g = prepare(v, bf, axis, rounding, sr_bits, sr_variant,
                                                seed, rbits, key, tensor_amax)
         vb = _block_step_jit(v, xb, Rh, Rl, bf_, P, g, ax, tensor_amax, values_only=True)
-        return unblocked(lax.bitcast_convert_type(vb, jnp.float32), v.shape, ax,
-                         bf_).astype(v.dtype)
+        out = unblocked(lax.bitcast_convert_type(vb, jnp.float32), v.shape, ax,
+                        bf_).astype(v.dtype)
+        return shard_alike(v, out)[1]
 
     def f_bwd(_, g):
         if grad == "none":

@@ -148,7 +148,8 @@ def test_sharded_block_quantizers_take_either_path_with_the_core_bits():
     """NVFP4 and MXFP4 (SR) quantizers on a 2 x 2 mesh: a tensor the native float32 path
     serves (one with a subnormal element too), and one whose amax is below 2^-100, which
     NVFP4 sends to the core through the host callback; the bits equal the core's sharded or
-    not. The MX quantizer (no callback) keeps its input's sharding."""
+    not. Both keep their input's sharding, and NVFP4 gathers only inside the callback's
+    branch (the compiled step's other all-gathers would run every step)."""
     devs = np.array(jax.devices()[:4])
     mesh = Mesh(devs.reshape(2, 2), ("rows", "cols"))
     rng = np.random.default_rng(6)
@@ -169,7 +170,11 @@ def test_sharded_block_quantizers_take_either_path_with_the_core_bits():
                 lp.fake_quantize(v, "mxfp4_rceil", 0, "stochastic", rbits=rb))
         for got, ref in zip(sharded, want):
             assert same(got, ref)
+        assert not sharded[0].sharding.is_fully_replicated
         assert not sharded[1].sharding.is_fully_replicated
+    hlo = jax.jit(f).lower(put(x), put(rb)).compile().as_text()
+    outside = [c for c in hlo.split("\n\n") if "all-gather(" in c and "pure_callback" not in c]
+    assert not outside, outside[0][:300]
 
 
 @pytest.mark.parametrize("rc", ["mxfp8", "nvfp4"])
