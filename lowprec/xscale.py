@@ -43,9 +43,17 @@ def _msb(xp, q, w):
 
 
 def floor_log2(xp, a, w=32):
-    """floor(log2 v) of positive floats v given as magnitude bits ``a`` (subnormals too)."""
+    """floor(log2 v) of positive floats v given as magnitude bits ``a`` (subnormals too).
+    NumPy searches the leading bit of the subnormal ones alone (usually none)."""
     mw, bias = LAYOUT[w]
     ef = a >> mw
+    if xp is np:
+        out = ef - bias
+        sub = np.flatnonzero(ef == 0)
+        if sub.size:
+            flat = out.reshape(-1)
+            flat[sub] = _msb(np, a.reshape(-1)[sub] & ((1 << mw) - 1), w) - (bias - 1 + mw)
+        return out
     return xp.where(ef > 0, ef - bias, _msb(xp, a & ((1 << mw) - 1), w) - (bias - 1 + mw))
 
 
