@@ -27,7 +27,7 @@ from lowprec import blocks as _B
 from lowprec.hadamard import rht16_matrix
 from lowprec.recipes import Quant, Recipe, recipe, recipes  # noqa: F401  (re-exported)
 
-from .stream import fold
+from .stream import fold, key_words
 
 __all__ = ["Quant", "Recipe", "recipe", "recipes", "quantized_dot_general", "quantized_einsum"]
 
@@ -44,22 +44,51 @@ def _rht(x, axis):
 
 
 def _apply(q, x, axis, key):
-    """x fake-quantized as ``q`` says, blocks along ``axis``; float32."""
-    from . import blocks  # noqa: PLC0415
-    from .cast import round as _round  # noqa: PLC0415
+    """x fake-quantized as ``q`` says, blocks along ``axis``; float32. The stochastic words of
+    ``key`` are drawn here (``key_words``: they depend on the key's site, a static number) and
+    the rest runs in ``_quantize``, one jitted function per (Quant, axis, shape): JAX traces
+    and lowers it once however many layers of that shape call it (XLA still compiles each
+    call site)."""
     x = x.astype(jnp.float32)
     if q.fmt is None:
         return x
+    if q.rounding != "stochastic" or key is None:
+        return _quantize(x, None, q, axis)
+    if _sr_bits(q) > 32:                     # 64-bit words: no uint64 rbits without x64
+        return _quantize_traced(x, None, q, axis, key)
+    return _quantize(x, key_words(key, x.shape)[1], q, axis)
+
+
+def _sr_bits(q):
+    """The number of random bits a stochastic Quant draws per element (the core's plan)."""
+    import lowprec as lp  # noqa: PLC0415
+    if q.is_block:
+        return lp.plan(_B.block_format(q.fmt).elem, q.rounding, "saturate",
+                       sr_bits=q.sr_bits).sr_bits
+    return lp.plan(q.fmt, q.rounding, None, sr_bits=q.sr_bits, dtype=np.float32).sr_bits
+
+
+def _quantize_traced(x, rbits, q, axis, key=None):
+    """RHT and prescale if ``q`` asks, then q's rounding; random bits from ``rbits`` or
+    ``key``."""
+    from . import blocks  # noqa: PLC0415
+    from .cast import round as _round  # noqa: PLC0415
     if q.rht:
         x = _rht(x, axis)
     if q.prescale is not None:
         x = x * np.float32(q.prescale)
-    kw = dict(key=key, sr_bits=q.sr_bits) if q.rounding == "stochastic" else {}
+    kw = {}
+    if q.rounding == "stochastic":
+        kw = dict(key=key, sr_bits=q.sr_bits) if rbits is None else dict(rbits=rbits,
+                                                                         sr_bits=q.sr_bits)
     if q.is_block:
         bf = _B.block_format(q.fmt)
         return blocks.fake_quantize(x, bf, -1 if bf.tile else axis, q.rounding, grad="none",
                                     **kw)
     return _round(x, q.fmt, q.rounding, grad="none", dtype=np.float32, **kw)
+
+
+_quantize = jax.jit(_quantize_traced, static_argnames=("q", "axis"))
 
 
 def _product(a, b, acc, qa=None, qb=None):
