@@ -278,12 +278,14 @@ round_bits.__doc__ = round_bits_impl.__doc__
 _LEAN_MODES = ("nearest_even", "nearest_away", "up", "down", "toward_zero", "odd", "stochastic")
 
 
-def scaled_values_ok(P, e_min):
+def scaled_values_ok(P, e_min, nonnegative=False):
     """Can ``round_scaled_values`` round to the plan ``P`` with scale exponents >= ``e_min``?
-    A float32 work type, a sign-magnitude element format whose subnormals keep its mantissa
-    width, saturating, every grid step (2^(emin - man_bits + e)) at least 2^-149, and a mode
-    whose decision reads at most 32 discarded bits (SR: srff with up to 32 random bits)."""
-    return (P.work_bits == 32 and P.kind == "sign_magnitude" and P.code_base == 0
+    A float32 work type, a sign-magnitude element format (or, for ``nonnegative`` inputs, an
+    unsigned one: the same magnitudes) whose subnormals keep its mantissa width, saturating,
+    every grid step (2^(emin - man_bits + e)) at least 2^-149, and a mode whose decision reads
+    at most 32 discarded bits (SR: srff with up to 32 random bits)."""
+    kinds = ("sign_magnitude", "unsigned") if nonnegative else ("sign_magnitude",)
+    return (P.work_bits == 32 and P.kind in kinds and P.code_base == 0
             and P.sub_man_bits == P.man_bits and 0 < P.man_bits <= 22
             and P.overflow == "saturate" and P.emin - P.man_bits + e_min >= -149
             and P.mode in _LEAN_MODES

@@ -193,11 +193,12 @@ def _pow2_scale_codes(amax, nan, inf, bf, f=F.BitsF32):
 def _round_scale(sf, values_only=False):
     """``xscale``'s round_scale: float32 bits -> (codes, value bits) of the scale format,
     nearest even, saturating, through the same rounding step as the elements (codes None and
-    the values-only step where ``values_only`` and it applies)."""
+    the values-only step where ``values_only`` and it applies: a scale's input is never
+    negative)."""
     Ps = lp.plan(sf, "nearest_even", "saturate")
 
     def round_scale(v):
-        if values_only and scaled_values_ok(Ps, 0):
+        if values_only and scaled_values_ok(Ps, 0, nonnegative=True):
             return None, round_scaled_values(v, 0, None, Ps)
         z = jnp.zeros_like(v)
         code, vb = round_bits_impl(v, z, z, Ps)
