@@ -16,6 +16,7 @@ core's exactly rounded ``lp.rht16``.
 """
 from __future__ import annotations
 
+import dataclasses
 from functools import partial
 
 import jax
@@ -44,39 +45,57 @@ def _rht(x, axis):
 
 
 def _apply(q, x, axis, key):
-    """x fake-quantized as ``q`` says, blocks along ``axis``; float32. The stochastic words of
-    ``key`` are drawn here (``key_words``: they depend on the key's site, a static number) and
-    the rest runs in ``_quantize``, one jitted function per (Quant, axis, shape): JAX traces
-    and lowers it once however many layers of that shape call it (XLA still compiles each
-    call site)."""
+    """x fake-quantized as ``q`` says, blocks along ``axis``; float32: the RHT and prescale
+    if q asks, then q's rounding in ``_quantize``, one jitted function per (format, rounding,
+    axis, shape), which JAX traces and lowers once however many layers call it (XLA still
+    compiles each call site). The stochastic words of ``key`` are drawn here (``key_words``:
+    they depend on the key's site, a static number). Formats whose blocks are laid out along
+    the last axis anyway (NVFP4's two-level rule) are quantized along the last axis of a
+    transposed copy, so that one function serves both axes."""
     x = x.astype(jnp.float32)
     if q.fmt is None:
         return x
-    if q.rounding != "stochastic" or key is None:
-        return _quantize(x, None, q, axis)
-    if _sr_bits(q) > 32:                     # 64-bit words: no uint64 rbits without x64
-        return _quantize_traced(x, None, q, axis, key)
-    return _quantize(x, key_words(key, x.shape)[1], q, axis)
-
-
-def _sr_bits(q):
-    """The number of random bits a stochastic Quant draws per element (the core's plan)."""
-    import lowprec as lp  # noqa: PLC0415
-    if q.is_block:
-        return lp.plan(_B.block_format(q.fmt).elem, q.rounding, "saturate",
-                       sr_bits=q.sr_bits).sr_bits
-    return lp.plan(q.fmt, q.rounding, None, sr_bits=q.sr_bits, dtype=np.float32).sr_bits
-
-
-def _quantize_traced(x, rbits, q, axis, key=None):
-    """RHT and prescale if ``q`` asks, then q's rounding; random bits from ``rbits`` or
-    ``key``."""
-    from . import blocks  # noqa: PLC0415
-    from .cast import round as _round  # noqa: PLC0415
     if q.rht:
         x = _rht(x, axis)
     if q.prescale is not None:
         x = x * np.float32(q.prescale)
+    q = dataclasses.replace(q, rht=False, prescale=None)
+    plan = _plan(q)
+    rbits = None
+    if q.rounding == "stochastic" and key is not None:
+        if plan.sr_bits > 32:                # 64-bit words: no uint64 rbits without x64
+            return _quantize_traced(x, None, q, axis, key)
+        rbits = key_words(key, x.shape)[1]
+    axis %= x.ndim
+    if axis == x.ndim - 1 or not _transposed_anyway(q, plan):
+        return _quantize(x, rbits, q, axis)
+    t = (lambda a: None if a is None else jnp.swapaxes(a, axis, -1))  # noqa: E731
+    return t(_quantize(t(x), t(rbits), q, x.ndim - 1))
+
+
+def _plan(q):
+    """The core's rounding plan of q's (element) format."""
+    import lowprec as lp  # noqa: PLC0415
+    if q.is_block:
+        return lp.plan(_B.block_format(q.fmt).elem, q.rounding, "saturate", sr_bits=q.sr_bits)
+    return lp.plan(q.fmt, q.rounding, None, sr_bits=q.sr_bits, dtype=np.float32)
+
+
+def _transposed_anyway(q, plan):
+    """Does ``blocks.fake_quantize`` move q's block axis last whatever it is (1 x k blocks
+    outside the in-place power-of-two path)?"""
+    from . import blocks  # noqa: PLC0415
+    if not q.is_block:
+        return False
+    bf = _B.block_format(q.fmt)
+    return bf.tile is None and not blocks.in_place_path(bf, plan)
+
+
+def _quantize_traced(x, rbits, q, axis, key=None):
+    """q's rounding of float32 x along ``axis`` (q without RHT or prescale); random bits from
+    ``rbits`` or ``key``."""
+    from . import blocks  # noqa: PLC0415
+    from .cast import round as _round  # noqa: PLC0415
     kw = {}
     if q.rounding == "stochastic":
         kw = dict(key=key, sr_bits=q.sr_bits) if rbits is None else dict(rbits=rbits,

@@ -14,6 +14,8 @@ import lowprec as lp
 import lowprec_jax as lj
 from lowprec_jax.dot import Quant, Recipe, quantized_dot_general, recipe
 
+from helpers import _mix, key_words
+
 DN = (((1,), (0,)), ((), ()))                      # x @ w
 
 
@@ -51,6 +53,40 @@ def test_three_products_equal_the_core(fmts):
         dx, dw = vjp(jnp.asarray(g))
     want = core_products(x, w, g, rc)
     for got, ref in zip((y, dx, dw), want):
+        assert same(got, ref)
+
+
+def test_stochastic_operands_take_the_documented_words():
+    """Each stochastically rounded operand draws key_words(fold(k, i)) at its own shape: the
+    forward X and W i = 0, 1, the backward dY, W, X, dY (in that order) fold(fold(k, 7), i)
+    (docs/training.md), rebuilt in NumPy (tests/helpers.key_words) and given to the core as
+    rbits. NVFP4 operands blocked along the first axis are quantized on a transposed copy, MX
+    ones in place: the words must follow the elements either way."""
+    sr = lambda f: Quant(f, "stochastic")  # noqa: E731
+    rc = Recipe((sr("nvfp4"), sr("mxfp4_rceil")), (sr("mxfp4_rceil"), sr("nvfp4")),
+                (sr("nvfp4"), sr("mxfp4_rceil")), acc="fp32-sequential")
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((32, 48)).astype(np.float32)
+    w = rng.standard_normal((48, 64)).astype(np.float32)
+    g = rng.standard_normal((32, 64)).astype(np.float32)
+    key = jax.random.key(11)
+    with jax.enable_x64(True):
+        y, vjp = jax.vjp(lambda x, w: quantized_dot_general(x, w, DN, rc, key=key), x, w)
+        dx, dw = vjp(jnp.asarray(g))
+
+    def site(i, base=0):                          # fold's documented site numbers
+        return int(_mix(_mix(base) ^ _mix(i + 1)))
+
+    def fq(q, v, axis, s):
+        rb = key_words(key, v.shape, site=s)
+        return lp.fake_quantize(v, lp.block_format(q.fmt), axis, "stochastic", rbits=rb)
+    b = site(7)
+    fx, fw = fq(rc.fwd[0], x, -1, site(0)), fq(rc.fwd[1], w, -2, site(1))
+    gd, wd = fq(rc.dgrad[0], g, -1, site(0, b)), fq(rc.dgrad[1], w, -1, site(1, b))
+    xw, gw = fq(rc.wgrad[0], x, -2, site(2, b)), fq(rc.wgrad[1], g, -2, site(3, b))
+    acc = lp.hardware.preset("fp32-sequential")
+    for got, ref in zip((y, dx, dw), (lp.matmul(fx, fw, acc), lp.matmul(gd, wd.T, acc),
+                                      lp.matmul(xw.T, gw, acc))):
         assert same(got, ref)
 
 
