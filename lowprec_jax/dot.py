@@ -67,10 +67,13 @@ def _apply(q, x, axis, key):
             return _quantize_traced(x, None, q, axis, key)
         rbits = key_words(key, x.shape)[1]
     axis %= x.ndim
-    if axis == x.ndim - 1 or not _transposed_anyway(q, plan):
-        return _quantize(x, rbits, q, axis)
-    t = (lambda a: None if a is None else jnp.swapaxes(a, axis, -1))  # noqa: E731
-    return t(_quantize(t(x), t(rbits), q, x.ndim - 1))
+    # the abstract mesh made explicit: JAX sets it for a custom_vjp's backward pass and not for
+    # its forward one, and the jit cache's key holds it (one trace for both passes)
+    with jax.sharding.use_abstract_mesh(jax.sharding.get_abstract_mesh()):
+        if axis == x.ndim - 1 or not _transposed_anyway(q, plan):
+            return _quantize(x, rbits, q, axis)
+        t = (lambda a: None if a is None else jnp.swapaxes(a, axis, -1))  # noqa: E731
+        return t(_quantize(t(x), t(rbits), q, x.ndim - 1))
 
 
 def _plan(q):
