@@ -83,7 +83,7 @@ def main():
     args = ap.parse_args()
     depths = [int(v) for v in args.depths.split(",")]
     recipes = args.recipes.split(",")
-    print("compiling quantized training steps (fresh process per row; nvfp4 takes minutes)...",
+    print("compiling quantized training steps (a fresh process per row, a few seconds each)...",
           file=sys.stderr)
     res, old = {}, {}
     for rc in recipes:
