@@ -106,13 +106,14 @@ def unblocked(v, shape, axis, bf):
     return _B.unblock(v, shape, axis, bf, xp=jnp)
 
 
-def _amax(xb):
+def _amax(xb, top=None):
     """Per block: (|x| bits, NaN flag, Inf flag, largest |x| bits where the block holds no
     NaN or Inf, else 0), from one integer max over the block (NaN and Inf bits are the
-    largest). Every rule overrides the scale of a block holding Inf or NaN, so its finite
-    amax is not needed."""
+    largest; ``top``: that max, if the caller has it). Every rule overrides the scale of a
+    block holding Inf or NaN, so its finite amax is not needed."""
     a = xb & U32(0x7FFFFFFF)
-    top = jnp.max(a, axis=-1)
+    if top is None:
+        top = jnp.max(a, axis=-1)
     return a, top > F.INF, top == F.INF, jnp.where(top >= F.INF, U32(0), top)
 
 
@@ -144,14 +145,15 @@ def tensor_scale(ts, bf):
     return ts[0] if bf.scale_rule == "nvfp4_torchao" else ts[1]
 
 
-def quantize_bits(xb, Rh, Rl, bf, P, ts=None, f=F.BitsF32, values_only=False):
+def quantize_bits(xb, Rh, Rl, bf, P, ts=None, f=F.BitsF32, values_only=False, top=None):
     """The block step on float32 bits already cut into blocks (..., blocks, k): (element codes,
     scale codes, dequantized value bits). Shared by ``quantize`` / ``fake_quantize`` and the
     Pallas kernels; P: the element rounding parameters (a tuple, saturating); ts: NVFP4's
     ``tensor_scales``; f: their float32 arithmetic (``_f32.BitsF32``, or ``_f32.NativeF32``
     where ``native_ok``). ``values_only``: the codes are not wanted (None), and the elements
-    are rounded by the values-only step ``round_scaled_values`` where it applies."""
-    a, nan, inf, amax = _amax(xb)
+    are rounded by the values-only step ``round_scaled_values`` where it applies. ``top``:
+    each block's largest |x| bits (``_amax``), if the caller has them."""
+    a, nan, inf, amax = _amax(xb, top)
     if bf.nonfinite == "nan":
         nan = nan | inf
     if bf.scale_rule in TWO_LEVEL:
@@ -355,7 +357,8 @@ def native_ok(xb, g, bf, P):
       (``NativeF32.scale_by``). So subnormal inputs need no fallback: only g is tested.
 
     Where it fails (power-of-two rules: subnormal inputs; NVFP4: a tensor amax below
-    2^-100; rare in training) the core answers through a host callback (``_host_step``)."""
+    2^-100, or a NaN, since ``block_step`` takes g from the block amaxes; rare in training)
+    the core answers through a host callback (``_host_step``)."""
     if bf.scale_rule == "nvfp4":
         return (g == 0) | ((g >= F.const(NATIVE_G_MIN)) & (g <= F.INF))
     a = xb & U32(0x7FFFFFFF)
@@ -434,9 +437,9 @@ def block_step(x, xb, Rh, Rl, bf, P, g, axis, tensor_amax=None, values_only=Fals
     same bits. Every other case runs ``quantize_bits`` on the bits (``_f32.BitsF32``)."""
     one = F.const(1.0)
 
-    def step(xb, Rh, Rl, g, f):
+    def step(xb, Rh, Rl, g, f, top=None):
         ts = None if g is None else tensor_scales(g, bf.scale_rule, f)
-        codes, s_codes, vb = quantize_bits(xb, Rh, Rl, bf, P, ts, f, values_only)
+        codes, s_codes, vb = quantize_bits(xb, Rh, Rl, bf, P, ts, f, values_only, top)
         if values_only:
             return vb
         return codes, s_codes, vb, U32(one) if ts is None else tensor_scale(ts, bf)
@@ -444,13 +447,22 @@ def block_step(x, xb, Rh, Rl, bf, P, g, axis, tensor_amax=None, values_only=Fals
     if not native_path(bf, P):
         return step(xb, Rh, Rl, g, F.BitsF32)
 
-    def host(xb, Rh, Rl, g):
+    def host(xb, Rh, Rl, g, top):
         out = _host_step(xb, Rh, Rl, g, tensor_amax, bf=bf, P=P, shape=tuple(x.shape),
                          axis=axis)
         return out[2] if values_only else out
 
-    return lax.cond(native_ok(xb, g, bf, P), lambda *a: step(*a, F.NativeF32), host,
-                    xb, Rh, Rl, g)
+    def native(xb, Rh, Rl, g, top):
+        return step(xb, Rh, Rl, g, F.NativeF32, top)
+
+    top = None
+    if bf.scale_rule == "nvfp4" and tensor_amax is None:
+        # one pass over x for the block amaxes, and the global amax from them (``prepare``'s
+        # ``global_amax`` pass is then dead code): a block holding NaN makes g NaN bits, which
+        # ``native_ok`` refuses, so the core answers for such a tensor
+        top = jnp.max(xb & U32(0x7FFFFFFF), axis=-1)
+        g = jnp.max(top)
+    return lax.cond(native_ok(xb, g, bf, P), native, host, xb, Rh, Rl, g, top)
 
 
 _block_step_jit = jax.jit(block_step, static_argnames=("bf", "P", "axis", "values_only"))

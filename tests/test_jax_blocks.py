@@ -189,6 +189,19 @@ def test_nvfp4_native_float32_at_its_edges(mode, kw):
             _assert_core_bits(x, "nvfp4", mode, kw, np.float32(amax), (g, amax))
 
 
+@pytest.mark.parametrize("where", ["nan_block", "other_block"])
+def test_nvfp4_global_amax_counts_the_finite_values_of_a_nan_block(where):
+    """The global amax is the largest |x| that is not NaN (TE), whichever block holds it: here
+    the tensor's largest value sits in a block that also holds a NaN (the native path takes g
+    from the block amaxes, so such a tensor goes to the core), or in another block."""
+    rng = np.random.default_rng(29)
+    x = rng.standard_normal((4, 64)).astype(np.float32)
+    x[1, 3] = np.nan
+    x[1, 5 if where == "nan_block" else 40] = 1000.0
+    for mode, kw in (("nearest_even", {}), ("stochastic", dict(seed=3))):
+        _assert_core_bits(x, "nvfp4", mode, kw, None, (where, mode))
+
+
 def test_nvfp4_native_float32_with_a_jit_time_constant_amax():
     """A tensor amax known when jitting lets XLA fold the tensor scales at compile time (and
     it rewrites x / c as x * (1 / c), which is not IEEE division: the native path divides only
