@@ -461,7 +461,9 @@ def block_step(x, xb, Rh, Rl, bf, P, g, axis, tensor_amax=None, values_only=Fals
         # ``global_amax`` pass is then dead code): a block holding NaN makes g NaN bits, which
         # ``native_ok`` refuses, so the core answers for such a tensor
         top = jnp.max(xb & U32(0x7FFFFFFF), axis=-1)
-        g = jnp.max(top)
+        # int32 (the bits are below 2^31): XLA would merge a uint32 max of the maxes into a
+        # second full pass over x
+        g = jnp.max(top.astype(jnp.int32)).astype(U32)
     return lax.cond(native_ok(xb, g, bf, P), native, host, xb, Rh, Rl, g, top)
 
 
