@@ -266,6 +266,11 @@ def _validated(x, bf, axis, rounding, sr_bits, sr_variant, seed, rbits, key, ten
     return bf, x, axis, P
 
 
+def block_bits(x, axis, bf):
+    """x's float32 bits cut into blocks (..., blocks, k) along ``axis``."""
+    return _blocked(lax.bitcast_convert_type(x.astype(jnp.float32), U32), axis, bf)
+
+
 def prepare(x, bf, axis, rounding, sr_bits, sr_variant, seed, rbits, key, tensor_amax=None):
     """Validated (bf, x, axis), x's float32 bits and random words cut into blocks, the element
     rounding parameters P and the bits of the two-level rules' global amax g
@@ -273,7 +278,7 @@ def prepare(x, bf, axis, rounding, sr_bits, sr_variant, seed, rbits, key, tensor
     bf, x, axis, P = _validated(x, bf, axis, rounding, sr_bits, sr_variant, seed, rbits, key,
                                 tensor_amax)
     r = P.sr_bits
-    xb = _blocked(lax.bitcast_convert_type(x.astype(jnp.float32), U32), axis, bf)
+    xb = block_bits(x, axis, bf)
     Rh, Rl = _random_words(x.shape, 32, r, seed, rbits, key)
     Rh, Rl = _blocked(Rh, axis, bf), _blocked(Rl, axis, bf)
     g = global_amax(xb, tensor_amax, bf.scale_rule) if bf.scale_rule in TWO_LEVEL else None
@@ -430,7 +435,7 @@ def _host_step(xb, Rh, Rl, g, tensor_amax, *, bf, P, shape, axis):
 
 def block_step(x, xb, Rh, Rl, bf, P, g, axis, tensor_amax=None, values_only=False):
     """(element codes, scale codes, dequantized value bits, tensor scale bits) of ``prepare``'s
-    outputs, blocked; ``values_only``: the value bits alone. Where ``native_path`` allows, the
+    outputs, blocked; ``values_only``: the values alone, float32. Where ``native_path`` allows, the
     float32 scale arithmetic (NVFP4's products and quotients, the power-of-two scalings) runs
     on the backend's own instructions when ``native_ok`` proves them IEEE, and the core
     answers otherwise (``lax.cond``): a fraction of the bit-level graph to compile, and the
@@ -441,19 +446,21 @@ def block_step(x, xb, Rh, Rl, bf, P, g, axis, tensor_amax=None, values_only=Fals
         ts = None if g is None else tensor_scales(g, bf.scale_rule, f)
         codes, s_codes, vb = quantize_bits(xb, Rh, Rl, bf, P, ts, f, values_only, top)
         if values_only:
-            return vb
+            return lax.bitcast_convert_type(vb, jnp.float32)
         return codes, s_codes, vb, U32(one) if ts is None else tensor_scale(ts, bf)
 
     if not native_path(bf, P):
         return step(xb, Rh, Rl, g, F.BitsF32)
 
-    def host(xb, Rh, Rl, g, top):
-        out = _host_step(xb, Rh, Rl, g, tensor_amax, bf=bf, P=P, shape=tuple(x.shape),
-                         axis=axis)
-        return out[2] if values_only else out
+    # the branches take x itself and cut its bits into blocks there, and return float32
+    # values: no copy of x's bits (nor of the values') is written for the branch boundary
+    def host(x, Rh, Rl, g, top):
+        out = _host_step(block_bits(x, axis, bf), Rh, Rl, g, tensor_amax, bf=bf, P=P,
+                         shape=tuple(x.shape), axis=axis)
+        return lax.bitcast_convert_type(out[2], jnp.float32) if values_only else out
 
-    def native(xb, Rh, Rl, g, top):
-        return step(xb, Rh, Rl, g, F.NativeF32, top)
+    def native(x, Rh, Rl, g, top):
+        return step(block_bits(x, axis, bf), Rh, Rl, g, F.NativeF32, top)
 
     top = None
     if bf.scale_rule == "nvfp4" and tensor_amax is None:
@@ -464,7 +471,7 @@ def block_step(x, xb, Rh, Rl, bf, P, g, axis, tensor_amax=None, values_only=Fals
         # int32 (the bits are below 2^31): XLA would merge a uint32 max of the maxes into a
         # second full pass over x
         g = jnp.max(top.astype(jnp.int32)).astype(U32)
-    return lax.cond(native_ok(xb, g, bf, P), native, host, xb, Rh, Rl, g, top)
+    return lax.cond(native_ok(xb, g, bf, P), native, host, x, Rh, Rl, g, top)
 
 
 _block_step_jit = jax.jit(block_step, static_argnames=("bf", "P", "axis", "values_only"))
@@ -527,7 +534,7 @@ def fake_quantize(x, bf, axis=-1, rounding="nearest_even", *, sr_bits=None,
         bf_, v, ax, xb, Rh, Rl, P, g = prepare(v, bf, axis, rounding, sr_bits, sr_variant,
                                                seed, rbits, key, tensor_amax)
         vb = _block_step_jit(v, xb, Rh, Rl, bf_, P, g, ax, tensor_amax, values_only=True)
-        out = unblocked(lax.bitcast_convert_type(vb, jnp.float32), v.shape, ax,
+        out = unblocked(vb, v.shape, ax,
                         bf_).astype(v.dtype)
         return shard_alike(v, out)[1]
 
