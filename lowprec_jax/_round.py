@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+from jax import lax
 import numpy as np
 
 from ._clz import clz
@@ -301,56 +302,67 @@ def round_scaled_values(ub, e, Rl, P):
     (stochastic rounding; None otherwise). Finite x, or Inf (saturated to the largest value);
     the caller gives NaN blocks their NaN. Only where ``scaled_values_ok``."""
     mt, emin = P.man_bits, P.emin
+    # lax operations (jnp's operators trace several times slower; every block site runs this)
+    u, i = np.uint32, np.int32
     I32 = jnp.int32
-    a = ub & U32(0x7FFFFFFF)
-    ew = (a >> 23).astype(I32)
-    sig = (a & U32(0x7FFFFF)) | ((ew != 0).astype(U32) << 23)
-    e_sig = jnp.maximum(ew, 1) - 150                   # |x| = sig 2^e_sig
-    msb = (jax.lax.bitcast_convert_type(sig.astype(jnp.float32), U32) >> 23).astype(I32) - 127
-    Ey = msb + e_sig - e                               # floor(log2 |x 2^-e|), subnormal x too
-    Et = jnp.maximum(Ey, emin)
-    sh_full = Et - mt + e - e_sig                      # bits of sig below the grid 2^(Et-mt+e)
-    sh = jnp.minimum(sh_full, 31).astype(U32)
-    q = sig >> sh
-    rem = sig - (q << sh)                              # sig itself where sh_full > 23
+    e = lax.convert_element_type(e, I32)               # int64 under jax_enable_x64
+    a = lax.bitwise_and(ub, u(0x7FFFFFFF))
+    ew = lax.convert_element_type(lax.shift_right_logical(a, u(23)), I32)
+    sig = lax.bitwise_or(lax.bitwise_and(a, u(0x7FFFFF)),
+                         lax.shift_left(lax.convert_element_type(lax.ne(ew, i(0)), U32), u(23)))
+    e_sig = lax.sub(lax.max(ew, i(1)), i(150))         # |x| = sig 2^e_sig
+    msb = lax.sub(lax.convert_element_type(lax.shift_right_logical(lax.bitcast_convert_type(
+        lax.convert_element_type(sig, jnp.float32), U32), u(23)), I32), i(127))
+    Ey = lax.sub(lax.add(msb, e_sig), e)               # floor(log2 |x 2^-e|), subnormal x too
+    Et = lax.max(Ey, i(emin))
+    sh_full = lax.sub(lax.add(lax.sub(Et, i(mt)), e), e_sig)  # sig's bits below the grid
+    sh = lax.convert_element_type(lax.min(sh_full, i(31)), U32)
+    q = lax.shift_right_logical(sig, sh)
+    rem = lax.sub(sig, lax.shift_left(q, sh))          # sig itself where sh_full > 23
     mode = P.mode
     if mode in ("nearest_even", "nearest_away"):
-        half = U32(1) << (sh - U32(1))                 # > sig where sh_full > 24
-        inc = (rem > half) | ((rem == half) & (((q & 1) == 1) if mode == "nearest_even"
-                                               else True))
+        half = lax.shift_left(u(1), lax.sub(sh, u(1)))   # > sig where sh_full > 24
+        tie = lax.eq(rem, half)
+        if mode == "nearest_even":
+            tie = lax.bitwise_and(tie, lax.eq(lax.bitwise_and(q, u(1)), u(1)))
+        inc = lax.bitwise_or(lax.gt(rem, half), tie)
     elif mode == "stochastic":                         # srff: t + R >= 2^r, t = D's top r bits
         r = P.sr_bits
-        Dh = (rem << jnp.clip(32 - sh_full, 0, 31).astype(U32)) >> jnp.clip(
-            sh_full - 32, 0, 31).astype(U32)
-        t = Dh >> U32(32 - r)
-        R = Rl & U32((1 << r) - 1) if r < 32 else Rl
-        inc = (t + R < t) if r == 32 else (t + R >= U32(1 << r))
-    elif mode == "up":
-        inc = (rem != 0) & ((ub >> 31) == 0)
-    elif mode == "down":
-        inc = (rem != 0) & ((ub >> 31) == 1)
+        up_sh = lax.convert_element_type(lax.clamp(i(0), lax.sub(i(32), sh_full), i(31)), U32)
+        dn_sh = lax.convert_element_type(lax.clamp(i(0), lax.sub(sh_full, i(32)), i(31)), U32)
+        Dh = lax.shift_right_logical(lax.shift_left(rem, up_sh), dn_sh)
+        t = lax.shift_right_logical(Dh, u(32 - r))
+        R = lax.bitwise_and(Rl, u((1 << r) - 1)) if r < 32 else Rl
+        tR = lax.add(t, R)
+        inc = lax.lt(tR, t) if r == 32 else lax.ge(tR, u(1 << r))
+    elif mode in ("up", "down"):
+        inc = lax.bitwise_and(lax.ne(rem, u(0)), lax.eq(lax.shift_right_logical(ub, u(31)),
+                                                         u(0 if mode == "up" else 1)))
     elif mode == "odd":
-        inc = (rem != 0) & ((q & 1) == 0)
+        inc = lax.bitwise_and(lax.ne(rem, u(0)), lax.eq(lax.bitwise_and(q, u(1)), u(0)))
     else:                                              # toward zero
-        inc = jnp.zeros_like(rem, dtype=bool)
-    q = q + inc.astype(U32)
-    carry = (q >> U32(mt + 1)).astype(I32)             # 2^(mt+1): the next binade
-    q = q >> carry.astype(U32)
-    Et = Et + carry
+        inc = lax.full_like(rem, False, jnp.bool_)
+    q = lax.add(q, lax.convert_element_type(inc, U32))
+    carry = lax.shift_right_logical(q, u(mt + 1))       # 2^(mt+1): the next binade
+    q = lax.shift_right_logical(q, carry)
+    Et = lax.add(Et, lax.convert_element_type(carry, I32))
     mb = int(P.max_pos_bits)
     e_max, q_max = (mb >> 23) - 127, ((mb & 0x7FFFFF) | 0x800000) >> (23 - mt)
-    ovf = (Et > e_max) | ((Et == e_max) & (q > U32(q_max)))
-    q = jnp.where(ovf, U32(q_max), q)
-    Et = jnp.where(ovf, e_max, Et)
-    j = Et - mt + e                                    # value = q 2^j, q < 2^(mt+1)
-    fq = jax.lax.bitcast_convert_type(q.astype(jnp.float32), U32)     # exact
-    ef = (fq >> 23).astype(I32) + j
-    v = jnp.where(ef >= 1, fq + (j << 23).astype(U32),
-                  q << jnp.clip(j + 149, 0, 31).astype(U32))         # subnormal: q 2^(j+149)
-    v = jnp.where(ef > 254, U32(0x7F800000), v)
-    zero = q == 0
-    v = jnp.where(zero, U32(0), v)
-    sign = ub & U32(0x80000000)
+    ovf = lax.bitwise_or(lax.gt(Et, i(e_max)),
+                         lax.bitwise_and(lax.eq(Et, i(e_max)), lax.gt(q, u(q_max))))
+    q = jnp.where(ovf, u(q_max), q)
+    Et = jnp.where(ovf, i(e_max), Et)
+    j = lax.add(lax.sub(Et, i(mt)), e)                 # value = q 2^j, q < 2^(mt+1)
+    fq = lax.bitcast_convert_type(lax.convert_element_type(q, jnp.float32), U32)   # exact
+    ef = lax.add(lax.convert_element_type(lax.shift_right_logical(fq, u(23)), I32), j)
+    normal = lax.add(fq, lax.convert_element_type(lax.shift_left(j, i(23)), U32))
+    sub = lax.shift_left(q, lax.convert_element_type(lax.clamp(i(0), lax.add(j, i(149)),
+                                                               i(31)), U32))
+    v = jnp.where(lax.ge(ef, i(1)), normal, sub)       # subnormal: q 2^(j+149)
+    v = jnp.where(lax.gt(ef, i(254)), u(0x7F800000), v)
+    zero = lax.eq(q, u(0))
+    v = jnp.where(zero, u(0), v)
+    sign = lax.bitwise_and(ub, u(0x80000000))
     if not P.neg_zero:
-        sign = jnp.where(zero, U32(0), sign)
-    return v | sign
+        sign = jnp.where(zero, u(0), sign)
+    return lax.bitwise_or(v, sign)

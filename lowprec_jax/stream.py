@@ -8,6 +8,7 @@ import dataclasses
 
 import jax
 import jax.numpy as jnp
+from jax import lax
 import numpy as np
 
 from lowprec.rounding import check_seed
@@ -62,12 +63,13 @@ def random_bits(seed, shape, wide=False):
 def mix32(x):
     """Wellons' ``lowbias32`` integer hash of uint32 words (a bijection; "Prospecting for
     hash functions", 2018): x ^= x >> 16; x *= 0x7feb352d; x ^= x >> 15; x *= 0x846ca68b;
-    x ^= x >> 16."""
-    x = x ^ (x >> 16)
-    x = x * jnp.uint32(0x7FEB352D)
-    x = x ^ (x >> 15)
-    x = x * jnp.uint32(0x846CA68B)
-    return x ^ (x >> 16)
+    x ^= x >> 16. In ``lax`` operations: ``jnp``'s operators trace several times slower, and
+    every stochastic site hashes."""
+    def xorshift(x, k):
+        return lax.bitwise_xor(x, lax.shift_right_logical(x, np.uint32(k)))
+    x = xorshift(jnp.asarray(x, jnp.uint32), 16)
+    x = xorshift(lax.mul(x, np.uint32(0x7FEB352D)), 15)
+    return xorshift(lax.mul(x, np.uint32(0x846CA68B)), 16)
 
 
 def mix32_int(x):
