@@ -534,8 +534,7 @@ def fake_quantize(x, bf, axis=-1, rounding="nearest_even", *, sr_bits=None,
         bf_, v, ax, xb, Rh, Rl, P, g = prepare(v, bf, axis, rounding, sr_bits, sr_variant,
                                                seed, rbits, key, tensor_amax)
         vb = _block_step_jit(v, xb, Rh, Rl, bf_, P, g, ax, tensor_amax, values_only=True)
-        out = unblocked(vb, v.shape, ax,
-                        bf_).astype(v.dtype)
+        out = unblocked(vb, v.shape, ax, bf_).astype(v.dtype)
         return shard_alike(v, out)[1]
 
     def f_bwd(_, g):

@@ -60,11 +60,9 @@ def _apply(q, x, axis, key):
     if q.prescale is not None:
         x = x * np.float32(q.prescale)
     q = dataclasses.replace(q, rht=False, prescale=None)
-    plan = _plan(q)
+    plan = _plan(q)                          # float32 work: at most 32 random bits
     rbits = None
     if q.rounding == "stochastic" and key is not None:
-        if plan.sr_bits > 32:                # 64-bit words: no uint64 rbits without x64
-            return _quantize_traced(x, None, q, axis, key)
         rbits = key_words(key, x.shape)[1]
     axis %= x.ndim
     # the abstract mesh made explicit: JAX sets it for a custom_vjp's backward pass and not for
@@ -94,15 +92,12 @@ def _transposed_anyway(q, plan):
     return bf.tile is None and not blocks.in_place_path(bf, plan)
 
 
-def _quantize_traced(x, rbits, q, axis, key=None):
-    """q's rounding of float32 x along ``axis`` (q without RHT or prescale); random bits from
-    ``rbits`` or ``key``."""
+def _quantize_traced(x, rbits, q, axis):
+    """q's rounding of float32 x along ``axis`` (q without RHT or prescale), stochastic with
+    the words ``rbits``."""
     from . import blocks  # noqa: PLC0415
     from .cast import round as _round  # noqa: PLC0415
-    kw = {}
-    if q.rounding == "stochastic":
-        kw = dict(key=key, sr_bits=q.sr_bits) if rbits is None else dict(rbits=rbits,
-                                                                         sr_bits=q.sr_bits)
+    kw = dict(rbits=rbits, sr_bits=q.sr_bits) if q.rounding == "stochastic" else {}
     if q.is_block:
         bf = _B.block_format(q.fmt)
         return blocks.fake_quantize(x, bf, -1 if bf.tile else axis, q.rounding, grad="none",
