@@ -85,6 +85,8 @@ def main():
     ap.add_argument("--repeat", type=int, default=1, help="processes per row; the least "
                     "compile and step times are kept")
     args = ap.parse_args()
+    if args.repeat < 1:
+        ap.error(f"--repeat={args.repeat} is not allowed; give 1 or more processes per row")
     depths = [int(v) for v in args.depths.split(",")]
     recipes = args.recipes.split(",")
     print("compiling quantized training steps (a fresh process per row, a few seconds each)...",
