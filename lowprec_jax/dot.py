@@ -44,33 +44,38 @@ def _rht(x, axis):
     return jnp.moveaxis(y.reshape(x.shape), -1, axis)
 
 
-def _apply(q, x, axis, key):
+def _apply(q, x, axis, key, last=False):
     """x fake-quantized as ``q`` says, blocks along ``axis``; float32: the RHT and prescale
     if q asks, then q's rounding in ``_quantize``, one jitted function per (format, rounding,
     axis, shape), which JAX traces and lowers once however many layers call it (XLA still
-    compiles each call site). The stochastic words of ``key`` are drawn here (``key_words``:
-    they depend on the key's site, a static number). Formats whose blocks are laid out along
-    the last axis anyway (NVFP4's two-level rule) are quantized along the last axis of a
+    compiles each call site). The stochastic words of ``key`` are drawn here for x's shape
+    (``key_words``: they depend on the key's site, a static number). ``last``: return the
+    result with ``axis`` moved last (swapped with the last axis), quantized along it; the
+    same values, transposed (not for tiles). Formats whose blocks are laid out along the
+    last axis anyway (NVFP4's two-level rule) are quantized along the last axis of a
     transposed copy, so that one function serves both axes."""
     x = x.astype(jnp.float32)
+    axis %= x.ndim
+    t = (lambda a: None if a is None else jnp.swapaxes(a, axis, -1))  # noqa: E731
     if q.fmt is None:
-        return x
+        return t(x) if last else x
+    rbits = None
+    if q.rounding == "stochastic" and key is not None:
+        rbits = key_words(key, x.shape)[1]
+    last = last and axis != x.ndim - 1 and not _is_tiled(q)
+    if last:                                 # quantize x^T along its last axis
+        x, rbits, axis = t(x), t(rbits), x.ndim - 1
     if q.rht:
         x = _rht(x, axis)
     if q.prescale is not None:
         x = x * np.float32(q.prescale)
     q = dataclasses.replace(q, rht=False, prescale=None)
     plan = _plan(q)                          # float32 work: at most 32 random bits
-    rbits = None
-    if q.rounding == "stochastic" and key is not None:
-        rbits = key_words(key, x.shape)[1]
-    axis %= x.ndim
     # the abstract mesh made explicit: JAX sets it for a custom_vjp's backward pass and not for
     # its forward one, and the jit cache's key holds it (one trace for both passes)
     with jax.sharding.use_abstract_mesh(jax.sharding.get_abstract_mesh()):
         if axis == x.ndim - 1 or not _transposed_anyway(q, plan):
             return _quantize(x, rbits, q, axis)
-        t = (lambda a: None if a is None else jnp.swapaxes(a, axis, -1))  # noqa: E731
         return t(_quantize(t(x), t(rbits), q, x.ndim - 1))
 
 
@@ -108,28 +113,33 @@ def _quantize_traced(x, rbits, q, axis):
 _quantize = jax.jit(_quantize_traced, static_argnames=("q", "axis"))
 
 
-def _product(a, b, acc, qa=None, qb=None, ta=False, tb=False):
-    """a @ b (a^T where ``ta``, b^T where ``tb``: the last two axes swapped) in float32 (or
+def _product(a, b, acc, qa=None, qb=None, ca=-1, cb=-2):
+    """The product of a and b contracting a's axis ``ca`` with b's axis ``cb`` (each -1 or
+    -2 of the last two; a @ b by default; leading axes are batch axes) in float32 (or
     through the accumulator model), divided by the operands' prescale factors' product when
-    a Quant has one (one float32 division). The float32 product takes the transposes as
-    dot_general's contracting axes, so that XLA need not write a transposed copy of a
+    a Quant has one (one float32 division). The float32 product takes transposed operands
+    as dot_general's contracting axes, so that XLA need not write a transposed copy of a
     quantized operand (on its CPU, a quantizer fused with a transpose ran ten times slower)."""
     if acc is None:
         n = a.ndim
-        ca, cb = (n - 2 if ta else n - 1), (n - 1 if tb else n - 2)
         batch = tuple(range(n - 2))
-        y = lax.dot_general(a, b, (((ca,), (cb,)), (batch, batch)),
+        y = lax.dot_general(a, b, (((ca % n,), (cb % n,)), (batch, batch)),
                             precision=lax.Precision.HIGHEST,
                             preferred_element_type=jnp.float32)
     else:
         from .matmul import matmul  # noqa: PLC0415
         sw = (lambda t, f: jnp.swapaxes(t, -1, -2) if f else t)  # noqa: E731
-        y = matmul(sw(a, ta), sw(b, tb), acc)
+        y = matmul(sw(a, ca == -2), sw(b, cb == -1), acc)
     s = np.float32(1.0)
     for q in (qa, qb):
         if q is not None and q.prescale is not None:
             s = s * np.float32(q.prescale)
     return y if s == 1 else y / s
+
+
+def _is_tiled(q):
+    """Does q block in tiles (which ``_apply(..., last=True)`` leaves in place)?"""
+    return q.fmt is not None and q.is_block and _B.block_format(q.fmt).tile is not None
 
 
 def _keys(key, n):
@@ -178,12 +188,17 @@ def _qmm_bwd(rc, res, g):
     gd = _apply(rc.dgrad[0], g32, -1, k[0])                        # dY blocked along N
     reuse_w = rc.fwd[1] == rc.dgrad[1] and _axis_free(rc.fwd[1])
     wd = w if reuse_w else _apply(rc.dgrad[1], w, -1, k[1])        # W blocked along N
-    dx = _product(gd, wd, rc.acc, *rc.dgrad, tb=True)
+    dx = _product(gd, wd, rc.acc, *rc.dgrad, cb=-1)
+    # X and dY blocked along M, quantized as X^T and dY^T (the float32 product then
+    # contracts the last axes of both, a form XLA's CPU hands to its fast matmul), unless a
+    # quantized copy is reused
     reuse_x = rc.fwd[0] == rc.wgrad[0] and _axis_free(rc.fwd[0])
-    xw = x if reuse_x else _apply(rc.wgrad[0], x, -2, k[2])        # X blocked along M
+    xw = x if reuse_x else _apply(rc.wgrad[0], x, -2, k[2], last=True)
     same_g = rc.dgrad[0] == rc.wgrad[1] and _axis_free(rc.dgrad[0])
-    gw = gd if same_g else _apply(rc.wgrad[1], g32, -2, k[3])      # dY blocked along M
-    dw = _product(xw, gw, rc.acc, *rc.wgrad, ta=True)
+    gw = gd if same_g else _apply(rc.wgrad[1], g32, -2, k[3], last=True)
+    cx = -2 if reuse_x or _is_tiled(rc.wgrad[0]) else -1
+    cg = -2 if same_g or _is_tiled(rc.wgrad[1]) else -1
+    dw = _product(xw, gw, rc.acc, *rc.wgrad, ca=cx, cb=cg)
     return dx.astype(x_dt.dtype), dw.astype(w_dt.dtype), None
 
 

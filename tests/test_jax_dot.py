@@ -56,6 +56,22 @@ def test_three_products_equal_the_core(fmts):
         assert same(got, ref)
 
 
+def test_unquantized_weight_gradient_with_quantized_forward():
+    """A recipe that leaves the weight gradient's operands in float32 while the forward
+    quantizes X (no quantized copy to reuse): dW = X^T dY on the raw operands."""
+    a = Quant("mxfp4")
+    rc = Recipe((a, a), (a, a), (Quant(), Quant()), acc="fp32-sequential")
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((32, 64)).astype(np.float32)
+    w = rng.standard_normal((64, 32)).astype(np.float32)
+    g = rng.standard_normal((32, 32)).astype(np.float32)
+    with jax.enable_x64(True):
+        y, vjp = jax.vjp(lambda x, w: quantized_dot_general(x, w, DN, rc), x, w)
+        dx, dw = vjp(jnp.asarray(g))
+    for got, ref in zip((y, dx, dw), core_products(x, w, g, rc)):
+        assert same(got, ref)
+
+
 def test_stochastic_operands_take_the_documented_words():
     """Each stochastically rounded operand draws key_words(fold(k, i)) at its own shape: the
     forward X and W i = 0, 1, the backward dY, W, X, dY (in that order) fold(fold(k, 7), i)
