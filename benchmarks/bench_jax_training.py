@@ -3,7 +3,8 @@
 A jitted ``value_and_grad`` of an MLP (width d, batch 256, ReLU, mean-square loss), every layer
 through ``lowprec_jax.quantized_dot_general`` with a named recipe (``none``: ``jnp.dot``):
 compile time at each depth, and the step time at the deepest, as a ratio to the unquantized
-step. Each row runs in a fresh process (XLA caches nothing between them); with ``--repeat n``
+step, and the size of XLA's temporary buffers at the deepest (``memory_analysis()``: what the
+step allocates besides its inputs and outputs). Each row runs in a fresh process (XLA caches nothing between them); with ``--repeat n``
 n times, before and after in turn, keeping the least compile time and the least step time
 (this VM's noise only ever adds time). Prints a Markdown table; nothing is asserted.
 
@@ -56,7 +57,8 @@ for _ in range(7):
     t = time.perf_counter()
     jax.block_until_ready(compiled(Ws, x, key))
     ts.append(time.perf_counter() - t)
-print(json.dumps(dict(compile=t_compile, step=float(np.median(ts)))))
+temp = compiled.memory_analysis().temp_size_in_bytes     # XLA's buffers besides in/out
+print(json.dumps(dict(compile=t_compile, step=float(np.median(ts)), temp=temp)))
 """
 
 
@@ -94,7 +96,8 @@ def main():
     res, old = {}, {}
 
     def least(runs):
-        return dict(compile=min(r["compile"] for r in runs), step=min(r["step"] for r in runs))
+        return dict(compile=min(r["compile"] for r in runs), step=min(r["step"] for r in runs),
+                    temp=runs[0]["temp"])
     for rc in recipes:
         for n in depths:
             new_runs, old_runs = [], []
@@ -113,16 +116,16 @@ def main():
           + (f"; before: {args.src}" if args.src else "") + "\n")
     head = " / ".join(str(n) for n in depths)
     cols = ["compile (s), depth " + head, f"step at depth {depths[-1]} (ms)",
-            "step / unquantized", "compile / bf16"]
+            "step / unquantized", "compile / bf16", f"XLA temp buffers at depth {depths[-1]} (MB)"]
     print("| recipe | " + " | ".join((f"{c}: before | after" if args.src else c)
                                     for c in cols) + " |")
-    print("|---|" + "---|---|" * len(cols) if args.src else "|---|---|---:|---:|---:|")
+    print("|---|" + "---|---|" * len(cols) if args.src else "|---|---|---:|---:|---:|---:|")
     bf = res.get("bf16", res[recipes[0]])[-1]["compile"]
     for rc in recipes:
         def cells(r, b_step, b_comp):
             comp = " / ".join(f"{m['compile']:.1f}" for m in r)
             return [comp, f"{r[-1]['step'] * 1e3:.1f}", f"{r[-1]['step'] / b_step:.1f}",
-                    f"{r[-1]['compile'] / b_comp:.1f}"]
+                    f"{r[-1]['compile'] / b_comp:.1f}", f"{r[-1]['temp'] / 2**20:.1f}"]
         new = cells(res[rc], base, bf)
         if args.src:
             ob = old.get("none", old[recipes[0]])[-1]["step"]
