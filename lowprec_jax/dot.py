@@ -49,20 +49,20 @@ def _apply(q, x, axis, key, last=False):
     if q asks, then q's rounding in ``_quantize``, one jitted function per (format, rounding,
     axis, shape), which JAX traces and lowers once however many layers call it (XLA still
     compiles each call site). The stochastic words of ``key`` are drawn here for x's shape
-    (``key_words``: they depend on the key's site, a static number). ``last``: return the
-    result with ``axis`` moved last (swapped with the last axis), quantized along it; the
-    same values, transposed (not for tiles). Formats whose blocks are laid out along the
-    last axis anyway (NVFP4's two-level rule) are quantized along the last axis of a
-    transposed copy, so that one function serves both axes."""
+    (``key_words``: they depend on the key's site, a static number). Formats whose blocks are
+    laid out along the last axis anyway (NVFP4's two-level rule) are quantized along the last
+    axis of a transposed copy, so that one function serves both axes. ``last``: where q
+    moves ``axis`` last anyway (``_moves_last``: an RHT, or such a format), return the result
+    in that layout (``axis`` swapped with the last axis), not transposed back."""
     x = x.astype(jnp.float32)
     axis %= x.ndim
     t = (lambda a: None if a is None else jnp.swapaxes(a, axis, -1))  # noqa: E731
     if q.fmt is None:
-        return t(x) if last else x
+        return x
     rbits = None
     if q.rounding == "stochastic" and key is not None:
         rbits = key_words(key, x.shape)[1]
-    last = last and axis != x.ndim - 1 and not _is_tiled(q)
+    last = last and axis != x.ndim - 1 and _moves_last(q)
     if last:                                 # quantize x^T along its last axis
         x, rbits, axis = t(x), t(rbits), x.ndim - 1
     if q.rht:
@@ -138,8 +138,16 @@ def _product(a, b, acc, qa=None, qb=None, ca=-1, cb=-2):
 
 
 def _is_tiled(q):
-    """Does q block in tiles (which ``_apply(..., last=True)`` leaves in place)?"""
+    """Does q block in tiles over the last two axes?"""
     return q.fmt is not None and q.is_block and _B.block_format(q.fmt).tile is not None
+
+
+def _moves_last(q):
+    """Does q's quantization along an axis move that axis last (an RHT, or a format that
+    ``_transposed_anyway`` quantizes on a transposed copy)? Not for tiles."""
+    if q.fmt is None or _is_tiled(q):
+        return False
+    return q.rht or _transposed_anyway(q, _plan(q))
 
 
 def _keys(key, n):
@@ -151,8 +159,8 @@ def _keys(key, n):
 def _axis_free(q):
     """Is q's quantization the same whatever axis it is asked to block along (no format, a
     scalar format, or tiles: ``_apply`` tiles the last two axes either way) and the same every
-    time (no random bits, no RHT)? Then one quantized copy serves every product that
-    quantizes the operand with that Quant."""
+    time (no random bits, no RHT)? Then the backward pass's quantized dY serves both of its
+    products when they quantize it with that Quant."""
     if q.fmt is None:
         return True
     if q.rounding == "stochastic" or q.rht:
@@ -171,13 +179,23 @@ def _qmm(x, w, key, rc):
     return _forward(x, w, key, rc)[0]
 
 
+def _kept(q, q_bwd):
+    """Does the backward pass take the forward's quantized copy of an operand (quantized as
+    q, and as ``q_bwd`` by its backward product) as a residual, rather than quantizing the
+    operand again? Where the two give the same bits and the quantizer is a tiled block
+    format (NVFP4's 16 x 16 weight tiles serve the input gradient, as in arXiv:2509.25149):
+    its two-level scale arithmetic costs more than keeping a copy. A scalar format is
+    rounded again: under ``lax.scan`` a kept copy is stacked into a residual array by a slow
+    fused update (a bf16 step 8.4 ms recomputed, 12.5 ms kept; nvfp4 13.1 ms kept, 14.1 ms
+    recomputed; same process, d = 256, depth 8)."""
+    return q == q_bwd and q.fmt is not None and _axis_free(q) and _is_tiled(q)
+
+
 def _qmm_fwd(x, w, key, rc):
-    """Residuals: the forward's quantized X and W where a backward product quantizes them
-    the same way (NVFP4's 16 x 16 weight tiles serve the input gradient, as in
-    arXiv:2509.25149; scalar formats serve both), else X and W themselves."""
+    """Residuals: X and W, or their quantized copies where ``_kept``."""
     y, xq, wq = _forward(x, w, key, rc)
-    keep_x = xq if rc.fwd[0] == rc.wgrad[0] and _axis_free(rc.fwd[0]) else x
-    keep_w = wq if rc.fwd[1] == rc.dgrad[1] and _axis_free(rc.fwd[1]) else w
+    keep_x = xq if _kept(rc.fwd[0], rc.wgrad[0]) else x
+    keep_w = wq if _kept(rc.fwd[1], rc.dgrad[1]) else w
     return y, (keep_x, keep_w, key, jnp.zeros((0,), x.dtype), jnp.zeros((0,), w.dtype))
 
 
@@ -186,18 +204,18 @@ def _qmm_bwd(rc, res, g):
     k = _keys(None if key is None else fold(key, 7), 4)
     g32 = g.astype(jnp.float32)
     gd = _apply(rc.dgrad[0], g32, -1, k[0])                        # dY blocked along N
-    reuse_w = rc.fwd[1] == rc.dgrad[1] and _axis_free(rc.fwd[1])
+    reuse_w = _kept(rc.fwd[1], rc.dgrad[1])
     wd = w if reuse_w else _apply(rc.dgrad[1], w, -1, k[1])        # W blocked along N
     dx = _product(gd, wd, rc.acc, *rc.dgrad, cb=-1)
-    # X and dY blocked along M, quantized as X^T and dY^T (the float32 product then
-    # contracts the last axes of both, a form XLA's CPU hands to its fast matmul), unless a
-    # quantized copy is reused
-    reuse_x = rc.fwd[0] == rc.wgrad[0] and _axis_free(rc.fwd[0])
+    # X and dY blocked along M; where their quantization moves M last anyway, they stay
+    # X^T and dY^T, and the float32 product contracts the last axes of both (a form XLA's CPU
+    # hands to its fast matmul; X^T dY goes to a slower one)
+    reuse_x = _kept(rc.fwd[0], rc.wgrad[0])
     xw = x if reuse_x else _apply(rc.wgrad[0], x, -2, k[2], last=True)
     same_g = rc.dgrad[0] == rc.wgrad[1] and _axis_free(rc.dgrad[0])
     gw = gd if same_g else _apply(rc.wgrad[1], g32, -2, k[3], last=True)
-    cx = -2 if reuse_x or _is_tiled(rc.wgrad[0]) else -1
-    cg = -2 if same_g or _is_tiled(rc.wgrad[1]) else -1
+    cx = -1 if not reuse_x and _moves_last(rc.wgrad[0]) else -2
+    cg = -1 if not same_g and _moves_last(rc.wgrad[1]) else -2
     dw = _product(xw, gw, rc.acc, *rc.wgrad, ca=cx, cb=cg)
     return dx.astype(x_dt.dtype), dw.astype(w_dt.dtype), None
 
