@@ -4,7 +4,9 @@ A jitted ``value_and_grad`` of an MLP (width d, batch 256, ReLU, mean-square los
 through ``lowprec_jax.quantized_dot_general`` with a named recipe (``none``: ``jnp.dot``):
 compile time at each depth, and the step time at the deepest, as a ratio to the unquantized
 step, and the size of XLA's temporary buffers at the deepest (``memory_analysis()``: what the
-step allocates besides its inputs and outputs). Each row runs in a fresh process (XLA caches nothing between them); with ``--repeat n``
+step allocates besides its inputs and outputs). Each layer takes its key as docs/training.md
+advises: ``lowprec_jax.fold(key, i)`` unrolled (``jax.random.fold_in`` would compile Threefry
+at every layer, about 0.15 s of an mxfp4 step's compile), ``jax.random.split`` under scan. Each row runs in a fresh process (XLA caches nothing between them); with ``--repeat n``
 n times, before and after in turn, keeping the least compile time and the least step time
 (this VM's noise only ever adds time). Prints a Markdown table; nothing is asserted.
 
@@ -43,7 +45,7 @@ def loss(Ws, x, key):
         return jnp.mean(h ** 2)
     h = x
     for i, W in enumerate(Ws):
-        h = layer(h, W, jax.random.fold_in(key, i))
+        h = layer(h, W, lj.fold(key, i))     # docs/training.md: a key per layer
     return jnp.mean(h ** 2)
 
 step = jax.jit(jax.value_and_grad(loss))
@@ -124,8 +126,8 @@ def main():
     for rc in recipes:
         def cells(r, b_step, b_comp):
             comp = " / ".join(f"{m['compile']:.1f}" for m in r)
-            return [comp, f"{r[-1]['step'] * 1e3:.1f}", f"{r[-1]['step'] / b_step:.1f}",
-                    f"{r[-1]['compile'] / b_comp:.1f}", f"{r[-1]['temp'] / 2**20:.1f}"]
+            return [comp, f"{r[-1]['step'] * 1e3:.1f}", f"{r[-1]['step'] / b_step:.2f}",
+                    f"{r[-1]['compile'] / b_comp:.2f}", f"{r[-1]['temp'] / 2**20:.1f}"]
         new = cells(res[rc], base, bf)
         if args.src:
             ob = old.get("none", old[recipes[0]])[-1]["step"]
