@@ -39,36 +39,33 @@ def core_products(x, w, g, rc):
     return y, dx, dw
 
 
-@pytest.mark.parametrize("fmts", [("mxfp8_e4m3", "mxfp8_e5m2"), ("nvfp4", "nvfp4_2d"),
-                                  ("bfloat16", "float8_e4m3fn"), ("mxfp4", "mxfp4")])
-def test_three_products_equal_the_core(fmts):
-    a, b = (Quant(f) for f in fmts)
-    rc = Recipe((a, b), (b, a), (a, b), acc="fp32-sequential")
+def _pairs(a, b):
+    """A recipe's three (X, W) pairs from Quant format names (None: not quantized), as
+    (fwd, dgrad, wgrad) of ``Recipe``: (a, b), (b, a), (a, b)."""
+    qa, qb = Quant(a), Quant(b)
+    return (qa, qb), (qb, qa), (qa, qb)
+
+
+@pytest.mark.parametrize("pairs", [
+    _pairs("mxfp8_e4m3", "mxfp8_e5m2"), _pairs("nvfp4", "nvfp4_2d"),
+    _pairs("bfloat16", "float8_e4m3fn"), _pairs("mxfp4", "mxfp4"),
+    # NVFP4's 16 x 16 weight tiles kept from the forward for the input gradient (dot._kept)
+    ((Quant("nvfp4"), Quant("nvfp4_2d")), (Quant("nvfp4"), Quant("nvfp4_2d")),
+     (Quant("nvfp4"), Quant("nvfp4"))),
+    # the weight gradient in float32 under a quantized forward
+    ((Quant("mxfp4"), Quant("mxfp4")), (Quant("mxfp4"), Quant("mxfp4")), (Quant(), Quant())),
+], ids=["mx8", "nv-tiles", "scalar", "mx4", "nv-kept", "wgrad-f32"])
+def test_three_products_equal_the_core(pairs):
+    rc = Recipe(*pairs, acc="fp32-sequential")
     rng = np.random.default_rng(0)
     x = rng.standard_normal((32, 48)).astype(np.float32)
-    w = rng.standard_normal((48, 40)).astype(np.float32)
-    g = rng.standard_normal((32, 40)).astype(np.float32)
+    w = rng.standard_normal((48, 64)).astype(np.float32)
+    g = rng.standard_normal((32, 64)).astype(np.float32)
     with jax.enable_x64(True):
         y, vjp = jax.vjp(lambda x, w: quantized_dot_general(x, w, DN, rc), x, w)
         dx, dw = vjp(jnp.asarray(g))
     want = core_products(x, w, g, rc)
     for got, ref in zip((y, dx, dw), want):
-        assert same(got, ref)
-
-
-def test_unquantized_weight_gradient_with_quantized_forward():
-    """A recipe that leaves the weight gradient's operands in float32 while the forward
-    quantizes X (no quantized copy to reuse): dW = X^T dY on the raw operands."""
-    a = Quant("mxfp4")
-    rc = Recipe((a, a), (a, a), (Quant(), Quant()), acc="fp32-sequential")
-    rng = np.random.default_rng(3)
-    x = rng.standard_normal((32, 64)).astype(np.float32)
-    w = rng.standard_normal((64, 32)).astype(np.float32)
-    g = rng.standard_normal((32, 32)).astype(np.float32)
-    with jax.enable_x64(True):
-        y, vjp = jax.vjp(lambda x, w: quantized_dot_general(x, w, DN, rc), x, w)
-        dx, dw = vjp(jnp.asarray(g))
-    for got, ref in zip((y, dx, dw), core_products(x, w, g, rc)):
         assert same(got, ref)
 
 
