@@ -321,11 +321,13 @@ def round_scaled_values(ub, e, Rl, P):
     rem = lax.sub(sig, lax.shift_left(q, sh))          # sig itself where sh_full > 23
     mode = P.mode
     if mode in ("nearest_even", "nearest_away"):
-        half = lax.shift_left(u(1), lax.sub(sh, u(1)))   # > sig where sh_full > 24
-        tie = lax.eq(rem, half)
+        # 2 rem against the step 2^sh (rem < 2^24, sh <= 31: no overflow; sh = 0: rem = 0):
+        # nearest-away goes up from the half, nearest-even past it, or at it when q is odd
+        two_rem, step = lax.shift_left(rem, u(1)), lax.shift_left(u(1), sh)
         if mode == "nearest_even":
-            tie = lax.bitwise_and(tie, lax.eq(lax.bitwise_and(q, u(1)), u(1)))
-        inc = lax.bitwise_or(lax.gt(rem, half), tie)
+            inc = lax.gt(lax.add(two_rem, lax.bitwise_and(q, u(1))), step)
+        else:
+            inc = lax.ge(two_rem, step)
     elif mode == "stochastic":                         # srff: t + R >= 2^r, t = D's top r bits
         r = P.sr_bits
         up_sh = lax.convert_element_type(lax.clamp(i(0), lax.sub(i(32), sh_full), i(31)), U32)
@@ -342,17 +344,17 @@ def round_scaled_values(ub, e, Rl, P):
         inc = lax.bitwise_and(lax.ne(rem, u(0)), lax.eq(lax.bitwise_and(q, u(1)), u(0)))
     else:                                              # toward zero
         inc = lax.full_like(rem, False, jnp.bool_)
+    # q may reach 2^(mt+1) (a carry into the next binade), left as it is: q 2^(Et - mt) is
+    # still the value, the overflow test below still holds (with Et < e_max, q 2^(Et - mt) <=
+    # 2^e_max <= the largest value), and the bits are built from q whatever its width
     q = lax.add(q, lax.convert_element_type(inc, U32))
-    carry = lax.shift_right_logical(q, u(mt + 1))       # 2^(mt+1): the next binade
-    q = lax.shift_right_logical(q, carry)
-    Et = lax.add(Et, lax.convert_element_type(carry, I32))
     mb = int(P.max_pos_bits)
     e_max, q_max = (mb >> 23) - 127, ((mb & 0x7FFFFF) | 0x800000) >> (23 - mt)
     ovf = lax.bitwise_or(lax.gt(Et, i(e_max)),
                          lax.bitwise_and(lax.eq(Et, i(e_max)), lax.gt(q, u(q_max))))
     q = jnp.where(ovf, u(q_max), q)
     Et = jnp.where(ovf, i(e_max), Et)
-    j = lax.add(lax.sub(Et, i(mt)), e)                 # value = q 2^j, q < 2^(mt+1)
+    j = lax.add(lax.sub(Et, i(mt)), e)                 # value = q 2^j, q <= 2^(mt+1)
     fq = lax.bitcast_convert_type(lax.convert_element_type(q, jnp.float32), U32)   # exact
     ef = lax.add(lax.convert_element_type(lax.shift_right_logical(fq, u(23)), I32), j)
     normal = lax.add(fq, lax.convert_element_type(lax.shift_left(j, i(23)), U32))
