@@ -183,6 +183,30 @@ class NativeF32(BitsF32):
         return jnp.where(sub, NativeF32.mul(big, m_small), NativeF32.mul(b, m))
 
     @staticmethod
+    def round_nearest_even(b, P):
+        """Bits of the non-negative float32 ``b`` (0, normal or Inf; a subnormal reads as 0)
+        rounded to nearest even onto the grid of the saturating plan ``P`` (man_bits m,
+        emin; ``round_scaled_values`` with e = 0 gives the same bits), in a few operations:
+        in the format's normal range the significand is cut at bit 23 - m on the integers
+        (a carry moves into the exponent), below it the backend's addition of c = 2^(emin -
+        m + 23), whose last place is the grid step, rounds (IEEE, normal operands): the sum's
+        bits less c's count the steps k, and the value is k 2^(emin - m); then the largest
+        value saturates. Only where the grid's step is at
+        least 2^-125: a subnormal b is then below half a step either way."""
+        m, emin = P.man_bits, P.emin
+        if not (P.mode == "nearest_even" and P.overflow == "saturate" and 0 < m <= 22
+                and emin - m >= -125):
+            raise ValueError(f"round_nearest_even does not serve the plan {P}")
+        d, u = 23 - m, np.uint32
+        cut = (b + u((1 << (d - 1)) - 1) + ((b >> u(d)) & u(1))) & u(0xFFFFFFFF ^ ((1 << d) - 1))
+        c = np.float32(2.0 ** (emin - m + 23))          # b + c: k steps above c, rounded
+        k = _as_bits(_as_f32(b) + c) - c.view(np.uint32)  # (not (b + c) - c: XLA folds it)
+        low = jnp.where(k == u(0), u(0), _as_bits(k.astype(jnp.float32))
+                        + u(((emin - m) << 23) & 0xFFFFFFFF))
+        r = jnp.where(b >= u((emin + 127) << 23), cut, low)
+        return jnp.minimum(r, u(int(P.max_pos_bits) & 0xFFFFFFFF))
+
+    @staticmethod
     def pow2_product(b, k):
         """Bits b times 2^k for int32 |k| <= 128, as two products by normal powers of two:
         exact where the result is normal (or Inf), flushed to a signed zero below 2^-126."""

@@ -192,14 +192,17 @@ def _pow2_scale_codes(amax, nan, inf, bf, f=F.BitsF32):
     return codes.astype(bf.scale_fmt.code_dtype), exp, nan
 
 
-def _round_scale(sf, values_only=False):
+def _round_scale(sf, values_only=False, native=False):
     """``xscale``'s round_scale: float32 bits -> (codes, value bits) of the scale format,
     nearest even, saturating, through the same rounding step as the elements (codes None and
     the values-only step where ``values_only`` and it applies: a scale's input is never
-    negative)."""
+    negative; with ``native`` float32 arithmetic, ``NativeF32.round_nearest_even``)."""
     Ps = lp.plan(sf, "nearest_even", "saturate")
 
     def round_scale(v):
+        if values_only and native and scaled_values_ok(Ps, 0, nonnegative=True) and (
+                Ps.emin - Ps.man_bits >= -125):
+            return None, F.NativeF32.round_nearest_even(v, Ps)
         if values_only and scaled_values_ok(Ps, 0, nonnegative=True):
             return None, round_scaled_values(v, 0, None, Ps)
         z = jnp.zeros_like(v)
@@ -213,7 +216,8 @@ def _nvfp4_scales(amax, nan, inf, bf, ts, f=F.BitsF32, values_only=False):
     s_b); the codes are None where ``values_only``."""
     sf = bf.scale_fmt
     sb_in = f.mul(jnp.where(inf, F.INF, amax), ts[0])
-    code, s_b, mult = xscale.te_block_scales(f, sb_in, ts[1], _round_scale(sf, values_only))
+    code, s_b, mult = xscale.te_block_scales(f, sb_in, ts[1], _round_scale(
+        sf, values_only, native=f is F.NativeF32))
     s_codes = None if code is None else jnp.where(nan, sf.nan_code, code).astype(sf.code_dtype)
     return s_codes, mult, s_b
 

@@ -286,6 +286,29 @@ def test_f32_arithmetic_is_ieee_with_subnormals(op):
     assert np.array_equal(got[~nan].view(np.uint32), want[~nan].view(np.uint32))
 
 
+@pytest.mark.parametrize("fmt", ["float8_e4m3fn", "float8_e5m2", "float6_e3m2fn"])
+def test_native_nearest_even_rounding_of_scales_equals_the_core(fmt):
+    """``NativeF32.round_nearest_even`` (NVFP4's block scales on the native path: a cut on
+    the integers in the normal range, the backend's float32 addition below it) against the
+    core's rounding (``lp.round``, nearest even, saturating) on non-negative float32 inputs:
+    every tie of every binade up to past the largest value, its neighbours one ulp away,
+    200000 random patterns and Inf. Subnormal inputs read as 0 on XLA's CPU, and round to 0
+    either way (tested by the block tests)."""
+    from lowprec_jax import _f32
+    P = lp.plan(fmt, "nearest_even", "saturate")
+    d = 23 - P.man_bits
+    top = int(np.asarray(P.max_pos_bits)) + (4 << 23)
+    grid = np.arange(0x00800000 >> d, top >> d, dtype=np.uint32) << np.uint32(d)
+    tie = grid | np.uint32(1 << (d - 1))
+    rng = np.random.default_rng(5)
+    b = np.concatenate([grid, tie, tie - np.uint32(1), tie + np.uint32(1),
+                        rng.integers(0x00800000, top, 200_000, dtype=np.uint32),
+                        np.array([0, 0x7F800000], np.uint32)])
+    got = np.asarray(jax.jit(lambda v: _f32.NativeF32.round_nearest_even(v, P))(b))
+    want = lp.round(b.view(np.float32), fmt, "nearest_even", "saturate", dtype=np.float32)
+    assert np.array_equal(got, want.view(np.uint32))
+
+
 def test_fake_quantize_gradient_is_straight_through_or_none():
     x = jnp.asarray(np.random.default_rng(0).standard_normal((4, 64)).astype(np.float32))
     w = jnp.asarray(np.random.default_rng(1).standard_normal((4, 64)).astype(np.float32))
