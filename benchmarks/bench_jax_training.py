@@ -6,7 +6,8 @@ compile time at each depth, and the step time at the deepest, as a ratio to the 
 step, and the size of XLA's temporary buffers at the deepest (``memory_analysis()``: what the
 step allocates besides its inputs and outputs). Each layer takes its key as docs/training.md
 advises: ``lowprec_jax.fold(key, i)`` unrolled (``jax.random.fold_in`` would compile Threefry
-at every layer, about 0.15 s of an mxfp4 step's compile), ``jax.random.split`` under scan. Each row runs in a fresh process (XLA caches nothing between them); with ``--repeat n``
+at every layer, about 0.15 s of an mxfp4 step's compile), ``jax.random.split`` under scan.
+Each row runs in a fresh process (XLA caches nothing between them); with ``--repeat n``,
 n times, before and after in turn, keeping the least compile time and the least step time
 (this VM's noise only ever adds time). Prints a Markdown table; nothing is asserted.
 

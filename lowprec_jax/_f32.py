@@ -13,7 +13,7 @@ from jax import lax
 
 from lowprec import xscale
 
-from ._round import _gt, _low64, _shr64
+from ._round import _gt, _low64, _shr64, scaled_values_ok
 from ._clz import clz
 
 U32 = jnp.uint32
@@ -183,6 +183,14 @@ class NativeF32(BitsF32):
         return jnp.where(sub, NativeF32.mul(big, m_small), NativeF32.mul(b, m))
 
     @staticmethod
+    def rounds_nearest_even(P):
+        """Does ``round_nearest_even`` serve the plan ``P``? Where ``round_scaled_values``
+        serves non-negative inputs with e = 0 (``scaled_values_ok``), in nearest even, with a
+        grid step of at least 2^-125."""
+        return (P.mode == "nearest_even" and scaled_values_ok(P, 0, nonnegative=True)
+                and P.emin - P.man_bits >= -125)
+
+    @staticmethod
     def round_nearest_even(b, P):
         """Bits of the non-negative float32 ``b`` (0, normal or Inf; a subnormal reads as 0)
         rounded to nearest even onto the grid of the saturating plan ``P`` (man_bits m,
@@ -194,8 +202,7 @@ class NativeF32(BitsF32):
         value saturates. Only where the grid's step is at
         least 2^-125: a subnormal b is then below half a step either way."""
         m, emin = P.man_bits, P.emin
-        if not (P.mode == "nearest_even" and P.overflow == "saturate" and 0 < m <= 22
-                and emin - m >= -125):
+        if not NativeF32.rounds_nearest_even(P):
             raise ValueError(f"round_nearest_even does not serve the plan {P}")
         d, u = 23 - m, np.uint32
         cut = (b + u((1 << (d - 1)) - 1) + ((b >> u(d)) & u(1))) & u(0xFFFFFFFF ^ ((1 << d) - 1))

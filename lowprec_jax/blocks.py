@@ -200,8 +200,7 @@ def _round_scale(sf, values_only=False, native=False):
     Ps = lp.plan(sf, "nearest_even", "saturate")
 
     def round_scale(v):
-        if values_only and native and scaled_values_ok(Ps, 0, nonnegative=True) and (
-                Ps.emin - Ps.man_bits >= -125):
+        if values_only and native and F.NativeF32.rounds_nearest_even(Ps):
             return None, F.NativeF32.round_nearest_even(v, Ps)
         if values_only and scaled_values_ok(Ps, 0, nonnegative=True):
             return None, round_scaled_values(v, 0, None, Ps)

@@ -51,9 +51,9 @@ def _apply(q, x, axis, key, last=False):
     compiles each call site). The stochastic words of ``key`` are drawn here for x's shape
     (``key_words``: they depend on the key's site, a static number). Formats whose blocks are
     laid out along the last axis anyway (NVFP4's two-level rule) are quantized along the last
-    axis of a transposed copy, so that one function serves both axes. ``last``: where q
-    moves ``axis`` last anyway (``_moves_last``: an RHT, or such a format), return the result
-    in that layout (``axis`` swapped with the last axis), not transposed back."""
+    axis of a transposed copy, so that one function serves both axes. ``last``: return the
+    result with ``axis`` swapped with the last axis (callers ask where ``_moves_last``: the
+    quantization moves the axis last anyway, so nothing is transposed back)."""
     x = x.astype(jnp.float32)
     axis %= x.ndim
     t = (lambda a: None if a is None else jnp.swapaxes(a, axis, -1))  # noqa: E731
@@ -62,8 +62,7 @@ def _apply(q, x, axis, key, last=False):
     rbits = None
     if q.rounding == "stochastic" and key is not None:
         rbits = key_words(key, x.shape)[1]
-    last = last and axis != x.ndim - 1 and _moves_last(q)
-    if last:                                 # quantize x^T along its last axis
+    if last and axis != x.ndim - 1:          # quantize x^T along its last axis
         x, rbits, axis = t(x), t(rbits), x.ndim - 1
     if q.rht:
         x = _rht(x, axis)
@@ -165,7 +164,7 @@ def _axis_free(q):
         return True
     if q.rounding == "stochastic" or q.rht:
         return False
-    return not q.is_block or _B.block_format(q.fmt).tile is not None
+    return not q.is_block or _is_tiled(q)
 
 
 def _forward(x, w, key, rc):
@@ -188,7 +187,7 @@ def _kept(q, q_bwd):
     rounded again: under ``lax.scan`` a kept copy is stacked into a residual array by a slow
     fused update (a bf16 step 8.4 ms recomputed, 12.5 ms kept; nvfp4 13.1 ms kept, 14.1 ms
     recomputed; same process, d = 256, depth 8)."""
-    return q == q_bwd and q.fmt is not None and _axis_free(q) and _is_tiled(q)
+    return q == q_bwd and _is_tiled(q) and _axis_free(q)
 
 
 def _qmm_fwd(x, w, key, rc):
@@ -211,12 +210,12 @@ def _qmm_bwd(rc, res, g):
     # X^T and dY^T, and the float32 product contracts the last axes of both (a form XLA's CPU
     # hands to its fast matmul; X^T dY goes to a slower one)
     reuse_x = _kept(rc.fwd[0], rc.wgrad[0])
-    xw = x if reuse_x else _apply(rc.wgrad[0], x, -2, k[2], last=True)
     same_g = rc.dgrad[0] == rc.wgrad[1] and _axis_free(rc.dgrad[0])
-    gw = gd if same_g else _apply(rc.wgrad[1], g32, -2, k[3], last=True)
-    cx = -1 if not reuse_x and _moves_last(rc.wgrad[0]) else -2
-    cg = -1 if not same_g and _moves_last(rc.wgrad[1]) else -2
-    dw = _product(xw, gw, rc.acc, *rc.wgrad, ca=cx, cb=cg)
+    tx = not reuse_x and _moves_last(rc.wgrad[0])
+    tg = not same_g and _moves_last(rc.wgrad[1])
+    xw = x if reuse_x else _apply(rc.wgrad[0], x, -2, k[2], last=tx)
+    gw = gd if same_g else _apply(rc.wgrad[1], g32, -2, k[3], last=tg)
+    dw = _product(xw, gw, rc.acc, *rc.wgrad, ca=-1 if tx else -2, cb=-1 if tg else -2)
     return dx.astype(x_dt.dtype), dw.astype(w_dt.dtype), None
 
 
