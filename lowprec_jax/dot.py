@@ -10,7 +10,12 @@ optionally after the 16-point random Hadamard transform along M (it cancels in t
 
 The quantized values are multiplied by the backend's float32 ``dot_general`` (its summation
 order is the backend's), or, with ``Recipe.acc`` (an ``lp.Accumulator`` or preset name) and
-scalar element formats, by ``lowprec_jax.matmul`` bit for bit (``jax_enable_x64``).
+scalar element formats, by ``lowprec_jax.matmul`` bit for bit (``jax_enable_x64``). Where
+every value both quantizers give is a bfloat16 (``_bf16_exact``: bf16 and FP8 scalars, MX
+FP4 / FP6 / INT8; MX FP8 on XLA's CPU, whose float32 products treat the subnormal values
+bfloat16 cannot hold as zeros anyway) and the product has no batch axes, its operands go to
+``dot_general`` as bfloat16 with float32 results: the same values, exact products, half the
+bytes to write and read (docs/training.md, "What a step costs").
 The RHT here is a float32 matmul with the +-1/4 matrix (sums in the backend's order), not the
 core's exactly rounded ``lp.rht16``.
 """
@@ -122,9 +127,23 @@ def _product(a, b, acc, qa=None, qb=None, ca=-1, cb=-2):
     if acc is None:
         n = a.ndim
         batch = tuple(range(n - 2))
-        y = lax.dot_general(a, b, (((ca % n,), (cb % n,)), (batch, batch)),
-                            precision=lax.Precision.HIGHEST,
-                            preferred_element_type=jnp.float32)
+
+        def dot(a, b, dtype=jnp.float32):
+            return lax.dot_general(a.astype(dtype), b.astype(dtype),
+                                   (((ca % n,), (cb % n,)), (batch, batch)),
+                                   precision=lax.Precision.HIGHEST,
+                                   preferred_element_type=jnp.float32)
+        # bfloat16 operands only without batch axes: XLA's CPU fails at run time on some
+        # batched bfloat16 products that its own rewrites form ("Unsupported element type for
+        # DotThunk::Execute: BF16 x BF16 = F32")
+        if a.shape[0] != 1:
+            y = dot(a, b)
+        elif _bf16_exact(qa) and _bf16_exact(qb):
+            y = dot(a, b, jnp.bfloat16)
+        elif _bf16_exact(qa, flushed=True) and _bf16_exact(qb, flushed=True):
+            y = lax.platform_dependent(a, b, cpu=partial(dot, dtype=jnp.bfloat16), default=dot)
+        else:
+            y = dot(a, b)
     else:
         from .matmul import matmul  # noqa: PLC0415
         sw = (lambda t, f: jnp.swapaxes(t, -1, -2) if f else t)  # noqa: E731
@@ -134,6 +153,29 @@ def _product(a, b, acc, qa=None, qb=None, ca=-1, cb=-2):
         if q is not None and q.prescale is not None:
             s = s * np.float32(q.prescale)
     return y if s == 1 else y / s
+
+
+def _bf16_exact(q, flushed=False):
+    """Is every float32 value q's quantizer returns a bfloat16 (at most 8 significant bits,
+    and every one below 2^-126 on bfloat16's subnormal grid of 2^-133)? Then the float32
+    product takes q's operand as bfloat16: the same values (float32 and bfloat16 share their
+    exponent range), half the bytes to write and to read, and XLA's CPU multiplies bfloat16
+    operands in its fast matmul (the products of two are exact in float32). ``flushed``:
+    ignore the values below 2^-126, which XLA's CPU treats as zeros in a float32 product
+    anyway (FP8 elements under scales near 2^-127; tests/test_jax_dot.py checks that this
+    backend does). Block formats: the power-of-two rules (an element times 2^e, e in the
+    scale format's range); NVFP4's float32 tensor scale makes any float32 value."""
+    if q is None or q.fmt is None:
+        return False
+    plan = _plan(q)
+    finest = plan.subnormal_step_exp                   # the element's smallest step
+    if q.is_block:
+        from .blocks import POW2_RULES  # noqa: PLC0415
+        bf = _B.block_format(q.fmt)
+        if bf.scale_rule not in POW2_RULES:
+            return False
+        finest += bf.scale_fmt.emin
+    return plan.man_bits <= 7 and (flushed or finest >= -133)
 
 
 def _is_tiled(q):

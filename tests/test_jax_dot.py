@@ -69,6 +69,90 @@ def test_three_products_equal_the_core(pairs):
         assert same(got, ref)
 
 
+def _bf16_truth(fmt, flushed):
+    """Is every float32 value of ``fmt`` (for the MX formats an element times each scale
+    2^-127 .. 2^127 of E8M0, OCP MX v1.0 section 5.3) a bfloat16, by enumeration (ml_dtypes
+    decodes the elements; MXINT8's are k / 64)? ``flushed``: those of magnitude 2^-126 or
+    more."""
+    import ml_dtypes as md
+    elems = {"mxfp8_e4m3": (md.float8_e4m3fn, 8), "mxfp8_e5m2": (md.float8_e5m2, 8),
+             "mxfp6_e3m2": (md.float6_e3m2fn, 6), "mxfp6_e2m3": (md.float6_e2m3fn, 6),
+             "mxfp4": (md.float4_e2m1fn, 4), "bfloat16": (md.bfloat16, 16),
+             "float8_e4m3fn": (md.float8_e4m3fn, 8), "float16": (np.float16, 16)}
+    if isinstance(fmt, tuple):                     # (exponent bits, fraction bits, bias)
+        E, m, b = fmt
+        f = np.arange(2**m) / 2**m
+        e = np.concatenate([np.ldexp(f, 1 - b)] + [np.ldexp(1 + f, k - b)
+                                                    for k in range(1, 2**E - 1)])
+        fmt = "custom"
+    elif fmt == "mxint8":
+        e = np.arange(-127, 128) / 64
+    else:
+        dt, bits = elems[fmt]
+        codes = np.arange(2**bits, dtype=np.uint16).astype(np.uint8 if bits <= 8 else np.uint16)
+        with np.errstate(invalid="ignore"):
+            e = codes.view(dt).astype(np.float64)
+    e = e[np.isfinite(e)]
+    scales = range(-127, 128) if fmt.startswith("mx") else [0]
+    with np.errstate(over="ignore"):
+        v = np.concatenate([np.ldexp(e, k) for k in scales]).astype(np.float32)
+    v = v[np.isfinite(v) & ((np.abs(v) >= 2.0**-126) | (not flushed))]
+    return bool(np.all(v.astype(md.bfloat16).astype(np.float32) == v))
+
+
+@pytest.mark.parametrize("fmt", ["mxfp8_e4m3", "mxfp8_e5m2", "mxfp6_e3m2", "mxfp6_e2m3",
+                                 "mxfp4", "mxint8", "bfloat16", "float8_e4m3fn", "float16"])
+def test_bfloat16_carriers_exactly_where_every_value_is_a_bfloat16(fmt):
+    """dot._bf16_exact (which products take their operands as bfloat16) against enumeration,
+    for named formats and for two made at the edges: 7 fraction bits with a smallest step of
+    2^-134 (bfloat16's is 2^-133), and 8 fraction bits."""
+    from lowprec_jax.dot import _bf16_exact
+    for flushed in (False, True):
+        assert _bf16_exact(Quant(fmt), flushed) == _bf16_truth(fmt, flushed), (fmt, flushed)
+        for E, m, b in ((8, 7, 128), (5, 8, 15)):
+            q = Quant(lp.FloatFormat(E, m, bias=b))
+            assert _bf16_exact(q, flushed) == _bf16_truth((E, m, b), flushed), (E, m, flushed)
+    assert not _bf16_exact(Quant("nvfp4"), True) and not _bf16_exact(Quant(), True)
+
+
+@pytest.mark.parametrize("pairs", [_pairs("mxfp8_e4m3", "mxfp8_e5m2"),
+                                   _pairs("mxfp4", "mxfp6_e2m3"),
+                                   _pairs("bfloat16", "float8_e4m3fn")],
+                         ids=["mx8-flushed", "mx4", "scalar"])
+def test_bfloat16_carriers_give_the_float32_products(pairs):
+    """Where the float32 path takes bfloat16 operands, its three products equal float32
+    dot_general on the core's quantized operands on this backend, bit for bit: small positive
+    integers (every sum exact in any order), and blocks scaled by 2^-130, whose FP8 values
+    bfloat16 cannot hold (a row and a column made of them alone): XLA's CPU must treat those
+    as zeros in both products, as dot._bf16_exact(flushed=True) assumes."""
+    rc = Recipe(*pairs)
+    rng = np.random.default_rng(5)
+    x = rng.integers(1, 9, (4, 64)).astype(np.float32)
+    w = rng.integers(1, 9, (64, 32)).astype(np.float32)
+    g = rng.integers(1, 9, (4, 32)).astype(np.float32)
+    tiny = np.float32(2.0**-130)
+    x[2] *= tiny                                   # a row of tiny blocks
+    x[3, :32] *= tiny                              # and one tiny block
+    w[:, 5] *= tiny                                # a column of tiny blocks
+    y, vjp = jax.vjp(lambda x, w: quantized_dot_general(x, w, DN, rc), x, w)
+    dx, dw = vjp(jnp.asarray(g))
+
+    def fq(q, v, axis):
+        if q.is_block:
+            return lp.fake_quantize(v, lp.block_format(q.fmt), axis, q.rounding)
+        return lp.round(v, q.fmt, q.rounding, dtype=np.float32)
+
+    def f32(a, b, ca, cb):
+        return jax.lax.dot_general(jnp.asarray(a), jnp.asarray(b), (((ca,), (cb,)), ((), ())),
+                                  precision="highest", preferred_element_type=jnp.float32)
+    want = (f32(fq(rc.fwd[0], x, -1), fq(rc.fwd[1], w, -2), 1, 0),
+            f32(fq(rc.dgrad[0], g, -1), fq(rc.dgrad[1], w, -1), 1, 1),
+            f32(fq(rc.wgrad[0], x, -2), fq(rc.wgrad[1], g, -2), 0, 0))
+    for got, ref in zip((y, dx, dw), want):
+        assert same(got, ref)
+    assert not np.any(np.asarray(y)[2]) and not np.any(np.asarray(y)[:, 5])
+
+
 def test_stochastic_operands_take_the_documented_words():
     """Each stochastically rounded operand draws key_words(fold(k, i)) at its own shape: the
     forward X and W i = 0, 1, the backward dY, W, X, dY (in that order) fold(fold(k, 7), i)
