@@ -157,43 +157,49 @@ def tensor_scale(ts, bf):
     return ts[0] if bf.scale_rule == "nvfp4_torchao" else ts[1]
 
 
-def quantize_bits(xb, Rh, Rl, bf, P, ts=None, f=F.BitsF32, values_only=False, top=None):
+def _last(v):
+    return v[..., None]
+
+
+def quantize_bits(xb, Rh, Rl, bf, P, ts=None, f=F.BitsF32, values_only=False, top=None,
+                  expand=_last):
     """The block step on float32 bits already cut into blocks (..., blocks, k): (element codes,
     scale codes, dequantized value bits). Shared by ``quantize`` / ``fake_quantize`` and the
     Pallas kernels; P: the element rounding parameters (a tuple, saturating); ts: NVFP4's
     ``tensor_scales``; f: their float32 arithmetic (``_f32.BitsF32``, or ``_f32.NativeF32``
     where ``native_ok``). ``values_only``: the codes are not wanted (None), and the elements
     are rounded by the values-only step ``round_scaled_values`` where it applies. ``top``:
-    each block's largest |x| bits (``_amax``), if the caller has them."""
+    each block's largest |x| bits (``_amax``), if the caller has them. ``expand``: a block's
+    values -> its elements' (``_last``, or ``block_step``'s)."""
     a, nan, inf, amax = _amax(xb, top)
     if bf.nonfinite == "nan":
         nan = nan | inf
     if bf.scale_rule in TWO_LEVEL:
         if bf.scale_rule == "nvfp4":
             s_codes, mult, vscale = _nvfp4_scales(amax, nan, inf, bf, ts, f, values_only)
-            scaled = f.scale_by(xb, mult[..., None])
+            scaled = f.scale_by(xb, expand(mult))
         else:
             s_codes, scaled, vscale, nan = _torchao_scales(xb, amax, nan, inf, bf, ts)
         t = tensor_scale(ts, bf)
-        scale_value = lambda v: f.mul(f.mul(v, vscale[..., None]), t)  # noqa: E731
+        scale_value = lambda v: f.mul(f.mul(v, expand(vscale)), t)  # noqa: E731
     else:
         s_codes, exp, nan = _pow2_scale_codes(amax, nan, inf, bf, f)
-        scaled = f.pow2_product(xb, -exp[..., None])
+        scaled = f.pow2_product(xb, -expand(exp))
         if bf.nonfinite == "saturate":
             emax_bits = F.const(bf.elem.max)
             scaled = jnp.where(a == U32(0x7F800000), (xb & U32(0x80000000)) | emax_bits,
                                scaled)
-        scale_value = lambda v: f.pow2_product(v, exp[..., None])  # noqa: E731  exact
-    scaled = jnp.where(nan[..., None], U32(0), scaled)
+        scale_value = lambda v: f.pow2_product(v, expand(exp))  # noqa: E731  exact
+    scaled = jnp.where(expand(nan), U32(0), scaled)
     if values_only and scaled_values_ok(P, 0):
         vb = round_scaled_values(scaled, 0, Rl, P)
-        return None, s_codes, jnp.where(nan[..., None], F.QNAN, scale_value(vb))
+        return None, s_codes, jnp.where(expand(nan), F.QNAN, scale_value(vb))
     codes, vb = round_bits_impl(scaled, Rh, Rl, P)
     elem = bf.elem
     codes = codes & U32((1 << elem.bits) - 1)
     if elem.has_nan:
-        codes = jnp.where(nan[..., None], U32(elem.nan_code), codes)
-    vb = jnp.where(nan[..., None], F.QNAN, scale_value(vb))
+        codes = jnp.where(expand(nan), U32(elem.nan_code), codes)
+    vb = jnp.where(expand(nan), F.QNAN, scale_value(vb))
     return codes.astype(elem.code_dtype), s_codes, vb
 
 
@@ -454,18 +460,41 @@ def _host_step(xb, Rh, Rl, g, tensor_amax, *, bf, P, shape, axis):
     return jax.pure_callback(host, shapes, xb, Rh, Rl, tam, vmap_method="sequential")
 
 
-def block_step(x, xb, Rh, Rl, bf, P, g, axis, tensor_amax=None, values_only=False):
+def tile_in_place(bf, P, shape):
+    """Does ``fake_quantize`` round ``bf``'s tiles in x's own layout (``block_step``'s
+    ``in_place``)? Tiles on the native path whose last two axes are multiples of the tile."""
+    return (bf.tile is not None and native_path(bf, P) and len(shape) >= 2
+            and shape[-2] % bf.tile[0] == 0 and shape[-1] % bf.tile[1] == 0)
+
+
+def _expand_once(top, keepdims):
+    """``quantize_bits``'s ``expand`` for blocks whose largest |x| bits are ``top``: each
+    block's value computed once per block (``once_per_block``), then broadcast to its
+    elements (``keepdims``: the block axes are already there)."""
+    def expand(v):
+        w = once_per_block(v.astype(U32) if v.dtype == jnp.bool_ else v, top)
+        w = (w != 0) if v.dtype == jnp.bool_ else w
+        return w if keepdims else w[..., None]
+    return expand
+
+
+def block_step(x, xb, Rh, Rl, bf, P, g, axis, tensor_amax=None, values_only=False,
+               in_place=False):
     """(element codes, scale codes, dequantized value bits, tensor scale bits) of ``prepare``'s
     outputs, blocked; ``values_only``: the values alone, float32. Where ``native_path`` allows, the
     float32 scale arithmetic (NVFP4's products and quotients, the power-of-two scalings) runs
     on the backend's own instructions when ``native_ok`` proves them IEEE, and the core
     answers otherwise (``lax.cond``): a fraction of the bit-level graph to compile, and the
-    same bits. Every other case runs ``quantize_bits`` on the bits (``_f32.BitsF32``)."""
+    same bits. Every other case runs ``quantize_bits`` on the bits (``_f32.BitsF32``).
+    ``in_place`` (``tile_in_place``, values only): tiles are rounded in x's layout, its last
+    two axes cut into (R / r, r, C / c, c), and the values come back in x's shape; ``xb`` is
+    not used, and the words ``Rh``, ``Rl`` come at x's shape. No transposed copy of x or of
+    the values is written."""
     one = F.const(1.0)
 
-    def step(xb, Rh, Rl, g, f, top=None):
+    def step(xb, Rh, Rl, g, f, top=None, expand=_last):
         ts = None if g is None else tensor_scales(g, bf.scale_rule, f)
-        codes, s_codes, vb = quantize_bits(xb, Rh, Rl, bf, P, ts, f, values_only, top)
+        codes, s_codes, vb = quantize_bits(xb, Rh, Rl, bf, P, ts, f, values_only, top, expand)
         if values_only:
             return lax.bitcast_convert_type(vb, jnp.float32)
         return codes, s_codes, vb, U32(one) if ts is None else tensor_scale(ts, bf)
@@ -473,29 +502,48 @@ def block_step(x, xb, Rh, Rl, bf, P, g, axis, tensor_amax=None, values_only=Fals
     if not native_path(bf, P):
         return step(xb, Rh, Rl, g, F.BitsF32)
 
+    if in_place:
+        r, c = bf.tile
+
+        def cut(a):                              # (..., R, C) -> (..., R / r, r, C / c, c)
+            return a.reshape(a.shape[:-2] + (a.shape[-2] // r, r, a.shape[-1] // c, c))
+        blocks_of = lambda x: cut(lax.bitcast_convert_type(x.astype(jnp.float32), U32))  # noqa: E731
+        top = jnp.max(blocks_of(x) & U32(0x7FFFFFFF), axis=(-3, -1), keepdims=True)
+    else:
+        blocks_of = lambda x: block_bits(x, axis, bf)  # noqa: E731
+        cut = lambda a: a  # noqa: E731
+        top = jnp.max(xb & U32(0x7FFFFFFF), axis=-1)
+    if bf.scale_rule == "nvfp4":
+        # the global amax from the block amaxes (``prepare``'s ``global_amax`` pass is then
+        # dead code): a block holding NaN makes g NaN bits, which ``native_ok`` refuses, so
+        # the core answers for such a tensor. An int32 max (the bits are below 2^31): XLA
+        # would merge a uint32 max of the maxes into a second full pass over x
+        g = (global_amax(None, tensor_amax) if tensor_amax is not None
+             else jnp.max(top.astype(jnp.int32)).astype(U32))
+
     # the branches take x itself and cut its bits into blocks there, and return float32
     # values: no copy of x's bits (nor of the values') is written for the branch boundary
     def host(x, Rh, Rl, g, top):
+        if in_place:
+            Rh, Rl = _blocked(Rh, axis, bf), _blocked(Rl, axis, bf)
         out = _host_step(block_bits(x, axis, bf), Rh, Rl, g, tensor_amax, bf=bf, P=P,
                          shape=tuple(x.shape), axis=axis)
-        return lax.bitcast_convert_type(out[2], jnp.float32) if values_only else out
+        if not values_only:
+            return out
+        v = lax.bitcast_convert_type(out[2], jnp.float32)
+        return unblocked(v, x.shape, axis, bf) if in_place else v
 
     def native(x, Rh, Rl, g, top):
-        return step(block_bits(x, axis, bf), Rh, Rl, g, F.NativeF32, top)
+        v = step(blocks_of(x), cut(Rh), cut(Rl), g, F.NativeF32, top,
+                 _expand_once(top, keepdims=in_place))
+        return v.reshape(x.shape) if in_place else v
 
-    top = None
-    if bf.scale_rule == "nvfp4" and tensor_amax is None:
-        # one pass over x for the block amaxes, and the global amax from them (``prepare``'s
-        # ``global_amax`` pass is then dead code): a block holding NaN makes g NaN bits, which
-        # ``native_ok`` refuses, so the core answers for such a tensor
-        top = jnp.max(xb & U32(0x7FFFFFFF), axis=-1)
-        # int32 (the bits are below 2^31): XLA would merge a uint32 max of the maxes into a
-        # second full pass over x
-        g = jnp.max(top.astype(jnp.int32)).astype(U32)
-    return lax.cond(native_ok(xb, g, bf, P), native, host, x, Rh, Rl, g, top)
+    return lax.cond(native_ok(blocks_of(x) if in_place else xb, g, bf, P), native, host, x, Rh,
+                    Rl, g, top)
 
 
-_block_step_jit = jax.jit(block_step, static_argnames=("bf", "P", "axis", "values_only"))
+_block_step_jit = jax.jit(block_step, static_argnames=("bf", "P", "axis", "values_only",
+                                                       "in_place"))
 
 
 def quantize(x, bf, axis=-1, rounding="nearest_even", *, sr_bits=None, sr_variant="srff",
@@ -552,6 +600,11 @@ def fake_quantize(x, bf, axis=-1, rounding="nearest_even", *, sr_bits=None,
             if P.mode == "stochastic":
                 Rl = _random_words(v.shape, 32, P.sr_bits, seed, rbits, key)[1]
             return pow2_values(v, Rl, bf_, P, ax).astype(v.dtype)
+        if tile_in_place(bf_, P, v.shape):
+            Rh, Rl = _random_words(v.shape, 32, P.sr_bits, seed, rbits, key)
+            out = _block_step_jit(v, None, Rh, Rl, bf_, P, None, ax, tensor_amax,
+                                  values_only=True, in_place=True).astype(v.dtype)
+            return shard_alike(v, out)[1]
         bf_, v, ax, xb, Rh, Rl, P, g = prepare(v, bf, axis, rounding, sr_bits, sr_variant,
                                                seed, rbits, key, tensor_amax)
         vb = _block_step_jit(v, xb, Rh, Rl, bf_, P, g, ax, tensor_amax, values_only=True)

@@ -444,3 +444,39 @@ def test_nvfp4_subnormal_elements_are_multiplied_exactly_on_the_native_path():
         got = jax.jit(lambda v: jb.fake_quantize(v, "nvfp4", **kw))(x)
         assert np.array_equal(np.asarray(got).view(np.uint32), want.view(np.uint32)), kw
     assert np.count_nonzero(lp.fake_quantize(x, "nvfp4", rounding="stochastic", rbits=rb)[1, 1:16])
+
+
+@pytest.mark.parametrize("mode, kw", [("nearest_even", {}), ("stochastic", dict(seed=3)),
+                                      ("stochastic", dict(seed=4, sr_bits=8, sr_variant="srf"))])
+def test_nvfp4_tiles_rounded_in_place_equal_the_core(mode, kw):
+    """``fake_quantize`` rounds 16 x 16 tiles whose axes divide evenly in x's own layout
+    (``block_step``'s ``in_place``: no transposed copy): the core's values for tiles whose
+    magnitudes differ by up to 2^60, rows at their own scales, with Inf, -0 and subnormal
+    elements (native path), with a NaN, or with every value below 2^-100 (the core's answer
+    through the host branch), with leading axes and under vmap."""
+    rng = np.random.default_rng(4)
+    for shape in ((32, 48), (2, 16, 32)):
+        tiles = shape[:-2] + (shape[-2] // 16, 1, shape[-1] // 16, 1)
+        x = data(rng, shape, False) * np.exp2(rng.integers(-30, 30, tiles)).astype(
+            np.float32).repeat(16, -3).repeat(16, -1).reshape(shape)
+        x = x.astype(np.float32)
+        x.reshape(-1)[[3, 40, 77]] = [np.inf, -0.0, 1e-41]
+        nan = x.copy()
+        nan.reshape(-1)[5] = np.nan
+        finite = np.where(np.isinf(x), 0, x).astype(np.float64)
+        tiny = (finite * (2.0**-110 / np.abs(finite).max())).astype(np.float32)
+        bf = lp.blocks.block_format("nvfp4_2d")
+        P = lp.plan(bf.elem, mode, "saturate")
+        for v, native in ((x, True), (tiny, False)):
+            g = np.float32(np.max(np.abs(v))).view(np.uint32)
+            assert bool(jb.native_ok(None, jnp.uint32(g), bf, P)) == native
+        for v in (x, nan, tiny):
+            assert jb.tile_in_place(bf, P, v.shape)
+            got = jax.jit(lambda a: jb.fake_quantize(a, "nvfp4_2d", -1, mode, **kw))(v)
+            want = lp.fake_quantize(v, "nvfp4_2d", -1, mode, **kw)
+            assert np.array_equal(np.asarray(got).view(np.uint32), want.view(np.uint32)), shape
+    batch = np.stack([x, tiny])                   # one native, one host member under vmap
+    got = jax.jit(jax.vmap(lambda a: jb.fake_quantize(a, "nvfp4_2d", -1, mode, **kw)))(batch)
+    for i in range(2):
+        assert np.array_equal(np.asarray(got[i]).view(np.uint32), lp.fake_quantize(
+            batch[i], "nvfp4_2d", -1, mode, **kw).view(np.uint32)), i
