@@ -13,9 +13,10 @@ order is the backend's), or, with ``Recipe.acc`` (an ``lp.Accumulator`` or prese
 scalar element formats, by ``lowprec_jax.matmul`` bit for bit (``jax_enable_x64``). Where
 every value both quantizers give is a bfloat16 (``_bf16_exact``: bf16 and FP8 scalars, MX
 FP4 / FP6 / INT8; MX FP8 on XLA's CPU, whose float32 products treat the subnormal values
-bfloat16 cannot hold as zeros anyway) and the product has no batch axes, its operands go to
-``dot_general`` as bfloat16 with float32 results: the same values, exact products, half the
-bytes to write and read (docs/training.md, "What a step costs").
+bfloat16 cannot hold as zeros anyway) and both operands contract their last axis (the input
+gradient's product, and the weight gradient's after an RHT), they go to ``dot_general`` as
+bfloat16 with float32 results: the same values, exact products, half the bytes to write and
+read (docs/training.md, "What a step costs").
 The RHT here is a float32 matmul with the +-1/4 matrix (sums in the backend's order), not the
 core's exactly rounded ``lp.rht16``.
 """
@@ -133,10 +134,12 @@ def _product(a, b, acc, qa=None, qb=None, ca=-1, cb=-2):
                                    (((ca % n,), (cb % n,)), (batch, batch)),
                                    precision=lax.Precision.HIGHEST,
                                    preferred_element_type=jnp.float32)
-        # bfloat16 operands only without batch axes: XLA's CPU fails at run time on some
-        # batched bfloat16 products that its own rewrites form ("Unsupported element type for
-        # DotThunk::Execute: BF16 x BF16 = F32")
-        if a.shape[0] != 1:
+        # bfloat16 operands only where both contract their last axis (the input gradient's
+        # form): XLA's CPU may fold a transpose of the result into the product by swapping
+        # its operands, and fails at run time on a bfloat16 product whose first operand then
+        # contracts another axis ("Unsupported element type for DotThunk::Execute: BF16 x
+        # BF16 = F32"); this form stays itself when swapped
+        if ca % n != n - 1 or cb % n != n - 1:
             y = dot(a, b)
         elif _bf16_exact(qa) and _bf16_exact(qb):
             y = dot(a, b, jnp.bfloat16)

@@ -120,11 +120,11 @@ def test_bfloat16_carriers_exactly_where_every_value_is_a_bfloat16(fmt):
                                    _pairs("bfloat16", "float8_e4m3fn")],
                          ids=["mx8-flushed", "mx4", "scalar"])
 def test_bfloat16_carriers_give_the_float32_products(pairs):
-    """Where the float32 path takes bfloat16 operands, its three products equal float32
+    """The three products (the input gradient's with bfloat16 operands) equal float32
     dot_general on the core's quantized operands on this backend, bit for bit: small positive
     integers (every sum exact in any order), and blocks scaled by 2^-130, whose FP8 values
-    bfloat16 cannot hold (a row and a column made of them alone): XLA's CPU must treat those
-    as zeros in both products, as dot._bf16_exact(flushed=True) assumes."""
+    bfloat16 cannot hold (whole blocks of dY and of W along N among them): XLA's CPU must
+    treat those as zeros in both products, as dot._bf16_exact(flushed=True) assumes."""
     rc = Recipe(*pairs)
     rng = np.random.default_rng(5)
     x = rng.integers(1, 9, (4, 64)).astype(np.float32)
@@ -134,6 +134,8 @@ def test_bfloat16_carriers_give_the_float32_products(pairs):
     x[2] *= tiny                                   # a row of tiny blocks
     x[3, :32] *= tiny                              # and one tiny block
     w[:, 5] *= tiny                                # a column of tiny blocks
+    w[7] *= tiny                                   # a block of W along N
+    g[1] *= tiny                                   # a row of dY
     y, vjp = jax.vjp(lambda x, w: quantized_dot_general(x, w, DN, rc), x, w)
     dx, dw = vjp(jnp.asarray(g))
 
@@ -151,6 +153,34 @@ def test_bfloat16_carriers_give_the_float32_products(pairs):
     for got, ref in zip((y, dx, dw), want):
         assert same(got, ref)
     assert not np.any(np.asarray(y)[2]) and not np.any(np.asarray(y)[:, 5])
+    assert not np.any(np.asarray(dx)[1]) and not np.any(np.asarray(dx)[:, 7])
+
+
+@pytest.mark.parametrize("rc", ["bf16", "mxfp8", "mxfp4"])
+def test_bfloat16_carriers_with_transposes_and_vmap(rc):
+    """The bfloat16 products run whatever XLA's rewrites do with them (dot._product: only
+    the input gradient's, whose operands both contract their last axis, a form that stays so
+    when XLA folds a transpose of the result into the product; float32 under vmap): an
+    output transposed, an input given transposed (its gradient is transposed back) and a
+    weight given transposed (tied embeddings), under jit and under vmap. With small integers,
+    whose sums are exact in any order, each vmapped result equals each member's."""
+    rng = np.random.default_rng(2)
+    xs = rng.integers(-8, 9, (3, 16, 64)).astype(np.float32)
+    wts = rng.integers(-8, 9, (3, 32, 64)).astype(np.float32)        # W^T, as tied embeddings
+    key = jax.random.key(1)
+
+    def model(x, wt):                             # y^T of x W, W given as W^T
+        return quantized_dot_general(x, wt, (((1,), (1,)), ((), ())), rc, key=key).T
+
+    def grads(xt, wt):                            # x given as x^T: dx is transposed back
+        return jax.grad(lambda xt, wt: jnp.sum(jnp.sin(model(xt.T, wt))), argnums=(0, 1))(
+            xt, wt)
+    for f, a in ((model, xs), (grads, xs.transpose(0, 2, 1))):
+        batched = jax.jit(jax.vmap(f))(a, wts)
+        for i in range(3):
+            one = jax.jit(f)(a[i], wts[i])
+            for u, v in zip(jax.tree.leaves(batched), jax.tree.leaves(one)):
+                assert same(u[i], v), (f.__name__, i)
 
 
 def test_stochastic_operands_take_the_documented_words():
