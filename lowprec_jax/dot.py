@@ -139,11 +139,10 @@ def _product(a, b, acc, qa=None, qb=None, ca=-1, cb=-2):
         # its operands, and fails at run time on a bfloat16 product whose first operand then
         # contracts another axis ("Unsupported element type for DotThunk::Execute: BF16 x
         # BF16 = F32"); this form stays itself when swapped
-        if ca % n != n - 1 or cb % n != n - 1:
-            y = dot(a, b)
-        elif _bf16_exact(qa) and _bf16_exact(qb):
+        both_last = ca % n == n - 1 and cb % n == n - 1
+        if both_last and _bf16_exact(qa) and _bf16_exact(qb):
             y = dot(a, b, jnp.bfloat16)
-        elif _bf16_exact(qa, flushed=True) and _bf16_exact(qb, flushed=True):
+        elif both_last and _bf16_exact(qa, flushed=True) and _bf16_exact(qb, flushed=True):
             y = lax.platform_dependent(a, b, cpu=partial(dot, dtype=jnp.bfloat16), default=dot)
         else:
             y = dot(a, b)
@@ -167,9 +166,14 @@ def _bf16_exact(q, flushed=False):
     ignore the values below 2^-126, which XLA's CPU treats as zeros in a float32 product
     anyway (FP8 elements under scales near 2^-127; tests/test_jax_dot.py checks that this
     backend does). Block formats: the power-of-two rules (an element times 2^e, e in the
-    scale format's range); NVFP4's float32 tensor scale makes any float32 value."""
+    scale format's range); NVFP4's float32 tensor scale makes any float32 value. Scalar
+    formats: ``lp.holds`` (a table format's values enumerated)."""
+    import lowprec as lp  # noqa: PLC0415
     if q is None or q.fmt is None:
         return False
+    elem = _B.block_format(q.fmt).elem if q.is_block else lp.format(q.fmt)
+    if isinstance(elem, lp.TableFormat):               # no geometry: its values decide
+        return not q.is_block and lp.holds(elem, jnp.bfloat16)
     plan = _plan(q)
     finest = plan.subnormal_step_exp                   # the element's smallest step
     if q.is_block:

@@ -115,6 +115,22 @@ def test_bfloat16_carriers_exactly_where_every_value_is_a_bfloat16(fmt):
     assert not _bf16_exact(Quant("nvfp4"), True) and not _bf16_exact(Quant(), True)
 
 
+def test_bfloat16_carriers_of_table_formats_by_their_values():
+    """A table format has no geometry (its plan's fields are 0): its values decide. HiFloat8's
+    (the specification's decoded codes) are all bfloat16s; a made-up table holding 1 + 2^-10
+    is not, and must keep float32 operands."""
+    from fractions import Fraction
+    import ml_dtypes
+    from lowprec_jax.dot import _bf16_exact
+    hif = lp.format("hifloat8").values()
+    hif = hif[np.isfinite(hif)]
+    assert np.all(hif.astype(ml_dtypes.bfloat16).astype(np.float64) == hif)
+    assert _bf16_exact(Quant("hifloat8")) and _bf16_exact(Quant("hifloat8"), True)
+    table = lp.TableFormat("fine2", 2, lambda c: [Fraction(0), Fraction(1),
+                                                  1 + Fraction(1, 1024), Fraction(2)][c])
+    assert not _bf16_exact(Quant(table)) and not _bf16_exact(Quant(table), True)
+
+
 @pytest.mark.parametrize("pairs", [_pairs("mxfp8_e4m3", "mxfp8_e5m2"),
                                    _pairs("mxfp4", "mxfp6_e2m3"),
                                    _pairs("bfloat16", "float8_e4m3fn")],
