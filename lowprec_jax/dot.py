@@ -13,10 +13,11 @@ order is the backend's), or, with ``Recipe.acc`` (an ``lp.Accumulator`` or prese
 scalar element formats, by ``lowprec_jax.matmul`` bit for bit (``jax_enable_x64``). Where
 every value both quantizers give is a bfloat16 (``_bf16_exact``: bf16 and FP8 scalars, MX
 FP4 / FP6 / INT8; MX FP8 on XLA's CPU, whose float32 products treat the subnormal values
-bfloat16 cannot hold as zeros anyway) and both operands contract their last axis (the input
-gradient's product, and the weight gradient's after an RHT), they go to ``dot_general`` as
-bfloat16 with float32 results: the same values, exact products, half the bytes to write and
-read (docs/training.md, "What a step costs").
+bfloat16 cannot hold as zeros anyway) and the product has a form XLA's CPU multiplies in its
+fast bfloat16 matmul (the forward product, the input gradient's, and the weight gradient's
+after an RHT), they go to ``dot_general`` as bfloat16 with float32 results: the same values,
+exact products, half the bytes to write and read, and on this CPU's bfloat16 units a product
+four times as fast (docs/training.md, "What a step costs").
 The RHT here is a float32 matmul with the +-1/4 matrix (sums in the backend's order), not the
 core's exactly rounded ``lp.rht16``.
 """
@@ -128,21 +129,27 @@ def _product(a, b, acc, qa=None, qb=None, ca=-1, cb=-2):
     if acc is None:
         n = a.ndim
         batch = tuple(range(n - 2))
+        both_last = ca % n == n - 1 and cb % n == n - 1
+        forward_form = ca % n == n - 1 and cb % n == n - 2
 
         def dot(a, b, dtype=jnp.float32):
-            return lax.dot_general(a.astype(dtype), b.astype(dtype),
-                                   (((ca % n,), (cb % n,)), (batch, batch)),
-                                   precision=lax.Precision.HIGHEST,
-                                   preferred_element_type=jnp.float32)
-        # bfloat16 operands only where both contract their last axis (the input gradient's
-        # form): XLA's CPU may fold a transpose of the result into the product by swapping
-        # its operands, and fails at run time on a bfloat16 product whose first operand then
-        # contracts another axis ("Unsupported element type for DotThunk::Execute: BF16 x
-        # BF16 = F32"); this form stays itself when swapped
-        both_last = ca % n == n - 1 and cb % n == n - 1
-        if both_last and _bf16_exact(qa) and _bf16_exact(qb):
+            y = lax.dot_general(a.astype(dtype), b.astype(dtype),
+                                (((ca % n,), (cb % n,)), (batch, batch)),
+                                precision=lax.Precision.HIGHEST,
+                                preferred_element_type=jnp.float32)
+            # XLA's CPU folds a transpose of the result into the product by swapping its
+            # operands, and fails at run time on a bfloat16 product whose first operand then
+            # contracts its first axis ("Unsupported element type for DotThunk::Execute: BF16
+            # x BF16 = F32"); a barrier keeps the forward form as written (both-last products
+            # stay themselves when swapped)
+            return lax.optimization_barrier(y) if dtype == jnp.bfloat16 and not both_last \
+                else y
+        # bfloat16 operands where both contract their last axis, or in the forward form
+        # (a's last with b's first): the forms XLA's CPU hands to its fast bfloat16 matmul
+        fast = both_last or forward_form
+        if fast and _bf16_exact(qa) and _bf16_exact(qb):
             y = dot(a, b, jnp.bfloat16)
-        elif both_last and _bf16_exact(qa, flushed=True) and _bf16_exact(qb, flushed=True):
+        elif fast and _bf16_exact(qa, flushed=True) and _bf16_exact(qb, flushed=True):
             y = lax.platform_dependent(a, b, cpu=partial(dot, dtype=jnp.bfloat16), default=dot)
         else:
             y = dot(a, b)

@@ -174,12 +174,11 @@ def test_bfloat16_carriers_give_the_float32_products(pairs):
 
 @pytest.mark.parametrize("rc", ["bf16", "mxfp8", "mxfp4"])
 def test_bfloat16_carriers_with_transposes_and_vmap(rc):
-    """The bfloat16 products run whatever XLA's rewrites do with them (dot._product: only
-    the input gradient's, whose operands both contract their last axis, a form that stays so
-    when XLA folds a transpose of the result into the product; float32 under vmap): an
-    output transposed, an input given transposed (its gradient is transposed back) and a
-    weight given transposed (tied embeddings), under jit and under vmap. With small integers,
-    whose sums are exact in any order, each vmapped result equals each member's."""
+    """The bfloat16 products run whatever XLA's rewrites do with them (dot._product: the
+    forward form behind an optimization barrier, both-last forms as they are): an output
+    transposed, an input given transposed (its gradient is transposed back) and a weight
+    given transposed (tied embeddings), under jit and under vmap. With small integers, whose
+    sums are exact in any order, each vmapped result equals each member's."""
     rng = np.random.default_rng(2)
     xs = rng.integers(-8, 9, (3, 16, 64)).astype(np.float32)
     wts = rng.integers(-8, 9, (3, 32, 64)).astype(np.float32)        # W^T, as tied embeddings
@@ -197,6 +196,41 @@ def test_bfloat16_carriers_with_transposes_and_vmap(rc):
             one = jax.jit(f)(a[i], wts[i])
             for u, v in zip(jax.tree.leaves(batched), jax.tree.leaves(one)):
                 assert same(u[i], v), (f.__name__, i)
+
+
+@pytest.mark.parametrize("rc", ["bf16", "mxfp8"])
+def test_bfloat16_products_survive_every_arrangement_of_transposes(rc):
+    """XLA's CPU fails at run time on a bfloat16 product whose first operand contracts its
+    first axis, a form its rewrites make from the forward one when they fold a transpose of
+    the result or of an operand into it (dot._product). Every arrangement: each operand
+    given as itself or transposed, the result as itself, transposed, or reversed and
+    transposed; forward, gradients, vmapped, and batched einsums with their outputs
+    permuted. Each must run (without the barrier, 60 of these failed), and the vmapped
+    results equal the single ones'."""
+    rng = np.random.default_rng(5)
+    x = jnp.asarray(rng.integers(-8, 9, (32, 64)).astype(np.float32))
+    w = jnp.asarray(rng.integers(-8, 9, (64, 48)).astype(np.float32))
+    key = jax.random.key(3)
+    for tx, tw, out in [(a, b, c) for a in (0, 1) for b in (0, 1) for c in range(3)]:
+        def f(xx, ww):
+            y = quantized_dot_general(xx.T if tx else xx, ww.T if tw else ww, DN, rc, key=key)
+            return (y, y.T, y[::-1].T)[out]
+
+        def grads(xx, ww):
+            return jax.grad(lambda a, b: jnp.sum(jnp.sin(f(a, b))), argnums=(0, 1))(xx, ww)
+        xx, ww = (x.T if tx else x), (w.T if tw else w)
+        for g in (f, grads):
+            one = jax.jit(g)(xx, ww)
+            many = jax.jit(jax.vmap(g))(jnp.stack([xx, xx]), jnp.stack([ww, ww]))
+            for u, v in zip(jax.tree.leaves(many), jax.tree.leaves(one)):
+                assert same(u[1], v), (tx, tw, out, g.__name__)
+    a = jnp.asarray(rng.integers(-8, 9, (2, 16, 32)).astype(np.float32))
+    b = jnp.asarray(rng.integers(-8, 9, (2, 16, 32)).astype(np.float32))
+    for sub in ("bqd,bkd->bqk", "bqd,bkd->bkq", "bqd,bkd->kbq"):
+        e = lambda a, b: lj.quantized_einsum(sub, a, b, rc, key=key)  # noqa: E731
+        jax.block_until_ready(jax.jit(e)(a, b))
+        jax.block_until_ready(jax.jit(jax.grad(lambda a, b: jnp.sum(jnp.sin(e(a, b))),
+                                               argnums=(0, 1)))(a, b))
 
 
 def test_stochastic_operands_take_the_documented_words():
