@@ -5,10 +5,13 @@ input gradient dY @ W^T, weight gradient X^T @ dY) is quantized, shared by
 from __future__ import annotations
 
 import dataclasses
+import operator
+
+import numpy as np
 
 from . import blocks as _B
 
-__all__ = ["Quant", "Recipe", "recipe", "recipes"]
+__all__ = ["Quant", "Recipe", "recipe", "recipes", "epilogue", "two_level"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,6 +42,36 @@ class Quant:
     @property
     def is_block(self):
         return isinstance(self.fmt, _B.BlockFormat) or self.fmt in _B.block_formats()
+
+
+def two_level(q) -> bool:
+    """Does q quantize to a two-level block format (NVFP4: element x E4M3 block scale x
+    float32 tensor scale)? Its operand then enters a product as element x block scale, and
+    the tensor scale is applied after the sum (``epilogue``)."""
+    return q is not None and q.fmt is not None and q.is_block and \
+        _B.block_format(q.fmt).scale_rule in _B.TWO_LEVEL
+
+
+def epilogue(y, qa=None, qb=None, ta=None, tb=None, mul=operator.mul):
+    """What a recipe's product does after the sum ``y`` (float32) of its operands' products:
+    times alpha = ta x tb, the two-level operands' float32 tensor scales (None for the
+    others), as NVFP4 GEMMs apply them to the result rather than to the operands (cuBLASLt's
+    alpha; Transformer Engine's cublaslt_gemm.cu folds both tensor scales into it, computed
+    from the two amaxes, which can differ from ta x tb in the last bit; ``lp.matmul`` on
+    two-level BlockTensors applies the same alpha); then divided by
+    the Quants' prescale factors' product (Tseng et al.'s 3/4). Each step one float32
+    rounding; ``mul``: the float32 multiplication to use (an adapter's exact one)."""
+    alpha = None
+    for t in (ta, tb):
+        if t is not None:
+            alpha = t if alpha is None else mul(alpha, t)
+    if alpha is not None:
+        y = mul(y, alpha)
+    s = np.float32(1.0)
+    for q in (qa, qb):
+        if q is not None and q.prescale is not None:
+            s = s * np.float32(q.prescale)
+    return y if s == 1 else y / s
 
 
 @dataclasses.dataclass(frozen=True)

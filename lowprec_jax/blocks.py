@@ -162,7 +162,7 @@ def _last(v):
 
 
 def quantize_bits(xb, Rh, Rl, bf, P, ts=None, f=F.BitsF32, values_only=False, top=None,
-                  expand=_last):
+                  expand=_last, unscaled=False):
     """The block step on float32 bits already cut into blocks (..., blocks, k): (element codes,
     scale codes, dequantized value bits). Shared by ``quantize`` / ``fake_quantize`` and the
     Pallas kernels; P: the element rounding parameters (a tuple, saturating); ts: NVFP4's
@@ -170,7 +170,8 @@ def quantize_bits(xb, Rh, Rl, bf, P, ts=None, f=F.BitsF32, values_only=False, to
     where ``native_ok``). ``values_only``: the codes are not wanted (None), and the elements
     are rounded by the values-only step ``round_scaled_values`` where it applies. ``top``:
     each block's largest |x| bits (``_amax``), if the caller has them. ``expand``: a block's
-    values -> its elements' (``_last``, or ``block_step``'s)."""
+    values -> its elements' (``_last``, or ``block_step``'s). ``unscaled``: the two-level
+    rules' values are left without their tensor scale (element x block scale: exact)."""
     a, nan, inf, amax = _amax(xb, top)
     if bf.nonfinite == "nan":
         nan = nan | inf
@@ -181,7 +182,10 @@ def quantize_bits(xb, Rh, Rl, bf, P, ts=None, f=F.BitsF32, values_only=False, to
         else:
             s_codes, scaled, vscale, nan = _torchao_scales(xb, amax, nan, inf, bf, ts)
         t = tensor_scale(ts, bf)
-        scale_value = lambda v: f.mul(f.mul(v, expand(vscale)), t)  # noqa: E731
+        if unscaled:
+            scale_value = lambda v: f.mul(v, expand(vscale))  # noqa: E731
+        else:
+            scale_value = lambda v: f.mul(f.mul(v, expand(vscale)), t)  # noqa: E731
     else:
         s_codes, exp, nan = _pow2_scale_codes(amax, nan, inf, bf, f)
         scaled = f.pow2_product(xb, -expand(exp))
@@ -431,12 +435,13 @@ def _ieee_subnormals():
         libm.fesetenv(saved)
 
 
-def _host_step(xb, Rh, Rl, g, tensor_amax, *, bf, P, shape, axis):
+def _host_step(xb, Rh, Rl, g, tensor_amax, *, bf, P, shape, axis, unscaled=False):
     """(codes, scale codes, value bits, tensor scale bits), blocked, from the core's
     ``lp.quantize`` on the host (``jax.pure_callback``) with the same random words: the exact
     answer where ``native_ok`` fails (rare: subnormal inputs, tiny amaxes), without compiling
     the bit-level float32 arithmetic into every model. The blocking is undone and redone on
-    the host, so that the branch compiles to the callback alone."""
+    the host, so that the branch compiles to the callback alone. ``unscaled``: the values
+    without the tensor scale (element x block scale, exact; NaN blocks the quiet NaN)."""
     def host(xb, rh, rl, tamax):
         with _ieee_subnormals():
             return _core(xb, rh, rl, tamax)
@@ -450,7 +455,14 @@ def _host_step(xb, Rh, Rl, g, tensor_amax, *, bf, P, shape, axis):
         bt = _B.quantize(x.view(np.float32), bf, axis, P.mode,
                          sr_bits=P.sr_bits if sr else None, sr_variant=P.sr_variant, rbits=rb,
                          tensor_amax=None if tamax.size == 0 else tamax.view(np.float32)[0])
-        v = _blocked(bt.dequantize(np.float32).view(np.uint32), axis, bf, xp=np)
+        if unscaled:
+            e, sc = bt.element_and_scale_values()
+            with np.errstate(invalid="ignore"):
+                u = (e * sc).astype(np.float32)
+            v = np.where(np.isnan(u), np.float32(np.nan), u)
+        else:
+            v = bt.dequantize(np.float32)
+        v = _blocked(v.view(np.uint32), axis, bf, xp=np)
         return (np.asarray(bt.codes, bf.elem.code_dtype),
                 np.asarray(bt.scale_codes, bf.scale_fmt.code_dtype), v,
                 np.asarray(bt.tensor_scale, np.float32).view(np.uint32))
@@ -481,7 +493,7 @@ def _expand_once(top, keepdims):
 
 
 def block_step(x, xb, Rh, Rl, bf, P, g, axis, tensor_amax=None, values_only=False,
-               in_place=False):
+               in_place=False, unscaled=False):
     """(element codes, scale codes, dequantized value bits, tensor scale bits) of ``prepare``'s
     outputs, blocked; ``values_only``: the values alone, float32. Where ``native_path`` allows, the
     float32 scale arithmetic (NVFP4's products and quotients, the power-of-two scalings) runs
@@ -491,12 +503,17 @@ def block_step(x, xb, Rh, Rl, bf, P, g, axis, tensor_amax=None, values_only=Fals
     ``in_place`` (``tile_in_place``, values only): tiles are rounded in x's layout, its last
     two axes cut into (R / r, r, C / c, c), and the values come back in x's shape; ``xb`` is
     not used, and the words ``Rh``, ``Rl`` come at x's shape. No transposed copy of x or of
-    the values is written."""
+    the values is written. ``unscaled`` (values only, two-level rules): (the values without
+    the tensor scale, the float32 tensor scale)."""
     one = F.const(1.0)
 
     def step(xb, Rh, Rl, g, f, top=None, expand=_last):
         ts = None if g is None else tensor_scales(g, bf.scale_rule, f)
-        codes, s_codes, vb = quantize_bits(xb, Rh, Rl, bf, P, ts, f, values_only, top, expand)
+        codes, s_codes, vb = quantize_bits(xb, Rh, Rl, bf, P, ts, f, values_only, top, expand,
+                                           unscaled)
+        if unscaled:
+            return tuple(lax.bitcast_convert_type(b, jnp.float32)
+                         for b in (vb, tensor_scale(ts, bf)))
         if values_only:
             return lax.bitcast_convert_type(vb, jnp.float32)
         return codes, s_codes, vb, U32(one) if ts is None else tensor_scale(ts, bf)
@@ -529,15 +546,18 @@ def block_step(x, xb, Rh, Rl, bf, P, g, axis, tensor_amax=None, values_only=Fals
         if in_place:
             Rh, Rl = _blocked(Rh, axis, bf), _blocked(Rl, axis, bf)
         out = _host_step(block_bits(x, axis, bf), Rh, Rl, g, tensor_amax, bf=bf, P=P,
-                         shape=tuple(x.shape), axis=axis)
+                         shape=tuple(x.shape), axis=axis, unscaled=unscaled)
         if not values_only:
             return out
         v = lax.bitcast_convert_type(out[2], jnp.float32)
-        return unblocked(v, x.shape, axis, bf) if in_place else v
+        v = unblocked(v, x.shape, axis, bf) if in_place else v
+        return (v, lax.bitcast_convert_type(out[3], jnp.float32)) if unscaled else v
 
     def native(x, Rh, Rl, g, top):
         v = step(blocks_of(x), cut(Rh), cut(Rl), g, F.NativeF32, top,
                  _expand_once(top, keepdims=in_place))
+        if unscaled:
+            return (v[0].reshape(x.shape) if in_place else v[0]), v[1]
         return v.reshape(x.shape) if in_place else v
 
     return lax.cond(native_ok(blocks_of(x) if in_place else xb, g, bf, P), native, host, x, Rh,
@@ -545,7 +565,7 @@ def block_step(x, xb, Rh, Rl, bf, P, g, axis, tensor_amax=None, values_only=Fals
 
 
 _block_step_jit = jax.jit(block_step, static_argnames=("bf", "P", "axis", "values_only",
-                                                       "in_place"))
+                                                       "in_place", "unscaled"))
 
 
 def quantize(x, bf, axis=-1, rounding="nearest_even", *, sr_bits=None, sr_variant="srff",
@@ -579,6 +599,28 @@ def dequantize(q: QuantizedArray, dtype=jnp.float32):
 def _decode32(codes, fmt):
     from .cast import decode  # noqa: PLC0415
     return decode(codes, fmt, dtype=np.float32)
+
+
+def two_level_parts(x, bf, axis=-1, rounding="nearest_even", *, sr_bits=None, rbits=None):
+    """A two-level rule's (NVFP4's) fake quantization of float32 ``x`` in the two parts its
+    GEMMs take: (every element times its block's scale, in x's shape: exact, with at most
+    4 + 2 significant bits for NVFP4; the float32 tensor scale). ``fake_quantize`` gives
+    their product rounded once; a product of two such operands multiplies by both tensor
+    scales after the sum (``lowprec.recipes.epilogue``). No gradient (recipes' operands)."""
+    bf_, x, ax, P = _validated(x, bf, axis, rounding, sr_bits, "srff", None, rbits, None, None)
+    if bf_.scale_rule not in TWO_LEVEL:
+        raise ValueError(f"two_level_parts is for the two-level rules {TWO_LEVEL}; {bf_.name} "
+                         f"uses scale_rule={bf_.scale_rule!r}")
+    if tile_in_place(bf_, P, x.shape):
+        Rh, Rl = _random_words(x.shape, 32, P.sr_bits, None, rbits, None)
+        u, t = _block_step_jit(x, None, Rh, Rl, bf_, P, None, ax, None, values_only=True,
+                               in_place=True, unscaled=True)
+        return shard_alike(x, u)[1], t
+    bf_, x, ax, xb, Rh, Rl, P, g = prepare(x, bf_, ax, rounding, sr_bits, "srff", None,
+                                           rbits, None)
+    u, t = _block_step_jit(x, xb, Rh, Rl, bf_, P, g, ax, None, values_only=True,
+                           unscaled=True)
+    return shard_alike(x, unblocked(u, x.shape, ax, bf_))[1], t
 
 
 def fake_quantize(x, bf, axis=-1, rounding="nearest_even", *, sr_bits=None,

@@ -33,7 +33,7 @@ from jax import lax
 
 from lowprec import blocks as _B
 from lowprec.hadamard import rht16_matrix
-from lowprec.recipes import Quant, Recipe, recipe, recipes  # noqa: F401  (re-exported)
+from lowprec.recipes import Quant, Recipe, epilogue, recipe, recipes, two_level  # noqa: F401
 
 from .stream import fold, key_words
 
@@ -52,7 +52,10 @@ def _rht(x, axis):
 
 
 def _apply(q, x, axis, key, last=False):
-    """x fake-quantized as ``q`` says, blocks along ``axis``; float32: the RHT and prescale
+    """(values, tensor scale): x fake-quantized as ``q`` says, blocks along ``axis``, float32,
+    the tensor scale None, or for two-level formats (NVFP4) the values without their tensor
+    scale and that scale apart (``blocks.two_level_parts``; ``_product`` applies it after the
+    sum, as NVFP4 GEMMs do). The RHT and prescale
     if q asks, then q's rounding in ``_quantize``, one jitted function per (format, rounding,
     axis, shape), which JAX traces and lowers once however many layers call it (XLA still
     compiles each call site). The stochastic words of ``key`` are drawn here for x's shape
@@ -65,7 +68,7 @@ def _apply(q, x, axis, key, last=False):
     axis %= x.ndim
     t = (lambda a: None if a is None else jnp.swapaxes(a, axis, -1))  # noqa: E731
     if q.fmt is None:
-        return x
+        return x, None
     rbits = None
     if q.rounding == "stochastic" and key is not None:
         rbits = key_words(key, x.shape)[1]
@@ -82,7 +85,8 @@ def _apply(q, x, axis, key, last=False):
     with jax.sharding.use_abstract_mesh(jax.sharding.get_abstract_mesh()):
         if axis == x.ndim - 1 or not _transposed_anyway(q, plan):
             return _quantize(x, rbits, q, axis)
-        return t(_quantize(t(x), t(rbits), q, x.ndim - 1))
+        v, scale = _quantize(t(x), t(rbits), q, x.ndim - 1)
+        return t(v), scale
 
 
 def _plan(q):
@@ -104,28 +108,38 @@ def _transposed_anyway(q, plan):
 
 
 def _quantize_traced(x, rbits, q, axis):
-    """q's rounding of float32 x along ``axis`` (q without RHT or prescale), stochastic with
-    the words ``rbits``."""
+    """(values, tensor scale or None): q's rounding of float32 x along ``axis`` (q without
+    RHT or prescale), stochastic with the words ``rbits``."""
     from . import blocks  # noqa: PLC0415
     from .cast import round as _round  # noqa: PLC0415
     kw = dict(rbits=rbits, sr_bits=q.sr_bits) if q.rounding == "stochastic" else {}
     if q.is_block:
         bf = _B.block_format(q.fmt)
-        return blocks.fake_quantize(x, bf, -1 if bf.tile else axis, q.rounding, grad="none",
-                                    **kw)
-    return _round(x, q.fmt, q.rounding, grad="none", dtype=np.float32, **kw)
+        ax = -1 if bf.tile else axis
+        if two_level(q):
+            return blocks.two_level_parts(x, bf, ax, q.rounding, **kw)
+        return blocks.fake_quantize(x, bf, ax, q.rounding, grad="none", **kw), None
+    return _round(x, q.fmt, q.rounding, grad="none", dtype=np.float32, **kw), None
 
 
 _quantize = jax.jit(_quantize_traced, static_argnames=("q", "axis"))
 
 
 def _product(a, b, acc, qa=None, qb=None, ca=-1, cb=-2):
-    """The product of a and b contracting a's axis ``ca`` with b's axis ``cb`` (each -1 or
-    -2 of the last two; a @ b by default; leading axes are batch axes) in float32 (or
-    through the accumulator model), divided by the operands' prescale factors' product when
-    a Quant has one (one float32 division). The float32 product takes transposed operands
-    as dot_general's contracting axes, so that XLA need not write a transposed copy of a
-    quantized operand (on its CPU, a quantizer fused with a transpose ran ten times slower)."""
+    """The product of the ``_apply`` pairs a and b (values, tensor scale) contracting a's axis
+    ``ca`` with b's axis ``cb`` (each -1 or -2 of the last two; a @ b by default; leading axes
+    are batch axes) in float32 (or through the accumulator model), then ``epilogue``: times
+    the tensor scales, divided by the prescale factors (the accumulator model's result
+    multiplied exactly, the float32 dot's by the backend, as the dot itself). The float32
+    product takes transposed operands as dot_general's contracting axes, so that XLA need
+    not write a transposed copy of a quantized operand (on its CPU, a quantizer fused with
+    a transpose ran ten times slower)."""
+    (a, ta), (b, tb) = a, b
+    # the accumulator model's result multiplied exactly (bit-level float32: 2 s of compile
+    # for an nvfp4 step's 24 scalar alphas, so not on the float32 dot's path); the float32
+    # dot's by the backend, as the dot itself (XLA's CPU flushes a subnormal alpha or
+    # result to zero, as it flushes the dot's subnormal products)
+    mul = _mul_f32 if acc is not None else (lambda u, v: u * v)  # noqa: E731
     if acc is None:
         n = a.ndim
         batch = tuple(range(n - 2))
@@ -157,11 +171,15 @@ def _product(a, b, acc, qa=None, qb=None, ca=-1, cb=-2):
         from .matmul import matmul  # noqa: PLC0415
         sw = (lambda t, f: jnp.swapaxes(t, -1, -2) if f else t)  # noqa: E731
         y = matmul(sw(a, ca == -2), sw(b, cb == -1), acc)
-    s = np.float32(1.0)
-    for q in (qa, qb):
-        if q is not None and q.prescale is not None:
-            s = s * np.float32(q.prescale)
-    return y if s == 1 else y / s
+    return epilogue(y, qa, qb, ta, tb, mul=mul)
+
+
+def _mul_f32(u, v):
+    """u x v, float32, rounded once as IEEE says whatever the backend flushes (``_f32``)."""
+    from . import _f32 as F  # noqa: PLC0415
+    bits = lambda z: lax.bitcast_convert_type(jnp.asarray(z, jnp.float32), jnp.uint32)  # noqa
+    u, v = jnp.broadcast_arrays(bits(u), bits(v))
+    return lax.bitcast_convert_type(F.mul(u, v), jnp.float32)
 
 
 def _bf16_exact(q, flushed=False):
@@ -173,8 +191,10 @@ def _bf16_exact(q, flushed=False):
     ignore the values below 2^-126, which XLA's CPU treats as zeros in a float32 product
     anyway (FP8 elements under scales near 2^-127; tests/test_jax_dot.py checks that this
     backend does). Block formats: the power-of-two rules (an element times 2^e, e in the
-    scale format's range); NVFP4's float32 tensor scale makes any float32 value. Scalar
-    formats: ``lp.holds`` (a table format's values enumerated)."""
+    scale format's range); two-level rules (NVFP4), whose values ``_apply`` gives without
+    the tensor scale: an element times its E4M3 block scale (at most 2 + 4 significant bits,
+    none finer than 2^-10). Scalar formats: ``lp.holds`` (a table format's values
+    enumerated)."""
     import lowprec as lp  # noqa: PLC0415
     if q is None or q.fmt is None:
         return False
@@ -183,13 +203,19 @@ def _bf16_exact(q, flushed=False):
         return not q.is_block and lp.holds(elem, jnp.bfloat16)
     plan = _plan(q)
     finest = plan.subnormal_step_exp                   # the element's smallest step
+    bits = plan.man_bits
     if q.is_block:
         from .blocks import POW2_RULES  # noqa: PLC0415
         bf = _B.block_format(q.fmt)
-        if bf.scale_rule not in POW2_RULES:
+        if two_level(q):                               # element x block scale (_apply)
+            sp = lp.plan(bf.scale_fmt, "nearest_even", "saturate")
+            finest += sp.subnormal_step_exp
+            bits += sp.man_bits + 1
+        elif bf.scale_rule in POW2_RULES:
+            finest += bf.scale_fmt.emin
+        else:
             return False
-        finest += bf.scale_fmt.emin
-    return plan.man_bits <= 7 and (flushed or finest >= -133)
+    return bits <= 7 and (flushed or finest >= -133)
 
 
 def _is_tiled(q):

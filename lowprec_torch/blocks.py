@@ -249,16 +249,19 @@ def _round_once(v64, dtype):
     return _lt_round(v64, name[dtype], dtype=dtype, backend="torch", grad="none")
 
 
-def dequantize(q: QuantizedTensor, dtype=torch.float32):
+def dequantize(q: QuantizedTensor, dtype=torch.float32, tensor_scale=True):
     """``lp.BlockTensor.dequantize`` for a ``QuantizedTensor``: element x block scale
     (x tensor scale), exact, rounded once to ``dtype``, in the original shape; NaN blocks are
-    the positive quiet NaN."""
+    the positive quiet NaN. ``tensor_scale=False``: without the tensor scale (a two-level
+    operand as NVFP4 GEMMs take it; ``lowprec.recipes.epilogue`` applies the scale)."""
     from .cast import decode  # noqa: PLC0415
+    if not isinstance(tensor_scale, bool):
+        raise TypeError(f"tensor_scale={tensor_scale!r} is not allowed: give True or False")
     bf = q.fmt
     ev = decode(q.codes, bf.elem, dtype=torch.float64)
     sv = decode(q.scale_codes, bf.scale_fmt, dtype=torch.float64)
     v = ev * sv[..., None]
-    if bf.scale_rule in _B.TWO_LEVEL:
+    if bf.scale_rule in _B.TWO_LEVEL and tensor_scale:
         v = v * float(np.float32(q.tensor_scale))
     v = torch.where(torch.isnan(v), float("nan"), v)
     return _B.unblock(_round_once(v, dtype), q.shape, q.axis, bf, xp=torch)

@@ -18,10 +18,11 @@ from torch import nn
 
 from lowprec import blocks as _B
 from lowprec.hadamard import rht16_matrix
-from lowprec.recipes import Quant, Recipe, recipe as _recipe, recipes  # noqa: F401
+from lowprec.recipes import Quant, Recipe, epilogue, recipe as _recipe, recipes  # noqa: F401
+from lowprec.recipes import two_level
 
 from .cast import round as _round
-from .blocks import fake_quantize
+from .blocks import dequantize, fake_quantize, quantize
 from .matmul import matmul
 
 __all__ = ["QuantLinear", "quantize_linears", "quantized_linear", "recipes"]
@@ -39,10 +40,13 @@ def _rht(x, axis):
 
 
 def apply_quant(q: Quant, x, axis, generator=None):
-    """x (float32) fake-quantized as ``q`` says, blocks along ``axis``."""
+    """(values, tensor scale): x (float32) fake-quantized as ``q`` says, blocks along
+    ``axis``, the tensor scale None; for two-level formats (NVFP4) the values without their
+    tensor scale (element x block scale, exact) and that scale apart, which ``_product``
+    applies after the sum (``lowprec.recipes.epilogue``)."""
     x = x.to(torch.float32)
     if q.fmt is None:
-        return x
+        return x, None
     if q.rht:
         x = _rht(x, axis)
     if q.prescale is not None:
@@ -50,19 +54,27 @@ def apply_quant(q: Quant, x, axis, generator=None):
     kw = dict(generator=generator, sr_bits=q.sr_bits) if q.rounding == "stochastic" else {}
     if q.is_block:
         bf = _B.block_format(q.fmt)
-        return fake_quantize(x, bf, -1 if bf.tile else axis, q.rounding, grad="none", **kw)
-    return _round(x, q.fmt, q.rounding, grad="none", dtype=torch.float32, **kw)
+        ax = -1 if bf.tile else axis
+        if two_level(q):
+            qt = quantize(x, bf, ax, q.rounding, **kw)
+            return (dequantize(qt, tensor_scale=False),
+                    torch.tensor(np.float32(qt.tensor_scale), device=x.device))
+        return fake_quantize(x, bf, ax, q.rounding, grad="none", **kw), None
+    return _round(x, q.fmt, q.rounding, grad="none", dtype=torch.float32, **kw), None
+
+
+def _t(pair):
+    """An ``apply_quant`` pair with its values transposed."""
+    return pair[0].T, pair[1]
 
 
 def _product(a, b, acc, qa=None, qb=None):
-    """a @ b (or through the accumulator model), divided by the operands' prescale
-    factors' product when a Quant has one (one float32 division)."""
+    """The product of the ``apply_quant`` pairs a and b: values a @ b (or through the
+    accumulator model), then ``lowprec.recipes.epilogue`` (times the tensor scales, divided
+    by the prescale factors; float32, each rounded once)."""
+    (a, ta), (b, tb) = a, b
     y = a @ b if acc is None else matmul(a, b, acc)
-    s = np.float32(1.0)
-    for q in (qa, qb):
-        if q is not None and q.prescale is not None:
-            s = s * np.float32(q.prescale)
-    return y if s == 1 else y / torch.tensor(float(s), dtype=torch.float32)
+    return epilogue(y, qa, qb, ta, tb)
 
 
 class _QLinear(torch.autograd.Function):
@@ -72,7 +84,7 @@ class _QLinear(torch.autograd.Function):
         ctx.rc, ctx.gen = rc, gen
         xq = apply_quant(rc.fwd[0], x, -1, gen)                  # (M, K) along K
         wq = apply_quant(rc.fwd[1], w, -1, gen)                  # (N, K) along K
-        return _product(xq, wq.T, rc.acc, *rc.fwd)
+        return _product(xq, _t(wq), rc.acc, *rc.fwd)
 
     @staticmethod
     def backward(ctx, g):
@@ -84,7 +96,7 @@ class _QLinear(torch.autograd.Function):
         dx = _product(gd, wd, rc.acc, *rc.dgrad)
         xw = apply_quant(rc.wgrad[0], x, 0, gen)                 # (M, K) along M
         gw = apply_quant(rc.wgrad[1], g, 0, gen)                 # (M, N) along M
-        dw = _product(gw.T, xw, rc.acc, *rc.wgrad)
+        dw = _product(_t(gw), xw, rc.acc, *rc.wgrad)
         return dx.to(x.dtype), dw.to(w.dtype), None, None
 
 

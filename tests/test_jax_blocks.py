@@ -480,3 +480,48 @@ def test_nvfp4_tiles_rounded_in_place_equal_the_core(mode, kw):
     for i in range(2):
         assert np.array_equal(np.asarray(got[i]).view(np.uint32), lp.fake_quantize(
             batch[i], "nvfp4_2d", -1, mode, **kw).view(np.uint32)), i
+
+
+@pytest.mark.parametrize("fmt,axis", [("nvfp4", -1), ("nvfp4", 0), ("nvfp4_2d", -1),
+                                      ("nvfp4_torchao", 1)])
+@pytest.mark.parametrize("mode", ["nearest_even", "stochastic"])
+def test_two_level_parts_equal_the_cores_codes(fmt, axis, mode):
+    """``two_level_parts`` (what quantized_dot_general multiplies for NVFP4 operands): the
+    core's element x block scale (``lp.quantize``'s codes decoded, exact) and its tensor
+    scale, bit for bit: 1 x 16 blocks along either axis, tiles in x's own layout, torchao's
+    rule; on the native path (blocks 2^60 apart, -0, a subnormal, with and without an Inf,
+    which makes TE's tensor scale 1) and through the host branch (a NaN; every value below
+    2^-100); stochastic with given words; under vmap mixing both branches."""
+    rng = np.random.default_rng(6)
+    shape = (32, 48)
+    x = data(rng, shape, False) * np.exp2(rng.integers(-30, 30, (2, 1, 3, 1))).astype(
+        np.float32).repeat(16, 1).repeat(16, 3).reshape(shape)
+    x = x.astype(np.float32)
+    x.reshape(-1)[[3, 40, 77]] = [np.inf, -0.0, 1e-41]
+    nan = x.copy()
+    nan.reshape(-1)[5] = np.nan
+    finite = np.where(np.isinf(x), 0, x).astype(np.float64)
+    tiny = (finite * (2.0**-110 / np.abs(finite).max())).astype(np.float32)
+    kw = {}
+    if mode == "stochastic":
+        kw = dict(rbits=rng.integers(0, 2**32, shape, dtype=np.uint64).astype(np.uint32))
+
+    def want(v):
+        bt = lp.quantize(v, fmt, axis, mode, **kw)
+        e, s = bt.element_and_scale_values()
+        return (e * s).astype(np.float32), np.float32(bt.tensor_scale)
+    f = jax.jit(lambda a: jb.two_level_parts(a, fmt, axis, mode, **kw))
+    scaled = finite.astype(np.float32)
+    assert want(scaled)[1] != 1
+    for v in (x, scaled, nan, tiny):
+        (u, t), (wu, wt) = f(v), want(v)
+        assert np.array_equal(np.asarray(u).view(np.uint32), wu.view(np.uint32))
+        assert np.asarray(t).view(np.uint32) == wt.view(np.uint32)
+    got = jax.jit(jax.vmap(lambda a: jb.two_level_parts(a, fmt, axis, mode, **kw)))(
+        np.stack([scaled, tiny]))
+    for i, v in enumerate((scaled, tiny)):
+        wu, wt = want(v)
+        assert np.array_equal(np.asarray(got[0][i]).view(np.uint32), wu.view(np.uint32)), i
+        assert np.asarray(got[1][i]).view(np.uint32) == wt.view(np.uint32), i
+    with pytest.raises(ValueError, match="two-level"):
+        jb.two_level_parts(x, "mxfp4", axis, mode, **kw)

@@ -24,18 +24,43 @@ def same(a, b):
     return a.dtype == b.dtype and np.array_equal(a.view(np.uint32), b.view(np.uint32))
 
 
+def core_parts(q, v, axis, **kw):
+    """(values, tensor scale or None) of v quantized as q by the core: a two-level format's
+    (NVFP4's) operand as element x block scale (lp.quantize's codes decoded, exact) and its
+    float32 tensor scale apart, the others lp.fake_quantize's (lp.round's) values. ``kw``:
+    the block quantizers' random source."""
+    if q.fmt is None:
+        return v, None
+    if q.is_block:
+        bf = lp.block_format(q.fmt)
+        ax = -1 if bf.tile else axis
+        if bf.scale_rule in ("nvfp4", "nvfp4_torchao"):
+            bt = lp.quantize(v, bf, ax, q.rounding, **kw)
+            e, s = bt.element_and_scale_values()
+            return (e * s).astype(np.float32), np.float32(bt.tensor_scale)
+        return lp.fake_quantize(v, bf, ax, q.rounding, **kw), None
+    return lp.round(v, q.fmt, q.rounding, dtype=np.float32), None
+
+
+def times_scales(y, ta, tb):
+    """y times alpha = ta x tb (the tensor scales that are there), each float32 product
+    rounded once by NumPy (IEEE, subnormals kept)."""
+    ts = [np.float32(t) for t in (ta, tb) if t is not None]
+    if not ts:
+        return y
+    alpha = ts[0] if len(ts) == 1 else np.float32(ts[0] * ts[1])
+    return (np.asarray(y, np.float32) * alpha).astype(np.float32)
+
+
 def core_products(x, w, g, rc):
-    """The three products as the core computes them."""
-    def fq(q, v, axis):
-        if q.fmt is None:
-            return v
-        if q.is_block:
-            bf = lp.block_format(q.fmt)
-            return lp.fake_quantize(v, bf, -1 if bf.tile else axis, q.rounding)
-        return lp.round(v, q.fmt, q.rounding, dtype=np.float32)
-    y = lp.matmul(fq(rc.fwd[0], x, -1), fq(rc.fwd[1], w, -2), rc.acc)
-    dx = lp.matmul(fq(rc.dgrad[0], g, -1), fq(rc.dgrad[1], w, -1).T, rc.acc)
-    dw = lp.matmul(fq(rc.wgrad[0], x, -2).T, fq(rc.wgrad[1], g, -2), rc.acc)
+    """The three products as the core computes them: lp.matmul of the operands' values, then
+    the two-level operands' tensor scales."""
+    def mm(pa, pb, ta=False, tb=False):
+        (u, su), (v, sv) = pa, pb
+        return times_scales(lp.matmul(u.T if ta else u, v.T if tb else v, rc.acc), su, sv)
+    y = mm(core_parts(rc.fwd[0], x, -1), core_parts(rc.fwd[1], w, -2))
+    dx = mm(core_parts(rc.dgrad[0], g, -1), core_parts(rc.dgrad[1], w, -1), tb=True)
+    dw = mm(core_parts(rc.wgrad[0], x, -2), core_parts(rc.wgrad[1], g, -2), ta=True)
     return y, dx, dw
 
 
@@ -78,6 +103,7 @@ def _bf16_truth(fmt, flushed):
     elems = {"mxfp8_e4m3": (md.float8_e4m3fn, 8), "mxfp8_e5m2": (md.float8_e5m2, 8),
              "mxfp6_e3m2": (md.float6_e3m2fn, 6), "mxfp6_e2m3": (md.float6_e2m3fn, 6),
              "mxfp4": (md.float4_e2m1fn, 4), "bfloat16": (md.bfloat16, 16),
+             "nvfp4": (md.float4_e2m1fn, 4),
              "float8_e4m3fn": (md.float8_e4m3fn, 8), "float16": (np.float16, 16)}
     if isinstance(fmt, tuple):                     # (exponent bits, fraction bits, bias)
         E, m, b = fmt
@@ -96,12 +122,16 @@ def _bf16_truth(fmt, flushed):
     scales = range(-127, 128) if fmt.startswith("mx") else [0]
     with np.errstate(over="ignore"):
         v = np.concatenate([np.ldexp(e, k) for k in scales]).astype(np.float32)
+    if fmt == "nvfp4":          # operands without their tensor scale: each E4M3 block scale
+        s = np.arange(256, dtype=np.uint8).view(md.float8_e4m3fn).astype(np.float64)
+        v = (e[:, None] * s[np.isfinite(s)][None, :]).ravel().astype(np.float32)
     v = v[np.isfinite(v) & ((np.abs(v) >= 2.0**-126) | (not flushed))]
     return bool(np.all(v.astype(md.bfloat16).astype(np.float32) == v))
 
 
 @pytest.mark.parametrize("fmt", ["mxfp8_e4m3", "mxfp8_e5m2", "mxfp6_e3m2", "mxfp6_e2m3",
-                                 "mxfp4", "mxint8", "bfloat16", "float8_e4m3fn", "float16"])
+                                 "mxfp4", "mxint8", "nvfp4", "bfloat16", "float8_e4m3fn",
+                                 "float16"])
 def test_bfloat16_carriers_exactly_where_every_value_is_a_bfloat16(fmt):
     """dot._bf16_exact (which products take their operands as bfloat16) against enumeration,
     for named formats and for two made at the edges: 7 fraction bits with a smallest step of
@@ -112,7 +142,7 @@ def test_bfloat16_carriers_exactly_where_every_value_is_a_bfloat16(fmt):
         for E, m, b in ((8, 7, 128), (5, 8, 15)):
             q = Quant(lp.FloatFormat(E, m, bias=b))
             assert _bf16_exact(q, flushed) == _bf16_truth((E, m, b), flushed), (E, m, flushed)
-    assert not _bf16_exact(Quant("nvfp4"), True) and not _bf16_exact(Quant(), True)
+    assert not _bf16_exact(Quant(), True)
 
 
 def test_bfloat16_carriers_of_table_formats_by_their_values():
@@ -133,11 +163,14 @@ def test_bfloat16_carriers_of_table_formats_by_their_values():
 
 @pytest.mark.parametrize("pairs", [_pairs("mxfp8_e4m3", "mxfp8_e5m2"),
                                    _pairs("mxfp4", "mxfp6_e2m3"),
-                                   _pairs("bfloat16", "float8_e4m3fn")],
-                         ids=["mx8-flushed", "mx4", "scalar"])
+                                   _pairs("bfloat16", "float8_e4m3fn"),
+                                   _pairs("nvfp4", "nvfp4_2d")],
+                         ids=["mx8-flushed", "mx4", "scalar", "nv"])
 def test_bfloat16_carriers_give_the_float32_products(pairs):
-    """The three products (the input gradient's with bfloat16 operands) equal float32
-    dot_general on the core's quantized operands on this backend, bit for bit: small positive
+    """The three products (with bfloat16 operands where both contract their last axis, and
+    in the forward form) equal float32 dot_general on the core's quantized operands on this
+    backend, bit for bit (NVFP4's without their tensor scales, then times both: core_parts,
+    times_scales): small positive
     integers (every sum exact in any order), and blocks scaled by 2^-130, whose FP8 values
     bfloat16 cannot hold (whole blocks of dY and of W along N among them): XLA's CPU must
     treat those as zeros in both products, as dot._bf16_exact(flushed=True) assumes."""
@@ -155,14 +188,12 @@ def test_bfloat16_carriers_give_the_float32_products(pairs):
     y, vjp = jax.vjp(lambda x, w: quantized_dot_general(x, w, DN, rc), x, w)
     dx, dw = vjp(jnp.asarray(g))
 
-    def fq(q, v, axis):
-        if q.is_block:
-            return lp.fake_quantize(v, lp.block_format(q.fmt), axis, q.rounding)
-        return lp.round(v, q.fmt, q.rounding, dtype=np.float32)
-
     def f32(a, b, ca, cb):
-        return jax.lax.dot_general(jnp.asarray(a), jnp.asarray(b), (((ca,), (cb,)), ((), ())),
-                                  precision="highest", preferred_element_type=jnp.float32)
+        (a, sa), (b, sb) = a, b
+        return times_scales(jax.lax.dot_general(
+            jnp.asarray(a), jnp.asarray(b), (((ca,), (cb,)), ((), ())), precision="highest",
+            preferred_element_type=jnp.float32), sa, sb)
+    fq = core_parts
     want = (f32(fq(rc.fwd[0], x, -1), fq(rc.fwd[1], w, -2), 1, 0),
             f32(fq(rc.dgrad[0], g, -1), fq(rc.dgrad[1], w, -1), 1, 1),
             f32(fq(rc.wgrad[0], x, -2), fq(rc.wgrad[1], g, -2), 0, 0))
@@ -238,7 +269,8 @@ def test_stochastic_operands_take_the_documented_words():
     forward X and W i = 0, 1, the backward dY, W, X, dY (in that order) fold(fold(k, 7), i)
     (docs/training.md), rebuilt in NumPy (tests/helpers.key_words) and given to the core as
     rbits. NVFP4 operands blocked along the first axis are quantized on a transposed copy, MX
-    ones in place: the words must follow the elements either way."""
+    ones in place: the words must follow the elements either way. NVFP4 operands enter
+    their products without the tensor scale, applied after the sum (core_parts)."""
     sr = lambda f: Quant(f, "stochastic")  # noqa: E731
     rc = Recipe((sr("nvfp4"), sr("mxfp4_rceil")), (sr("mxfp4_rceil"), sr("nvfp4")),
                 (sr("nvfp4"), sr("mxfp4_rceil")), acc="fp32-sequential")
@@ -255,15 +287,15 @@ def test_stochastic_operands_take_the_documented_words():
         return int(_mix(_mix(base) ^ _mix(i + 1)))
 
     def fq(q, v, axis, s):
-        rb = key_words(key, v.shape, site=s)
-        return lp.fake_quantize(v, lp.block_format(q.fmt), axis, "stochastic", rbits=rb)
+        return core_parts(q, v, axis, rbits=key_words(key, v.shape, site=s))
     b = site(7)
-    fx, fw = fq(rc.fwd[0], x, -1, site(0)), fq(rc.fwd[1], w, -2, site(1))
-    gd, wd = fq(rc.dgrad[0], g, -1, site(0, b)), fq(rc.dgrad[1], w, -1, site(1, b))
-    xw, gw = fq(rc.wgrad[0], x, -2, site(2, b)), fq(rc.wgrad[1], g, -2, site(3, b))
+    (fx, sx), (fw, sw) = fq(rc.fwd[0], x, -1, site(0)), fq(rc.fwd[1], w, -2, site(1))
+    (gd, sg), (wd, sw2) = fq(rc.dgrad[0], g, -1, site(0, b)), fq(rc.dgrad[1], w, -1, site(1, b))
+    (xw, sx2), (gw, sg2) = fq(rc.wgrad[0], x, -2, site(2, b)), fq(rc.wgrad[1], g, -2, site(3, b))
     acc = lp.hardware.preset("fp32-sequential")
-    for got, ref in zip((y, dx, dw), (lp.matmul(fx, fw, acc), lp.matmul(gd, wd.T, acc),
-                                      lp.matmul(xw.T, gw, acc))):
+    for got, ref in zip((y, dx, dw), (times_scales(lp.matmul(fx, fw, acc), sx, sw),
+                                      times_scales(lp.matmul(gd, wd.T, acc), sg, sw2),
+                                      times_scales(lp.matmul(xw.T, gw, acc), sx2, sg2))):
         assert same(got, ref)
 
 

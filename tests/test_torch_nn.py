@@ -48,18 +48,42 @@ def test_matmul_quantized_operands_and_gradient():
 
 
 def fq(v, q, axis):
-    """The core's fake quantization of one operand as a Quant says (no RHT, deterministic)."""
+    """The core's quantization of one operand as a Quant says (no RHT, deterministic):
+    (values, tensor scale), a two-level format's (NVFP4's) values element x block scale
+    (lp.quantize's codes decoded) with its tensor scale apart, the others lp.fake_quantize's
+    with None."""
     v = np.ascontiguousarray(v, dtype=np.float32)
     if q.fmt is None:
-        return v
+        return v, None
     bf = lp.block_format(q.fmt) if q.is_block else None
+    if bf is not None and bf.scale_rule == "nvfp4":
+        bt = lp.quantize(v, bf, -1 if bf.tile else axis, q.rounding)
+        e, s = bt.element_and_scale_values()
+        return (e * s).astype(np.float32), np.float32(bt.tensor_scale)
     if bf is not None:
-        return lp.fake_quantize(v, bf, -1 if bf.tile else axis, q.rounding)
-    return lp.round(v, q.fmt, q.rounding, dtype=np.float32)
+        return lp.fake_quantize(v, bf, -1 if bf.tile else axis, q.rounding), None
+    return lp.round(v, q.fmt, q.rounding, dtype=np.float32), None
 
 
-@pytest.mark.parametrize("name", ["mxfp8", "mxfp8_ocp", "bf16"])
+def mm(a, b, ta=False, tb=False):
+    """lp.matmul of two fq pairs (values transposed where asked), times the tensor scales
+    there are (alpha = ta x tb, each product rounded once by NumPy)."""
+    (u, su), (v, sv) = a, b
+    y = lp.matmul(u.T if ta else u, v.T if tb else v, ACC)
+    ts = [t for t in (su, sv) if t is not None]
+    alpha = None if not ts else ts[0] if len(ts) == 1 else np.float32(ts[0] * ts[1])
+    return y if alpha is None else (y * alpha).astype(np.float32)
+
+
+_NV = Quant("nvfp4")
+_NV2 = Quant("nvfp4_2d")
+NVFP4_NEAREST = Recipe((_NV, _NV2), (_NV, _NV2), (_NV, _NV), name="nvfp4-nearest")
+
+
+@pytest.mark.parametrize("name", ["mxfp8", "mxfp8_ocp", "bf16", NVFP4_NEAREST])
 def test_quantlinear_training_steps_forward_and_gradients_equal_the_core(name):
+    """Three SGD steps: the forward product, dX and dW equal the core's, bit for bit
+    (NVFP4 operands without their tensor scales, applied after the sum)."""
     rc = dataclasses.replace(recipe(name), acc=ACC)
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 16))
@@ -77,11 +101,11 @@ def test_quantlinear_training_steps_forward_and_gradients_equal_the_core(name):
         loss = (y ** 2).mean()
         opt.zero_grad()
         loss.backward()
-        want = lp.matmul(fq(x, rc.fwd[0], -1), fq(W, rc.fwd[1], -1).T, ACC) + b
+        want = mm(fq(x, rc.fwd[0], -1), fq(W, rc.fwd[1], -1), tb=True) + b
         assert np.array_equal(u32(h), u32(want))
         g = h.grad.numpy()
-        dx = lp.matmul(fq(g, rc.dgrad[0], -1), fq(W, rc.dgrad[1], 0), ACC)
-        dw = lp.matmul(fq(g, rc.wgrad[1], 0).T, fq(x, rc.wgrad[0], 0), ACC)
+        dx = mm(fq(g, rc.dgrad[0], -1), fq(W, rc.dgrad[1], 0))
+        dw = mm(fq(g, rc.wgrad[1], 0), fq(x, rc.wgrad[0], 0), ta=True)
         assert np.array_equal(u32(xt.grad), u32(dx))
         assert np.array_equal(u32(model[0].weight.grad), u32(dw))
         opt.step()
