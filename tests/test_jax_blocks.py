@@ -446,6 +446,21 @@ def test_nvfp4_subnormal_elements_are_multiplied_exactly_on_the_native_path():
     assert np.count_nonzero(lp.fake_quantize(x, "nvfp4", rounding="stochastic", rbits=rb)[1, 1:16])
 
 
+def _tile_cases(rng, shape):
+    """x with 16 x 16 tiles 2^60 apart, an Inf, -0 and a subnormal; x with a NaN; x without
+    its Inf; and x scaled so that every value is below 2^-100."""
+    tiles = shape[:-2] + (shape[-2] // 16, 1, shape[-1] // 16, 1)
+    x = data(rng, shape, False) * np.exp2(rng.integers(-30, 30, tiles)).astype(
+        np.float32).repeat(16, -3).repeat(16, -1).reshape(shape)
+    x = x.astype(np.float32)
+    x.reshape(-1)[[3, 40, 77]] = [np.inf, -0.0, 1e-41]
+    nan = x.copy()
+    nan.reshape(-1)[5] = np.nan
+    finite = np.where(np.isinf(x), 0, x).astype(np.float64)
+    tiny = (finite * (2.0**-110 / np.abs(finite).max())).astype(np.float32)
+    return x, nan, finite.astype(np.float32), tiny
+
+
 @pytest.mark.parametrize("mode, kw", [("nearest_even", {}), ("stochastic", dict(seed=3)),
                                       ("stochastic", dict(seed=4, sr_bits=8, sr_variant="srf"))])
 def test_nvfp4_tiles_rounded_in_place_equal_the_core(mode, kw):
@@ -456,15 +471,7 @@ def test_nvfp4_tiles_rounded_in_place_equal_the_core(mode, kw):
     through the host branch), with leading axes and under vmap."""
     rng = np.random.default_rng(4)
     for shape in ((32, 48), (2, 16, 32)):
-        tiles = shape[:-2] + (shape[-2] // 16, 1, shape[-1] // 16, 1)
-        x = data(rng, shape, False) * np.exp2(rng.integers(-30, 30, tiles)).astype(
-            np.float32).repeat(16, -3).repeat(16, -1).reshape(shape)
-        x = x.astype(np.float32)
-        x.reshape(-1)[[3, 40, 77]] = [np.inf, -0.0, 1e-41]
-        nan = x.copy()
-        nan.reshape(-1)[5] = np.nan
-        finite = np.where(np.isinf(x), 0, x).astype(np.float64)
-        tiny = (finite * (2.0**-110 / np.abs(finite).max())).astype(np.float32)
+        x, nan, _, tiny = _tile_cases(rng, shape)
         bf = lp.blocks.block_format("nvfp4_2d")
         P = lp.plan(bf.elem, mode, "saturate")
         for v, native in ((x, True), (tiny, False)):
@@ -494,14 +501,7 @@ def test_two_level_parts_equal_the_cores_codes(fmt, axis, mode):
     2^-100); stochastic with given words; under vmap mixing both branches."""
     rng = np.random.default_rng(6)
     shape = (32, 48)
-    x = data(rng, shape, False) * np.exp2(rng.integers(-30, 30, (2, 1, 3, 1))).astype(
-        np.float32).repeat(16, 1).repeat(16, 3).reshape(shape)
-    x = x.astype(np.float32)
-    x.reshape(-1)[[3, 40, 77]] = [np.inf, -0.0, 1e-41]
-    nan = x.copy()
-    nan.reshape(-1)[5] = np.nan
-    finite = np.where(np.isinf(x), 0, x).astype(np.float64)
-    tiny = (finite * (2.0**-110 / np.abs(finite).max())).astype(np.float32)
+    x, nan, scaled, tiny = _tile_cases(rng, shape)
     kw = {}
     if mode == "stochastic":
         kw = dict(rbits=rng.integers(0, 2**32, shape, dtype=np.uint64).astype(np.uint32))
@@ -511,7 +511,6 @@ def test_two_level_parts_equal_the_cores_codes(fmt, axis, mode):
         e, s = bt.element_and_scale_values()
         return (e * s).astype(np.float32), np.float32(bt.tensor_scale)
     f = jax.jit(lambda a: jb.two_level_parts(a, fmt, axis, mode, **kw))
-    scaled = finite.astype(np.float32)
     assert want(scaled)[1] != 1
     for v in (x, scaled, nan, tiny):
         (u, t), (wu, wt) = f(v), want(v)
