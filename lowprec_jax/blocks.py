@@ -493,7 +493,7 @@ def _expand_once(top, keepdims):
 
 
 def block_step(x, xb, Rh, Rl, bf, P, g, axis, tensor_amax=None, values_only=False,
-               in_place=False, unscaled=False):
+               in_place=False, unscaled=False, dtype=jnp.float32):
     """(element codes, scale codes, dequantized value bits, tensor scale bits) of ``prepare``'s
     outputs, blocked; ``values_only``: the values alone, float32. Where ``native_path`` allows, the
     float32 scale arithmetic (NVFP4's products and quotients, the power-of-two scalings) runs
@@ -504,7 +504,8 @@ def block_step(x, xb, Rh, Rl, bf, P, g, axis, tensor_amax=None, values_only=Fals
     two axes cut into (R / r, r, C / c, c), and the values come back in x's shape; ``xb`` is
     not used, and the words ``Rh``, ``Rl`` come at x's shape. No transposed copy of x or of
     the values is written. ``unscaled`` (values only, two-level rules): (the values without
-    the tensor scale, the float32 tensor scale)."""
+    the tensor scale, in ``dtype``, which must hold them exactly; the float32 tensor
+    scale). The values leave each branch in ``dtype``: no pass over them to convert."""
     one = F.const(1.0)
 
     def step(xb, Rh, Rl, g, f, top=None, expand=_last):
@@ -512,8 +513,8 @@ def block_step(x, xb, Rh, Rl, bf, P, g, axis, tensor_amax=None, values_only=Fals
         codes, s_codes, vb = quantize_bits(xb, Rh, Rl, bf, P, ts, f, values_only, top, expand,
                                            unscaled)
         if unscaled:
-            return tuple(lax.bitcast_convert_type(b, jnp.float32)
-                         for b in (vb, tensor_scale(ts, bf)))
+            return (lax.bitcast_convert_type(vb, jnp.float32).astype(dtype),
+                    lax.bitcast_convert_type(tensor_scale(ts, bf), jnp.float32))
         if values_only:
             return lax.bitcast_convert_type(vb, jnp.float32)
         return codes, s_codes, vb, U32(one) if ts is None else tensor_scale(ts, bf)
@@ -551,7 +552,9 @@ def block_step(x, xb, Rh, Rl, bf, P, g, axis, tensor_amax=None, values_only=Fals
             return out
         v = lax.bitcast_convert_type(out[2], jnp.float32)
         v = unblocked(v, x.shape, axis, bf) if in_place else v
-        return (v, lax.bitcast_convert_type(out[3], jnp.float32)) if unscaled else v
+        if unscaled:
+            return v.astype(dtype), lax.bitcast_convert_type(out[3], jnp.float32)
+        return v
 
     def native(x, Rh, Rl, g, top):
         v = step(blocks_of(x), cut(Rh), cut(Rl), g, F.NativeF32, top,
@@ -565,7 +568,7 @@ def block_step(x, xb, Rh, Rl, bf, P, g, axis, tensor_amax=None, values_only=Fals
 
 
 _block_step_jit = jax.jit(block_step, static_argnames=("bf", "P", "axis", "values_only",
-                                                       "in_place", "unscaled"))
+                                                       "in_place", "unscaled", "dtype"))
 
 
 def quantize(x, bf, axis=-1, rounding="nearest_even", *, sr_bits=None, sr_variant="srff",
@@ -601,12 +604,15 @@ def _decode32(codes, fmt):
     return decode(codes, fmt, dtype=np.float32)
 
 
-def two_level_parts(x, bf, axis=-1, rounding="nearest_even", *, sr_bits=None, rbits=None):
+def two_level_parts(x, bf, axis=-1, rounding="nearest_even", *, sr_bits=None, rbits=None,
+                    dtype=jnp.float32):
     """A two-level rule's (NVFP4's) fake quantization of float32 ``x`` in the two parts its
     GEMMs take: (every element times its block's scale, in x's shape: exact, with at most
     4 + 2 significant bits for NVFP4; the float32 tensor scale). ``fake_quantize`` gives
     their product rounded once; a product of two such operands multiplies by both tensor
-    scales after the sum (``lowprec.recipes.epilogue``). No gradient (recipes' operands)."""
+    scales after the sum (``lowprec.recipes.epilogue``). No gradient (recipes' operands).
+    ``dtype``: the values' type, float32 or bfloat16 (it holds NVFP4's exactly; the caller
+    decides, as ``lowprec_jax.dot._bf16_exact`` does)."""
     bf_, x, ax, P = _validated(x, bf, axis, rounding, sr_bits, "srff", None, rbits, None, None)
     if bf_.scale_rule not in TWO_LEVEL:
         raise ValueError(f"two_level_parts is for the two-level rules {TWO_LEVEL}; {bf_.name} "
@@ -614,12 +620,12 @@ def two_level_parts(x, bf, axis=-1, rounding="nearest_even", *, sr_bits=None, rb
     if tile_in_place(bf_, P, x.shape):
         Rh, Rl = _random_words(x.shape, 32, P.sr_bits, None, rbits, None)
         u, t = _block_step_jit(x, None, Rh, Rl, bf_, P, None, ax, None, values_only=True,
-                               in_place=True, unscaled=True)
+                               in_place=True, unscaled=True, dtype=dtype)
         return shard_alike(x, u)[1], t
     bf_, x, ax, xb, Rh, Rl, P, g = prepare(x, bf_, ax, rounding, sr_bits, "srff", None,
                                            rbits, None)
     u, t = _block_step_jit(x, xb, Rh, Rl, bf_, P, g, ax, None, values_only=True,
-                           unscaled=True)
+                           unscaled=True, dtype=dtype)
     return shard_alike(x, unblocked(u, x.shape, ax, bf_))[1], t
 
 

@@ -116,8 +116,9 @@ def _quantize_traced(x, rbits, q, axis):
     if q.is_block:
         bf = _B.block_format(q.fmt)
         ax = -1 if bf.tile else axis
-        if two_level(q):
-            return blocks.two_level_parts(x, bf, ax, q.rounding, **kw)
+        if two_level(q):           # bfloat16 out of the quantizer's lax.cond (no extra pass)
+            dt = jnp.bfloat16 if _bf16_exact(q) and not bf.tile else jnp.float32
+            return blocks.two_level_parts(x, bf, ax, q.rounding, dtype=dt, **kw)
         return blocks.fake_quantize(x, bf, ax, q.rounding, grad="none", **kw), None
     return _round(x, q.fmt, q.rounding, grad="none", dtype=np.float32, **kw), None
 

@@ -498,7 +498,8 @@ def test_two_level_parts_equal_the_cores_codes(fmt, axis, mode):
     scale, bit for bit: 1 x 16 blocks along either axis, tiles in x's own layout, torchao's
     rule; on the native path (blocks 2^60 apart, -0, a subnormal, with and without an Inf,
     which makes TE's tensor scale 1) and through the host branch (a NaN; every value below
-    2^-100); stochastic with given words; under vmap mixing both branches."""
+    2^-100); stochastic with given words; under vmap mixing both branches. In bfloat16 too
+    (``dtype``), which holds NVFP4's values exactly: the same values."""
     rng = np.random.default_rng(6)
     shape = (32, 48)
     x, nan, scaled, tiny = _tile_cases(rng, shape)
@@ -512,10 +513,14 @@ def test_two_level_parts_equal_the_cores_codes(fmt, axis, mode):
         return (e * s).astype(np.float32), np.float32(bt.tensor_scale)
     f = jax.jit(lambda a: jb.two_level_parts(a, fmt, axis, mode, **kw))
     assert want(scaled)[1] != 1
+    f16 = jax.jit(lambda a: jb.two_level_parts(a, fmt, axis, mode, dtype=jnp.bfloat16, **kw))
     for v in (x, scaled, nan, tiny):
-        (u, t), (wu, wt) = f(v), want(v)
-        assert np.array_equal(np.asarray(u).view(np.uint32), wu.view(np.uint32))
-        assert np.asarray(t).view(np.uint32) == wt.view(np.uint32)
+        (wu, wt) = want(v)
+        for g in (f, f16):
+            u, t = g(v)
+            u = np.asarray(u.astype(jnp.float32))
+            assert np.array_equal(u.view(np.uint32), wu.view(np.uint32))
+            assert np.asarray(t).view(np.uint32) == wt.view(np.uint32)
     got = jax.jit(jax.vmap(lambda a: jb.two_level_parts(a, fmt, axis, mode, **kw)))(
         np.stack([scaled, tiny]))
     for i, v in enumerate((scaled, tiny)):
