@@ -289,13 +289,17 @@ def _qmm_bwd(rc, res, g):
     reuse_w = _kept(rc.fwd[1], rc.dgrad[1])
     wd = w if reuse_w else _apply(rc.dgrad[1], w, -1, k[1])        # W blocked along N
     dx = _product(gd, wd, rc.acc, *rc.dgrad, cb=-1)
-    # X and dY blocked along M; where their quantization moves M last anyway, they stay
-    # X^T and dY^T, and the float32 product contracts the last axes of both (a form XLA's CPU
-    # hands to its fast matmul; X^T dY goes to a slower one)
+    # X and dY blocked along M; where their quantization moves M last anyway, or where both
+    # give bfloat16s (the product then runs in XLA's bfloat16 matmul, which takes no
+    # operand contracting its first axis), they are quantized as X^T and dY^T, and the
+    # product contracts the last axes of both (X^T dY goes to a slower float32 dot). At
+    # d = 1024 this is worth more than the transposed read; only MX FP8 at d = 256 under
+    # scan lost (docs/training.md)
     reuse_x = _kept(rc.fwd[0], rc.wgrad[0])
     same_g = rc.dgrad[0] == rc.wgrad[1] and _axis_free(rc.dgrad[0])
-    tx = not reuse_x and _moves_last(rc.wgrad[0])
-    tg = not same_g and _moves_last(rc.wgrad[1])
+    bf16 = rc.acc is None and all(_bf16_exact(q, flushed=True) for q in rc.wgrad)
+    tx = not reuse_x and (bf16 or _moves_last(rc.wgrad[0]))
+    tg = not same_g and (bf16 or _moves_last(rc.wgrad[1]))
     xw = x if reuse_x else _apply(rc.wgrad[0], x, -2, k[2], last=tx)
     gw = gd if same_g else _apply(rc.wgrad[1], g32, -2, k[3], last=tg)
     dw = _product(xw, gw, rc.acc, *rc.wgrad, ca=-1 if tx else -2, cb=-1 if tg else -2)

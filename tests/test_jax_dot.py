@@ -299,6 +299,37 @@ def test_stochastic_operands_take_the_documented_words():
         assert same(got, ref)
 
 
+def test_stochastic_bfloat16_weight_gradient_takes_the_documented_words():
+    """MX operands rounded stochastically whose products run in bfloat16 (dot._qmm_bwd
+    quantizes X and dY as X^T and dY^T for the weight gradient, the words transposed with
+    them): each operand's values are the core's with key_words at its own shape, and the
+    products equal float64 sums of them, exact here (MXFP4 values of a few bits within a
+    small exponent range), so the backend's summation order cannot show."""
+    sr = Quant("mxfp4_rceil", "stochastic")
+    rc = Recipe((sr, sr), (sr, sr), (sr, sr))
+    rng = np.random.default_rng(12)
+    x = rng.standard_normal((32, 64)).astype(np.float32)
+    w = rng.standard_normal((64, 32)).astype(np.float32)
+    g = rng.standard_normal((32, 32)).astype(np.float32)
+    key = jax.random.key(13)
+    y, vjp = jax.vjp(lambda x, w: quantized_dot_general(x, w, DN, rc, key=key), x, w)
+    dx, dw = vjp(jnp.asarray(g))
+
+    def site(i, base=0):
+        return int(_mix(_mix(base) ^ _mix(i + 1)))
+
+    def fq(v, axis, s):
+        return lp.fake_quantize(v, "mxfp4_rceil", axis, "stochastic",
+                                rbits=key_words(key, v.shape, site=s)).astype(np.float64)
+    b = site(7)
+    want = (fq(x, -1, site(0)) @ fq(w, -2, site(1)),
+            fq(g, -1, site(0, b)) @ fq(w, -1, site(1, b)).T,
+            fq(x, -2, site(2, b)).T @ fq(g, -2, site(3, b)))
+    for got, ref in zip((y, dx, dw), want):
+        assert np.array_equal(ref.astype(np.float32).astype(np.float64), ref)   # exact sums
+        assert same(got, ref.astype(np.float32))
+
+
 def test_any_dimension_numbers_match_dot_general_without_quantization():
     """With recipe 'none' the canonicalisation must reproduce dot_general's layout."""
     rng = np.random.default_rng(1)
