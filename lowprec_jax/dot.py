@@ -281,6 +281,19 @@ def _qmm_fwd(x, w, key, rc):
     return y, (keep_x, keep_w, key, jnp.zeros((0,), x.dtype), jnp.zeros((0,), w.dtype))
 
 
+def _bf16_wgrad(rc, k, n):
+    """Does the weight gradient quantize X^T and dY^T so that its product takes bfloat16
+    operands (both quantizers give bfloat16s, the float32 dot is the backend's)? Always for
+    scalar formats, whose rounding reads a transposed operand at full speed; for block
+    formats where K and N are both at least 512: a block quantizer reading its operand
+    transposed costs about as much as the bfloat16 product saves at d = 256, and more at
+    d = 64 (measured on XLA's CPU: the example's mxfp8 step 26.7 -> 48.8 ms under nnx.scan;
+    d = 1024 mxfp8 48.4 -> 43.0 ms; docs/training.md)."""
+    if rc.acc is not None or not all(_bf16_exact(q, flushed=True) for q in rc.wgrad):
+        return False
+    return all(not (q.fmt is not None and q.is_block) for q in rc.wgrad) or min(k, n) >= 512
+
+
 def _qmm_bwd(rc, res, g):
     x, w, key, x_dt, w_dt = res
     k = _keys(None if key is None else fold(key, 7), 4)
@@ -290,14 +303,12 @@ def _qmm_bwd(rc, res, g):
     wd = w if reuse_w else _apply(rc.dgrad[1], w, -1, k[1])        # W blocked along N
     dx = _product(gd, wd, rc.acc, *rc.dgrad, cb=-1)
     # X and dY blocked along M; where their quantization moves M last anyway, or where both
-    # give bfloat16s (the product then runs in XLA's bfloat16 matmul, which takes no
-    # operand contracting its first axis), they are quantized as X^T and dY^T, and the
-    # product contracts the last axes of both (X^T dY goes to a slower float32 dot). At
-    # d = 1024 this is worth more than the transposed read; only MX FP8 at d = 256 under
-    # scan lost (docs/training.md)
+    # give bfloat16s and reading them transposed costs less than the product saves, they
+    # are quantized as X^T and dY^T, and the product contracts the last axes of both (the
+    # form XLA's CPU runs in its bfloat16 matmul; X^T dY goes to a slower float32 dot)
     reuse_x = _kept(rc.fwd[0], rc.wgrad[0])
     same_g = rc.dgrad[0] == rc.wgrad[1] and _axis_free(rc.dgrad[0])
-    bf16 = rc.acc is None and all(_bf16_exact(q, flushed=True) for q in rc.wgrad)
+    bf16 = _bf16_wgrad(rc, (x[0] if reuse_x else x).shape[-1], g.shape[-1])
     tx = not reuse_x and (bf16 or _moves_last(rc.wgrad[0]))
     tg = not same_g and (bf16 or _moves_last(rc.wgrad[1]))
     xw = x if reuse_x else _apply(rc.wgrad[0], x, -2, k[2], last=tx)

@@ -300,17 +300,21 @@ def test_stochastic_operands_take_the_documented_words():
 
 
 def test_stochastic_bfloat16_weight_gradient_takes_the_documented_words():
-    """MX operands rounded stochastically whose products run in bfloat16 (dot._qmm_bwd
-    quantizes X and dY as X^T and dY^T for the weight gradient, the words transposed with
-    them): each operand's values are the core's with key_words at its own shape, and the
-    products equal float64 sums of them, exact here (MXFP4 values of a few bits within a
-    small exponent range), so the backend's summation order cannot show."""
+    """MX operands rounded stochastically whose weight-gradient product runs in bfloat16
+    (dot._bf16_wgrad: K and N of at least 512 for block formats; X and dY are quantized as
+    X^T and dY^T, the words transposed with them): each operand's values are the core's with
+    key_words at its own shape, and the products equal float64 sums of them, exact here
+    (small integers quantized to MXFP4: every sum fits float32), so the backend's summation
+    order cannot show."""
+    from lowprec_jax.dot import _bf16_wgrad
     sr = Quant("mxfp4_rceil", "stochastic")
     rc = Recipe((sr, sr), (sr, sr), (sr, sr))
+    assert _bf16_wgrad(rc, 512, 512) and not _bf16_wgrad(rc, 64, 512)
+    assert _bf16_wgrad(recipe("bf16"), 64, 64)
     rng = np.random.default_rng(12)
-    x = rng.standard_normal((32, 64)).astype(np.float32)
-    w = rng.standard_normal((64, 32)).astype(np.float32)
-    g = rng.standard_normal((32, 32)).astype(np.float32)
+    x = rng.integers(-8, 9, (16, 512)).astype(np.float32)
+    w = rng.integers(-8, 9, (512, 512)).astype(np.float32)
+    g = rng.integers(-8, 9, (16, 512)).astype(np.float32)
     key = jax.random.key(13)
     y, vjp = jax.vjp(lambda x, w: quantized_dot_general(x, w, DN, rc, key=key), x, w)
     dx, dw = vjp(jnp.asarray(g))
