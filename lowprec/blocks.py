@@ -204,15 +204,19 @@ class BlockTensor:
                              f"{shape} blocked along axis {self.axis} in {bf.name} has codes "
                              f"of shape {want}")
 
-    def dequantize(self, dtype=np.float32) -> np.ndarray:
+    def dequantize(self, dtype=np.float32, tensor_scale=True) -> np.ndarray:
         """Values element x block scale (x tensor scale), in the original shape. Each value is
-        computed exactly and rounded once to ``dtype``; NaNs are the positive quiet NaN."""
+        computed exactly and rounded once to ``dtype``; NaNs are the positive quiet NaN.
+        ``tensor_scale=False``: without the tensor scale, as NVFP4 GEMMs take their operands
+        (they apply both tensor scales to the result: ``lowprec.recipes.epilogue``)."""
+        if not isinstance(tensor_scale, (bool, np.bool_)):
+            raise TypeError(f"tensor_scale={tensor_scale!r} is not allowed: give True or False")
         bf = self.fmt
         elem = cast.decode(self.codes, bf.elem, dtype=np.float64)
         scale = cast.decode(self.scale_codes, bf.scale_fmt, dtype=np.float64)
         with np.errstate(invalid="ignore", over="ignore"):
             v = elem * scale[..., None]                  # exact: 4 + 24 or fewer bits
-            if bf.scale_rule in TWO_LEVEL:
+            if bf.scale_rule in TWO_LEVEL and tensor_scale:
                 v = _times_exactly(v, np.float64(self.tensor_scale), dtype)
             else:
                 v = v.astype(dtype)

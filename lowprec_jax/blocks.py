@@ -455,13 +455,7 @@ def _host_step(xb, Rh, Rl, g, tensor_amax, *, bf, P, shape, axis, unscaled=False
         bt = _B.quantize(x.view(np.float32), bf, axis, P.mode,
                          sr_bits=P.sr_bits if sr else None, sr_variant=P.sr_variant, rbits=rb,
                          tensor_amax=None if tamax.size == 0 else tamax.view(np.float32)[0])
-        if unscaled:
-            e, sc = bt.element_and_scale_values()
-            with np.errstate(invalid="ignore"):
-                u = (e * sc).astype(np.float32)
-            v = np.where(np.isnan(u), np.float32(np.nan), u)
-        else:
-            v = bt.dequantize(np.float32)
+        v = bt.dequantize(np.float32, tensor_scale=not unscaled)
         v = _blocked(v.view(np.uint32), axis, bf, xp=np)
         return (np.asarray(bt.codes, bf.elem.code_dtype),
                 np.asarray(bt.scale_codes, bf.scale_fmt.code_dtype), v,
@@ -584,13 +578,16 @@ def quantize(x, bf, axis=-1, rounding="nearest_even", *, sr_bits=None, sr_varian
                           tuple(x.shape), axis, bf)
 
 
-def dequantize(q: QuantizedArray, dtype=jnp.float32):
-    """``lp.BlockTensor.dequantize`` in JAX: element x block scale (x tensor scale), each
-    value exact and rounded once to ``dtype``, in the original shape."""
+def dequantize(q: QuantizedArray, dtype=jnp.float32, tensor_scale=True):
+    """``lp.BlockTensor.dequantize`` in JAX: element x block scale (x tensor scale, unless
+    ``tensor_scale=False``), each value exact and rounded once to ``dtype``, in the original
+    shape."""
+    if not isinstance(tensor_scale, (bool, np.bool_)):          # as the core's
+        raise TypeError(f"tensor_scale={tensor_scale!r} is not allowed: give True or False")
     bf = q.fmt
     ev = lax.bitcast_convert_type(_decode32(q.codes, bf.elem), U32)
     sv = lax.bitcast_convert_type(_decode32(q.scale_codes, bf.scale_fmt), U32)
-    if bf.scale_rule in TWO_LEVEL:
+    if bf.scale_rule in TWO_LEVEL and tensor_scale:
         t = lax.bitcast_convert_type(jnp.asarray(q.tensor_scale, jnp.float32), U32)
         vb = F.mul(F.mul(ev, sv[..., None]), t)     # the first product is exact
     else:
@@ -602,6 +599,26 @@ def dequantize(q: QuantizedArray, dtype=jnp.float32):
 def _decode32(codes, fmt):
     from .cast import decode  # noqa: PLC0415
     return decode(codes, fmt, dtype=np.float32)
+
+
+def _block_values(x, bf, axis, rounding, sr_bits, sr_variant, seed, rbits, key, tensor_amax,
+                  P, unscaled=False, dtype=jnp.float32):
+    """``block_step``'s values in x's shape (with ``unscaled``: (values, tensor scale)),
+    tiles rounded in place where ``tile_in_place`` allows, sharded as x is."""
+    if tile_in_place(bf, P, x.shape):
+        Rh, Rl = _random_words(x.shape, 32, P.sr_bits, seed, rbits, key)
+        out = _block_step_jit(x, None, Rh, Rl, bf, P, None, axis, tensor_amax,
+                              values_only=True, in_place=True, unscaled=unscaled, dtype=dtype)
+    else:
+        bf, x, axis, xb, Rh, Rl, P, g = prepare(x, bf, axis, rounding, sr_bits, sr_variant,
+                                                seed, rbits, key, tensor_amax)
+        out = _block_step_jit(x, xb, Rh, Rl, bf, P, g, axis, tensor_amax, values_only=True,
+                              unscaled=unscaled, dtype=dtype)
+        back = lambda v: unblocked(v, x.shape, axis, bf)  # noqa: E731
+        out = (back(out[0]), out[1]) if unscaled else back(out)
+    if unscaled:
+        return shard_alike(x, out[0])[1], out[1]
+    return shard_alike(x, out)[1]
 
 
 def two_level_parts(x, bf, axis=-1, rounding="nearest_even", *, sr_bits=None, rbits=None,
@@ -617,16 +634,11 @@ def two_level_parts(x, bf, axis=-1, rounding="nearest_even", *, sr_bits=None, rb
     if bf_.scale_rule not in TWO_LEVEL:
         raise ValueError(f"two_level_parts is for the two-level rules {TWO_LEVEL}; {bf_.name} "
                          f"uses scale_rule={bf_.scale_rule!r}")
-    if tile_in_place(bf_, P, x.shape):
-        Rh, Rl = _random_words(x.shape, 32, P.sr_bits, None, rbits, None)
-        u, t = _block_step_jit(x, None, Rh, Rl, bf_, P, None, ax, None, values_only=True,
-                               in_place=True, unscaled=True, dtype=dtype)
-        return shard_alike(x, u)[1], t
-    bf_, x, ax, xb, Rh, Rl, P, g = prepare(x, bf_, ax, rounding, sr_bits, "srff", None,
-                                           rbits, None)
-    u, t = _block_step_jit(x, xb, Rh, Rl, bf_, P, g, ax, None, values_only=True,
-                           unscaled=True, dtype=dtype)
-    return shard_alike(x, unblocked(u, x.shape, ax, bf_))[1], t
+    if np.dtype(dtype) not in (np.dtype(np.float32), np.dtype(jnp.bfloat16)):
+        raise ValueError(f"dtype={dtype!r} is not allowed: give float32 or bfloat16 (both "
+                         "hold NVFP4's element x block-scale values exactly)")
+    return _block_values(x, bf_, ax, rounding, sr_bits, "srff", None, rbits, None, None, P,
+                         unscaled=True, dtype=dtype)
 
 
 def fake_quantize(x, bf, axis=-1, rounding="nearest_even", *, sr_bits=None,
@@ -650,16 +662,8 @@ def fake_quantize(x, bf, axis=-1, rounding="nearest_even", *, sr_bits=None,
             if P.mode == "stochastic":
                 Rl = _random_words(v.shape, 32, P.sr_bits, seed, rbits, key)[1]
             return pow2_values(v, Rl, bf_, P, ax).astype(v.dtype)
-        if tile_in_place(bf_, P, v.shape):
-            Rh, Rl = _random_words(v.shape, 32, P.sr_bits, seed, rbits, key)
-            out = _block_step_jit(v, None, Rh, Rl, bf_, P, None, ax, tensor_amax,
-                                  values_only=True, in_place=True).astype(v.dtype)
-            return shard_alike(v, out)[1]
-        bf_, v, ax, xb, Rh, Rl, P, g = prepare(v, bf, axis, rounding, sr_bits, sr_variant,
-                                               seed, rbits, key, tensor_amax)
-        vb = _block_step_jit(v, xb, Rh, Rl, bf_, P, g, ax, tensor_amax, values_only=True)
-        out = unblocked(vb, v.shape, ax, bf_).astype(v.dtype)
-        return shard_alike(v, out)[1]
+        return _block_values(v, bf_, ax, rounding, sr_bits, sr_variant, seed, rbits, key,
+                             tensor_amax, P).astype(v.dtype)
 
     def f_bwd(_, g):
         if grad == "none":

@@ -24,6 +24,7 @@ core's exactly rounded ``lp.rht16``.
 from __future__ import annotations
 
 import dataclasses
+import operator
 from functools import partial
 
 import jax
@@ -140,7 +141,7 @@ def _product(a, b, acc, qa=None, qb=None, ca=-1, cb=-2):
     # for an nvfp4 step's 24 scalar alphas, so not on the float32 dot's path); the float32
     # dot's by the backend, as the dot itself (XLA's CPU flushes a subnormal alpha or
     # result to zero, as it flushes the dot's subnormal products)
-    mul = _mul_f32 if acc is not None else (lambda u, v: u * v)  # noqa: E731
+    mul = _mul_f32 if acc is not None else operator.mul
     if acc is None:
         n = a.ndim
         batch = tuple(range(n - 2))

@@ -161,8 +161,8 @@ class QuantizedTensor:
                               self.scale_codes.cpu().numpy().astype(dt(self.fmt.scale_fmt)),
                               np.float32(self.tensor_scale), self.shape, self.axis, self.fmt)
 
-    def dequantize(self, dtype=torch.float32):
-        return dequantize(self, dtype)
+    def dequantize(self, dtype=torch.float32, tensor_scale=True):
+        return dequantize(self, dtype, tensor_scale)
 
 
 def _check(x, bf, axis):
@@ -255,7 +255,7 @@ def dequantize(q: QuantizedTensor, dtype=torch.float32, tensor_scale=True):
     the positive quiet NaN. ``tensor_scale=False``: without the tensor scale (a two-level
     operand as NVFP4 GEMMs take it; ``lowprec.recipes.epilogue`` applies the scale)."""
     from .cast import decode  # noqa: PLC0415
-    if not isinstance(tensor_scale, bool):
+    if not isinstance(tensor_scale, (bool, np.bool_)):          # as the core's
         raise TypeError(f"tensor_scale={tensor_scale!r} is not allowed: give True or False")
     bf = q.fmt
     ev = decode(q.codes, bf.elem, dtype=torch.float64)

@@ -432,3 +432,32 @@ def test_nvfp4_at_the_float32_range_edges(scale):
     (amax below 2688 / FLT_MAX), and a huge amax; against the oracle's float32 emulation."""
     x = (_nv_inputs(9, (4, 32)).astype(np.float64) * scale).astype(np.float32)
     _check_two_level(x, "nvfp4", ob.nvfp4, "ue4m3")
+
+
+@pytest.mark.parametrize("fmt", ["nvfp4", "nvfp4_2d", "nvfp4_torchao"])
+def test_dequantize_without_the_tensor_scale_is_element_times_block_scale(fmt):
+    """``BlockTensor.dequantize(tensor_scale=False)`` (what NVFP4 GEMMs multiply): each code
+    decoded by ml_dtypes (E2M1 elements, E4M3 block scales), multiplied in float64 (exact)
+    and rounded to float32, NaN blocks the quiet NaN; with the tensor scale it is the usual
+    dequantization. A non-bool is refused, naming the argument."""
+    import ml_dtypes as md
+    rng = np.random.default_rng(7)
+    x = (rng.standard_normal((32, 48)) * np.exp2(rng.integers(-8, 8, (32, 1)))).astype(
+        np.float32)
+    x[3, 5] = np.nan
+    bt = lp.quantize(x, fmt, -1)
+    assert np.float32(bt.tensor_scale) != 1
+    nib = np.asarray(bt.codes, np.uint8)
+    e = (nib & 7).astype(np.uint8).view(md.float4_e2m1fn).astype(np.float64) * np.where(
+        nib & 8, -1.0, 1.0)
+    s = np.asarray(bt.scale_codes, np.uint8).view(md.float8_e4m3fn).astype(np.float64)
+    with np.errstate(invalid="ignore"):
+        want = (e * s[..., None]).astype(np.float32)
+    want = lp.blocks.unblock(np.where(np.isnan(want), np.float32(np.nan), want), bt.shape,
+                             bt.axis, bt.fmt)
+    got = bt.dequantize(np.float32, tensor_scale=False)
+    assert np.isnan(got[3, 5]) and np.array_equal(bits(got), bits(want))
+    assert np.array_equal(bits(bt.dequantize(np.float32, tensor_scale=True)),
+                          bits(bt.dequantize(np.float32)))
+    with pytest.raises(TypeError, match="tensor_scale"):
+        bt.dequantize(np.float32, tensor_scale="no")

@@ -529,3 +529,16 @@ def test_two_level_parts_equal_the_cores_codes(fmt, axis, mode):
         assert np.asarray(got[1][i]).view(np.uint32) == wt.view(np.uint32), i
     with pytest.raises(ValueError, match="two-level"):
         jb.two_level_parts(x, "mxfp4", axis, mode, **kw)
+
+
+def test_dequantize_without_the_tensor_scale_equals_the_core():
+    """``dequantize(tensor_scale=False)`` gives the core's bits; a non-bool is refused as the
+    core refuses it."""
+    x = np.random.default_rng(8).standard_normal((4, 32)).astype(np.float32) * 300
+    want = lp.quantize(x, "nvfp4").dequantize(np.float32, tensor_scale=False)
+    got = jb.dequantize(jb.quantize(x, "nvfp4"), jnp.float32, tensor_scale=False)
+    assert np.array_equal(np.asarray(got).view(np.uint32), want.view(np.uint32))
+    with pytest.raises(TypeError, match="tensor_scale"):
+        jb.dequantize(jb.quantize(x, "nvfp4"), tensor_scale=None)
+    with pytest.raises(ValueError, match="dtype"):
+        jb.two_level_parts(x, "nvfp4", dtype=jnp.float16)

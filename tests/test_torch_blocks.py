@@ -123,3 +123,15 @@ def test_bad_input():
         lt.quantize(x, "mxfp4", -1, "stochastic", seed=1, rbits=np.zeros(1, np.uint32))
     with pytest.raises(TypeError, match="torch.Tensor"):
         lt.fake_quantize(np.ones((2, 32), np.float32), "mxfp4")
+
+
+def test_dequantize_without_the_tensor_scale_equals_the_core():
+    """``dequantize(tensor_scale=False)`` (NVFP4 operands as GEMMs take them) gives the core's
+    bits, and a non-bool is refused as the core refuses it."""
+    x = np.random.default_rng(8).standard_normal((4, 32)).astype(np.float32) * 300
+    want = lp.quantize(x, "nvfp4")
+    q = lt.quantize(torch.from_numpy(x), "nvfp4", backend="torch")
+    assert np.array_equal(ubits(q.dequantize(torch.float32, tensor_scale=False)),
+                          ubits(want.dequantize(np.float32, tensor_scale=False)))
+    with pytest.raises(TypeError, match="tensor_scale"):
+        q.dequantize(torch.float32, tensor_scale=1)
