@@ -296,16 +296,19 @@ def block_bits(x, axis, bf):
     return _blocked(lax.bitcast_convert_type(x.astype(jnp.float32), U32), axis, bf)
 
 
-def prepare(x, bf, axis, rounding, sr_bits, sr_variant, seed, rbits, key, tensor_amax=None):
+def prepare(x, bf, axis, rounding, sr_bits, sr_variant, seed, rbits, key, tensor_amax=None,
+            lazy=False):
     """Validated (bf, x, axis), x's float32 bits and random words cut into blocks, the element
     rounding parameters P and the bits of the two-level rules' global amax g
-    (``global_amax``; None for the other rules)."""
+    (``global_amax``; None for the other rules). ``lazy``: a key's words come undrawn, at
+    x's shape (Rh None, Rl a ``stream.Words``), and no words as None (``block_step``)."""
     bf, x, axis, P = _validated(x, bf, axis, rounding, sr_bits, sr_variant, seed, rbits, key,
                                 tensor_amax)
     r = P.sr_bits
     xb = block_bits(x, axis, bf)
-    Rh, Rl = _random_words(x.shape, 32, r, seed, rbits, key)
-    Rh, Rl = _blocked(Rh, axis, bf), _blocked(Rl, axis, bf)
+    Rh, Rl = _random_words(x.shape, 32, r, seed, rbits, key, lazy=lazy)
+    if Rh is not None:
+        Rh, Rl = _blocked(Rh, axis, bf), _blocked(Rl, axis, bf)
     g = global_amax(xb, tensor_amax, bf.scale_rule) if bf.scale_rule in TWO_LEVEL else None
     return bf, x, axis, xb, Rh, Rl, P, g
 
@@ -499,8 +502,19 @@ def block_step(x, xb, Rh, Rl, bf, P, g, axis, tensor_amax=None, values_only=Fals
     not used, and the words ``Rh``, ``Rl`` come at x's shape. No transposed copy of x or of
     the values is written. ``unscaled`` (values only, two-level rules): (the values without
     the tensor scale, in ``dtype``, which must hold them exactly; the float32 tensor
-    scale). The values leave each branch in ``dtype``: no pass over them to convert."""
+    scale). The values leave each branch in ``dtype``: no pass over them to convert.
+    ``Rh`` None: ``Rl`` is None (no stochastic rounding) or a ``stream.Words`` at x's shape,
+    drawn in each branch where it is read (no array of words is written)."""
     one = F.const(1.0)
+    lazy = Rh is None
+    block = lambda a: _blocked(a, axis, bf)  # noqa: E731
+
+    def words(layout, zeros=False):          # the branch's words, laid out as it reads them
+        if Rl is None:                       # no stochastic rounding: read by no branch but
+            z = jnp.zeros(x.shape, U32)      # the host's
+            return (layout(z), layout(z)) if zeros else (None, None)
+        h, lo = Rl.draw()
+        return layout(h), layout(lo)
 
     def step(xb, Rh, Rl, g, f, top=None, expand=_last):
         ts = None if g is None else tensor_scales(g, bf.scale_rule, f)
@@ -514,6 +528,8 @@ def block_step(x, xb, Rh, Rl, bf, P, g, axis, tensor_amax=None, values_only=Fals
         return codes, s_codes, vb, U32(one) if ts is None else tensor_scale(ts, bf)
 
     if not native_path(bf, P):
+        if lazy:
+            Rh, Rl = words(block)
         return step(xb, Rh, Rl, g, F.BitsF32)
 
     if in_place:
@@ -522,7 +538,11 @@ def block_step(x, xb, Rh, Rl, bf, P, g, axis, tensor_amax=None, values_only=Fals
         def cut(a):                              # (..., R, C) -> (..., R / r, r, C / c, c)
             return a.reshape(a.shape[:-2] + (a.shape[-2] // r, r, a.shape[-1] // c, c))
         blocks_of = lambda x: cut(lax.bitcast_convert_type(x.astype(jnp.float32), U32))  # noqa: E731
-        top = jnp.max(blocks_of(x) & U32(0x7FFFFFFF), axis=(-3, -1), keepdims=True)
+        # the tiles' maxima in two reductions, over each tile's r rows (an element-wise max
+        # of rows, at memory speed) and then over its c columns: XLA's CPU reduces both axes
+        # at once five times slower (1024 x 1024, 16 x 16 tiles: 0.37 -> 0.07 ms)
+        rows = jnp.max(blocks_of(x) & U32(0x7FFFFFFF), axis=-3).astype(jnp.int32)
+        top = jnp.max(rows, axis=-1).astype(U32)[..., None, :, None]
     else:
         blocks_of = lambda x: block_bits(x, axis, bf)  # noqa: E731
         cut = lambda a: a  # noqa: E731
@@ -538,8 +558,10 @@ def block_step(x, xb, Rh, Rl, bf, P, g, axis, tensor_amax=None, values_only=Fals
     # the branches take x itself and cut its bits into blocks there, and return float32
     # values: no copy of x's bits (nor of the values') is written for the branch boundary
     def host(x, Rh, Rl, g, top):
-        if in_place:
-            Rh, Rl = _blocked(Rh, axis, bf), _blocked(Rl, axis, bf)
+        if lazy:
+            Rh, Rl = words(block, zeros=True)
+        elif in_place:
+            Rh, Rl = block(Rh), block(Rl)
         out = _host_step(block_bits(x, axis, bf), Rh, Rl, g, tensor_amax, bf=bf, P=P,
                          shape=tuple(x.shape), axis=axis, unscaled=unscaled)
         if not values_only:
@@ -551,7 +573,11 @@ def block_step(x, xb, Rh, Rl, bf, P, g, axis, tensor_amax=None, values_only=Fals
         return v
 
     def native(x, Rh, Rl, g, top):
-        v = step(blocks_of(x), cut(Rh), cut(Rl), g, F.NativeF32, top,
+        if lazy:
+            Rh, Rl = words(cut if in_place else block)
+        elif in_place:
+            Rh, Rl = cut(Rh), cut(Rl)
+        v = step(blocks_of(x), Rh, Rl, g, F.NativeF32, top,
                  _expand_once(top, keepdims=in_place))
         if unscaled:
             return (v[0].reshape(x.shape) if in_place else v[0]), v[1]
@@ -572,7 +598,7 @@ def quantize(x, bf, axis=-1, rounding="nearest_even", *, sr_bits=None, sr_varian
     x's flat indices; ``rbits`` broadcastable to x; ``key``: a JAX PRNG key. ``tensor_amax``:
     NVFP4's global amax (default: x's)."""
     bf, x, axis, xb, Rh, Rl, P, g = prepare(x, bf, axis, rounding, sr_bits, sr_variant, seed,
-                                            rbits, key, tensor_amax)
+                                            rbits, key, tensor_amax, lazy=True)
     codes, s_codes, _, t = _block_step_jit(x, xb, Rh, Rl, bf, P, g, axis, tensor_amax)
     return QuantizedArray(codes, s_codes, lax.bitcast_convert_type(t, jnp.float32),
                           tuple(x.shape), axis, bf)
@@ -606,12 +632,12 @@ def _block_values(x, bf, axis, rounding, sr_bits, sr_variant, seed, rbits, key, 
     """``block_step``'s values in x's shape (with ``unscaled``: (values, tensor scale)),
     tiles rounded in place where ``tile_in_place`` allows, sharded as x is."""
     if tile_in_place(bf, P, x.shape):
-        Rh, Rl = _random_words(x.shape, 32, P.sr_bits, seed, rbits, key)
+        Rh, Rl = _random_words(x.shape, 32, P.sr_bits, seed, rbits, key, lazy=True)
         out = _block_step_jit(x, None, Rh, Rl, bf, P, None, axis, tensor_amax,
                               values_only=True, in_place=True, unscaled=unscaled, dtype=dtype)
     else:
         bf, x, axis, xb, Rh, Rl, P, g = prepare(x, bf, axis, rounding, sr_bits, sr_variant,
-                                                seed, rbits, key, tensor_amax)
+                                                seed, rbits, key, tensor_amax, lazy=True)
         out = _block_step_jit(x, xb, Rh, Rl, bf, P, g, axis, tensor_amax, values_only=True,
                               unscaled=unscaled, dtype=dtype)
         back = lambda v: unblocked(v, x.shape, axis, bf)  # noqa: E731

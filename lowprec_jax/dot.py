@@ -36,7 +36,7 @@ from lowprec import blocks as _B
 from lowprec.hadamard import rht16_matrix
 from lowprec.recipes import Quant, Recipe, epilogue, recipe, recipes, two_level  # noqa: F401
 
-from .stream import fold, key_words
+from .stream import Words, fold
 
 __all__ = ["Quant", "Recipe", "recipe", "recipes", "quantized_dot_general", "quantized_einsum"]
 
@@ -59,20 +59,24 @@ def _apply(q, x, axis, key, last=False):
     sum, as NVFP4 GEMMs do). The RHT and prescale
     if q asks, then q's rounding in ``_quantize``, one jitted function per (format, rounding,
     axis, shape), which JAX traces and lowers once however many layers call it (XLA still
-    compiles each call site). The stochastic words of ``key`` are drawn here for x's shape
-    (``key_words``: they depend on the key's site, a static number). Formats whose blocks are
+    compiles each call site). The stochastic words of ``key`` are x's (``key_words``: they
+    depend on the key's site, a static number), given undrawn (``stream.Words``, transposed
+    with x), so that the quantizer draws them where it reads them. Formats whose blocks are
     laid out along the last axis anyway (NVFP4's two-level rule) are quantized along the last
     axis of a transposed copy, so that one function serves both axes. ``last``: return the
     result with ``axis`` swapped with the last axis (callers ask where ``_moves_last``: the
     quantization moves the axis last anyway, so nothing is transposed back)."""
     x = x.astype(jnp.float32)
     axis %= x.ndim
-    t = (lambda a: None if a is None else jnp.swapaxes(a, axis, -1))  # noqa: E731
+    def t(a):                                # a (x, or its words) with axis and -1 swapped
+        if a is None:
+            return None
+        return a.swap(axis, -1) if isinstance(a, Words) else jnp.swapaxes(a, axis, -1)
     if q.fmt is None:
         return x, None
     rbits = None
     if q.rounding == "stochastic" and key is not None:
-        rbits = key_words(key, x.shape)[1]
+        rbits = Words.of(key, x.shape)          # drawn where the quantizer reads them
     if last and axis != x.ndim - 1:          # quantize x^T along its last axis
         x, rbits, axis = t(x), t(rbits), x.ndim - 1
     if q.rht:

@@ -13,7 +13,7 @@ import numpy as np
 
 from lowprec.rounding import check_seed
 
-__all__ = ["random_bits", "philox", "key_words", "fold", "SiteKey", "mix32"]
+__all__ = ["random_bits", "philox", "key_words", "fold", "SiteKey", "mix32", "Words"]
 
 
 def _mulhilo(a, b):
@@ -147,18 +147,74 @@ def key_words(key, shape, wide=False):
     lowbias32). Integer hashing alone: no Threefry to compile at each site, a twentieth of
     its cost per word. The words depend on the key, the site, the shape and the index
     alone: not on ``jit``, ``vmap``, ``scan`` or sharding (the index is a global ``iota``)."""
-    n = int(np.prod(shape, dtype=np.int64))
-    if n >= 2**32:
-        raise ValueError(f"key= supports up to 2^32 elements per call, got shape {shape}")
-    seeds = key_seeds(key, wide)
-    i = jax.lax.iota(jnp.uint32, n).reshape(shape)
-    lo = mix32(mix32(i ^ seeds[..., 0]) ^ seeds[..., 1])
-    if not wide:
-        return jnp.zeros(shape, jnp.uint32), lo
-    return mix32(mix32(i ^ seeds[..., 2]) ^ seeds[..., 3]), lo
+    return Words.of(key, shape, wide).draw()
 
 
-def random_words(shape, W, r, seed, rbits, key):
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class Words:
+    """``key_words`` not yet drawn: the seeds (``key_seeds``, the one leaf), the ``shape``
+    whose row-major index each word hashes, ``wide``, and ``perm``, the order of ``shape``'s
+    axes the words are drawn in (``draw`` gives ``key_words(...)`` transposed by ``perm``,
+    each word computed at its place). A quantizer that draws them where it reads them writes
+    no array of words (XLA would compute every site's words at the start of a step, since
+    they depend on the key alone, and keep them all until used: 16 MB of an NVFP4 step at
+    d = 1024, beyond the size glibc's malloc keeps between steps)."""
+    seeds: jax.Array
+    shape: tuple = dataclasses.field(metadata=dict(static=True))
+    wide: bool = dataclasses.field(default=False, metadata=dict(static=True))
+    perm: tuple | None = dataclasses.field(default=None, metadata=dict(static=True))
+
+    @classmethod
+    def of(cls, key, shape, wide=False):
+        """The words of ``key`` at ``shape`` (a ValueError beyond 2^32 elements)."""
+        shape = tuple(int(d) for d in shape)
+        if int(np.prod(shape, dtype=np.int64)) >= 2**32:
+            raise ValueError(f"key= supports up to 2^32 elements per call, got shape {shape}")
+        return cls(key_seeds(key, wide), shape, bool(wide))
+
+    @property
+    def drawn_shape(self):
+        return self.shape if self.perm is None else tuple(self.shape[p] for p in self.perm)
+
+    def swap(self, a, b):
+        """The same words with the drawn axes a and b swapped (``jnp.swapaxes``)."""
+        perm = list(range(len(self.shape)) if self.perm is None else self.perm)
+        a, b = a % len(perm), b % len(perm)
+        perm[a], perm[b] = perm[b], perm[a]
+        return dataclasses.replace(self, perm=tuple(perm))
+
+    def draw(self):
+        """(hi, lo) uint32 arrays at ``drawn_shape`` (hi 0 unless ``wide``)."""
+        shape, seeds = self.shape, self.seeds
+        if self.perm is None:
+            i = lax.iota(jnp.uint32, int(np.prod(shape, dtype=np.int64))).reshape(shape)
+        else:                                # the row-major index of shape, in perm's order
+            strides = [int(np.prod(shape[d + 1:], dtype=np.int64)) for d in range(len(shape))]
+            out = self.drawn_shape
+            i = jnp.zeros(out, jnp.uint32)
+            for k, d in enumerate(self.perm):
+                if shape[d] > 1:
+                    i = i + lax.broadcasted_iota(jnp.uint32, out, k) * np.uint32(strides[d])
+        lo = mix32(mix32(i ^ seeds[..., 0]) ^ seeds[..., 1])
+        if not self.wide:
+            return jnp.zeros(i.shape, jnp.uint32), lo
+        return mix32(mix32(i ^ seeds[..., 2]) ^ seeds[..., 3]), lo
+
+
+def random_words(shape, W, r, seed, rbits, key, lazy=False):
+    """(hi, lo) uint32 words of stochastic rounding at ``shape`` from one of ``rbits`` (an
+    array, or ``Words``), ``key`` or ``seed``; zeros without any. ``lazy``: words of a key
+    (or given as ``Words``) come back undrawn, as (None, Words), and no words as (None,
+    None), for a quantizer that draws them where it reads them."""
+    if isinstance(rbits, Words):
+        if rbits.drawn_shape != tuple(shape):
+            raise ValueError(f"the words are drawn at {rbits.drawn_shape}, not at {shape}")
+        if r > 32 and not rbits.wide:
+            raise ValueError(f"{r} random bits need wide words")
+        return (None, rbits) if lazy else rbits.draw()
+    if lazy and rbits is None and seed is None:
+        return (None, None) if key is None else (None, Words.of(key, shape, r > 32))
     if rbits is not None:
         rb = jnp.asarray(rbits)
         if not jnp.issubdtype(rb.dtype, jnp.unsignedinteger):

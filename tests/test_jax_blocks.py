@@ -531,6 +531,57 @@ def test_two_level_parts_equal_the_cores_codes(fmt, axis, mode):
         jb.two_level_parts(x, "mxfp4", axis, mode, **kw)
 
 
+def test_words_drawn_where_they_are_read_are_the_documented_words():
+    """A key's words left undrawn (``stream.Words``: drawn inside each branch of the
+    quantizer, transposed where the quantizer reads x transposed) are the documented
+    ``key_words``, rebuilt in NumPy (helpers.key_words): drawn in any axis order, 32- and
+    64-bit; and through ``quantize(key=)`` (codes), ``fake_quantize(key=)`` (NVFP4 1 x 16
+    along either axis, tiles in place, an MX rule in place) and ``two_level_parts`` given
+    them transposed, on the native path and through the host branch (every value below
+    2^-100, a NaN), under vmap, the core's bits with those words."""
+    from helpers import key_words
+    from lowprec_jax.stream import Words
+    key = jax.random.key(5)
+    for shape in ((6,), (3, 5, 7), (2, 1, 4, 3)):
+        w = Words.of(key, shape)
+        assert np.array_equal(np.asarray(w.draw()[1]), key_words(key, shape))
+        hi, lo = Words.of(key, shape, wide=True).swap(0, -1).draw()
+        want = np.swapaxes(key_words(key, shape, wide=True), 0, -1)
+        got = (np.asarray(hi).astype(np.uint64) << np.uint64(32)) | np.asarray(lo)
+        assert np.array_equal(got, want), shape
+        if len(shape) > 2:
+            got = np.asarray(w.swap(1, 2).swap(0, 2).draw()[1])
+            want = np.swapaxes(np.swapaxes(key_words(key, shape), 1, 2), 0, 2)
+            assert np.array_equal(got, want), shape
+    rng = np.random.default_rng(7)
+    x, nan, _, tiny = _tile_cases(rng, (32, 48))
+
+    def same(got, want):
+        assert np.array_equal(np.asarray(got).view(np.uint32), want.view(np.uint32))
+    for v in (x, nan, tiny):
+        words = key_words(key, v.shape)
+        for fmt, axis in (("nvfp4", -1), ("nvfp4", 0), ("nvfp4_2d", -1), ("mxfp4_rceil", 0)):
+            got = jax.jit(lambda a: jb.fake_quantize(a, fmt, axis, "stochastic", key=key))(v)
+            same(got, lp.fake_quantize(v, fmt, axis, "stochastic", rbits=words))
+        q = jax.jit(lambda a: jb.quantize(a, "nvfp4", 0, "stochastic", key=key))(v)
+        bt = lp.quantize(v, "nvfp4", 0, "stochastic", rbits=words)
+        assert np.array_equal(np.asarray(q.codes), bt.codes)
+        assert np.array_equal(np.asarray(q.scale_codes), bt.scale_codes)
+        vt = np.ascontiguousarray(v.T)                # the words of v, read transposed
+        u, t = jax.jit(lambda a: jb.two_level_parts(
+            a, "nvfp4", -1, "stochastic", rbits=Words.of(key, v.shape).swap(0, 1)))(vt)
+        bt = lp.quantize(vt, "nvfp4", -1, "stochastic", rbits=np.ascontiguousarray(words.T))
+        e, sc = bt.element_and_scale_values()
+        same(u, (e * sc).astype(np.float32))
+        assert np.asarray(t).view(np.uint32) == np.float32(bt.tensor_scale).view(np.uint32)
+    keys = jax.random.split(key, 2)
+    got = jax.jit(jax.vmap(lambda k, a: jb.fake_quantize(a, "nvfp4", 0, "stochastic", key=k)))(
+        keys, np.stack([x, tiny]))
+    for i, v in enumerate((x, tiny)):
+        same(got[i], lp.fake_quantize(v, "nvfp4", 0, "stochastic",
+                                      rbits=key_words(keys[i], v.shape)))
+
+
 def test_dequantize_without_the_tensor_scale_equals_the_core():
     """``dequantize(tensor_scale=False)`` gives the core's bits; a non-bool is refused as the
     core refuses it."""
