@@ -52,7 +52,38 @@ def _rht(x, axis):
     return jnp.moveaxis(y.reshape(x.shape), -1, axis)
 
 
-def _apply(q, x, axis, key, last=False):
+def _rht_in_blocks(q):
+    """Can q's operand of the weight gradient be quantized in ``_rht_blocks``'s layout: an RHT
+    along M and 1 x 16 blocks along M (NVFP4), so that each block is one group of the
+    16-point transform?"""
+    if q.fmt is None or not q.rht or not q.is_block:
+        return False
+    bf = _B.block_format(q.fmt)
+    return bf.tile is None and bf.k == 16
+
+
+def _rht_blocks(q, x, key):
+    """(values, tensor scale) of (B, M, K) x as ``_apply(q, x, -2, key, last=True)`` gives
+    them (the RHT along M, then q's 1 x 16 blocks along M: ``_rht_in_blocks``), laid out as
+    (B, M / 16, K, 16): the transform is one dot_general of x's 16-row groups with the
+    matrix, which leaves each group's 16 outputs last, where the blocks are, so that no
+    transposed copy of x is written (XLA's CPU transposed and transformed 256 x 1024 in
+    0.6 ms more than this). The same words (x's, drawn in this layout) and the same
+    values."""
+    B, M, K = x.shape
+    if M % 16:
+        raise ValueError(f"the random Hadamard transform needs the contracted axis to be a "
+                         f"multiple of 16, got length {M}")
+    groups = x.astype(jnp.float32).reshape(B, M // 16, 16, K)
+    y = lax.dot_general(groups, jnp.asarray(rht16_matrix(), jnp.float32),
+                        (((2,), (0,)), ((), ())), precision=lax.Precision.HIGHEST)
+    words = None
+    if q.rounding == "stochastic" and key is not None:      # x's words, at y's places
+        words = Words.of(key, groups.shape).swap(2, 3)
+    return _apply(dataclasses.replace(q, rht=False), y, -1, None, words=words)
+
+
+def _apply(q, x, axis, key, last=False, words=None):
     """(values, tensor scale): x fake-quantized as ``q`` says, blocks along ``axis``, float32,
     the tensor scale None, or for two-level formats (NVFP4) the values without their tensor
     scale and that scale apart (``blocks.two_level_parts``; ``_product`` applies it after the
@@ -65,7 +96,8 @@ def _apply(q, x, axis, key, last=False):
     laid out along the last axis anyway (NVFP4's two-level rule) are quantized along the last
     axis of a transposed copy, so that one function serves both axes. ``last``: return the
     result with ``axis`` swapped with the last axis (callers ask where ``_moves_last``: the
-    quantization moves the axis last anyway, so nothing is transposed back)."""
+    quantization moves the axis last anyway, so nothing is transposed back). ``words``: the
+    words to take instead of key's at x's shape (``_rht_blocks``)."""
     x = x.astype(jnp.float32)
     axis %= x.ndim
     def t(a):                                # a (x, or its words) with axis and -1 swapped
@@ -74,8 +106,8 @@ def _apply(q, x, axis, key, last=False):
         return a.swap(axis, -1) if isinstance(a, Words) else jnp.swapaxes(a, axis, -1)
     if q.fmt is None:
         return x, None
-    rbits = None
-    if q.rounding == "stochastic" and key is not None:
+    rbits = words
+    if q.rounding == "stochastic" and key is not None and words is None:
         rbits = Words.of(key, x.shape)          # drawn where the quantizer reads them
     if last and axis != x.ndim - 1:          # quantize x^T along its last axis
         x, rbits, axis = t(x), t(rbits), x.ndim - 1
@@ -131,7 +163,7 @@ def _quantize_traced(x, rbits, q, axis):
 _quantize = jax.jit(_quantize_traced, static_argnames=("q", "axis"))
 
 
-def _product(a, b, acc, qa=None, qb=None, ca=-1, cb=-2):
+def _product(a, b, acc, qa=None, qb=None, ca=-1, cb=-2, groups=False):
     """The product of the ``_apply`` pairs a and b (values, tensor scale) contracting a's axis
     ``ca`` with b's axis ``cb`` (each -1 or -2 of the last two; a @ b by default; leading axes
     are batch axes) in float32 (or through the accumulator model), then ``epilogue``: times
@@ -139,7 +171,9 @@ def _product(a, b, acc, qa=None, qb=None, ca=-1, cb=-2):
     multiplied exactly, the float32 dot's by the backend, as the dot itself). The float32
     product takes transposed operands as dot_general's contracting axes, so that XLA need
     not write a transposed copy of a quantized operand (on its CPU, a quantizer fused with
-    a transpose ran ten times slower)."""
+    a transpose ran ten times slower). ``groups``: a and b are ``_rht_blocks`` layouts (B,
+    M / 16, K, 16) and (B, M / 16, N, 16), contracted over M (their axes 1 and 3; the float32
+    dot only)."""
     (a, ta), (b, tb) = a, b
     # the accumulator model's result multiplied exactly (bit-level float32: 2 s of compile
     # for an nvfp4 step's 24 scalar alphas, so not on the float32 dot's path); the float32
@@ -149,12 +183,13 @@ def _product(a, b, acc, qa=None, qb=None, ca=-1, cb=-2):
     if acc is None:
         n = a.ndim
         batch = tuple(range(n - 2))
-        both_last = ca % n == n - 1 and cb % n == n - 1
+        both_last = ca % n == n - 1 and cb % n == n - 1 and not groups
         forward_form = ca % n == n - 1 and cb % n == n - 2
+        dims = ((((1, 3), (1, 3)), ((0,), (0,))) if groups else
+                (((ca % n,), (cb % n,)), (batch, batch)))
 
         def dot(a, b, dtype=jnp.float32):
-            y = lax.dot_general(a.astype(dtype), b.astype(dtype),
-                                (((ca % n,), (cb % n,)), (batch, batch)),
+            y = lax.dot_general(a.astype(dtype), b.astype(dtype), dims,
                                 precision=lax.Precision.HIGHEST,
                                 preferred_element_type=jnp.float32)
             # XLA's CPU folds a transpose of the result into the product by swapping its
@@ -165,8 +200,9 @@ def _product(a, b, acc, qa=None, qb=None, ca=-1, cb=-2):
             return lax.optimization_barrier(y) if dtype == jnp.bfloat16 and not both_last \
                 else y
         # bfloat16 operands where both contract their last axis, or in the forward form
-        # (a's last with b's first): the forms XLA's CPU hands to its fast bfloat16 matmul
-        fast = both_last or forward_form
+        # (a's last with b's first), or over the groups: the forms XLA's CPU hands to its
+        # fast bfloat16 matmul
+        fast = both_last or forward_form or groups
         if fast and _bf16_exact(qa) and _bf16_exact(qb):
             y = dot(a, b, jnp.bfloat16)
         elif fast and _bf16_exact(qa, flushed=True) and _bf16_exact(qb, flushed=True):
@@ -174,6 +210,7 @@ def _product(a, b, acc, qa=None, qb=None, ca=-1, cb=-2):
         else:
             y = dot(a, b)
     else:
+        assert not groups, "the accumulator model takes (batch, M, K) operands"
         from .matmul import matmul  # noqa: PLC0415
         sw = (lambda t, f: jnp.swapaxes(t, -1, -2) if f else t)  # noqa: E731
         y = matmul(sw(a, ca == -2), sw(b, cb == -1), acc)
@@ -313,6 +350,11 @@ def _qmm_bwd(rc, res, g):
     # form XLA's CPU runs in its bfloat16 matmul; X^T dY goes to a slower float32 dot)
     reuse_x = _kept(rc.fwd[0], rc.wgrad[0])
     same_g = rc.dgrad[0] == rc.wgrad[1] and _axis_free(rc.dgrad[0])
+    if (rc.acc is None and not reuse_x and not same_g
+            and all(_rht_in_blocks(q) for q in rc.wgrad)):     # NVFP4: X and dY in groups
+        xw, gw = _rht_blocks(rc.wgrad[0], x, k[2]), _rht_blocks(rc.wgrad[1], g32, k[3])
+        dw = _product(xw, gw, None, *rc.wgrad, groups=True)
+        return dx.astype(x_dt.dtype), dw.astype(w_dt.dtype), None
     bf16 = _bf16_wgrad(rc, (x[0] if reuse_x else x).shape[-1], g.shape[-1])
     tx = not reuse_x and (bf16 or _moves_last(rc.wgrad[0]))
     tg = not same_g and (bf16 or _moves_last(rc.wgrad[1]))

@@ -334,6 +334,42 @@ def test_stochastic_bfloat16_weight_gradient_takes_the_documented_words():
         assert same(got, ref.astype(np.float32))
 
 
+def test_nvfp4_weight_gradient_in_rht_groups_takes_the_documented_words():
+    """NVFP4's weight gradient (RHT along M, 1 x 16 blocks along M, dY stochastic) quantized
+    in the transform's groups (dot._rht_blocks: (B, M / 16, K, 16), no transposed copy):
+    the core's values of the transformed X and dY, dY's with key_words at its own shape,
+    and the product their exact float64 sum times the tensor scales. Small integers, so the
+    transform is exact (multiples of 1/4) and every sum fits float32: neither the backend's
+    order in the transform nor in the product can show."""
+    from lowprec.hadamard import rht16_matrix
+    from lowprec_jax.dot import _rht_in_blocks
+    rc = recipe("nvfp4")
+    assert all(_rht_in_blocks(q) for q in rc.wgrad)
+    assert not _rht_in_blocks(Quant("mxfp4", rht=True)) and not _rht_in_blocks(Quant("nvfp4"))
+    rng = np.random.default_rng(14)
+    x = rng.integers(-8, 9, (32, 48)).astype(np.float32)
+    w = rng.integers(-8, 9, (48, 40)).astype(np.float32)
+    g = rng.integers(-8, 9, (32, 40)).astype(np.float32)
+    key = jax.random.key(15)
+    _, vjp = jax.vjp(lambda x, w: quantized_dot_general(x, w, DN, rc, key=key), x, w)
+    dw = vjp(jnp.asarray(g))[1]
+
+    def rht(v):                                   # along M, in float64 (exact here)
+        m, n = v.shape
+        h = rht16_matrix()
+        return np.einsum("bjk,ji->bik", v.astype(np.float64).reshape(m // 16, 16, n),
+                         h).reshape(m, n).astype(np.float32)
+
+    def site(i, base=0):
+        return int(_mix(_mix(base) ^ _mix(i + 1)))
+    b = site(7)
+    xw, sx = core_parts(rc.wgrad[0], rht(x), -2)
+    gw, sg = core_parts(rc.wgrad[1], rht(g), -2, rbits=key_words(key, g.shape, site=site(3, b)))
+    ref = xw.astype(np.float64).T @ gw.astype(np.float64)
+    assert np.array_equal(ref.astype(np.float32).astype(np.float64), ref)   # exact sums
+    assert same(dw, times_scales(ref.astype(np.float32), sx, sg))
+
+
 def test_any_dimension_numbers_match_dot_general_without_quantization():
     """With recipe 'none' the canonicalisation must reproduce dot_general's layout."""
     rng = np.random.default_rng(1)
