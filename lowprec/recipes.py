@@ -52,7 +52,7 @@ def two_level(q) -> bool:
         _B.block_format(q.fmt).scale_rule in _B.TWO_LEVEL
 
 
-def epilogue(y, qa=None, qb=None, ta=None, tb=None, mul=operator.mul):
+def epilogue(y, qa=None, qb=None, ta=None, tb=None, mul=operator.mul, div=operator.truediv):
     """What a recipe's product does after the sum ``y`` (float32) of its operands' products:
     times alpha = ta x tb, the two-level operands' float32 tensor scales (None for the
     others), as NVFP4 GEMMs apply them to the result rather than to the operands (cuBLASLt's
@@ -60,7 +60,9 @@ def epilogue(y, qa=None, qb=None, ta=None, tb=None, mul=operator.mul):
     from the two amaxes, which can differ from ta x tb in the last bit; ``lp.matmul`` on
     two-level BlockTensors applies the same alpha); then divided by
     the Quants' prescale factors' product (Tseng et al.'s 3/4). Each step one float32
-    rounding; ``mul``: the float32 multiplication to use (an adapter's exact one)."""
+    rounding; ``mul``, ``div``: the float32 multiplication and division to use (an
+    adapter's exact ones: XLA's CPU divides float32 by a reciprocal, off by an ulp in one
+    quotient in nine)."""
     alpha = None
     for t in (ta, tb):
         if t is not None:
@@ -71,7 +73,7 @@ def epilogue(y, qa=None, qb=None, ta=None, tb=None, mul=operator.mul):
     for q in (qa, qb):
         if q is not None and q.prescale is not None:
             s = s * np.float32(q.prescale)
-    return y if s == 1 else y / s
+    return y if s == 1 else div(y, s)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -52,30 +52,33 @@ def _rht(x, axis):
     return jnp.moveaxis(y.reshape(x.shape), -1, axis)
 
 
-def _rht_in_blocks(q):
-    """Can q's operand of the weight gradient be quantized in ``_rht_blocks``'s layout: an RHT
-    along M and 1 x 16 blocks along M (NVFP4), so that each block is one group of the
-    16-point transform?"""
+def _rht_in_blocks(q, m):
+    """Can q's operand of the weight gradient, M = m rows, be quantized in ``_rht_blocks``'s
+    layout: an RHT along M and 1 x k blocks along M with k a multiple of 16 (NVFP4's 16, MX's
+    32) and of m, so that each block is a whole number of the 16-point transform's groups?"""
     if q.fmt is None or not q.rht or not q.is_block:
         return False
     bf = _B.block_format(q.fmt)
-    return bf.tile is None and bf.k == 16
+    return bf.tile is None and bf.k % 16 == 0 and m % bf.k == 0
 
 
 def _rht_blocks(q, x, key):
     """(values, tensor scale) of (B, M, K) x as ``_apply(q, x, -2, key, last=True)`` gives
-    them (the RHT along M, then q's 1 x 16 blocks along M: ``_rht_in_blocks``), laid out as
-    (B, M / 16, K, 16): the transform is one dot_general of x's 16-row groups with the
-    matrix, which leaves each group's 16 outputs last, where the blocks are, so that no
-    transposed copy of x is written (XLA's CPU transposed and transformed 256 x 1024 in
-    0.6 ms more than this). The same words (x's, drawn in this layout) and the same
-    values."""
+    them (the RHT along M, then q's 1 x k blocks along M: ``_rht_in_blocks``), laid out as
+    (B, M / k, K, k): the transform is one dot_general of x's k-row groups with the
+    block-diagonal matrix of k / 16 copies of the 16-point one, which leaves each block's k
+    outputs last, where the quantizer reads them, so that no transposed copy of x is
+    written (XLA's CPU transposed and transformed 256 x 1024 in 0.6 ms more than this).
+    The same words (x's, drawn in this layout) and the same values: the added terms are
+    exact zeros (a sum of signed zeros alone may come out +0 where it was -0)."""
     B, M, K = x.shape
-    if M % 16:
-        raise ValueError(f"the random Hadamard transform needs the contracted axis to be a "
-                         f"multiple of 16, got length {M}")
-    groups = x.astype(jnp.float32).reshape(B, M // 16, 16, K)
-    y = lax.dot_general(groups, jnp.asarray(rht16_matrix(), jnp.float32),
+    k = _B.block_format(q.fmt).k
+    if M % k:
+        raise ValueError(f"the random Hadamard transform before {k}-element blocks needs the "
+                         f"contracted axis to be a multiple of {k}, got length {M}")
+    groups = x.astype(jnp.float32).reshape(B, M // k, k, K)
+    h = np.kron(np.eye(k // 16), rht16_matrix())
+    y = lax.dot_general(groups, jnp.asarray(h, jnp.float32),
                         (((2,), (0,)), ((), ())), precision=lax.Precision.HIGHEST)
     words = None
     if q.rounding == "stochastic" and key is not None:      # x's words, at y's places
@@ -172,14 +175,14 @@ def _product(a, b, acc, qa=None, qb=None, ca=-1, cb=-2, groups=False):
     product takes transposed operands as dot_general's contracting axes, so that XLA need
     not write a transposed copy of a quantized operand (on its CPU, a quantizer fused with
     a transpose ran ten times slower). ``groups``: a and b are ``_rht_blocks`` layouts (B,
-    M / 16, K, 16) and (B, M / 16, N, 16), contracted over M (their axes 1 and 3; the float32
+    M / k, K, k) and (B, M / k, N, k), contracted over M (their axes 1 and 3; the float32
     dot only)."""
     (a, ta), (b, tb) = a, b
     # the accumulator model's result multiplied exactly (bit-level float32: 2 s of compile
     # for an nvfp4 step's 24 scalar alphas, so not on the float32 dot's path); the float32
     # dot's by the backend, as the dot itself (XLA's CPU flushes a subnormal alpha or
     # result to zero, as it flushes the dot's subnormal products)
-    mul = _mul_f32 if acc is not None else operator.mul
+    mul, div = (_mul_f32, _div_f32) if acc is not None else (operator.mul, operator.truediv)
     if acc is None:
         n = a.ndim
         batch = tuple(range(n - 2))
@@ -214,15 +217,20 @@ def _product(a, b, acc, qa=None, qb=None, ca=-1, cb=-2, groups=False):
         from .matmul import matmul  # noqa: PLC0415
         sw = (lambda t, f: jnp.swapaxes(t, -1, -2) if f else t)  # noqa: E731
         y = matmul(sw(a, ca == -2), sw(b, cb == -1), acc)
-    return epilogue(y, qa, qb, ta, tb, mul=mul)
+    return epilogue(y, qa, qb, ta, tb, mul=mul, div=div)
 
 
-def _mul_f32(u, v):
+def _mul_f32(u, v, op="mul"):
     """u x v, float32, rounded once as IEEE says whatever the backend flushes (``_f32``)."""
     from . import _f32 as F  # noqa: PLC0415
     bits = lambda z: lax.bitcast_convert_type(jnp.asarray(z, jnp.float32), jnp.uint32)  # noqa
     u, v = jnp.broadcast_arrays(bits(u), bits(v))
-    return lax.bitcast_convert_type(F.mul(u, v), jnp.float32)
+    return lax.bitcast_convert_type(getattr(F, op)(u, v), jnp.float32)
+
+
+def _div_f32(u, v):
+    """u / v, float32, rounded once as IEEE says (XLA's CPU divides by a reciprocal)."""
+    return _mul_f32(u, v, "div")
 
 
 def _bf16_exact(q, flushed=False):
@@ -351,7 +359,8 @@ def _qmm_bwd(rc, res, g):
     reuse_x = _kept(rc.fwd[0], rc.wgrad[0])
     same_g = rc.dgrad[0] == rc.wgrad[1] and _axis_free(rc.dgrad[0])
     if (rc.acc is None and not reuse_x and not same_g
-            and all(_rht_in_blocks(q) for q in rc.wgrad)):     # NVFP4: X and dY in groups
+            and all(_rht_in_blocks(q, g.shape[-2]) for q in rc.wgrad)
+            and len({_B.block_format(q.fmt).k for q in rc.wgrad}) == 1):   # X, dY in groups
         xw, gw = _rht_blocks(rc.wgrad[0], x, k[2]), _rht_blocks(rc.wgrad[1], g32, k[3])
         dw = _product(xw, gw, None, *rc.wgrad, groups=True)
         return dx.astype(x_dt.dtype), dw.astype(w_dt.dtype), None

@@ -29,6 +29,8 @@ def core_parts(q, v, axis, **kw):
     (NVFP4's) operand as element x block scale (lp.quantize's codes decoded, exact) and its
     float32 tensor scale apart, the others lp.fake_quantize's (lp.round's) values. ``kw``:
     the block quantizers' random source."""
+    if q.prescale is not None:                    # the prescale before the rounding
+        v = (v * np.float32(q.prescale)).astype(np.float32)
     if q.fmt is None:
         return v, None
     if q.is_block:
@@ -54,13 +56,16 @@ def times_scales(y, ta, tb):
 
 def core_products(x, w, g, rc):
     """The three products as the core computes them: lp.matmul of the operands' values, then
-    the two-level operands' tensor scales."""
-    def mm(pa, pb, ta=False, tb=False):
-        (u, su), (v, sv) = pa, pb
-        return times_scales(lp.matmul(u.T if ta else u, v.T if tb else v, rc.acc), su, sv)
-    y = mm(core_parts(rc.fwd[0], x, -1), core_parts(rc.fwd[1], w, -2))
-    dx = mm(core_parts(rc.dgrad[0], g, -1), core_parts(rc.dgrad[1], w, -1), tb=True)
-    dw = mm(core_parts(rc.wgrad[0], x, -2), core_parts(rc.wgrad[1], g, -2), ta=True)
+    the two-level operands' tensor scales, then divided by the prescales' product (NumPy's
+    float32 division, IEEE)."""
+    def mm(pair, a, b, ax, bx, ta=False, tb=False):
+        (u, su), (v, sv) = core_parts(pair[0], a, ax), core_parts(pair[1], b, bx)
+        y = times_scales(lp.matmul(u.T if ta else u, v.T if tb else v, rc.acc), su, sv)
+        s = np.float32(np.prod([q.prescale or 1.0 for q in pair]))
+        return y if s == 1 else (np.asarray(y, np.float32) / s).astype(np.float32)
+    y = mm(rc.fwd, x, w, -1, -2)
+    dx = mm(rc.dgrad, g, w, -1, -1, tb=True)
+    dw = mm(rc.wgrad, x, g, -2, -2, ta=True)
     return y, dx, dw
 
 
@@ -79,7 +84,10 @@ def _pairs(a, b):
      (Quant("nvfp4"), Quant("nvfp4"))),
     # the weight gradient in float32 under a quantized forward
     ((Quant("mxfp4"), Quant("mxfp4")), (Quant("mxfp4"), Quant("mxfp4")), (Quant(), Quant())),
-], ids=["mx8", "nv-tiles", "scalar", "mx4", "nv-kept", "wgrad-f32"])
+    # Tseng et al.'s 3/4 prescale: each product divided by 9/16 (or 3/4), rounded once
+    ((Quant("mxfp4", prescale=0.75), Quant("mxfp4", prescale=0.75)),
+     (Quant("mxfp4", prescale=0.75), Quant()), (Quant(), Quant("nvfp4", prescale=0.75))),
+], ids=["mx8", "nv-tiles", "scalar", "mx4", "nv-kept", "wgrad-f32", "prescale"])
 def test_three_products_equal_the_core(pairs):
     rc = Recipe(*pairs, acc="fp32-sequential")
     rng = np.random.default_rng(0)
@@ -334,22 +342,26 @@ def test_stochastic_bfloat16_weight_gradient_takes_the_documented_words():
         assert same(got, ref.astype(np.float32))
 
 
-def test_nvfp4_weight_gradient_in_rht_groups_takes_the_documented_words():
-    """NVFP4's weight gradient (RHT along M, 1 x 16 blocks along M, dY stochastic) quantized
-    in the transform's groups (dot._rht_blocks: (B, M / 16, K, 16), no transposed copy):
-    the core's values of the transformed X and dY, dY's with key_words at its own shape,
-    and the product their exact float64 sum times the tensor scales. Small integers, so the
-    transform is exact (multiples of 1/4) and every sum fits float32: neither the backend's
-    order in the transform nor in the product can show."""
+@pytest.mark.parametrize("name", ["nvfp4", "mxfp4", "mxfp4_backward"])
+def test_weight_gradient_in_rht_groups_takes_the_documented_words(name):
+    """A weight gradient with an RHT along M and 1 x 16 (NVFP4) or 1 x 32 (MX) blocks along
+    M, dY stochastic, quantized in the transform's groups (dot._rht_blocks: (B, M / k, K,
+    k), no transposed copy): the core's values of the transformed X and dY (after the 3/4
+    prescale where the recipe has it), dY's with key_words at its own shape, and the
+    product their exact float64 sum times the tensor scales, divided by the prescales.
+    Small integers, so the transform is exact (multiples of 1/4) and every sum fits
+    float32: neither the backend's order in the transform nor in the product can show."""
     from lowprec.hadamard import rht16_matrix
     from lowprec_jax.dot import _rht_in_blocks
-    rc = recipe("nvfp4")
-    assert all(_rht_in_blocks(q) for q in rc.wgrad)
-    assert not _rht_in_blocks(Quant("mxfp4", rht=True)) and not _rht_in_blocks(Quant("nvfp4"))
+    rc = recipe(name)
+    assert all(_rht_in_blocks(q, 64) for q in rc.wgrad)
+    assert not any(_rht_in_blocks(q, 48) for q in rc.wgrad) or name == "nvfp4"
+    assert not _rht_in_blocks(Quant("nvfp4_2d", rht=True), 64)
+    assert not _rht_in_blocks(Quant("nvfp4"), 64)
     rng = np.random.default_rng(14)
-    x = rng.integers(-8, 9, (32, 48)).astype(np.float32)
+    x = rng.integers(-8, 9, (64, 48)).astype(np.float32)
     w = rng.integers(-8, 9, (48, 40)).astype(np.float32)
-    g = rng.integers(-8, 9, (32, 40)).astype(np.float32)
+    g = rng.integers(-8, 9, (64, 40)).astype(np.float32)
     key = jax.random.key(15)
     _, vjp = jax.vjp(lambda x, w: quantized_dot_general(x, w, DN, rc, key=key), x, w)
     dw = vjp(jnp.asarray(g))[1]
@@ -362,12 +374,20 @@ def test_nvfp4_weight_gradient_in_rht_groups_takes_the_documented_words():
 
     def site(i, base=0):
         return int(_mix(_mix(base) ^ _mix(i + 1)))
+
     b = site(7)
-    xw, sx = core_parts(rc.wgrad[0], rht(x), -2)
-    gw, sg = core_parts(rc.wgrad[1], rht(g), -2, rbits=key_words(key, g.shape, site=site(3, b)))
+    qx, qg = rc.wgrad
+    kx = {} if qx.rounding != "stochastic" else dict(
+        rbits=key_words(key, x.shape, site=site(2, b)))
+    xw, sx = core_parts(qx, rht(x), -2, **kx)         # core_parts applies the prescale
+    gw, sg = core_parts(qg, rht(g), -2, rbits=key_words(key, g.shape, site=site(3, b)))
     ref = xw.astype(np.float64).T @ gw.astype(np.float64)
     assert np.array_equal(ref.astype(np.float32).astype(np.float64), ref)   # exact sums
-    assert same(dw, times_scales(ref.astype(np.float32), sx, sg))
+    want = times_scales(ref.astype(np.float32), sx, sg)
+    s = np.float32(np.prod([q.prescale or 1.0 for q in rc.wgrad]))   # 9/16
+    if s != 1:               # the float32 dot's path divides as the backend does (XLA's CPU
+        want = np.asarray(jnp.asarray(want) / s)          # by a reciprocal: not IEEE)
+    assert same(dw, want)
 
 
 def test_any_dimension_numbers_match_dot_general_without_quantization():
