@@ -3,8 +3,12 @@
 A jitted ``value_and_grad`` of an MLP (width d, batch 256, ReLU, mean-square loss), every layer
 through ``lowprec_jax.quantized_dot_general`` with a named recipe (``none``: ``jnp.dot``):
 compile time at each depth, and the step time at the deepest, as a ratio to the unquantized
-step, and the size of XLA's temporary buffers at the deepest (``memory_analysis()``: what the
-step allocates besides its inputs and outputs). Each layer takes its key as docs/training.md
+step (the median of 15 steps after 10: glibc's malloc takes a few steps to settle what it
+keeps between steps), the size of XLA's temporary buffers at the deepest
+(``memory_analysis()``: what the step allocates besides its inputs and outputs), and the
+minor page faults per timed step (XLA's CPU runtime allocates those buffers at every step;
+where glibc hands the memory back to the kernel, each step faults it in again, at about
+1 ms per 1000 pages on this VM; docs/training.md). Each layer takes its key as docs/training.md
 advises: ``lowprec_jax.fold(key, i)`` unrolled (``jax.random.fold_in`` would compile Threefry
 at every layer, about 0.15 s of an mxfp4 step's compile), ``jax.random.split`` under scan.
 Each row runs in a fresh process (XLA caches nothing between them); with ``--repeat n``,
@@ -21,13 +25,14 @@ import subprocess
 import sys
 
 ROW = r"""
-import json, os, sys, time
+import json, os, resource, sys, time
 import lowprec_jax
 print("measuring", os.path.dirname(os.path.dirname(lowprec_jax.__file__)), file=sys.stderr)
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 import jax, jax.numpy as jnp, numpy as np
 import lowprec_jax as lj
 recipe, d, depth, scan = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "1"
+WARM, STEPS = 10, 15
 rng = np.random.default_rng(0)
 Ws = [jnp.asarray(rng.standard_normal((d, d)).astype(np.float32) / np.sqrt(d))
       for _ in range(depth)]
@@ -54,14 +59,17 @@ key = jax.random.key(0)
 t = time.perf_counter()
 compiled = step.lower(Ws, x, key).compile()
 t_compile = time.perf_counter() - t
-jax.block_until_ready(compiled(Ws, x, key))
+for _ in range(WARM):                 # glibc's malloc settles its thresholds over a few steps
+    jax.block_until_ready(compiled(Ws, x, key))
 ts = []
-for _ in range(7):
+faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(STEPS):
     t = time.perf_counter()
     jax.block_until_ready(compiled(Ws, x, key))
     ts.append(time.perf_counter() - t)
+faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / STEPS
 temp = compiled.memory_analysis().temp_size_in_bytes     # XLA's buffers besides in/out
-print(json.dumps(dict(compile=t_compile, step=float(np.median(ts)), temp=temp)))
+print(json.dumps(dict(compile=t_compile, step=float(np.median(ts)), temp=temp, faults=faults)))
 """
 
 
@@ -99,8 +107,9 @@ def main():
     res, old = {}, {}
 
     def least(runs):
-        return dict(compile=min(r["compile"] for r in runs), step=min(r["step"] for r in runs),
-                    temp=runs[0]["temp"])
+        fastest = min(runs, key=lambda r: r["step"])
+        return dict(compile=min(r["compile"] for r in runs), step=fastest["step"],
+                    temp=runs[0]["temp"], faults=fastest["faults"])
     for rc in recipes:
         for n in depths:
             new_runs, old_runs = [], []
@@ -114,21 +123,23 @@ def main():
     base = res.get("none", res[recipes[0]])[-1]["step"]
     print(f"\nMLP d={args.d}, batch 256, jit(value_and_grad), "
           f"{'layers under lax.scan, ' if args.scan else ''}JAX on CPU, {os.cpu_count()} "
-          f"cores; step: median of 7" + (f"; least of {args.repeat} processes" if
+          f"cores; step: median of 15 after 10" + (f"; least of {args.repeat} processes" if
                                            args.repeat > 1 else "")
           + (f"; before: {args.src}" if args.src else "") + "\n")
     head = " / ".join(str(n) for n in depths)
     cols = ["compile (s), depth " + head, f"step at depth {depths[-1]} (ms)",
-            "step / unquantized", "compile / bf16", f"XLA temp buffers at depth {depths[-1]} (MB)"]
+            "step / unquantized", "compile / bf16", f"XLA temp buffers at depth {depths[-1]} (MB)",
+            "page faults per step"]
     print("| recipe | " + " | ".join((f"{c}: before | after" if args.src else c)
                                     for c in cols) + " |")
-    print("|---|" + "---|---|" * len(cols) if args.src else "|---|---|---:|---:|---:|---:|")
+    print("|---|" + "---|---|" * len(cols) if args.src else "|---|---|---:|---:|---:|---:|---:|")
     bf = res.get("bf16", res[recipes[0]])[-1]["compile"]
     for rc in recipes:
         def cells(r, b_step, b_comp):
             comp = " / ".join(f"{m['compile']:.1f}" for m in r)
             return [comp, f"{r[-1]['step'] * 1e3:.1f}", f"{r[-1]['step'] / b_step:.2f}",
-                    f"{r[-1]['compile'] / b_comp:.2f}", f"{r[-1]['temp'] / 2**20:.1f}"]
+                    f"{r[-1]['compile'] / b_comp:.2f}", f"{r[-1]['temp'] / 2**20:.1f}",
+                    f"{r[-1]['faults']:.0f}"]
         new = cells(res[rc], base, bf)
         if args.src:
             ob = old.get("none", old[recipes[0]])[-1]["step"]
