@@ -3,7 +3,8 @@
 A jitted ``value_and_grad`` of an MLP (width d, batch 256, ReLU, mean-square loss), every layer
 through ``lowprec_jax.quantized_dot_general`` with a named recipe (``none``: ``jnp.dot``):
 compile time at each depth, and the step time at the deepest, as a ratio to the unquantized
-step (the median of 15 steps after 10: glibc's malloc takes a few steps to settle what it
+step timed in turn with it in the same process (this VM's speed drifts between processes by
+10-40%; the median of 15 steps after 10: glibc's malloc takes a few steps to settle what it
 keeps between steps), the size of XLA's temporary buffers at the deepest
 (``memory_analysis()``: what the step allocates besides its inputs and outputs), and the
 minor page faults per timed step (XLA's CPU runtime allocates those buffers at every step;
@@ -39,12 +40,12 @@ Ws = [jnp.asarray(rng.standard_normal((d, d)).astype(np.float32) / np.sqrt(d))
 x = jnp.asarray(rng.standard_normal((256, d)).astype(np.float32))
 dims = (((1,), (0,)), ((), ()))
 
-def layer(h, W, k):
+def layer(h, W, k, recipe=recipe):
     if recipe == "none":
         return jax.nn.relu(h @ W)
     return jax.nn.relu(lj.quantized_dot_general(h, W, dims, recipe, key=k))
 
-def loss(Ws, x, key):
+def loss(Ws, x, key, layer=layer):
     if scan:                                  # layers under lax.scan: one layer compiled
         h, _ = jax.lax.scan(lambda h, wk: (layer(h, *wk), None), x,
                             (jnp.stack(Ws), jax.random.split(key, len(Ws))))
@@ -59,17 +60,26 @@ key = jax.random.key(0)
 t = time.perf_counter()
 compiled = step.lower(Ws, x, key).compile()
 t_compile = time.perf_counter() - t
+# the unquantized step in the same process, timed in turn with the recipe's: this VM's speed
+# drifts between processes by more than the effects measured
+plain = jax.jit(jax.value_and_grad(lambda Ws, x, key: loss(
+    Ws, x, key, layer=lambda h, W, k: layer(h, W, k, "none")))).lower(Ws, x, key).compile()
 for _ in range(WARM):                 # glibc's malloc settles its thresholds over a few steps
     jax.block_until_ready(compiled(Ws, x, key))
-ts = []
-faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    jax.block_until_ready(plain(Ws, x, key))
+ts, base, faults = [], [], 0
 for _ in range(STEPS):
+    f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     t = time.perf_counter()
     jax.block_until_ready(compiled(Ws, x, key))
     ts.append(time.perf_counter() - t)
-faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / STEPS
+    faults += resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0
+    t = time.perf_counter()
+    jax.block_until_ready(plain(Ws, x, key))
+    base.append(time.perf_counter() - t)
 temp = compiled.memory_analysis().temp_size_in_bytes     # XLA's buffers besides in/out
-print(json.dumps(dict(compile=t_compile, step=float(np.median(ts)), temp=temp, faults=faults)))
+print(json.dumps(dict(compile=t_compile, step=float(np.median(ts)), temp=temp,
+                      faults=faults / STEPS, base=float(np.median(base)))))
 """
 
 
@@ -109,7 +119,7 @@ def main():
     def least(runs):
         fastest = min(runs, key=lambda r: r["step"])
         return dict(compile=min(r["compile"] for r in runs), step=fastest["step"],
-                    temp=runs[0]["temp"], faults=fastest["faults"])
+                    temp=runs[0]["temp"], faults=fastest["faults"], base=fastest["base"])
     for rc in recipes:
         for n in depths:
             new_runs, old_runs = [], []
@@ -120,7 +130,6 @@ def main():
             if args.src:
                 old.setdefault(rc, []).append(least(old_runs))
             res.setdefault(rc, []).append(least(new_runs))
-    base = res.get("none", res[recipes[0]])[-1]["step"]
     print(f"\nMLP d={args.d}, batch 256, jit(value_and_grad), "
           f"{'layers under lax.scan, ' if args.scan else ''}JAX on CPU, {os.cpu_count()} "
           f"cores; step: median of 15 after 10" + (f"; least of {args.repeat} processes" if
@@ -128,23 +137,23 @@ def main():
           + (f"; before: {args.src}" if args.src else "") + "\n")
     head = " / ".join(str(n) for n in depths)
     cols = ["compile (s), depth " + head, f"step at depth {depths[-1]} (ms)",
-            "step / unquantized", "compile / bf16", f"XLA temp buffers at depth {depths[-1]} (MB)",
-            "page faults per step"]
+            "unquantized step, same process (ms)", "step / unquantized", "compile / bf16",
+            f"XLA temp buffers at depth {depths[-1]} (MB)", "page faults per step"]
     print("| recipe | " + " | ".join((f"{c}: before | after" if args.src else c)
                                     for c in cols) + " |")
-    print("|---|" + "---|---|" * len(cols) if args.src else "|---|---|---:|---:|---:|---:|---:|")
+    print("|---|" + "---|---|" * len(cols) if args.src else "|---|---|---:|---:|---:|---:|---:|---:|")
     bf = res.get("bf16", res[recipes[0]])[-1]["compile"]
     for rc in recipes:
-        def cells(r, b_step, b_comp):
+        def cells(r, b_comp):
             comp = " / ".join(f"{m['compile']:.1f}" for m in r)
-            return [comp, f"{r[-1]['step'] * 1e3:.1f}", f"{r[-1]['step'] / b_step:.2f}",
+            return [comp, f"{r[-1]['step'] * 1e3:.1f}", f"{r[-1]['base'] * 1e3:.1f}",
+                    f"{r[-1]['step'] / r[-1]['base']:.2f}",
                     f"{r[-1]['compile'] / b_comp:.2f}", f"{r[-1]['temp'] / 2**20:.1f}",
                     f"{r[-1]['faults']:.0f}"]
-        new = cells(res[rc], base, bf)
+        new = cells(res[rc], bf)
         if args.src:
-            ob = old.get("none", old[recipes[0]])[-1]["step"]
             oc = old.get("bf16", old[recipes[0]])[-1]["compile"]
-            prev = cells(old[rc], ob, oc)
+            prev = cells(old[rc], oc)
             print(f"| {rc} | " + " | ".join(f"{a} | {b}" for a, b in zip(prev, new)) + " |")
         else:
             print(f"| {rc} | " + " | ".join(new) + " |")

@@ -272,6 +272,20 @@ def test_bfloat16_products_survive_every_arrangement_of_transposes(rc):
                                                argnums=(0, 1)))(a, b))
 
 
+def _site(i, base=0):
+    """lowprec_jax.fold's documented site number of i under base (docs/training.md)."""
+    return int(_mix(_mix(base) ^ _mix(i + 1)))
+
+
+def _small_integer_step(rc, m, k, n, seed, key):
+    """x (m, k), w (k, n) and g (m, n) of small integers (-8..8), and quantized_dot_general's
+    (y, dx, dw) for them with ``rc`` and ``key``."""
+    rng = np.random.default_rng(seed)
+    x, w, g = (rng.integers(-8, 9, s).astype(np.float32) for s in ((m, k), (k, n), (m, n)))
+    y, vjp = jax.vjp(lambda x, w: quantized_dot_general(x, w, DN, rc, key=key), x, w)
+    return (x, w, g), (y, *vjp(jnp.asarray(g)))
+
+
 def test_stochastic_operands_take_the_documented_words():
     """Each stochastically rounded operand draws key_words(fold(k, i)) at its own shape: the
     forward X and W i = 0, 1, the backward dY, W, X, dY (in that order) fold(fold(k, 7), i)
@@ -291,15 +305,12 @@ def test_stochastic_operands_take_the_documented_words():
         y, vjp = jax.vjp(lambda x, w: quantized_dot_general(x, w, DN, rc, key=key), x, w)
         dx, dw = vjp(jnp.asarray(g))
 
-    def site(i, base=0):                          # fold's documented site numbers
-        return int(_mix(_mix(base) ^ _mix(i + 1)))
-
     def fq(q, v, axis, s):
         return core_parts(q, v, axis, rbits=key_words(key, v.shape, site=s))
-    b = site(7)
-    (fx, sx), (fw, sw) = fq(rc.fwd[0], x, -1, site(0)), fq(rc.fwd[1], w, -2, site(1))
-    (gd, sg), (wd, sw2) = fq(rc.dgrad[0], g, -1, site(0, b)), fq(rc.dgrad[1], w, -1, site(1, b))
-    (xw, sx2), (gw, sg2) = fq(rc.wgrad[0], x, -2, site(2, b)), fq(rc.wgrad[1], g, -2, site(3, b))
+    b = _site(7)
+    (fx, sx), (fw, sw) = fq(rc.fwd[0], x, -1, _site(0)), fq(rc.fwd[1], w, -2, _site(1))
+    (gd, sg), (wd, sw2) = fq(rc.dgrad[0], g, -1, _site(0, b)), fq(rc.dgrad[1], w, -1, _site(1, b))
+    (xw, sx2), (gw, sg2) = fq(rc.wgrad[0], x, -2, _site(2, b)), fq(rc.wgrad[1], g, -2, _site(3, b))
     acc = lp.hardware.preset("fp32-sequential")
     for got, ref in zip((y, dx, dw), (times_scales(lp.matmul(fx, fw, acc), sx, sw),
                                       times_scales(lp.matmul(gd, wd.T, acc), sg, sw2),
@@ -319,24 +330,16 @@ def test_stochastic_bfloat16_weight_gradient_takes_the_documented_words():
     rc = Recipe((sr, sr), (sr, sr), (sr, sr))
     assert _bf16_wgrad(rc, 512, 512) and not _bf16_wgrad(rc, 64, 512)
     assert _bf16_wgrad(recipe("bf16"), 64, 64)
-    rng = np.random.default_rng(12)
-    x = rng.integers(-8, 9, (16, 512)).astype(np.float32)
-    w = rng.integers(-8, 9, (512, 512)).astype(np.float32)
-    g = rng.integers(-8, 9, (16, 512)).astype(np.float32)
     key = jax.random.key(13)
-    y, vjp = jax.vjp(lambda x, w: quantized_dot_general(x, w, DN, rc, key=key), x, w)
-    dx, dw = vjp(jnp.asarray(g))
-
-    def site(i, base=0):
-        return int(_mix(_mix(base) ^ _mix(i + 1)))
+    (x, w, g), (y, dx, dw) = _small_integer_step(rc, 16, 512, 512, 12, key)
 
     def fq(v, axis, s):
         return lp.fake_quantize(v, "mxfp4_rceil", axis, "stochastic",
                                 rbits=key_words(key, v.shape, site=s)).astype(np.float64)
-    b = site(7)
-    want = (fq(x, -1, site(0)) @ fq(w, -2, site(1)),
-            fq(g, -1, site(0, b)) @ fq(w, -1, site(1, b)).T,
-            fq(x, -2, site(2, b)).T @ fq(g, -2, site(3, b)))
+    b = _site(7)
+    want = (fq(x, -1, _site(0)) @ fq(w, -2, _site(1)),
+            fq(g, -1, _site(0, b)) @ fq(w, -1, _site(1, b)).T,
+            fq(x, -2, _site(2, b)).T @ fq(g, -2, _site(3, b)))
     for got, ref in zip((y, dx, dw), want):
         assert np.array_equal(ref.astype(np.float32).astype(np.float64), ref)   # exact sums
         assert same(got, ref.astype(np.float32))
@@ -358,13 +361,8 @@ def test_weight_gradient_in_rht_groups_takes_the_documented_words(name):
     assert not any(_rht_in_blocks(q, 48) for q in rc.wgrad) or name == "nvfp4"
     assert not _rht_in_blocks(Quant("nvfp4_2d", rht=True), 64)
     assert not _rht_in_blocks(Quant("nvfp4"), 64)
-    rng = np.random.default_rng(14)
-    x = rng.integers(-8, 9, (64, 48)).astype(np.float32)
-    w = rng.integers(-8, 9, (48, 40)).astype(np.float32)
-    g = rng.integers(-8, 9, (64, 40)).astype(np.float32)
     key = jax.random.key(15)
-    _, vjp = jax.vjp(lambda x, w: quantized_dot_general(x, w, DN, rc, key=key), x, w)
-    dw = vjp(jnp.asarray(g))[1]
+    (x, w, g), (_, _, dw) = _small_integer_step(rc, 64, 48, 40, 14, key)
 
     def rht(v):                                   # along M, in float64 (exact here)
         m, n = v.shape
@@ -372,15 +370,12 @@ def test_weight_gradient_in_rht_groups_takes_the_documented_words(name):
         return np.einsum("bjk,ji->bik", v.astype(np.float64).reshape(m // 16, 16, n),
                          h).reshape(m, n).astype(np.float32)
 
-    def site(i, base=0):
-        return int(_mix(_mix(base) ^ _mix(i + 1)))
-
-    b = site(7)
+    b = _site(7)
     qx, qg = rc.wgrad
     kx = {} if qx.rounding != "stochastic" else dict(
-        rbits=key_words(key, x.shape, site=site(2, b)))
+        rbits=key_words(key, x.shape, site=_site(2, b)))
     xw, sx = core_parts(qx, rht(x), -2, **kx)         # core_parts applies the prescale
-    gw, sg = core_parts(qg, rht(g), -2, rbits=key_words(key, g.shape, site=site(3, b)))
+    gw, sg = core_parts(qg, rht(g), -2, rbits=key_words(key, g.shape, site=_site(3, b)))
     ref = xw.astype(np.float64).T @ gw.astype(np.float64)
     assert np.array_equal(ref.astype(np.float32).astype(np.float64), ref)   # exact sums
     want = times_scales(ref.astype(np.float32), sx, sg)
