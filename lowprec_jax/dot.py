@@ -24,6 +24,7 @@ core's exactly rounded ``lp.rht16``.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import operator
 from functools import partial
 
@@ -335,13 +336,30 @@ def _bf16_wgrad(rc, k, n):
     """Does the weight gradient quantize X^T and dY^T so that its product takes bfloat16
     operands (both quantizers give bfloat16s, the float32 dot is the backend's)? Always for
     scalar formats, whose rounding reads a transposed operand at full speed; for block
-    formats where K and N are both at least 512: a block quantizer reading its operand
-    transposed costs about as much as the bfloat16 product saves at d = 256, and more at
-    d = 64 (measured on XLA's CPU: the example's mxfp8 step 26.7 -> 48.8 ms under nnx.scan;
-    d = 1024 mxfp8 48.4 -> 43.0 ms; docs/training.md)."""
+    formats only where K and N are both at least 512 and the CPU multiplies bfloat16 on AMX
+    units (``amx_matmul``): a block quantizer reading its operand transposed costs about as
+    much as the bfloat16 product saves at d = 256, more at d = 64, and at d = 1024 it paid
+    only with AMX (measured on XLA's CPU, docs/training.md: the example's mxfp8 step 26.7
+    -> 48.8 ms under nnx.scan; d = 1024 mxfp8 48.4 -> 43.0 ms with AMX, 39.6 -> 41.5 ms on
+    AVX-512 bfloat16 without it)."""
     if rc.acc is not None or not all(_bf16_exact(q, flushed=True) for q in rc.wgrad):
         return False
-    return all(not (q.fmt is not None and q.is_block) for q in rc.wgrad) or min(k, n) >= 512
+    if all(not (q.fmt is not None and q.is_block) for q in rc.wgrad):
+        return True
+    return min(k, n) >= 512 and amx_matmul()
+
+
+@functools.cache
+def amx_matmul():
+    """Does this machine's CPU have AMX bfloat16 units (Linux's ``amx_bf16`` flag), on which
+    XLA's CPU multiplies bfloat16 matrices about four times as fast as float32 ones (without
+    them, about twice)? Only the speed of a product's form depends on it, never a quantized
+    value (the float32 dot's summation order is the backend's either way)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return any(line.startswith("flags") and " amx_bf16" in line for line in f)
+    except OSError:
+        return False
 
 
 def _qmm_bwd(rc, res, g):

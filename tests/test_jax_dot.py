@@ -318,18 +318,21 @@ def test_stochastic_operands_take_the_documented_words():
         assert same(got, ref)
 
 
-def test_stochastic_bfloat16_weight_gradient_takes_the_documented_words():
+@pytest.mark.parametrize("amx", [True, False])
+def test_stochastic_bfloat16_weight_gradient_takes_the_documented_words(amx, monkeypatch):
     """MX operands rounded stochastically whose weight-gradient product runs in bfloat16
-    (dot._bf16_wgrad: K and N of at least 512 for block formats; X and dY are quantized as
-    X^T and dY^T, the words transposed with them): each operand's values are the core's with
-    key_words at its own shape, and the products equal float64 sums of them, exact here
-    (small integers quantized to MXFP4: every sum fits float32), so the backend's summation
-    order cannot show."""
-    from lowprec_jax.dot import _bf16_wgrad
+    (dot._bf16_wgrad: K and N of at least 512 for block formats, on a CPU with AMX; X and dY
+    are quantized as X^T and dY^T, the words transposed with them) or, without AMX, in
+    float32 on X and dY quantized in place: either way each operand's values are the core's
+    with key_words at its own shape, and the products equal float64 sums of them, exact
+    here (small integers quantized to MXFP4: every sum fits float32), so the backend's
+    summation order cannot show."""
+    from lowprec_jax import dot
+    monkeypatch.setattr(dot, "amx_matmul", lambda: amx)
     sr = Quant("mxfp4_rceil", "stochastic")
     rc = Recipe((sr, sr), (sr, sr), (sr, sr))
-    assert _bf16_wgrad(rc, 512, 512) and not _bf16_wgrad(rc, 64, 512)
-    assert _bf16_wgrad(recipe("bf16"), 64, 64)
+    assert dot._bf16_wgrad(rc, 512, 512) == amx and not dot._bf16_wgrad(rc, 64, 512)
+    assert dot._bf16_wgrad(recipe("bf16"), 64, 64)
     key = jax.random.key(13)
     (x, w, g), (y, dx, dw) = _small_integer_step(rc, 16, 512, 512, 12, key)
 
