@@ -42,14 +42,22 @@ from .stream import Words, fold
 __all__ = ["Quant", "Recipe", "recipe", "recipes", "quantized_dot_general", "quantized_einsum"]
 
 
+def _rht_matrix(n, k=16):
+    """The RHT's float32 matrix for groups of k (a multiple of 16) along an axis of length n:
+    k / 16 copies of ``lp.hadamard.rht16_matrix`` on the diagonal (the added entries are
+    exact zeros), or a ValueError naming n."""
+    if n % k:
+        raise ValueError(f"the random Hadamard transform needs the contracted axis to be a "
+                         f"multiple of {k}, got length {n}")
+    return jnp.asarray(np.kron(np.eye(k // 16), rht16_matrix()), jnp.float32)
+
+
 def _rht(x, axis):
     """16-point RHT along ``axis`` (float32, highest precision)."""
     n = x.shape[axis]
-    if n % 16:
-        raise ValueError(f"the random Hadamard transform needs the contracted axis to be a "
-                         f"multiple of 16, got length {n}")
+    h = _rht_matrix(n)
     x = jnp.moveaxis(x, axis, -1)
-    y = x.reshape(x.shape[:-1] + (n // 16, 16)) @ jnp.asarray(rht16_matrix(), jnp.float32)
+    y = x.reshape(x.shape[:-1] + (n // 16, 16)) @ h
     return jnp.moveaxis(y.reshape(x.shape), -1, axis)
 
 
@@ -74,13 +82,9 @@ def _rht_blocks(q, x, key):
     exact zeros (a sum of signed zeros alone may come out +0 where it was -0)."""
     B, M, K = x.shape
     k = _B.block_format(q.fmt).k
-    if M % k:
-        raise ValueError(f"the random Hadamard transform before {k}-element blocks needs the "
-                         f"contracted axis to be a multiple of {k}, got length {M}")
+    h = _rht_matrix(M, k)
     groups = x.astype(jnp.float32).reshape(B, M // k, k, K)
-    h = np.kron(np.eye(k // 16), rht16_matrix())
-    y = lax.dot_general(groups, jnp.asarray(h, jnp.float32),
-                        (((2,), (0,)), ((), ())), precision=lax.Precision.HIGHEST)
+    y = lax.dot_general(groups, h, (((2,), (0,)), ((), ())), precision=lax.Precision.HIGHEST)
     words = None
     if q.rounding == "stochastic" and key is not None:      # x's words, at y's places
         words = Words.of(key, groups.shape).swap(2, 3)
@@ -183,7 +187,8 @@ def _product(a, b, acc, qa=None, qb=None, ca=-1, cb=-2, groups=False):
     # for an nvfp4 step's 24 scalar alphas, so not on the float32 dot's path); the float32
     # dot's by the backend, as the dot itself (XLA's CPU flushes a subnormal alpha or
     # result to zero, as it flushes the dot's subnormal products)
-    mul, div = (_mul_f32, _div_f32) if acc is not None else (operator.mul, operator.truediv)
+    mul, div = ((partial(_ieee, "mul"), partial(_ieee, "div")) if acc is not None
+                else (operator.mul, operator.truediv))
     if acc is None:
         n = a.ndim
         batch = tuple(range(n - 2))
@@ -221,17 +226,13 @@ def _product(a, b, acc, qa=None, qb=None, ca=-1, cb=-2, groups=False):
     return epilogue(y, qa, qb, ta, tb, mul=mul, div=div)
 
 
-def _mul_f32(u, v, op="mul"):
-    """u x v, float32, rounded once as IEEE says whatever the backend flushes (``_f32``)."""
+def _ieee(op, u, v):
+    """u op v for ``op`` "mul" or "div", float32, rounded once as IEEE says (``_f32``), whatever
+    the backend flushes (and XLA's CPU divides by a constant through its reciprocal)."""
     from . import _f32 as F  # noqa: PLC0415
     bits = lambda z: lax.bitcast_convert_type(jnp.asarray(z, jnp.float32), jnp.uint32)  # noqa
     u, v = jnp.broadcast_arrays(bits(u), bits(v))
     return lax.bitcast_convert_type(getattr(F, op)(u, v), jnp.float32)
-
-
-def _div_f32(u, v):
-    """u / v, float32, rounded once as IEEE says (XLA's CPU divides by a reciprocal)."""
-    return _mul_f32(u, v, "div")
 
 
 def _bf16_exact(q, flushed=False):

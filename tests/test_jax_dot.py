@@ -388,6 +388,20 @@ def test_weight_gradient_in_rht_groups_takes_the_documented_words(name):
     assert same(dw, want)
 
 
+def test_rht_needs_groups_of_16_and_says_so():
+    """The weight gradient's RHT along M needs M a multiple of 16: otherwise a ValueError
+    naming the length (NVFP4, M = 24). MX's 32-element blocks take the transform's groups
+    only where M is a multiple of 32; M = 48 takes the transposed path and runs."""
+    from lowprec_jax.dot import _rht_in_blocks
+    w = np.ones((32, 16), np.float32)
+    grad = lambda x, rc: jax.grad(lambda w: jnp.sum(quantized_dot_general(  # noqa: E731
+        x, w, DN, rc, key=jax.random.key(0))))(w)
+    with pytest.raises(ValueError, match="multiple of 16, got length 24"):
+        grad(np.ones((24, 32), np.float32), "nvfp4")
+    assert not _rht_in_blocks(recipe("mxfp4").wgrad[0], 48)
+    assert np.all(np.isfinite(np.asarray(grad(np.ones((48, 32), np.float32), "mxfp4"))))
+
+
 def test_any_dimension_numbers_match_dot_general_without_quantization():
     """With recipe 'none' the canonicalisation must reproduce dot_general's layout."""
     rng = np.random.default_rng(1)
