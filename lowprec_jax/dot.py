@@ -14,17 +14,16 @@ scalar element formats, by ``lowprec_jax.matmul`` bit for bit (``jax_enable_x64`
 every value both quantizers give is a bfloat16 (``_bf16_exact``: bf16 and FP8 scalars, MX
 FP4 / FP6 / INT8; MX FP8 on XLA's CPU, whose float32 products treat the subnormal values
 bfloat16 cannot hold as zeros anyway) and the product has a form XLA's CPU multiplies in its
-fast bfloat16 matmul (the forward product, the input gradient's, and the weight gradient's
-after an RHT), they go to ``dot_general`` as bfloat16 with float32 results: the same values,
-exact products, half the bytes to write and read, and on this CPU's bfloat16 units a product
-four times as fast (docs/training.md, "What a step costs").
+fast bfloat16 matmul (the forward product, the input gradient's, and the weight gradient's,
+whose X^T is written out for it), they go to ``dot_general`` as bfloat16 with float32
+results: the same values, exact products, half the bytes to write and read, and on this
+CPU's bfloat16 units a product two to four times as fast (docs/training.md, "What a step costs").
 The RHT here is a float32 matmul with the +-1/4 matrix (sums in the backend's order), not the
 core's exactly rounded ``lp.rht16``.
 """
 from __future__ import annotations
 
 import dataclasses
-import functools
 import operator
 from functools import partial
 
@@ -177,11 +176,12 @@ def _product(a, b, acc, qa=None, qb=None, ca=-1, cb=-2, groups=False):
     are batch axes) in float32 (or through the accumulator model), then ``epilogue``: times
     the tensor scales, divided by the prescale factors (the accumulator model's result
     multiplied exactly, the float32 dot's by the backend, as the dot itself). The float32
-    product takes transposed operands as dot_general's contracting axes, so that XLA need
-    not write a transposed copy of a quantized operand (on its CPU, a quantizer fused with
-    a transpose ran ten times slower). ``groups``: a and b are ``_rht_blocks`` layouts (B,
-    M / k, K, k) and (B, M / k, N, k), contracted over M (their axes 1 and 3; the float32
-    dot only)."""
+    product takes transposed operands as dot_general's contracting axes (on XLA's CPU, a
+    quantizer fused with a transpose ran ten times slower), except a's first axis on XLA's
+    CPU, which multiplies that form only in its slow float32 dot: there a^T is written out
+    (``_swapped``) and the product takes the forward form. ``groups``: a and b are
+    ``_rht_blocks`` layouts (B, M / k, K, k) and (B, M / k, N, k), contracted over M (their
+    axes 1 and 3; the float32 dot only)."""
     (a, ta), (b, tb) = a, b
     # the accumulator model's result multiplied exactly (bit-level float32: 2 s of compile
     # for an nvfp4 step's 24 scalar alphas, so not on the float32 dot's path); the float32
@@ -191,13 +191,19 @@ def _product(a, b, acc, qa=None, qb=None, ca=-1, cb=-2, groups=False):
                 else (operator.mul, operator.truediv))
     if acc is None:
         n = a.ndim
-        batch = tuple(range(n - 2))
-        both_last = ca % n == n - 1 and cb % n == n - 1 and not groups
-        forward_form = ca % n == n - 1 and cb % n == n - 2
-        dims = ((((1, 3), (1, 3)), ((0,), (0,))) if groups else
-                (((ca % n,), (cb % n,)), (batch, batch)))
+        exact = _bf16_exact(qa) and _bf16_exact(qb)
+        flushed = _bf16_exact(qa, flushed=True) and _bf16_exact(qb, flushed=True)
 
-        def dot(a, b, dtype=jnp.float32):
+        def dot(a, b, ca, bf16):
+            """The float32 product contracting a's axis ca (bfloat16 operands where bf16
+            and the form is one XLA's CPU hands to its fast bfloat16 matmul: both operands
+            contract their last axis, or a's last with b's first, or the groups)."""
+            both_last = ca % n == n - 1 and cb % n == n - 1 and not groups
+            forward_form = ca % n == n - 1 and cb % n == n - 2
+            dtype = jnp.bfloat16 if bf16 and (both_last or forward_form or groups) \
+                else jnp.float32
+            dims = ((((1, 3), (1, 3)), ((0,), (0,))) if groups else
+                    (((ca % n,), (cb % n,)), (tuple(range(n - 2)),) * 2))
             y = lax.dot_general(a.astype(dtype), b.astype(dtype), dims,
                                 precision=lax.Precision.HIGHEST,
                                 preferred_element_type=jnp.float32)
@@ -208,22 +214,43 @@ def _product(a, b, acc, qa=None, qb=None, ca=-1, cb=-2, groups=False):
             # stay themselves when swapped)
             return lax.optimization_barrier(y) if dtype == jnp.bfloat16 and not both_last \
                 else y
-        # bfloat16 operands where both contract their last axis, or in the forward form
-        # (a's last with b's first), or over the groups: the forms XLA's CPU hands to its
-        # fast bfloat16 matmul
-        fast = both_last or forward_form or groups
-        if fast and _bf16_exact(qa) and _bf16_exact(qb):
-            y = dot(a, b, jnp.bfloat16)
-        elif fast and _bf16_exact(qa, flushed=True) and _bf16_exact(qb, flushed=True):
-            y = lax.platform_dependent(a, b, cpu=partial(dot, dtype=jnp.bfloat16), default=dot)
+
+        def on_cpu(a, b):
+            # a contracting its first axis (X of the weight gradient): XLA's CPU multiplies
+            # that form only in its slow float32 dot, so a^T is written out (``_swapped``, in
+            # bfloat16 where the product takes it) and the product takes the forward form
+            if ca % n == n - 2 and not groups:
+                return dot(_swapped(a.astype(jnp.bfloat16 if flushed else jnp.float32)), b,
+                           -1, flushed)
+            return dot(a, b, ca, flushed)
+        # flushed: bfloat16 on XLA's CPU only, whose float32 products flush what bfloat16
+        # cannot hold (``_bf16_exact``)
+        if (ca % n == n - 2 and not groups) or (flushed and not exact):
+            y = lax.platform_dependent(a, b, cpu=on_cpu, default=partial(dot, ca=ca, bf16=exact))
         else:
-            y = dot(a, b)
+            y = dot(a, b, ca, exact)
     else:
         assert not groups, "the accumulator model takes (batch, M, K) operands"
         from .matmul import matmul  # noqa: PLC0415
         sw = (lambda t, f: jnp.swapaxes(t, -1, -2) if f else t)  # noqa: E731
         y = matmul(sw(a, ca == -2), sw(b, cb == -1), acc)
     return epilogue(y, qa, qb, ta, tb, mul=mul, div=div)
+
+
+def _swapped(v):
+    """v (..., R, C) as (..., C, R), written out by a computation of its own: a ``lax.cond``
+    whose two branches are the same transpose, flattened (so that XLA's layout assignment
+    cannot make the transpose a view whose reader does the transposing). XLA's CPU would
+    otherwise fuse the transpose into v's producer (a quantizer writing its result
+    transposed runs several times slower than in place) or fold it into the product's
+    contracting axes (a form it multiplies only in float32). The copy costs what writing
+    v once costs (256 x 1024 bfloat16: 0.03 ms)."""
+    *lead, r, c = v.shape
+
+    def swap(a):
+        return jnp.swapaxes(a, -1, -2).reshape(*lead, c * r)
+    first = v[(0,) * v.ndim]          # the predicate must be read at run time (NaN: False)
+    return lax.cond(first == first, swap, swap, v).reshape(*lead, c, r)
 
 
 def _ieee(op, u, v):
@@ -333,36 +360,6 @@ def _qmm_fwd(x, w, key, rc):
     return y, (keep_x, keep_w, key, jnp.zeros((0,), x.dtype), jnp.zeros((0,), w.dtype))
 
 
-def _bf16_wgrad(rc, k, n):
-    """Does the weight gradient quantize X^T and dY^T so that its product takes bfloat16
-    operands (both quantizers give bfloat16s, the float32 dot is the backend's)? Always for
-    scalar formats, whose rounding reads a transposed operand at full speed; for block
-    formats only where K and N are both at least 512 and the CPU multiplies bfloat16 on AMX
-    units (``amx_matmul``): a block quantizer reading its operand transposed costs about as
-    much as the bfloat16 product saves at d = 256, more at d = 64, and at d = 1024 it paid
-    only with AMX (measured on XLA's CPU, docs/training.md: the example's mxfp8 step 26.7
-    -> 48.8 ms under nnx.scan; d = 1024 mxfp8 48.4 -> 43.0 ms with AMX, 39.6 -> 41.5 ms on
-    AVX-512 bfloat16 without it)."""
-    if rc.acc is not None or not all(_bf16_exact(q, flushed=True) for q in rc.wgrad):
-        return False
-    if all(not (q.fmt is not None and q.is_block) for q in rc.wgrad):
-        return True
-    return min(k, n) >= 512 and amx_matmul()
-
-
-@functools.cache
-def amx_matmul():
-    """Does this machine's CPU have AMX bfloat16 units (Linux's ``amx_bf16`` flag), on which
-    XLA's CPU multiplies bfloat16 matrices about four times as fast as float32 ones (without
-    them, about twice)? Only the speed of a product's form depends on it, never a quantized
-    value (the float32 dot's summation order is the backend's either way)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            return any(line.startswith("flags") and " amx_bf16" in line for line in f)
-    except OSError:
-        return False
-
-
 def _qmm_bwd(rc, res, g):
     x, w, key, x_dt, w_dt = res
     k = _keys(None if key is None else fold(key, 7), 4)
@@ -371,10 +368,8 @@ def _qmm_bwd(rc, res, g):
     reuse_w = _kept(rc.fwd[1], rc.dgrad[1])
     wd = w if reuse_w else _apply(rc.dgrad[1], w, -1, k[1])        # W blocked along N
     dx = _product(gd, wd, rc.acc, *rc.dgrad, cb=-1)
-    # X and dY blocked along M; where their quantization moves M last anyway, or where both
-    # give bfloat16s and reading them transposed costs less than the product saves, they
-    # are quantized as X^T and dY^T, and the product contracts the last axes of both (the
-    # form XLA's CPU runs in its bfloat16 matmul; X^T dY goes to a slower float32 dot)
+    # X and dY blocked along M, in place (the product writes X^T out on XLA's CPU); where
+    # their quantization moves M last anyway, as X^T and dY^T
     reuse_x = _kept(rc.fwd[0], rc.wgrad[0])
     same_g = rc.dgrad[0] == rc.wgrad[1] and _axis_free(rc.dgrad[0])
     if (rc.acc is None and not reuse_x and not same_g
@@ -383,9 +378,8 @@ def _qmm_bwd(rc, res, g):
         xw, gw = _rht_blocks(rc.wgrad[0], x, k[2]), _rht_blocks(rc.wgrad[1], g32, k[3])
         dw = _product(xw, gw, None, *rc.wgrad, groups=True)
         return dx.astype(x_dt.dtype), dw.astype(w_dt.dtype), None
-    bf16 = _bf16_wgrad(rc, (x[0] if reuse_x else x).shape[-1], g.shape[-1])
-    tx = not reuse_x and (bf16 or _moves_last(rc.wgrad[0]))
-    tg = not same_g and (bf16 or _moves_last(rc.wgrad[1]))
+    tx = not reuse_x and _moves_last(rc.wgrad[0])
+    tg = not same_g and _moves_last(rc.wgrad[1])
     xw = x if reuse_x else _apply(rc.wgrad[0], x, -2, k[2], last=tx)
     gw = gd if same_g else _apply(rc.wgrad[1], g32, -2, k[3], last=tg)
     dw = _product(xw, gw, rc.acc, *rc.wgrad, ca=-1 if tx else -2, cb=-1 if tg else -2)

@@ -277,11 +277,12 @@ def _site(i, base=0):
     return int(_mix(_mix(base) ^ _mix(i + 1)))
 
 
-def _small_integer_step(rc, m, k, n, seed, key):
-    """x (m, k), w (k, n) and g (m, n) of small integers (-8..8), and quantized_dot_general's
-    (y, dx, dw) for them with ``rc`` and ``key``."""
+def _small_integer_step(rc, m, k, n, seed, key, scale=1):
+    """x (m, k), w (k, n) and g (m, n) of small integers (-8..8, times ``scale``), and
+    quantized_dot_general's (y, dx, dw) for them with ``rc`` and ``key``."""
     rng = np.random.default_rng(seed)
-    x, w, g = (rng.integers(-8, 9, s).astype(np.float32) for s in ((m, k), (k, n), (m, n)))
+    x, w, g = (rng.integers(-8, 9, s).astype(np.float32) * np.float32(scale)
+               for s in ((m, k), (k, n), (m, n)))
     y, vjp = jax.vjp(lambda x, w: quantized_dot_general(x, w, DN, rc, key=key), x, w)
     return (x, w, g), (y, *vjp(jnp.asarray(g)))
 
@@ -318,27 +319,25 @@ def test_stochastic_operands_take_the_documented_words():
         assert same(got, ref)
 
 
-@pytest.mark.parametrize("amx", [True, False])
-def test_stochastic_bfloat16_weight_gradient_takes_the_documented_words(amx, monkeypatch):
-    """MX operands rounded stochastically whose weight-gradient product runs in bfloat16
-    (dot._bf16_wgrad: K and N of at least 512 for block formats, on a CPU with AMX; X and dY
-    are quantized as X^T and dY^T, the words transposed with them) or, without AMX, in
-    float32 on X and dY quantized in place: either way each operand's values are the core's
-    with key_words at its own shape, and the products equal float64 sums of them, exact
-    here (small integers quantized to MXFP4: every sum fits float32), so the backend's
-    summation order cannot show."""
-    from lowprec_jax import dot
-    monkeypatch.setattr(dot, "amx_matmul", lambda: amx)
-    sr = Quant("mxfp4_rceil", "stochastic")
+@pytest.mark.parametrize("fmt", ["mxfp4_rceil", "e4m3"])
+def test_stochastic_bfloat16_weight_gradient_takes_the_documented_words(fmt):
+    """Operands rounded stochastically (MX blocks, or a scalar format) whose weight-gradient
+    product runs in bfloat16 on X^T written out (dot._swapped: X and dY are quantized in
+    place, blocked along M, and the product takes the forward form): each operand's values
+    are the core's with key_words at its own shape, and the products equal float64 sums of
+    them, exact here (integers, times 17 for E4M3 so that they round: every sum fits
+    float32), so the backend's summation order cannot show."""
+    sr = Quant(fmt, "stochastic")
     rc = Recipe((sr, sr), (sr, sr), (sr, sr))
-    assert dot._bf16_wgrad(rc, 512, 512) == amx and not dot._bf16_wgrad(rc, 64, 512)
-    assert dot._bf16_wgrad(recipe("bf16"), 64, 64)
     key = jax.random.key(13)
-    (x, w, g), (y, dx, dw) = _small_integer_step(rc, 16, 512, 512, 12, key)
+    (x, w, g), (y, dx, dw) = _small_integer_step(rc, 16, 512, 512, 12, key,
+                                                 17 if fmt == "e4m3" else 1)
 
     def fq(v, axis, s):
-        return lp.fake_quantize(v, "mxfp4_rceil", axis, "stochastic",
-                                rbits=key_words(key, v.shape, site=s)).astype(np.float64)
+        rbits = key_words(key, v.shape, site=s)
+        if fmt == "e4m3":
+            return lp.round(v, fmt, "stochastic", rbits=rbits).astype(np.float64)
+        return lp.fake_quantize(v, fmt, axis, "stochastic", rbits=rbits).astype(np.float64)
     b = _site(7)
     want = (fq(x, -1, _site(0)) @ fq(w, -2, _site(1)),
             fq(g, -1, _site(0, b)) @ fq(w, -1, _site(1, b)).T,
@@ -346,6 +345,19 @@ def test_stochastic_bfloat16_weight_gradient_takes_the_documented_words(amx, mon
     for got, ref in zip((y, dx, dw), want):
         assert np.array_equal(ref.astype(np.float32).astype(np.float64), ref)   # exact sums
         assert same(got, ref.astype(np.float32))
+
+
+@pytest.mark.parametrize("first", [1.5, np.nan])
+def test_swapped_copy_is_the_transpose(first):
+    """dot._swapped writes v^T out through a lax.cond whose predicate reads v's first value
+    (False for NaN): either branch gives the transpose's bits, under jit and vmap."""
+    from lowprec_jax.dot import _swapped
+    v = np.arange(2 * 3 * 5, dtype=np.float32).reshape(2, 3, 5) - 7.25
+    v[0, 0, 0] = first
+    want = np.swapaxes(v, -1, -2)
+    assert same(jax.jit(_swapped)(v), want)
+    assert same(jax.vmap(_swapped)(v), want)
+    assert same(_swapped(v[0]), want[0])
 
 
 @pytest.mark.parametrize("name", ["nvfp4", "mxfp4", "mxfp4_backward"])
