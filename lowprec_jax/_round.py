@@ -283,12 +283,14 @@ def scaled_values_ok(P, e_min, nonnegative=False):
     """Can ``round_scaled_values`` round to the plan ``P`` with scale exponents >= ``e_min``?
     A float32 work type, a sign-magnitude element format (or, for ``nonnegative`` inputs, an
     unsigned one: the same magnitudes) whose subnormals keep its mantissa width, saturating,
-    every grid step (2^(emin - man_bits + e)) at least 2^-149, and a mode whose decision reads
+    every grid step (2^(emin - man_bits + e)) at least 2^-149, the largest value times 2^e a
+    normal float32, and a mode whose decision reads
     at most 32 discarded bits (SR: srff with up to 32 random bits)."""
     kinds = ("sign_magnitude", "unsigned") if nonnegative else ("sign_magnitude",)
     return (P.work_bits == 32 and P.kind in kinds and P.code_base == 0
             and P.sub_man_bits == P.man_bits and 0 < P.man_bits <= 22
             and P.overflow == "saturate" and P.emin - P.man_bits + e_min >= -149
+            and (int(P.max_pos_bits) >> 23) + e_min >= 1
             and P.mode in _LEAN_MODES
             and (P.mode != "stochastic" or (P.sr_variant == "srff" and P.sr_bits <= 32)))
 
@@ -298,40 +300,47 @@ def round_scaled_values(ub, e, Rl, P):
     and int32 scale exponents ``e`` (broadcast): the value ``_round_bits`` gives a block
     element, then the exact product by the block scale, on integers alone (no float32
     arithmetic, so no backend's subnormal flushing can change a bit) and without forming
-    x 2^-e: x's significand is cut at x's own exponent minus e. ``Rl``: the random words
-    (stochastic rounding; None otherwise). Finite x, or Inf (saturated to the largest value);
-    the caller gives NaN blocks their NaN. Only where ``scaled_values_ok``."""
+    x 2^-e. The grid at x has the step 2^s, s = max(E, emin + e) - man_bits (E: x's
+    exponent), which is x's last place times 2^d; x's significand sig loses its d low bits
+    as ``P`` decides from them (rem) and the kept part (q). Where q >= 1 (d <= 23) the result
+    is x's bits with the d low bits cleared plus the increment at bit d (a carry moves into
+    the exponent field, which the bits of a float32 allow); where q = 0, x lies below one
+    step and the result is 0 or 2^s. Then the largest value times 2^e caps it (saturation,
+    and Inf). ``Rl``: the random words (stochastic rounding; None otherwise). Finite x, or
+    Inf (saturated to the largest value); the caller gives NaN blocks their NaN. Only where
+    ``scaled_values_ok``."""
     mt, emin = P.man_bits, P.emin
     # lax operations (jnp's operators trace several times slower; every block site runs this)
     u, i = np.uint32, np.int32
     I32 = jnp.int32
     e = lax.convert_element_type(e, I32)               # int64 under jax_enable_x64
     a = lax.bitwise_and(ub, u(0x7FFFFFFF))
-    ew = lax.convert_element_type(lax.shift_right_logical(a, u(23)), I32)
-    sig = lax.bitwise_or(lax.bitwise_and(a, u(0x7FFFFF)),
-                         lax.shift_left(lax.convert_element_type(lax.ne(ew, i(0)), U32), u(23)))
-    e_sig = lax.sub(lax.max(ew, i(1)), i(150))         # |x| = sig 2^e_sig
-    msb = lax.sub(lax.convert_element_type(lax.shift_right_logical(lax.bitcast_convert_type(
-        lax.convert_element_type(sig, jnp.float32), U32), u(23)), I32), i(127))
-    Ey = lax.sub(lax.add(msb, e_sig), e)               # floor(log2 |x 2^-e|), subnormal x too
-    Et = lax.max(Ey, i(emin))
-    sh_full = lax.sub(lax.add(lax.sub(Et, i(mt)), e), e_sig)  # sig's bits below the grid
-    sh = lax.convert_element_type(lax.min(sh_full, i(31)), U32)
-    q = lax.shift_right_logical(sig, sh)
-    rem = lax.sub(sig, lax.shift_left(q, sh))          # sig itself where sh_full > 23
+    ewc = lax.max(lax.convert_element_type(lax.shift_right_logical(a, u(23)), I32), i(1))
+    # |x| = sig 2^(ewc - 150): the implicit bit set where x is normal, a itself where not
+    sig = lax.sub(a, lax.convert_element_type(lax.shift_left(lax.sub(ewc, i(1)), i(23)), U32))
+    # the place of sig's leading one, from its float32 (exact): 23 where x is normal
+    lead = lax.convert_element_type(lax.shift_right_logical(lax.bitcast_convert_type(
+        lax.convert_element_type(sig, jnp.float32), U32), u(23)), I32) - i(127)
+    # d = s - (ewc - 150): the grid's step over x's last place, in x's binade (lead - mt)
+    # or, below the element's normal range, emin + e - mt over it
+    top = lax.add(e, i(emin + 127 + 23 - mt))
+    d = lax.max(lax.sub(lead, i(mt)), lax.sub(top, ewc))
+    dc = lax.convert_element_type(lax.min(d, i(31)), U32)
+    rem = lax.bitwise_and(sig, lax.sub(lax.shift_left(u(1), dc), u(1)))
+    q = lax.shift_right_logical(sig, dc)
     mode = P.mode
     if mode in ("nearest_even", "nearest_away"):
-        # 2 rem against the step 2^sh (rem < 2^24, sh <= 31: no overflow; sh = 0: rem = 0):
+        # 2 rem against 2^dc (rem < 2^24, dc <= 31: no overflow; dc = 0: rem = 0):
         # nearest-away goes up from the half, nearest-even past it, or at it when q is odd
-        two_rem, step = lax.shift_left(rem, u(1)), lax.shift_left(u(1), sh)
+        two_rem, step = lax.shift_left(rem, u(1)), lax.shift_left(u(1), dc)
         if mode == "nearest_even":
             inc = lax.gt(lax.add(two_rem, lax.bitwise_and(q, u(1))), step)
         else:
             inc = lax.ge(two_rem, step)
     elif mode == "stochastic":                         # srff: t + R >= 2^r, t = D's top r bits
         r = P.sr_bits
-        up_sh = lax.convert_element_type(lax.clamp(i(0), lax.sub(i(32), sh_full), i(31)), U32)
-        dn_sh = lax.convert_element_type(lax.clamp(i(0), lax.sub(sh_full, i(32)), i(31)), U32)
+        up_sh = lax.convert_element_type(lax.clamp(i(0), lax.sub(i(32), d), i(31)), U32)
+        dn_sh = lax.convert_element_type(lax.clamp(i(0), lax.sub(d, i(32)), i(31)), U32)
         Dh = lax.shift_right_logical(lax.shift_left(rem, up_sh), dn_sh)
         t = lax.shift_right_logical(Dh, u(32 - r))
         R = lax.bitwise_and(Rl, u((1 << r) - 1)) if r < 32 else Rl
@@ -344,27 +353,16 @@ def round_scaled_values(ub, e, Rl, P):
         inc = lax.bitwise_and(lax.ne(rem, u(0)), lax.eq(lax.bitwise_and(q, u(1)), u(0)))
     else:                                              # toward zero
         inc = lax.full_like(rem, False, jnp.bool_)
-    # q may reach 2^(mt+1) (a carry into the next binade), left as it is: q 2^(Et - mt) is
-    # still the value, the overflow test below still holds (with Et < e_max, q 2^(Et - mt) <=
-    # 2^e_max <= the largest value), and the bits are built from q whatever its width
-    q = lax.add(q, lax.convert_element_type(inc, U32))
-    mb = int(P.max_pos_bits)
-    e_max, q_max = (mb >> 23) - 127, ((mb & 0x7FFFFF) | 0x800000) >> (23 - mt)
-    ovf = lax.bitwise_or(lax.gt(Et, i(e_max)),
-                         lax.bitwise_and(lax.eq(Et, i(e_max)), lax.gt(q, u(q_max))))
-    q = jnp.where(ovf, u(q_max), q)
-    Et = jnp.where(ovf, i(e_max), Et)
-    j = lax.add(lax.sub(Et, i(mt)), e)                 # value = q 2^j, q <= 2^(mt+1)
-    fq = lax.bitcast_convert_type(lax.convert_element_type(q, jnp.float32), U32)   # exact
-    ef = lax.add(lax.convert_element_type(lax.shift_right_logical(fq, u(23)), I32), j)
-    normal = lax.add(fq, lax.convert_element_type(lax.shift_left(j, i(23)), U32))
-    sub = lax.shift_left(q, lax.convert_element_type(lax.clamp(i(0), lax.add(j, i(149)),
-                                                               i(31)), U32))
-    v = jnp.where(lax.ge(ef, i(1)), normal, sub)       # subnormal: q 2^(j+149)
-    v = jnp.where(lax.gt(ef, i(254)), u(0x7F800000), v)
-    zero = lax.eq(q, u(0))
-    v = jnp.where(zero, u(0), v)
+    incu = lax.convert_element_type(inc, U32)
+    cut = lax.add(lax.sub(a, rem), lax.shift_left(incu, dc))
+    # 2^s from the exponent field where it is normal (d >= 23: a normal x below one step,
+    # or a subnormal x's step from 2^-126 up), else x's own linear bits (1 << d)
+    one_step = jnp.where(lax.ge(d, i(23)), lax.convert_element_type(lax.shift_left(
+        lax.add(ewc, lax.sub(d, i(23))), i(23)), U32), lax.shift_left(u(1), dc))
+    v = jnp.where(lax.eq(q, u(0)), jnp.where(inc, one_step, u(0)), cut)
+    top_value = lax.add(i(int(P.max_pos_bits)), lax.shift_left(e, i(23)))   # normal
+    v = lax.min(v, lax.convert_element_type(top_value, U32))
     sign = lax.bitwise_and(ub, u(0x80000000))
     if not P.neg_zero:
-        sign = jnp.where(zero, u(0), sign)
+        sign = jnp.where(lax.eq(v, u(0)), u(0), sign)
     return lax.bitwise_or(v, sign)

@@ -400,6 +400,50 @@ def test_pow2_fake_quantize_in_place_equals_the_core(preset, mode, kw):
             shape, axis)
 
 
+def _every_scale_and_binade(elem_emax, k, sign_seed):
+    """Blocks whose floor-rule scale is each 2^e of E8M0's range in turn (the first element
+    2^(e + emax) is the block's amax), the other k - 1 elements 2^(e + emax - j) (j = 0..45:
+    the element's normal and subnormal ranges, values below one grid step, float32
+    subnormals) times significands at the rounding edges (ties, one ulp either side, the
+    largest), with random signs."""
+    mants = np.array([0, 1, 2, 0x7FFFFF, 0x400000, 0x3FFFFF, 0x400001, 0x200000, 0x1FFFFF,
+                      0x200001, 0x600000, 0x100000, 0x0FFFFF, 0x500000, 0x700000], np.uint32)
+    vals = []
+    for e in range(-127, 128 - elem_emax):
+        top = e + elem_emax
+        ex = np.arange(top, top - 46, -1)
+        bits = np.where(ex[:, None] >= -126, ((ex[:, None] + 127) << 23) | mants[None, :],
+                        (((1 << 23) | mants[None, :]).astype(np.int64)
+                         >> np.clip(-126 - ex[:, None], 0, 31)))
+        body = bits.astype(np.uint32).reshape(-1)
+        body = np.concatenate([body, np.zeros(-body.size % (k - 1), np.uint32)])
+        blocks = body.reshape(-1, k - 1)
+        head = np.full((blocks.shape[0], 1), (top + 127) << 23, np.uint32)
+        vals.append(np.concatenate([head, blocks], axis=1))
+    x = np.concatenate(vals).view(np.float32)
+    signs = np.random.default_rng(sign_seed).integers(0, 2, x.shape).astype(bool)
+    return np.where(signs, -x, x).astype(np.float32)
+
+
+@pytest.mark.parametrize("preset", ["mxfp8_e4m3", "mxfp8_e5m2", "mxfp6_e3m2", "mxfp6_e2m3",
+                                    "mxfp4"])
+@pytest.mark.parametrize("mode, kw", IN_PLACE_MODES[::2] + [("odd", {})])
+def test_pow2_in_place_rounding_at_every_scale_equals_the_core(preset, mode, kw):
+    """The in-place path's rounding step (``_round.round_scaled_values``: x's bits cut at the
+    grid's step, a value below one step rounded to 0 or the step, the largest value capping)
+    at every scale 2^-127 .. 2^(127 - emax) and across 46 binades below each block's amax,
+    along the last axis and the first, under ``jit`` (XLA's CPU flushes subnormals; the
+    step uses integers alone): the core's bits (``lp.fake_quantize``)."""
+    bf = lp.blocks.block_format(preset)
+    emax = int(np.floor(np.log2(float(lp.format(bf.elem).max))))
+    x = _every_scale_and_binade(emax, bf.k, 43)
+    assert x.shape[0] > 2000
+    for v, axis in ((x, -1), (np.ascontiguousarray(x.T), 0)):
+        want = lp.fake_quantize(v, preset, axis, mode, **kw)
+        got = jax.jit(lambda v: jb.fake_quantize(v, preset, axis, mode, **kw))(v)
+        assert np.array_equal(np.asarray(got).view(np.uint32), want.view(np.uint32)), axis
+
+
 @pytest.mark.parametrize("elem", ["float8_e4m3fn", "float8_e5m2", "float4_e2m1fn",
                                   "float6_e2m3fn", "float6_e3m2fn", "float8_e4m3fnuz"])
 def test_rceil_exponent_in_integers_equals_the_float32_product(elem):
