@@ -319,8 +319,8 @@ def round_scaled_values(ub, e, Rl, P):
     # |x| = sig 2^(ewc - 150): the implicit bit set where x is normal, a itself where not
     sig = lax.sub(a, lax.convert_element_type(lax.shift_left(lax.sub(ewc, i(1)), i(23)), U32))
     # the place of sig's leading one, from its float32 (exact): 23 where x is normal
-    lead = lax.convert_element_type(lax.shift_right_logical(lax.bitcast_convert_type(
-        lax.convert_element_type(sig, jnp.float32), U32), u(23)), I32) - i(127)
+    lead = lax.sub(lax.convert_element_type(lax.shift_right_logical(lax.bitcast_convert_type(
+        lax.convert_element_type(sig, jnp.float32), U32), u(23)), I32), i(127))
     # d = s - (ewc - 150): the grid's step over x's last place, in x's binade (lead - mt)
     # or, below the element's normal range, emin + e - mt over it
     top = lax.add(e, i(emin + 127 + 23 - mt))

@@ -215,17 +215,19 @@ def _product(a, b, acc, qa=None, qb=None, ca=-1, cb=-2, groups=False):
             return lax.optimization_barrier(y) if dtype == jnp.bfloat16 and not both_last \
                 else y
 
+        # a contracting its first axis (X of the weight gradient): XLA's CPU multiplies that
+        # form only in its slow float32 dot, so there a^T is written out (``_swapped``, in
+        # bfloat16 where the product takes it) and the product takes the forward form
+        first_axis = ca % n == n - 2 and not groups
+
         def on_cpu(a, b):
-            # a contracting its first axis (X of the weight gradient): XLA's CPU multiplies
-            # that form only in its slow float32 dot, so a^T is written out (``_swapped``, in
-            # bfloat16 where the product takes it) and the product takes the forward form
-            if ca % n == n - 2 and not groups:
+            if first_axis:
                 return dot(_swapped(a.astype(jnp.bfloat16 if flushed else jnp.float32)), b,
                            -1, flushed)
             return dot(a, b, ca, flushed)
         # flushed: bfloat16 on XLA's CPU only, whose float32 products flush what bfloat16
         # cannot hold (``_bf16_exact``)
-        if (ca % n == n - 2 and not groups) or (flushed and not exact):
+        if first_axis or (flushed and not exact):
             y = lax.platform_dependent(a, b, cpu=on_cpu, default=partial(dot, ca=ca, bf16=exact))
         else:
             y = dot(a, b, ca, exact)
@@ -246,6 +248,8 @@ def _swapped(v):
     contracting axes (a form it multiplies only in float32). The copy costs what writing
     v once costs (256 x 1024 bfloat16: 0.03 ms)."""
     *lead, r, c = v.shape
+    if v.size == 0:                   # nothing to write (and no first value to read)
+        return jnp.swapaxes(v, -1, -2)
 
     def swap(a):
         return jnp.swapaxes(a, -1, -2).reshape(*lead, c * r)

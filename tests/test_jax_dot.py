@@ -358,6 +358,20 @@ def test_swapped_copy_is_the_transpose(first):
     assert same(jax.jit(_swapped)(v), want)
     assert same(jax.vmap(_swapped)(v), want)
     assert same(_swapped(v[0]), want[0])
+    assert _swapped(np.zeros((3, 0, 4), np.float32)).shape == (3, 4, 0)
+
+
+@pytest.mark.parametrize("rc", ["bf16", "mxfp8", "mxfp4"])
+@pytest.mark.parametrize("m, n", [(0, 32), (32, 0)])
+def test_empty_operands_give_empty_products_and_gradients(rc, m, n):
+    """No rows (M = 0, the weight gradient's contracted axis) or no columns: the product and
+    both gradients have dot_general's shapes, and the gradient that sums over the empty axis
+    is zeros, as an empty sum is (dW for M = 0, dX for N = 0)."""
+    x, w = np.ones((m, 64), np.float32), np.ones((64, n), np.float32)
+    f = lambda x, w: jnp.sum(quantized_dot_general(x, w, DN, rc, key=jax.random.key(0)))  # noqa
+    y, (dx, dw) = jax.value_and_grad(f, argnums=(0, 1))(x, w)
+    assert (dx.shape, dw.shape) == (x.shape, w.shape) and float(y) == 0.0
+    assert same(dx, np.zeros_like(x)) and same(dw, np.zeros_like(w))
 
 
 @pytest.mark.parametrize("name", ["nvfp4", "mxfp4", "mxfp4_backward"])
